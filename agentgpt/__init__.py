@@ -1,0 +1,1 @@
+"""AgentGPT Sessions: the library the four services share (generated API stubs, runtime, clients, chain and IPFS access)."""

@@ -1,0 +1,1 @@
+"""EVM side of AgentGPT Sessions: contract deployment and EIP-712 signing helpers."""

@@ -1,0 +1,1 @@
+"""The `agentgpt` command line."""

@@ -1,0 +1,196 @@
+"""`agentgpt` — run the local stack, check its health, and look at sessions.
+
+    agentgpt up        start anvil, IPFS, the contracts and the four services; Ctrl-C stops everything
+    agentgpt status    health of every service of the running stack
+    agentgpt config    every AGENTGPT_* setting of every service, with defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_WORKDIR = Path(".agentgpt/stack")
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+async def _up(args: argparse.Namespace) -> int:
+    from agentgpt.lifecycle import Durations
+    from agentgpt.localnet.stack import LocalStack, StackOptions
+
+    options = StackOptions(
+        workdir=Path(args.workdir).resolve(),
+        base_port=0 if args.ports == "auto" else int(args.ports),
+        metrics_base=0 if args.ports == "auto" else args.metrics_base,
+        ipfs=not args.no_ipfs,
+        durations=Durations(args.draft_ttl, args.active_ttl, args.paused_ttl),
+    )
+    stack = LocalStack(options, progress=_print)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _print(f"starting the local stack in {options.workdir} ...")
+    starting = asyncio.create_task(stack.start())
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({starting, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if starting not in done:
+        starting.cancel()
+        with contextlib.suppress(BaseException):
+            await starting
+        await stack.stop()
+        return 130
+    waiter.cancel()
+    try:
+        starting.result()
+    except Exception as exc:
+        _print(f"error: the stack did not come up: {exc}")
+        return 1
+    _print("\nall four services SERVING:")
+    for name, info in stack.state()["services"].items():
+        _print(f"  {name:<16} grpc {info['grpc']:<22} metrics http://127.0.0.1:{info['metrics_port']}/metrics")
+    _print(f"  {'chains':<16} " + ", ".join(f"{c.name}={c.rpc_url} (id {c.chain_id})"
+                                           for c in stack.network.chains) if stack.network else "")
+    if stack.ipfs:
+        _print(f"  {'ipfs':<16} {stack.ipfs.api}")
+    _print(f"state: {options.workdir / 'stack.json'}; logs: {options.workdir}/*.log")
+    code = 0
+    if not args.no_demo:
+        code = await _demo(stack, stop)
+    if args.exit_after_demo:
+        stop.set()
+    else:
+        _print("\npress Ctrl-C to stop")
+    await stop.wait()
+    _print("\nstopping ...")
+    await stack.stop()
+    return code
+
+
+async def _demo(stack: Any, stop: asyncio.Event) -> int:
+    try:
+        from agentgpt.demo.treasury import run_demo
+    except ImportError:
+        _print("\n(the treasury demo is not part of this build; the stack runs without it)")
+        return 0
+    _print("\nrunning the seed's treasury session demo ...")
+    demo = asyncio.create_task(run_demo(stack.state(), progress=_print))
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({demo, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if demo not in done:
+        demo.cancel()
+        return 130
+    waiter.cancel()
+    try:
+        demo.result()
+    except Exception as exc:
+        _print(f"demo failed: {exc}")
+        return 1
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from agentgpt.clients import check_health
+    from agentgpt.errors import RpcError
+    from agentgpt.localnet.stack import SERVICE_NAMES, read_state
+
+    try:
+        state = read_state(Path(args.workdir))
+    except FileNotFoundError as exc:
+        _print(f"error: {exc}")
+        return 1
+    worst = 0
+    rows = []
+    for name, info in state["services"].items():
+        try:
+            status = await check_health(info["grpc"], SERVICE_NAMES.get(name, ""), timeout=args.timeout)
+        except RpcError as exc:
+            status = f"UNREACHABLE ({exc.code.name})"
+        if status != "SERVING":
+            worst = 1
+        rows.append({"service": name, "status": status, **info})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print(f"{'SERVICE':<16} {'STATUS':<26} {'GRPC':<22} METRICS")
+        for r in rows:
+            _print(f"{r['service']:<16} {r['status']:<26} {r['grpc']:<22} :{r['metrics_port']}")
+    return worst
+
+
+def _config(args: argparse.Namespace) -> int:
+    from agentgpt.runtime.config import ServerConfig, describe
+    from services.executor.config import ExecutorConfig
+    from services.indexer.config import IndexerConfig
+    from services.recovery_oracle.config import RecoveryConfig
+    from services.session.config import SessionConfig
+
+    sections: list[tuple[str, type[Any]]] = [
+        ("every service", ServerConfig), ("session", SessionConfig), ("executor", ExecutorConfig),
+        ("recovery_oracle", RecoveryConfig), ("indexer", IndexerConfig),
+    ]
+    for title, cls in sections:
+        rows = describe(cls)
+        if args.markdown:
+            _print(f"\n**{title}**\n\n| variable | default | meaning |\n|---|---|---|")
+            for var, default, doc in rows:
+                _print(f"| `{var}` | `{default}` | {doc} |")
+        else:
+            _print(f"\n{title}:")
+            for var, default, doc in rows:
+                _print(f"  {var:<34} {doc} (default: {default or '(empty)'})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentgpt", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the local stack (and the demo session); Ctrl-C stops it",
+                        description="Start two anvil chains, an IPFS node, deploy the contracts, start the four "
+                                    "services on loopback, wait until every one is SERVING, print the endpoints, "
+                                    "run the demo session, and stop everything on Ctrl-C/SIGTERM.")
+    up.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="where state, databases and logs go (default: %(default)s)")
+    up.add_argument("--ports", default="50051",
+                    help="first gRPC port (session; then executor, recovery_oracle, indexer), or 'auto' for free ports (default: %(default)s)")
+    up.add_argument("--metrics-base", type=int, default=9101, help="first /metrics port (default: %(default)s)")
+    up.add_argument("--no-ipfs", action="store_true", help="use the embedded content store instead of an IPFS node")
+    up.add_argument("--no-demo", action="store_true", help="only start the stack")
+    up.add_argument("--exit-after-demo", action="store_true", help="stop the stack once the demo has finished")
+    up.add_argument("--draft-ttl", type=int, default=3600, help="DRAFT limit in seconds (default: %(default)s)")
+    up.add_argument("--active-ttl", type=int, default=72 * 3600, help="ACTIVE limit in seconds (default: %(default)s)")
+    up.add_argument("--paused-ttl", type=int, default=24 * 3600, help="PAUSED limit in seconds (default: %(default)s)")
+
+    status = sub.add_parser("status", help="health of every service of the running local stack")
+    status.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="the stack's work directory (default: %(default)s)")
+    status.add_argument("--timeout", type=float, default=2.0, help="seconds per health check (default: %(default)s)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    config = sub.add_parser("config", help="list every AGENTGPT_* setting with its default")
+    config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "up":
+        return asyncio.run(_up(args))
+    if args.command == "status":
+        return asyncio.run(_status(args))
+    if args.command == "config":
+        return _config(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

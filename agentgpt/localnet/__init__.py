@@ -1,0 +1,1 @@
+"""Local stand-ins for production infrastructure (anvil chain, ...), shared by tests and `agentgpt up`."""

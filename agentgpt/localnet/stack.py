@@ -1,0 +1,213 @@
+"""The local stack behind `agentgpt up`: anvil chains, an IPFS node, the contracts deployed, and the
+four services as separate processes on loopback, each checked SERVING before it counts as up.
+
+Everything it starts lives under one work directory and is stopped in reverse order by `stop()`.
+`stack.json` in that directory tells `agentgpt status` (and the demo) where everything is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentgpt.chain.deploy import deploy_all
+from agentgpt.clients import check_health
+from agentgpt.errors import RpcError
+from agentgpt.lifecycle import Durations
+from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from agentgpt.localnet.processes import ServiceProcess
+from agentgpt.network import ChainInfo, Network, write_network
+
+# Dev accounts (anvil's public test keys) and their roles in the local stack.
+DEPLOYER_KEY = DEV_PRIVATE_KEYS[0]  # deploys, holds ORACLE_ROLE, relays owner requests
+EXECUTOR_KEY = DEV_PRIVATE_KEYS[1]
+OWNER_KEY = DEV_PRIVATE_KEYS[2]  # the demo session's owner
+
+SERVICES = ("session", "indexer", "executor", "recovery_oracle")
+SERVICE_NAMES = {
+    "session": "agentgpt.session.v1.SessionService",
+    "indexer": "agentgpt.indexer.v1.IndexerService",
+    "executor": "agentgpt.executor.v1.ExecutorService",
+    "recovery_oracle": "agentgpt.recovery.v1.RecoveryService",
+}
+
+
+@dataclass
+class StackOptions:
+    workdir: Path
+    # gRPC ports are base_port + 0..3 (session, executor, recovery_oracle, indexer), metrics ports
+    # metrics_base + 0..3; 0 picks free ports for everything (tests, several stacks on one machine).
+    base_port: int = 50051
+    metrics_base: int = 9101
+    # The local chains simulate the seed's two-chain treasury spec with anvil instances.
+    chains: tuple[tuple[str, int], ...] = (("arbitrum", 31337), ("polygon", 31338))
+    ipfs: bool = True
+    durations: Durations = field(default_factory=Durations)
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    ready_timeout: float = 90.0
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions, progress: Callable[[str], None] = lambda _: None) -> None:
+        self.options = options
+        self.workdir = options.workdir
+        self._progress = progress
+        self._t0 = time.monotonic()
+        self.anvils: list[AnvilNode] = []
+        self.ipfs: Any = None
+        self.network: Network | None = None
+        self.services: dict[str, ServiceProcess] = {}
+
+    def say(self, msg: str) -> None:
+        self._progress(f"[{time.monotonic() - self._t0:6.1f}s] {msg}")
+
+    def _port(self, index: int, metrics: bool = False) -> str:
+        base = self.options.metrics_base if metrics else self.options.base_port
+        return str(base + index) if self.options.base_port else "0"
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        chains: list[ChainInfo] = []
+        for name, chain_id in self.options.chains:
+            node = AnvilNode(chain_id=chain_id, log_path=self.workdir / f"anvil-{name}.log")
+            self.anvils.append(node)
+            await asyncio.to_thread(node.start)
+            self.say(f"anvil '{name}' (chain {chain_id}) at {node.rpc_url}")
+            dep = await deploy_all(
+                node.rpc_url,
+                DEPLOYER_KEY,
+                durations=self.options.durations,
+                out=self.workdir / f"deployment-{name}.json",
+            )
+            self.say(f"contracts deployed on '{name}' at block {dep.deploy_block}: "
+                     + ", ".join(f"{k}={v}" for k, v in dep.contracts.items() if k != "SessionAccount"))
+            chains.append(ChainInfo(name=name, chain_id=chain_id, rpc_url=node.rpc_url,
+                                    deploy_block=dep.deploy_block, contracts=dep.contracts))
+        self.network = Network(tuple(chains))
+        network_path = self.workdir / "network.json"
+        write_network(self.network, network_path)
+
+        ipfs_api = ""
+        if self.options.ipfs:
+            from agentgpt.localnet.ipfs import IpfsNode
+
+            self.ipfs = IpfsNode(self.workdir / "ipfs")
+            await asyncio.to_thread(self.ipfs.start)
+            ipfs_api = self.ipfs.api
+            self.say(f"IPFS node at {ipfs_api}")
+
+        common = {
+            "AGENTGPT_NETWORK": str(network_path),
+            "AGENTGPT_IPFS_API": ipfs_api,
+            "AGENTGPT_IPFS_EMBEDDED_DIR": str(self.workdir / "blocks"),
+            "AGENTGPT_HEALTH_INTERVAL": "1.0",
+            "AGENTGPT_TRUST_SERVICE_HEADER": "true",
+            "AGENTGPT_DRAFT_TTL": str(self.options.durations.draft),
+            "AGENTGPT_ACTIVE_TTL": str(self.options.durations.active),
+            "AGENTGPT_PAUSED_TTL": str(self.options.durations.paused),
+        }
+        own = {
+            "session": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'sessions.db'}",
+                        "AGENTGPT_RELAYER_KEY": DEPLOYER_KEY},
+            "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
+            "executor": {"AGENTGPT_EXECUTOR_KEY": EXECUTOR_KEY, "AGENTGPT_EXECUTOR_ID": "executor-1"},
+            "recovery_oracle": {"AGENTGPT_ORACLE_KEY": DEPLOYER_KEY},
+        }
+        index = {"session": 0, "executor": 1, "recovery_oracle": 2, "indexer": 3}
+
+        def launch(name: str, env: dict[str, str]) -> ServiceProcess:
+            proc = ServiceProcess(name, self.workdir, {
+                **common, **own[name], **env,
+                "AGENTGPT_GRPC_PORT": self._port(index[name]),
+                "AGENTGPT_METRICS_PORT": self._port(index[name], metrics=True),
+                **self.options.extra_env.get(name, {}),
+            })
+            self.services[name] = proc
+            return proc.start()
+
+        # Session and indexer first: the executor and the oracle need their addresses.
+        for name in ("session", "indexer"):
+            launch(name, {})
+        for name in ("session", "indexer"):
+            await asyncio.to_thread(self.services[name].wait_ready, self.options.ready_timeout)
+        deps = {"AGENTGPT_SESSION_ADDR": self.services["session"].grpc,
+                "AGENTGPT_INDEXER_ADDR": self.services["indexer"].grpc}
+        for name in ("executor", "recovery_oracle"):
+            launch(name, deps)
+        for name in ("executor", "recovery_oracle"):
+            await asyncio.to_thread(self.services[name].wait_ready, self.options.ready_timeout)
+        await self.wait_serving(self.options.ready_timeout)
+        self.write_state()
+
+    async def wait_serving(self, timeout: float) -> None:
+        """Poll every service's health until all report SERVING."""
+        deadline = time.monotonic() + timeout
+        pending = set(self.services)
+        while pending:
+            for name in sorted(pending):
+                proc = self.services[name]
+                try:
+                    if await check_health(proc.grpc) == "SERVING":
+                        pending.discard(name)
+                        self.say(f"{name:<16} SERVING  grpc {proc.grpc}  metrics :{proc.metrics_port}  pid {proc.pid}")
+                except RpcError:
+                    pass
+                if not proc.alive():
+                    raise RuntimeError(f"{name} exited; see {proc.log_path}")
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"not SERVING after {timeout:.0f} s: {', '.join(sorted(pending))} "
+                                   f"(logs in {self.workdir})")
+            if pending:
+                await asyncio.sleep(0.2)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "workdir": str(self.workdir),
+            "network": str(self.workdir / "network.json"),
+            "ipfs_api": self.ipfs.api if self.ipfs else "",
+            "chains": [{"name": c.name, "chain_id": c.chain_id, "rpc_url": c.rpc_url}
+                       for c in (self.network.chains if self.network else ())],
+            "services": {n: {"grpc": p.grpc, "metrics_port": p.metrics_port, "pid": p.pid, "log": str(p.log_path)}
+                         for n, p in self.services.items()},
+        }
+
+    def write_state(self) -> None:
+        (self.workdir / "stack.json").write_text(json.dumps(self.state(), indent=2))
+
+    async def stop(self) -> None:
+        """Services first (SIGTERM, graceful), then IPFS, then the chains."""
+        for name in reversed(list(self.services)):
+            proc = self.services[name]
+            code = await asyncio.to_thread(proc.stop)
+            self.say(f"{name} stopped (exit {code})")
+        self.services.clear()
+        if self.ipfs is not None:
+            await asyncio.to_thread(self.ipfs.stop)
+            self.ipfs = None
+            self.say("IPFS node stopped")
+        for node in reversed(self.anvils):
+            await asyncio.to_thread(node.stop)
+        if self.anvils:
+            self.say("anvil stopped")
+        self.anvils.clear()
+        (self.workdir / "stack.json").unlink(missing_ok=True)
+
+
+def read_state(workdir: Path) -> dict[str, Any]:
+    path = workdir / "stack.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no running stack found ({path} does not exist); start one with `agentgpt up`")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

@@ -1,0 +1,1 @@
+"""What every service process is assembled from: config, logging, metrics, validation, the gRPC server."""

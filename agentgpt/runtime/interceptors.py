@@ -1,0 +1,337 @@
+"""gRPC server interceptors, one per concern: metrics, request context + logging, errors, validation.
+
+Each wraps unary and streaming handlers alike. Order (outermost first): metrics, request context,
+errors, validation — so metrics see the final status code and validation errors are mapped like any
+other domain error.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+from grpc import aio
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from agentgpt.errors import InvalidArgument, ServiceError
+from agentgpt.runtime.logs import request_id
+
+log = logging.getLogger("agentgpt.rpc")
+
+UnaryBehavior = Callable[[Any, aio.ServicerContext], Awaitable[Any]]
+StreamBehavior = Callable[[Any, aio.ServicerContext], AsyncIterator[Any]]
+Validator = Callable[[Any], None]
+
+
+def _split(method: str) -> tuple[str, str]:
+    _, service, name = method.split("/", 2)
+    return service, name
+
+
+def _rpc_type(handler: grpc.RpcMethodHandler) -> str:
+    if handler.request_streaming and handler.response_streaming:
+        return "bidi_stream"
+    if handler.request_streaming:
+        return "client_stream"
+    if handler.response_streaming:
+        return "server_stream"
+    return "unary"
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler | None,
+    unary: Callable[[UnaryBehavior], UnaryBehavior],
+    stream: Callable[[StreamBehavior], StreamBehavior],
+    deserializer: Callable[[bytes], Any] | None = None,
+) -> grpc.RpcMethodHandler | None:
+    """Rebuild `handler` with its behaviour wrapped, keeping its serializer (and its deserializer
+    unless another is given)."""
+    if handler is None:
+        return None
+    ser = {
+        "request_deserializer": deserializer or handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **ser)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), **ser)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **ser)
+    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **ser)
+
+
+def status_of(context: aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
+    """The status a finished call ended with."""
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if exc is None:
+        return grpc.StatusCode.OK
+    if isinstance(exc, ServiceError):
+        return exc.code
+    return grpc.StatusCode.UNKNOWN
+
+
+class ServerMetrics:
+    """gRPC server metrics under the go-grpc-prometheus names, in the service's own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["grpc_type", "grpc_service", "grpc_method"]
+        self.started = Counter(
+            "grpc_server_started", "Total number of RPCs started on the server.", labels, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            [*labels, "grpc_code"],
+            registry=registry,
+        )
+        self.received = Counter(
+            "grpc_server_msg_received", "Total number of RPC stream messages received on the server.", labels,
+            registry=registry,
+        )
+        self.sent = Counter(
+            "grpc_server_msg_sent", "Total number of gRPC stream messages sent by the server.", labels,
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+            labels,
+            registry=registry,
+        )
+
+
+class MetricsInterceptor(aio.ServerInterceptor):
+    def __init__(self, metrics: ServerMetrics) -> None:
+        self.m = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        service, method = _split(details.method)  # type: ignore[attr-defined]
+        labels = (_rpc_type(handler), service, method)
+        m = self.m
+
+        def finish(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
+            m.handled.labels(*labels, status_of(context, exc).name).inc()
+            m.seconds.labels(*labels).observe(time.perf_counter() - start)
+
+        def unary(fn: UnaryBehavior) -> UnaryBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> Any:
+                m.started.labels(*labels).inc()
+                if not handler.request_streaming:
+                    m.received.labels(*labels).inc()
+                start, exc = time.perf_counter(), None
+                try:
+                    response = await fn(request, context)
+                    m.sent.labels(*labels).inc()
+                    return response
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    finish(context, exc, start)
+
+            return call
+
+        def stream(fn: StreamBehavior) -> StreamBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                m.started.labels(*labels).inc()
+                m.received.labels(*labels).inc()
+                start, exc = time.perf_counter(), None
+                try:
+                    async for item in fn(request, context):
+                        m.sent.labels(*labels).inc()
+                        yield item
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    finish(context, exc, start)
+
+            return call
+
+        return _wrap(handler, unary, stream)
+
+
+class RequestContextInterceptor(aio.ServerInterceptor):
+    """Gives each call a request id (the caller's `x-request-id` or a new one) and logs its outcome."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        method = details.method  # type: ignore[attr-defined]
+        metadata = dict(details.invocation_metadata or ())  # type: ignore[attr-defined]
+        rid = str(metadata.get("x-request-id") or uuid.uuid4().hex[:16])
+
+        def done(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
+            code = status_of(context, exc)
+            level = logging.INFO if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+            log.log(
+                level,
+                "rpc %s %s",
+                method,
+                code.name,
+                extra={"method": method, "code": code.name, "ms": round((time.perf_counter() - start) * 1000, 2)},
+            )
+
+        def unary(fn: UnaryBehavior) -> UnaryBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> Any:
+                token = request_id.set(rid)
+                start, exc = time.perf_counter(), None
+                try:
+                    return await fn(request, context)
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    done(context, exc, start)
+                    request_id.reset(token)
+
+            return call
+
+        def stream(fn: StreamBehavior) -> StreamBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                token = request_id.set(rid)
+                start, exc = time.perf_counter(), None
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    done(context, exc, start)
+                    request_id.reset(token)
+
+            return call
+
+        return _wrap(handler, unary, stream)
+
+
+class ErrorInterceptor(aio.ServerInterceptor):
+    """Domain errors become their status; anything unexpected becomes INTERNAL and is logged with a
+    traceback — the service never dies of a request."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+
+        async def fail(context: aio.ServicerContext, exc: Exception) -> None:
+            if isinstance(exc, ServiceError):
+                await context.abort(exc.code, exc.message)
+            if isinstance(exc, NotImplementedError):
+                await context.abort(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{details.method} is not implemented by this server version",  # type: ignore[attr-defined]
+                )
+            log.exception("unhandled error in %s", details.method)  # type: ignore[attr-defined]
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error (request id {request_id.get() or 'unknown'})"
+            )
+
+        def unary(fn: UnaryBehavior) -> UnaryBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> Any:
+                try:
+                    return await fn(request, context)
+                except aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await fail(context, exc)
+
+            return call
+
+        def stream(fn: StreamBehavior) -> StreamBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                except aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await fail(context, exc)
+
+            return call
+
+        return _wrap(handler, unary, stream)
+
+
+class _Unparsable:
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+class ValidationInterceptor(aio.ServerInterceptor):
+    """The one validation layer: runs the method's validator on each request before the servicer.
+
+    `validators` maps full method names ("/agentgpt.session.v1.SessionService/CreateSession") to a
+    function that raises InvalidArgument naming the field. Every method of a service must have one
+    (build_server checks), so nothing reaches a servicer unchecked.
+    """
+
+    def __init__(self, validators: Mapping[str, Validator]) -> None:
+        self.validators = dict(validators)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        validator = self.validators.get(details.method)  # type: ignore[attr-defined]
+        if handler is None or validator is None or handler.request_streaming:
+            return handler
+
+        parse = handler.request_deserializer
+
+        def lenient(data: bytes) -> Any:
+            # A request that does not parse must get INVALID_ARGUMENT like any other bad input, not
+            # the UNKNOWN that grpc answers when a deserializer raises.
+            try:
+                return parse(data) if parse else data
+            except Exception as exc:
+                return _Unparsable(f"is not a valid request message for {details.method}: {exc}")  # type: ignore[attr-defined]
+
+        def check(request: Any) -> None:
+            if isinstance(request, _Unparsable):
+                raise InvalidArgument("request", request.problem)
+            try:
+                validator(request)
+            except InvalidArgument:
+                raise
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise InvalidArgument("request", str(exc)) from exc
+
+        def unary(fn: UnaryBehavior) -> UnaryBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> Any:
+                check(request)
+                return await fn(request, context)
+
+            return call
+
+        def stream(fn: StreamBehavior) -> StreamBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                check(request)
+                async for item in fn(request, context):
+                    yield item
+
+            return call
+
+        return _wrap(handler, unary, stream, deserializer=lenient)

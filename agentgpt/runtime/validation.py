@@ -1,0 +1,128 @@
+"""Field checks for request validators. Each raises InvalidArgument naming the field.
+
+Services compose these into one validator per RPC (services/<svc>/validation.py); the
+ValidationInterceptor runs them before any servicer code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from agentgpt.errors import InvalidArgument
+
+UINT256_MAX = 2**256 - 1
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
+_DECIMAL = re.compile(r"^[0-9]{1,78}$")
+_PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
+
+
+def session_id(value: str, field: str = "session_id") -> int:
+    """A session id is the decimal NFT token id: 1..2**256-1."""
+    if not value:
+        raise InvalidArgument(field, "is required (the session's decimal token id, e.g. '1')")
+    if not _DECIMAL.match(value):
+        raise InvalidArgument(field, f"must be a decimal token id, got {value[:80]!r}")
+    n = int(value)
+    if not 0 < n <= UINT256_MAX:
+        raise InvalidArgument(field, "must be between 1 and 2**256-1")
+    return n
+
+
+def uint256(value: str, field: str, *, positive: bool = False) -> int:
+    if not value:
+        raise InvalidArgument(field, "is required (a decimal amount in base units)")
+    if not _DECIMAL.match(value):
+        raise InvalidArgument(field, f"must be a non-negative decimal integer, got {value[:80]!r}")
+    n = int(value)
+    if n > UINT256_MAX:
+        raise InvalidArgument(field, "exceeds 2**256-1")
+    if positive and n == 0:
+        raise InvalidArgument(field, "must be greater than 0")
+    return n
+
+
+def address(value: str, field: str, *, required: bool = True) -> str | None:
+    if not value:
+        if required:
+            raise InvalidArgument(field, "is required (a 0x-prefixed 20-byte hex address)")
+        return None
+    if not _ADDRESS.match(value):
+        raise InvalidArgument(field, f"must be a 0x-prefixed 20-byte hex address, got {value[:80]!r}")
+    return value
+
+
+def name(value: str, field: str) -> str:
+    if not _NAME.match(value):
+        raise InvalidArgument(field, f"must match [a-z0-9_]{{1,64}}, got {value[:80]!r}")
+    return value
+
+
+def text(value: str, field: str, *, max_len: int, required: bool = True) -> str:
+    if required and not value.strip():
+        raise InvalidArgument(field, "is required")
+    if len(value) > max_len:
+        raise InvalidArgument(field, f"is {len(value)} characters; the limit is {max_len}")
+    return value
+
+
+def idempotency_key(value: str, field: str = "idempotency_key") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required (1..128 printable ASCII characters, unique per request)")
+    if len(value) > 128 or not _PRINTABLE.match(value):
+        raise InvalidArgument(field, "must be 1..128 printable ASCII characters without spaces")
+    return value
+
+
+def json_object(value: str, field: str, *, max_bytes: int = 65536, required: bool = False) -> dict[str, Any]:
+    if not value:
+        if required:
+            raise InvalidArgument(field, "is required (a JSON object)")
+        return {}
+    if len(value.encode()) > max_bytes:
+        raise InvalidArgument(field, f"is larger than {max_bytes} bytes")
+    try:
+        parsed = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument(field, f"is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidArgument(field, f"must be a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def bytes_len(value: bytes, field: str, length: int, *, required: bool = True) -> bytes:
+    if not value and not required:
+        return value
+    if len(value) != length:
+        raise InvalidArgument(field, f"must be {length} bytes, got {len(value)}")
+    return value
+
+
+def in_range(value: int, field: str, lo: int, hi: int, *, zero_ok: bool = True) -> int:
+    if value == 0 and zero_ok:
+        return value
+    if not lo <= value <= hi:
+        raise InvalidArgument(field, f"must be between {lo} and {hi}{' (or 0 for the default)' if zero_ok else ''}, got {value}")
+    return value
+
+
+def enum_value(value: int, field: str, enum_type: Any, *, required: bool = True) -> int:
+    """Proto3 keeps unknown enum numbers; refuse them and UNSPECIFIED (when required)."""
+    valid = set(enum_type.values())
+    if value not in valid:
+        raise InvalidArgument(field, f"unknown value {value}; expected one of {sorted(enum_type.keys())}")
+    if required and value == 0:
+        raise InvalidArgument(field, "is required")
+    return value
+
+
+def page(req_page: Any, field: str = "page") -> None:
+    in_range(req_page.page_size, f"{field}.page_size", 1, 500)
+    if len(req_page.page_token) > 512:
+        raise InvalidArgument(f"{field}.page_token", "is not a token this service issued")
+
+
+def no_validation(_: Any) -> None:
+    """For requests with no fields (status calls)."""

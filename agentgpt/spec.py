@@ -1,0 +1,130 @@
+"""Session specs in the seed's YAML form (seed section 6), validated with errors naming the field.
+
+    type: "treasury_management"
+    params:
+      chains: [arbitrum, polygon]
+      models: {risk: "gpt-4-enterprise-finance", execution: "web3-agent-v4"}
+    decorators: ["kyc_tier4", "ofac_filter", "gas_optimizer_v3"]
+
+`chains` and `models` may sit under `params` (as in the seed) or at the top level. The workflow hash
+committed on chain is keccak256 of the spec's canonical JSON encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from eth_utils import keccak
+
+from agentgpt.errors import InvalidArgument
+
+_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
+_CHAIN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+MAX_SPEC_BYTES = 64 * 1024
+DEFAULT_CHECKPOINT_INTERVAL = 50
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    type: str
+    chains: tuple[str, ...]
+    models: dict[str, str] = field(default_factory=dict)
+    decorators: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
+
+    def canonical(self) -> bytes:
+        doc = {
+            "type": self.type,
+            "chains": list(self.chains),
+            "models": self.models,
+            "decorators": list(self.decorators),
+            "params": self.params,
+            "checkpoint_interval": self.checkpoint_interval,
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def workflow_hash(self) -> bytes:
+        return keccak(self.canonical())
+
+
+def _check(cond: bool, field_name: str, problem: str) -> None:
+    if not cond:
+        raise InvalidArgument(field_name, problem)
+
+
+def build_spec(
+    *,
+    type: Any,
+    chains: Any,
+    models: Any = None,
+    decorators: Any = None,
+    params: Any = None,
+    checkpoint_interval: Any = 0,
+    prefix: str = "spec",
+) -> SessionSpec:
+    """Validate raw values (from YAML or from the proto message) into a SessionSpec."""
+    _check(isinstance(type, str) and bool(_NAME.match(type)), f"{prefix}.type",
+           f"must match [a-z0-9_]{{1,64}} (e.g. treasury_management), got {str(type)[:80]!r}")
+    _check(isinstance(chains, list | tuple) and 1 <= len(chains) <= 8, f"{prefix}.chains",
+           "must list 1 to 8 chains; the first is the home chain")
+    for i, c in enumerate(chains):
+        _check(isinstance(c, str | int) and bool(_CHAIN.match(str(c))), f"{prefix}.chains[{i}]",
+               f"must be a chain name or id, got {str(c)[:80]!r}")
+    chain_names = tuple(str(c) for c in chains)
+    _check(len(set(chain_names)) == len(chain_names), f"{prefix}.chains", "lists a chain twice")
+    models = models or {}
+    _check(isinstance(models, dict) and len(models) <= 16, f"{prefix}.models", "must be a map of role: model (at most 16)")
+    for k, val in models.items():
+        _check(isinstance(k, str) and bool(_NAME.match(k)), f"{prefix}.models", f"role {str(k)[:80]!r} must match [a-z0-9_]{{1,64}}")
+        _check(isinstance(val, str) and 0 < len(val) <= 128, f"{prefix}.models.{k}", "must be a model name of 1..128 characters")
+    decorators = decorators or []
+    _check(isinstance(decorators, list | tuple) and len(decorators) <= 32, f"{prefix}.decorators", "must be a list of at most 32 names")
+    for i, d in enumerate(decorators):
+        _check(isinstance(d, str) and bool(_NAME.match(d)), f"{prefix}.decorators[{i}]",
+               f"must match [a-z0-9_]{{1,64}}, got {str(d)[:80]!r}")
+    _check(len(set(decorators)) == len(decorators), f"{prefix}.decorators", "lists a decorator twice")
+    params = params or {}
+    _check(isinstance(params, dict), f"{prefix}.params", "must be a map")
+    interval = checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL
+    _check(isinstance(interval, int) and not isinstance(interval, bool) and 1 <= interval <= 10000,
+           f"{prefix}.checkpoint_interval", "must be an integer from 1 to 10000")
+    spec = SessionSpec(str(type), chain_names, dict(models), tuple(decorators), dict(params), interval)
+    try:
+        encoded = spec.canonical()
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{prefix}.params", f"must be JSON-compatible: {exc}") from None
+    _check(len(encoded) <= MAX_SPEC_BYTES, prefix, f"encodes to {len(encoded)} bytes; the limit is {MAX_SPEC_BYTES}")
+    return spec
+
+
+def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
+    """Parse the seed's YAML form. `chains`/`models` are taken from `params` when not at top level."""
+    _check(len(text.encode()) <= MAX_SPEC_BYTES, field_name, f"is larger than {MAX_SPEC_BYTES} bytes")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidArgument(field_name, f"is not valid YAML: {exc}".replace("\n", " ")) from None
+    except RecursionError:
+        raise InvalidArgument(field_name, "is nested too deeply") from None
+    _check(isinstance(doc, dict), field_name, "must be a YAML mapping with type, params and decorators")
+    unknown = set(doc) - {"type", "params", "chains", "models", "decorators", "checkpoint_interval"}
+    _check(not unknown, field_name, f"has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    params = dict(doc.get("params") or {}) if isinstance(doc.get("params") or {}, dict) else doc.get("params")
+    _check(isinstance(params, dict), f"{field_name}.params", "must be a mapping")
+    chains = doc.get("chains", params.pop("chains", None))
+    models = doc.get("models", params.pop("models", None))
+    _check(chains is not None, f"{field_name}.params.chains", "is required (the chains the session anchors on)")
+    return build_spec(
+        type=doc.get("type"),
+        chains=chains,
+        models=models,
+        decorators=doc.get("decorators"),
+        params=params,
+        checkpoint_interval=doc.get("checkpoint_interval", 0),
+        prefix=field_name,
+    )

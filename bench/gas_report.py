@@ -1,0 +1,87 @@
+"""Gas used by the SessionFactory's hot paths, measured on a fresh anvil.
+
+The goal from issue 3 is anchorCheckpoint under 60,000 gas (the executor anchors every 50 tasks, on
+every chain in the session's spec, for the whole life of the session). Run:
+
+    .venv/bin/python bench/gas_report.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eth_account import Account
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+
+from agentgpt.chain.deploy import deploy_all
+from agentgpt.contracts import load_artifact
+from agentgpt.localnet.anvil import AnvilNode
+
+ANCHOR_GOAL = 60_000
+E18 = 10**18
+CID = bytes.fromhex("01551220") + bytes(range(32))  # binary CIDv1 (raw, sha2-256): 36 bytes
+
+
+def main() -> int:
+    with AnvilNode() as node:
+        dep = asyncio.run(deploy_all(node.rpc_url, node.private_keys[0], min_bond=100 * E18))
+        w3 = Web3(Web3.HTTPProvider(node.rpc_url))
+        admin, owner, executor = (Account.from_key(k).address for k in node.private_keys[:3])
+
+        def c(name: str) -> Contract:
+            return w3.eth.contract(
+                address=to_checksum_address(dep.contracts[name]), abi=load_artifact(name).abi
+            )
+
+        agpt, registry, factory = c("AGPT"), c("ExecutorRegistry"), c("SessionFactory")
+
+        def send(fn: ContractFunction, sender: str) -> int:
+            receipt = w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}))
+            assert receipt["status"] == 1
+            return int(receipt["gasUsed"])
+
+        send(agpt.functions.mint(owner, 1_000 * E18), admin)
+        send(agpt.functions.mint(executor, 1_000 * E18), admin)
+        send(agpt.functions.approve(registry.address, 100 * E18), executor)
+        send(registry.functions.bond(100 * E18), executor)
+        send(agpt.functions.approve(factory.address, 1_000 * E18), owner)
+
+        rows: list[tuple[str, int]] = []
+        send(factory.functions.createSession(b"\x01" * 32, 10 * E18), owner)  # warm lastSessionId
+        rows.append(("createSession", send(factory.functions.createSession(b"\x01" * 32, 10 * E18), owner)))
+        sid = factory.functions.lastSessionId().call()
+        allow = [(agpt.address, bytes.fromhex("a9059cbb"))]
+        rows.append(
+            (
+                "activate (1 allowlist entry)",
+                send(factory.functions.activate(sid, b"\x02" * 32, executor, allow), owner),
+            )
+        )
+        first = send(factory.functions.anchorCheckpoint(sid, 1, CID, b"\x03" * 32), executor)
+        rows.append(("anchorCheckpoint (first)", first))
+        steady = send(factory.functions.anchorCheckpoint(sid, 2, CID, b"\x04" * 32), executor)
+        rows.append(("anchorCheckpoint (steady state)", steady))
+        rows.append(("chargeBudget", send(factory.functions.chargeBudget(sid, E18, b"\x05" * 32), executor)))
+        rows.append(("complete (refund + burn)", send(factory.functions.complete(sid), owner)))
+
+    width = max(len(name) for name, _ in rows)
+    print(f"{'operation':<{width}}  {'gas':>8}")
+    for name, gas in rows:
+        print(f"{name:<{width}}  {gas:>8,}")
+    worst = max(first, steady)
+    print(
+        f"anchorCheckpoint vs {ANCHOR_GOAL:,} goal: first {first / ANCHOR_GOAL:.2f}, "
+        f"steady {steady / ANCHOR_GOAL:.2f} ({'OK' if worst < ANCHOR_GOAL else 'OVER'})"
+    )
+    return 0 if worst < ANCHOR_GOAL else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The four services of AgentGPT Sessions; each runs with `python -m services.<name>`."""

@@ -1,0 +1,1 @@
+"""Executor: the task execution engine (DESIGN.md §3)."""

@@ -1,0 +1,106 @@
+"""kyc_tier<N>: the session's owner must hold a KYC attestation of tier >= N from a trusted issuer.
+
+The attestation sits in the session params as `kyc_attestation` = {subject, tier, expires, issuer,
+signature}: an EIP-712 signature by the issuer over KycAttestation(subject, tier, expires). Issuers
+are configured (AGENTGPT_KYC_ISSUERS); the seed's Polygon ID credential is realised as this signed
+claim. A verified attestation is cached per (session, signature) so the check costs one lookup per task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import to_checksum_address
+
+from services.executor.decorators import DecoratorContext, DecoratorDeps, base_name
+from services.executor.plan import Plan, PlanRejected
+
+DOMAIN = {"name": "AgentGPT KYC", "version": "1"}
+TYPES = {
+    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}],
+    "KycAttestation": [
+        {"name": "subject", "type": "address"},
+        {"name": "tier", "type": "uint8"},
+        {"name": "expires", "type": "uint64"},
+    ],
+}
+
+
+def attestation_message(subject: str, tier: int, expires: int) -> dict[str, Any]:
+    return {
+        "domain": DOMAIN,
+        "types": TYPES,
+        "primaryType": "KycAttestation",
+        "message": {"subject": to_checksum_address(subject), "tier": tier, "expires": expires},
+    }
+
+
+def sign_attestation(issuer_key: str, subject: str, tier: int, expires: int) -> dict[str, Any]:
+    """The `kyc_attestation` params entry an issuer hands a session owner."""
+    signed = Account.sign_message(
+        encode_typed_data(full_message=attestation_message(subject, tier, expires)), issuer_key
+    )
+    return {
+        "subject": to_checksum_address(subject),
+        "tier": tier,
+        "expires": expires,
+        "issuer": Account.from_key(issuer_key).address,
+        "signature": "0x" + bytes(signed.signature).hex(),
+    }
+
+
+class KycTier:
+    def __init__(self, name: str, tier: int, issuers: tuple[str, ...]) -> None:
+        self.name = name
+        self.tier = tier
+        self.issuers = frozenset(a.lower() for a in issuers)
+        self._verified: dict[tuple[str, str], int] = {}  # (session, attestation) -> expires
+
+    def _verify(self, att: Any, ctx: DecoratorContext) -> int:
+        if not isinstance(att, dict):
+            raise PlanRejected(
+                f"{self.name} requires params.kyc_attestation (tier >= {self.tier})", by=self.name
+            )
+        try:
+            subject, tier, expires = str(att["subject"]), int(att["tier"]), int(att["expires"])
+            signature = bytes.fromhex(str(att["signature"]).removeprefix("0x"))
+            signer = Account.recover_message(
+                encode_typed_data(full_message=attestation_message(subject, tier, expires)),
+                signature=signature,
+            )
+        except Exception as exc:
+            raise PlanRejected(
+                f"kyc_attestation is malformed: {type(exc).__name__}: {exc}", by=self.name
+            ) from None
+        if signer.lower() not in self.issuers:
+            raise PlanRejected(f"kyc_attestation is signed by {signer}, not a trusted issuer", by=self.name)
+        if ctx.owner and subject.lower() != ctx.owner.lower():
+            raise PlanRejected(
+                f"kyc_attestation is for {subject}, not the session owner {ctx.owner}", by=self.name
+            )
+        if tier < self.tier:
+            raise PlanRejected(
+                f"kyc_attestation has tier {tier}; this session requires tier {self.tier}", by=self.name
+            )
+        return expires
+
+    async def apply(self, plan: Plan, ctx: DecoratorContext) -> Plan:
+        att = ctx.params.get("kyc_attestation")
+        # Keyed on the whole attestation: a changed tier with the old signature must be re-verified.
+        key = (ctx.session_id, repr(sorted(att.items())) if isinstance(att, dict) else "")
+        expires = self._verified.get(key)
+        if expires is None:
+            expires = self._verify(att, ctx)
+            self._verified[key] = expires
+        if ctx.now >= expires:
+            raise PlanRejected(f"kyc_attestation expired at {expires}", by=self.name)
+        return plan
+
+
+def make_kyc_tier(name: str, deps: DecoratorDeps) -> KycTier:
+    _, tier = base_name(name)
+    if tier is None or not 1 <= tier <= 9:
+        raise ValueError(f"{name}: the tier must be a digit 1..9, e.g. kyc_tier4")
+    return KycTier(name, tier, deps.kyc_issuers)

@@ -1,0 +1,30 @@
+"""Request validation for the executor service: one validator per RPC."""
+
+from __future__ import annotations
+
+from agentgpt.errors import InvalidArgument
+from agentgpt.executor.v1 import executor_pb2 as pb
+from agentgpt.runtime import validation as v
+
+PREFIX = "/agentgpt.executor.v1.ExecutorService/"
+
+
+def rehydrate(req: pb.RehydrateSessionRequest) -> None:
+    v.session_id(req.session_id)
+    if not req.HasField("checkpoint"):
+        raise InvalidArgument("checkpoint", "is required (the verified checkpoint to resume from)")
+    if req.checkpoint.session_id != req.session_id:
+        raise InvalidArgument("checkpoint.session_id", "must equal session_id")
+    if not req.checkpoint.cid:
+        raise InvalidArgument("checkpoint.cid", "is required")
+    v.bytes_len(req.checkpoint.state_root, "checkpoint.state_root", 32)
+    if req.epoch == 0:
+        raise InvalidArgument("epoch", "must be > 0 (the fencing epoch the oracle assigned)")
+
+
+VALIDATORS = {
+    PREFIX + "AssignSession": lambda r: v.session_id(r.session_id),
+    PREFIX + "RehydrateSession": rehydrate,
+    PREFIX + "ReleaseSession": lambda r: v.session_id(r.session_id),
+    PREFIX + "GetExecutorStatus": v.no_validation,
+}

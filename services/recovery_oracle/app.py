@@ -1,0 +1,33 @@
+"""Assembles the recovery oracle from its config and dependencies."""
+
+from __future__ import annotations
+
+from agentgpt.clients import IndexerClient, SessionClient, health_probe
+from agentgpt.recovery.v1 import recovery_pb2, recovery_pb2_grpc
+from agentgpt.runtime.server import ServiceDefinition, Servicer
+from services.recovery_oracle.config import RecoveryConfig
+from services.recovery_oracle.servicer import RecoveryServicer
+from services.recovery_oracle.validation import VALIDATORS
+
+
+async def build(
+    config: RecoveryConfig, session: SessionClient | None = None, indexer: IndexerClient | None = None
+) -> ServiceDefinition:
+    session = session or SessionClient(config.session_addr)
+    indexer = indexer or IndexerClient(config.indexer_addr)
+    return ServiceDefinition(
+        name="recovery_oracle",
+        servicers=[
+            Servicer(
+                RecoveryServicer(indexer),
+                recovery_pb2_grpc.add_RecoveryServiceServicer_to_server,
+                recovery_pb2.DESCRIPTOR.services_by_name["RecoveryService"],
+            )
+        ],
+        validators=VALIDATORS,
+        probes={
+            "session_service": health_probe("session service", session),
+            "indexer": health_probe("indexer", indexer),
+        },
+        on_stop=[session.close, indexer.close],
+    )

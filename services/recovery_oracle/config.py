@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentgpt.runtime.config import setting
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    session_addr: str = setting("127.0.0.1:50051", "Session service gRPC address")
+    indexer_addr: str = setting("127.0.0.1:50054", "Indexer service gRPC address")
+    network: str = setting("", "Path of the network manifest (chains and contract addresses)")

@@ -1,0 +1,35 @@
+"""Request validation for the recovery oracle: one validator per RPC."""
+
+from __future__ import annotations
+
+from agentgpt.recovery.v1 import recovery_pb2 as pb
+from agentgpt.runtime import validation as v
+
+PREFIX = "/agentgpt.recovery.v1.RecoveryService/"
+
+
+def recover(req: pb.RecoverSessionRequest) -> None:
+    v.session_id(req.session_id)
+    v.text(req.reason, "reason", max_len=256)
+
+
+def claim(req: pb.SubmitClaimRequest) -> None:
+    v.idempotency_key(req.idempotency_key)
+    v.session_id(req.session_id)
+    v.enum_value(req.kind, "kind", pb.ClaimKind)
+    v.address(req.executor, "executor")
+    v.text(req.evidence, "evidence", max_len=1024)
+
+
+def list_recoveries(req: pb.ListRecoveriesRequest) -> None:
+    if req.session_id:
+        v.session_id(req.session_id)
+    v.page(req.page)
+
+
+VALIDATORS = {
+    PREFIX + "GetVerifiedState": lambda r: v.session_id(r.session_id),
+    PREFIX + "RecoverSession": recover,
+    PREFIX + "SubmitClaim": claim,
+    PREFIX + "ListRecoveries": list_recoveries,
+}

@@ -1,0 +1,230 @@
+"""The session service's view of the home chain: relay owner-signed SessionFactory calls and the
+oracle-role transitions, one signed transaction at a time.
+
+Every transaction is *prepared* first (simulated, gas-estimated, signed with the relayer key: its hash is
+known before it is sent), so the caller can record the intent durably, then *sent* (idempotently: an
+"already known" transaction is just waited for). After a crash, `receipt(tx_hash)` tells whether the
+recorded transaction landed, and `send` rebroadcasts the very same bytes if it did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, TransactionNotFound, Web3Exception
+
+from agentgpt.chain.eip712 import NO_PERMIT
+from agentgpt.contracts import load_artifact
+from agentgpt.errors import FailedPrecondition, PermissionDenied, Unavailable
+
+log = logging.getLogger("agentgpt.session.chain")
+
+Permit = tuple[int, int, bytes, bytes]  # SessionFactory.Permit: (deadline, v, r, s)
+
+# Reverts that mean "the owner's signature is not good", answered PERMISSION_DENIED.
+_AUTH_ERRORS = {"InvalidSignature", "SignatureExpired", "NotSessionOwner", "InvalidAccountNonce"}
+
+
+@dataclass(frozen=True)
+class PreparedTx:
+    tx_hash: bytes
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tx_hash: bytes
+    ok: bool
+    block_number: int
+    gas_used: int
+    session_id: int | None = None  # from SessionCreated, for mints
+
+
+class ChainRejected(FailedPrecondition):
+    """The contract refused the call (simulation or mined revert); `error` is the custom error name."""
+
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class SessionChain(Protocol):
+    """What the session service needs from the home chain."""
+
+    chain_id: int
+    lock: asyncio.Lock  # held from prepare to receipt: one relayer nonce in flight at a time
+
+    async def ping(self) -> None: ...
+    async def owner_nonce(self, owner: str) -> int: ...
+    async def prepare_create(
+        self, owner: str, workflow_hash: bytes, budget: int, *, nonce: int, deadline: int, signature: bytes,
+        permit: Permit | None,
+    ) -> PreparedTx: ...
+    async def prepare_activate(
+        self, session_id: int, workflow_hash: bytes, executor: str, *, nonce: int, deadline: int, signature: bytes
+    ) -> PreparedTx: ...
+    async def prepare_update_budget(
+        self, session_id: int, amount: int, *, nonce: int, deadline: int, signature: bytes, permit: Permit | None
+    ) -> PreparedTx: ...
+    async def prepare_complete(self, session_id: int, *, nonce: int, deadline: int, signature: bytes) -> PreparedTx: ...
+    async def prepare_oracle(self, action: str, session_id: int) -> PreparedTx: ...
+    async def send(self, tx: PreparedTx, timeout: float) -> Receipt: ...
+    async def receipt(self, tx_hash: bytes) -> Receipt | None: ...
+    async def state_of(self, session_id: int) -> int: ...
+
+
+ORACLE_ACTIONS = ("pause", "resume", "terminate", "expire")
+
+
+def _error_names(abi: Sequence[dict[str, Any]]) -> dict[str, str]:
+    def typ(p: dict[str, Any]) -> str:
+        if p["type"].startswith("tuple"):
+            return "(" + ",".join(typ(c) for c in p["components"]) + ")" + p["type"][5:]
+        return str(p["type"])
+
+    out = {}
+    for item in abi:
+        if item.get("type") == "error":
+            sig = f"{item['name']}({','.join(typ(i) for i in item['inputs'])})"
+            out["0x" + keccak(text=sig)[:4].hex()] = item["name"]
+    return out
+
+
+class Web3SessionChain:
+    """SessionChain on a real JSON-RPC endpoint with the deployed SessionFactory."""
+
+    def __init__(self, rpc_url: str, chain_id: int, factory: str, relayer_key: str, *, timeout: float = 30.0) -> None:
+        self.w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.chain_id = chain_id
+        art = load_artifact("SessionFactory")
+        self.factory = self.w3.eth.contract(address=to_checksum_address(factory), abi=art.abi)
+        self.account: LocalAccount = Account.from_key(relayer_key)
+        self.lock = asyncio.Lock()
+        self._errors = _error_names(art.abi)
+        for name in ("AGPT", "ExecutorRegistry"):
+            self._errors.update(_error_names(load_artifact(name).abi))
+
+    async def close(self) -> None:
+        await self.w3.provider.disconnect()
+
+    async def ping(self) -> None:
+        actual = await self._rpc(self.w3.eth.chain_id)
+        if actual != self.chain_id:
+            raise Unavailable(f"home chain RPC answers chain id {actual}, expected {self.chain_id}")
+
+    async def _rpc(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (ContractCustomError, ContractLogicError):
+            raise
+        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
+            raise Unavailable(f"home chain {self.chain_id} unreachable: {type(exc).__name__}: {exc}"[:400]) from None
+
+    async def owner_nonce(self, owner: str) -> int:
+        return int(await self._rpc(self.factory.functions.nonces(to_checksum_address(owner)).call()))
+
+    async def state_of(self, session_id: int) -> int:
+        return int(await self._rpc(self.factory.functions.stateOf(session_id).call()))
+
+    def _rejected(self, what: str, exc: Exception) -> Exception:
+        data = getattr(exc, "data", None)
+        data = data if isinstance(data, str) else ""
+        name = self._errors.get(data[:10], "")
+        msg = f"SessionFactory refused {what}: {name or exc}"
+        if name in _AUTH_ERRORS:
+            return PermissionDenied(f"{msg} (check the owner's chain signature and its nonce)")
+        return ChainRejected(msg, name)
+
+    async def _prepare(self, what: str, fn: Any) -> PreparedTx:
+        sender = self.account.address
+        try:
+            await fn.call({"from": sender})  # surfaces the contract's custom error before anything is signed
+            nonce = await self.w3.eth.get_transaction_count(sender, "pending")
+            tx = await fn.build_transaction({"from": sender, "nonce": nonce, "chainId": self.chain_id})
+        except (ContractCustomError, ContractLogicError) as exc:
+            raise self._rejected(what, exc) from None
+        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
+            raise Unavailable(f"home chain {self.chain_id} unreachable: {type(exc).__name__}: {exc}"[:400]) from None
+        signed = self.account.sign_transaction(tx)
+        return PreparedTx(bytes(signed.hash), bytes(signed.raw_transaction))
+
+    async def prepare_create(
+        self, owner: str, workflow_hash: bytes, budget: int, *, nonce: int, deadline: int, signature: bytes,
+        permit: Permit | None,
+    ) -> PreparedTx:
+        fn = self.factory.functions.createSessionBySig(
+            to_checksum_address(owner), workflow_hash, budget, nonce, deadline, signature, permit or NO_PERMIT
+        )
+        return await self._prepare("createSessionBySig", fn)
+
+    async def prepare_activate(
+        self, session_id: int, workflow_hash: bytes, executor: str, *, nonce: int, deadline: int, signature: bytes
+    ) -> PreparedTx:
+        fn = self.factory.functions.activateBySig(
+            session_id, workflow_hash, to_checksum_address(executor), [], nonce, deadline, signature
+        )
+        return await self._prepare("activateBySig", fn)
+
+    async def prepare_update_budget(
+        self, session_id: int, amount: int, *, nonce: int, deadline: int, signature: bytes, permit: Permit | None
+    ) -> PreparedTx:
+        fn = self.factory.functions.updateBudgetBySig(session_id, amount, nonce, deadline, signature, permit or NO_PERMIT)
+        return await self._prepare("updateBudgetBySig", fn)
+
+    async def prepare_complete(self, session_id: int, *, nonce: int, deadline: int, signature: bytes) -> PreparedTx:
+        fn = self.factory.functions.completeBySig(session_id, nonce, deadline, signature)
+        return await self._prepare("completeBySig", fn)
+
+    async def prepare_oracle(self, action: str, session_id: int) -> PreparedTx:
+        if action not in ORACLE_ACTIONS:
+            raise ValueError(f"unknown oracle action {action!r}")
+        return await self._prepare(action, getattr(self.factory.functions, action)(session_id))
+
+    async def send(self, tx: PreparedTx, timeout: float) -> Receipt:
+        try:
+            await self.w3.eth.send_raw_transaction(tx.raw)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"home chain {self.chain_id} unreachable: {exc}") from None
+        except Web3Exception as exc:
+            # "already known" / "nonce too low": it may have been sent before a crash; the receipt decides.
+            log.info("broadcast of %s answered %s; looking for its receipt", tx.tx_hash.hex(), exc)
+        try:
+            raw = await self.w3.eth.wait_for_transaction_receipt(tx.tx_hash, timeout=timeout, poll_latency=0.1)
+        except TimeExhausted:
+            raise Unavailable(
+                f"transaction 0x{tx.tx_hash.hex()} not mined within {timeout:.0f} s; retry to keep waiting"
+            ) from None
+        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
+            raise Unavailable(f"home chain {self.chain_id} unreachable: {exc}") from None
+        return self._receipt(raw)
+
+    async def receipt(self, tx_hash: bytes) -> Receipt | None:
+        try:
+            raw = await self.w3.eth.get_transaction_receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
+            raise Unavailable(f"home chain {self.chain_id} unreachable: {exc}") from None
+        return self._receipt(raw)
+
+    def _receipt(self, raw: Any) -> Receipt:
+        session_id = None
+        if raw["status"] == 1:
+            created = self.factory.events.SessionCreated().process_receipt(raw)
+            if created:
+                session_id = int(created[0]["args"]["sessionId"])
+        return Receipt(
+            tx_hash=bytes(raw["transactionHash"]),
+            ok=raw["status"] == 1,
+            block_number=int(raw["blockNumber"]),
+            gas_used=int(raw["gasUsed"]),
+            session_id=session_id,
+        )

@@ -1,0 +1,43 @@
+"""Settings of the session service, read once at start from AGENTGPT_* variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentgpt.runtime.config import setting
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    database_url: str = setting(
+        "sqlite+aiosqlite:///sessions.db",
+        "SQLAlchemy URL of SessionDB (SQLite default; postgresql+asyncpg://... in production)",
+    )
+    network: str = setting("", "Path of the network manifest (chains and contract addresses)")
+    home_chain: str = setting("", "Name or id of the home chain in the manifest (default: its first chain)")
+    relayer_key: str = setting(
+        "",
+        "Private key (hex) the service relays owners' signed transactions with; needs ETH, and ORACLE_ROLE on "
+        "SessionFactory for pause/resume/terminate. Secret: never logged",
+    )
+    auth_chain_id: int = setting(
+        31337, "chainId of the owner-request EIP-712 domain when no network manifest is configured"
+    )
+    trust_service_header: bool = setting(
+        False,
+        "Accept the `x-agentgpt-service: <name>` header as a service identity (until mTLS identities exist)",
+    )
+    draft_ttl: int = setting(3600, "Seconds a session may stay DRAFT before it expires (seed: 1 h)")
+    active_ttl: int = setting(72 * 3600, "Seconds of ACTIVE time before a session times out (seed: 72 h)")
+    paused_ttl: int = setting(24 * 3600, "Seconds a session may stay PAUSED before it is terminated (seed: 24 h)")
+    timer_interval: float = setting(1.0, "Seconds between scans for due lifecycle timers")
+    default_executor: str = setting("", "Executor address assigned on activation when the request names none")
+    ipfs_api: str = setting(
+        "",
+        "Kubo RPC API (multiaddr or URL) where completed sessions' event logs are archived; "
+        "empty = embedded content-addressed store in AGENTGPT_IPFS_EMBEDDED_DIR",
+    )
+    ipfs_timeout: float = setting(10.0, "Seconds one IPFS RPC call may take before it fails as UNAVAILABLE")
+    ipfs_embedded_dir: str = setting(".agentgpt/ipfs", "Directory of the embedded block store")
+    ipfs_retries: int = setting(3, "Extra attempts when the IPFS node is unreachable")
+    receipt_timeout: float = setting(60.0, "Seconds to wait for a relayed transaction's receipt")

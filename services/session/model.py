@@ -1,0 +1,157 @@
+"""Domain records of the session service (no gRPC, no SQL)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from eth_utils import keccak
+
+from agentgpt.lifecycle import SessionClock, SessionState, TerminalReason
+
+ZERO_HASH = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One row of SessionDB's sessions table."""
+
+    pk: int
+    session_id: str
+    owner: str
+    state: int
+    state_reason: str
+    terminal_reason: str | None
+    type: str
+    spec_json: str
+    workflow_hash: bytes
+    budget: str
+    budget_spent: str
+    home_chain_id: int
+    mint_tx_hash: bytes
+    executor: str
+    lease_executor: str
+    lease_epoch: int
+    lease_expires_at: float | None
+    version: int
+    created_at: float
+    updated_at: float
+    entered_at: int
+    active_used: int
+    deadline: int | None
+    context_epoch: int
+    checkpoint_json: str | None
+    next_task_seq: int
+    event_cursor: int
+    event_head: bytes
+    gas_used: int
+    gas_cost_wei: str
+    log_cid: str | None
+    final_tx_hash: bytes | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> SessionRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+    @property
+    def lifecycle_state(self) -> SessionState:
+        return SessionState(self.state)
+
+    @property
+    def clock(self) -> SessionClock:
+        reason = TerminalReason(self.terminal_reason) if self.terminal_reason else None
+        return SessionClock(SessionState(self.state), self.entered_at, self.active_used, reason)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return dict(json.loads(self.spec_json))
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    session_id: str
+    cursor: int
+    type: str
+    state: int
+    data_json: str
+    at: float
+    hash: bytes
+
+    @classmethod
+    def from_row(cls, row: Any) -> EventRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    session_id: str
+    seq: int
+    kind: str
+    args_json: str
+    status: int
+    result_json: str
+    error: str
+    intents: bytes
+    gas_used: int
+    cost: str
+    log_hash: bytes
+    score: float | None
+    executor_id: str
+    epoch: int
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> TaskRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to append; cursor, state and hash are assigned when it is committed."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_hash(prev: bytes, *, session_id: str, cursor: int, type: str, state: int, data_json: str, at: float) -> bytes:
+    """keccak256(prev_hash || canonical event): each event commits to the whole log before it."""
+    body = canonical_json(
+        {"session_id": session_id, "cursor": cursor, "type": type, "state": state, "data": json.loads(data_json),
+         "at": round(at, 6)}
+    )
+    return keccak(prev + body.encode())
+
+
+def verify_chain(evs: list[EventRecord]) -> bool:
+    """True when `evs` (a whole log from cursor 1) is an unbroken hash chain."""
+    prev = ZERO_HASH
+    for i, e in enumerate(evs, start=1):
+        if e.cursor != i:
+            return False
+        expected = event_hash(prev, session_id=e.session_id, cursor=e.cursor, type=e.type, state=e.state,
+                              data_json=e.data_json, at=e.at)
+        if expected != e.hash:
+            return False
+        prev = e.hash
+    return True
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: an authenticated owner address and/or a trusted service name."""
+
+    owner: str | None = None
+    service: str | None = None
+
+    @property
+    def principal(self) -> str:
+        """The namespace of the caller's idempotency keys."""
+        return self.owner or f"service:{self.service}"

@@ -1,0 +1,5 @@
+"""SessionDB: SQL storage of sessions, tasks, events, idempotency keys and owner nonces."""
+
+from services.session.store.sessiondb import Change, SessionDB, StoredRequest
+
+__all__ = ["Change", "SessionDB", "StoredRequest"]

@@ -1,0 +1,107 @@
+"""Initial SessionDB schema.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sessions",
+        sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("session_id", sa.String(78), nullable=False, unique=True),
+        sa.Column("owner", sa.String(42), nullable=False, index=True),
+        sa.Column("state", sa.SmallInteger, nullable=False, index=True),
+        sa.Column("state_reason", sa.String(512), nullable=False),
+        sa.Column("terminal_reason", sa.String(32), nullable=True),
+        sa.Column("type", sa.String(64), nullable=False, index=True),
+        sa.Column("spec_json", sa.Text, nullable=False),
+        sa.Column("workflow_hash", sa.LargeBinary, nullable=False),
+        sa.Column("budget", sa.String(80), nullable=False),
+        sa.Column("budget_spent", sa.String(80), nullable=False),
+        sa.Column("home_chain_id", sa.BigInteger, nullable=False),
+        sa.Column("mint_tx_hash", sa.LargeBinary, nullable=False),
+        sa.Column("executor", sa.String(42), nullable=False),
+        sa.Column("lease_executor", sa.String(128), nullable=False),
+        sa.Column("lease_epoch", sa.BigInteger, nullable=False),
+        sa.Column("lease_expires_at", sa.Float, nullable=True, index=True),
+        sa.Column("version", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.Column("entered_at", sa.BigInteger, nullable=False),
+        sa.Column("active_used", sa.BigInteger, nullable=False),
+        sa.Column("deadline", sa.BigInteger, nullable=True, index=True),
+        sa.Column("context_epoch", sa.BigInteger, nullable=False),
+        sa.Column("checkpoint_json", sa.Text, nullable=True),
+        sa.Column("next_task_seq", sa.BigInteger, nullable=False),
+        sa.Column("event_cursor", sa.BigInteger, nullable=False),
+        sa.Column("event_head", sa.LargeBinary, nullable=False),
+        sa.Column("gas_used", sa.BigInteger, nullable=False),
+        sa.Column("gas_cost_wei", sa.String(80), nullable=False),
+        sa.Column("log_cid", sa.String(128), nullable=True),
+        sa.Column("final_tx_hash", sa.LargeBinary, nullable=True),
+    )
+    op.create_table(
+        "tasks",
+        sa.Column("session_id", sa.String(78), primary_key=True),
+        sa.Column("seq", sa.BigInteger, primary_key=True),
+        sa.Column("kind", sa.String(64), nullable=False),
+        sa.Column("args_json", sa.Text, nullable=False),
+        sa.Column("status", sa.SmallInteger, nullable=False),
+        sa.Column("result_json", sa.Text, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("intents", sa.LargeBinary, nullable=False),
+        sa.Column("gas_used", sa.BigInteger, nullable=False),
+        sa.Column("cost", sa.String(80), nullable=False),
+        sa.Column("log_hash", sa.LargeBinary, nullable=False),
+        sa.Column("score", sa.Float, nullable=True),
+        sa.Column("executor_id", sa.String(128), nullable=False),
+        sa.Column("epoch", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "events",
+        sa.Column("session_id", sa.String(78), primary_key=True),
+        sa.Column("cursor", sa.BigInteger, primary_key=True),
+        sa.Column("type", sa.String(64), nullable=False),
+        sa.Column("state", sa.SmallInteger, nullable=False),
+        sa.Column("data_json", sa.Text, nullable=False),
+        sa.Column("at", sa.Float, nullable=False),
+        sa.Column("hash", sa.LargeBinary, nullable=False),
+    )
+    op.create_table(
+        "requests",
+        sa.Column("principal", sa.String(128), primary_key=True),
+        sa.Column("key", sa.String(128), primary_key=True),
+        sa.Column("method", sa.String(64), nullable=False),
+        sa.Column("request_hash", sa.LargeBinary, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False, index=True),
+        sa.Column("response", sa.LargeBinary, nullable=True),
+        sa.Column("session_id", sa.String(78), nullable=True),
+        sa.Column("op", sa.String(32), nullable=True),
+        sa.Column("payload_json", sa.Text, nullable=True),
+        sa.Column("tx_hash", sa.LargeBinary, nullable=True),
+        sa.Column("raw_tx", sa.LargeBinary, nullable=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "nonces",
+        sa.Column("owner", sa.String(42), primary_key=True),
+        sa.Column("nonce", sa.String(20), primary_key=True),
+        sa.Column("used_at", sa.Float, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    for name in ("nonces", "requests", "events", "tasks", "sessions"):
+        op.drop_table(name)

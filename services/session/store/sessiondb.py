@@ -1,0 +1,488 @@
+"""SessionDB: the session service's system of record, on SQLite (default) or PostgreSQL.
+
+Every session update is optimistic (`WHERE version = :expected`, ABORTED when another writer won) and
+commits, in the same transaction, the events it appends (hash-chained from the session's log head),
+the task rows it touches and the idempotency record of the request that caused it. Nothing is
+acknowledged before it is committed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from agentgpt.errors import Aborted, FailedPrecondition, NotFound, PermissionDenied
+from services.session.model import (
+    ZERO_HASH,
+    EventRecord,
+    NewEvent,
+    SessionRecord,
+    TaskRecord,
+    canonical_json,
+    event_hash,
+)
+from services.session.store.tables import events, nonces, requests, sessions, tasks
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+INT64_MAX = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class StoredRequest:
+    """An idempotency record: a finished response, or a pending chain operation."""
+
+    principal: str
+    key: str
+    method: str
+    request_hash: bytes
+    status: str
+    response: bytes | None
+    session_id: str | None
+    op: str | None
+    payload_json: str | None
+    tx_hash: bytes | None
+    raw_tx: bytes | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredRequest:
+        m = row._mapping
+        return cls(**{k: m[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Change:
+    """One atomic update of a session: column values, appended events, task rows, request record."""
+
+    session_id: str
+    expected_version: int
+    values: dict[str, Any] = field(default_factory=dict)
+    events: Sequence[NewEvent] = ()
+    new_tasks: Sequence[dict[str, Any]] = ()
+    task_update: dict[str, Any] | None = None  # must contain session_id and seq
+    # (principal, key, respond): respond(the updated row) -> the serialized response stored for the key
+    finish_request: tuple[str, str, Callable[[SessionRecord], bytes]] | None = None
+
+
+def _sqlite_url_path(url: str) -> str | None:
+    prefix = "sqlite+aiosqlite:///"
+    return url[len(prefix):] if url.startswith(prefix) else None
+
+
+class SessionDB:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        # SQLite allows one writer at a time; serializing writes here avoids "database is locked".
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> SessionDB:
+        kwargs: dict[str, Any] = {}
+        path = _sqlite_url_path(url)
+        if path is not None:
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        engine = create_async_engine(url, **kwargs)
+        db = cls(engine)
+        if migrate:
+            await db.migrate()
+        return db
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        """`alembic upgrade head` on this database (idempotent)."""
+
+        def upgrade(sync_conn: Any) -> None:
+            cfg = AlembicConfig()
+            cfg.set_main_option("script_location", str(MIGRATIONS))
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, "head")
+
+        async with self._writing() as conn:
+            await conn.run_sync(upgrade)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_sqlite:
+            async with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    # ------------------------------------------------------------------ sessions
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(sessions).where(sessions.c.session_id == session_id))).first()
+        return SessionRecord.from_row(row) if row else None
+
+    async def require(self, session_id: str) -> SessionRecord:
+        rec = await self.get(session_id)
+        if rec is None:
+            raise NotFound(f"session {session_id} does not exist")
+        return rec
+
+    async def insert(
+        self,
+        values: dict[str, Any],
+        first_events: Sequence[NewEvent],
+        finish_request: tuple[str, str, Callable[[SessionRecord], bytes]] | None,
+    ) -> SessionRecord:
+        """Insert a new session with its first events; the idempotency record is finished in the same commit."""
+        async with self._writing() as conn:
+            row = dict(values)
+            row.setdefault("event_cursor", 0)
+            row.setdefault("event_head", ZERO_HASH)
+            await conn.execute(sa.insert(sessions).values(**row))
+            await self._append_events(conn, row["session_id"], row["state"], 0, ZERO_HASH, first_events)
+            got = SessionRecord.from_row(
+                (await conn.execute(sa.select(sessions).where(sessions.c.session_id == row["session_id"]))).one()
+            )
+            if finish_request:
+                principal, key, respond = finish_request
+                await self._finish_request(conn, principal, key, respond(got))
+        return got
+
+    async def commit(self, change: Change) -> SessionRecord:
+        """Apply `change` if the session is still at `expected_version`; ABORTED otherwise."""
+        async with self._writing() as conn:
+            cur = (
+                await conn.execute(
+                    sa.select(sessions.c.version, sessions.c.state, sessions.c.event_cursor, sessions.c.event_head)
+                    .where(sessions.c.session_id == change.session_id)
+                    .with_for_update()
+                )
+            ).first()
+            if cur is None:
+                raise NotFound(f"session {change.session_id} does not exist")
+            if cur.version != change.expected_version:
+                raise Aborted(
+                    f"session {change.session_id} changed (version {cur.version}, expected {change.expected_version}); "
+                    "re-read and retry"
+                )
+            state = change.values.get("state", cur.state)
+            cursor, head = await self._append_events(
+                conn, change.session_id, state, cur.event_cursor, cur.event_head, change.events
+            )
+            values = {**change.values, "version": cur.version + 1, "updated_at": time.time()}
+            if change.events:
+                values.update(event_cursor=cursor, event_head=head)
+            result = await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.session_id == change.session_id, sessions.c.version == change.expected_version)
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                raise Aborted(f"session {change.session_id} changed concurrently; re-read and retry")
+            for t in change.new_tasks:
+                await conn.execute(sa.insert(tasks).values(**t))
+            if change.task_update is not None:
+                upd = dict(change.task_update)
+                sid, seq = upd.pop("session_id"), upd.pop("seq")
+                await conn.execute(sa.update(tasks).where(tasks.c.session_id == sid, tasks.c.seq == seq).values(**upd))
+            got = SessionRecord.from_row(
+                (await conn.execute(sa.select(sessions).where(sessions.c.session_id == change.session_id))).one()
+            )
+            if change.finish_request:
+                principal, key, respond = change.finish_request
+                await self._finish_request(conn, principal, key, respond(got))
+        return got
+
+    async def _append_events(
+        self, conn: AsyncConnection, session_id: str, state: int, cursor: int, head: bytes, new: Sequence[NewEvent]
+    ) -> tuple[int, bytes]:
+        for ev in new:
+            cursor += 1
+            at = round(time.time(), 6)
+            data_json = canonical_json(ev.data)
+            head = event_hash(head, session_id=session_id, cursor=cursor, type=ev.type, state=state,
+                              data_json=data_json, at=at)
+            await conn.execute(
+                sa.insert(events).values(
+                    session_id=session_id, cursor=cursor, type=ev.type, state=state, data_json=data_json, at=at,
+                    hash=head,
+                )
+            )
+        if new:
+            await conn.execute(
+                sa.update(sessions).where(sessions.c.session_id == session_id).values(event_cursor=cursor, event_head=head)
+            )
+        return cursor, head
+
+    async def list(
+        self,
+        *,
+        owner: str | None,
+        states: Sequence[int],
+        type: str | None,
+        page_token: str,
+        limit: int,
+        lease_expired_before: float | None = None,
+    ) -> tuple[list[SessionRecord], str]:
+        """Newest first; the page token is the last row's insertion number."""
+        q = sa.select(sessions).order_by(sessions.c.pk.desc()).limit(limit + 1)
+        if owner:
+            q = q.where(sa.func.lower(sessions.c.owner) == owner.lower())
+        if states:
+            q = q.where(sessions.c.state.in_(list(states)))
+        if type:
+            q = q.where(sessions.c.type == type)
+        if lease_expired_before is not None:
+            q = q.where(sessions.c.lease_expires_at.is_not(None), sessions.c.lease_expires_at < lease_expired_before)
+        if page_token:
+            q = q.where(sessions.c.pk < decode_page_token(page_token))
+        async with self.engine.connect() as conn:
+            rows = [SessionRecord.from_row(r) for r in (await conn.execute(q)).all()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (encode_page_token(rows[-1].pk) if more and rows else "")
+
+    async def due(self, now: int, limit: int = 100) -> list[SessionRecord]:
+        """Non-final sessions whose lifecycle timer has fired."""
+        q = (
+            sa.select(sessions)
+            .where(sessions.c.deadline.is_not(None), sessions.c.deadline <= now)
+            .order_by(sessions.c.deadline)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [SessionRecord.from_row(r) for r in (await conn.execute(q)).all()]
+
+    async def count_by_state(self) -> dict[int, int]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(sessions.c.state, sa.func.count()).group_by(sessions.c.state))).all()
+        return {int(s): int(n) for s, n in rows}
+
+    # ------------------------------------------------------------------ leases
+
+    async def claim(
+        self, *, executor_id: str, session_id: str | None, ttl: float, now: float, active_state: int
+    ) -> SessionRecord | None:
+        """Take the lease of `session_id` (or of the next ACTIVE session without a live lease), bumping the
+        fencing epoch. On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED)."""
+        async with self._writing() as conn:
+            q = sa.select(sessions.c.session_id, sessions.c.version, sessions.c.lease_epoch, sessions.c.lease_executor,
+                          sessions.c.lease_expires_at, sessions.c.state)
+            if session_id is not None:
+                row = (await conn.execute(q.where(sessions.c.session_id == session_id).with_for_update())).first()
+                if row is None:
+                    raise NotFound(f"session {session_id} does not exist")
+                if row.state != active_state:
+                    raise FailedPrecondition(f"session {session_id} is not ACTIVE; only ACTIVE sessions can be leased")
+                live = row.lease_expires_at is not None and row.lease_expires_at > now
+                if live and row.lease_executor != executor_id:
+                    raise FailedPrecondition(
+                        f"session {session_id} is leased by {row.lease_executor} (epoch {row.lease_epoch}) until "
+                        f"{row.lease_expires_at:.0f}"
+                    )
+            else:
+                row = (
+                    await conn.execute(
+                        q.where(
+                            sessions.c.state == active_state,
+                            sa.or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at <= now),
+                        )
+                        .order_by(sessions.c.pk)
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).first()
+                if row is None:
+                    return None
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.session_id == row.session_id)
+                .values(
+                    lease_executor=executor_id,
+                    lease_epoch=row.lease_epoch + 1,
+                    lease_expires_at=now + ttl,
+                    version=row.version + 1,
+                    updated_at=time.time(),
+                )
+            )
+            got = (await conn.execute(sa.select(sessions).where(sessions.c.session_id == row.session_id))).one()
+        return SessionRecord.from_row(got)
+
+    # ------------------------------------------------------------------ tasks and events
+
+    async def task(self, session_id: str, seq: int) -> TaskRecord | None:
+        if not 0 < seq <= INT64_MAX:
+            return None
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(tasks).where(tasks.c.session_id == session_id, tasks.c.seq == seq))).first()
+        return TaskRecord.from_row(row) if row else None
+
+    async def recent_tasks(self, session_id: str, limit: int = 20) -> list[TaskRecord]:
+        q = sa.select(tasks).where(tasks.c.session_id == session_id).order_by(tasks.c.seq.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [TaskRecord.from_row(r) for r in (await conn.execute(q)).all()]
+
+    async def task_stats(self, session_id: str) -> tuple[dict[int, int], int, float | None]:
+        """(count by status, total gas used, mean model score)."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(tasks.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(tasks.c.gas_used), 0))
+                    .where(tasks.c.session_id == session_id)
+                    .group_by(tasks.c.status)
+                )
+            ).all()
+            score = (
+                await conn.execute(sa.select(sa.func.avg(tasks.c.score)).where(tasks.c.session_id == session_id))
+            ).scalar()
+        counts = {int(s): int(n) for s, n, _ in rows}
+        gas = sum(int(g) for _, _, g in rows)
+        return counts, gas, (float(score) if score is not None else None)
+
+    async def events_after(self, session_id: str, cursor: int, limit: int = 500) -> list[EventRecord]:
+        cursor = min(cursor, INT64_MAX)
+        q = (
+            sa.select(events)
+            .where(events.c.session_id == session_id, events.c.cursor > cursor)
+            .order_by(events.c.cursor)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [EventRecord.from_row(r) for r in (await conn.execute(q)).all()]
+
+    async def recent_events(self, session_id: str, limit: int = 20) -> list[EventRecord]:
+        q = sa.select(events).where(events.c.session_id == session_id).order_by(events.c.cursor.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [EventRecord.from_row(r) for r in (await conn.execute(q)).all()]
+
+    # ------------------------------------------------------------------ owner nonces
+
+    async def use_nonce(self, owner: str, nonce: int) -> None:
+        """Mark an owner's request nonce used; PERMISSION_DENIED when it already was (a replay)."""
+        try:
+            async with self._writing() as conn:
+                await conn.execute(sa.insert(nonces).values(owner=owner.lower(), nonce=str(nonce), used_at=time.time()))
+        except IntegrityError:
+            raise PermissionDenied(
+                f"auth.nonce: nonce {nonce} of {owner} was already used; sign the request with a fresh nonce"
+            ) from None
+
+    # ------------------------------------------------------------------ idempotency and chain intents
+
+    async def begin_request(self, principal: str, key: str, method: str, req_hash: bytes) -> StoredRequest | None:
+        """Reserve idempotency key `key`; returns the existing record when the key was seen before.
+
+        Same key with a different method or request -> FAILED_PRECONDITION.
+        """
+        for _ in range(3):
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(sa.select(requests).where(requests.c.principal == principal, requests.c.key == key))
+                ).first()
+            if row is not None:
+                rec = StoredRequest.from_row(row)
+                if rec.method != method or rec.request_hash != req_hash:
+                    raise FailedPrecondition(
+                        f"idempotency_key: {key!r} was already used for a different request ({rec.method}); "
+                        "use a new key for a new request"
+                    )
+                return rec
+            try:
+                async with self._writing() as conn:
+                    await conn.execute(
+                        sa.insert(requests).values(
+                            principal=principal, key=key, method=method, request_hash=req_hash, status="pending",
+                            created_at=time.time(),
+                        )
+                    )
+                return None
+            except IntegrityError:
+                continue  # a concurrent request took the key first: read what it stored
+        raise Aborted(f"idempotency_key: {key!r} is being used concurrently; retry")
+
+    async def record_intent(
+        self, principal: str, key: str, *, op: str, session_id: str | None, payload_json: str, tx_hash: bytes,
+        raw_tx: bytes,
+    ) -> None:
+        """Durably note the signed transaction about to be broadcast for this request."""
+        async with self._writing() as conn:
+            await conn.execute(
+                sa.update(requests)
+                .where(requests.c.principal == principal, requests.c.key == key)
+                .values(op=op, session_id=session_id, payload_json=payload_json, tx_hash=tx_hash, raw_tx=raw_tx)
+            )
+
+    async def abandon_request(self, principal: str, key: str, *, even_with_intent: bool = False) -> None:
+        """Forget a pending request that failed before any effect, so the key can be retried. A request
+        whose transaction may have been broadcast is kept (the reconciler decides) unless `even_with_intent`
+        (its transaction is known to have reverted or to be dropped)."""
+        async with self._writing() as conn:
+            await conn.execute(
+                sa.delete(requests).where(
+                    requests.c.principal == principal,
+                    requests.c.key == key,
+                    requests.c.status == "pending",
+                    sa.true() if even_with_intent else requests.c.tx_hash.is_(None),
+                )
+            )
+
+    async def finish_request(self, principal: str, key: str, response: bytes) -> None:
+        async with self._writing() as conn:
+            await self._finish_request(conn, principal, key, response)
+
+    async def _finish_request(self, conn: AsyncConnection, principal: str, key: str, response: bytes) -> None:
+        await conn.execute(
+            sa.update(requests)
+            .where(requests.c.principal == principal, requests.c.key == key)
+            .values(status="done", response=response, raw_tx=None)
+        )
+
+    async def pending_intents(self) -> list[StoredRequest]:
+        """Requests whose chain transaction was signed (maybe sent) but whose outcome is not recorded."""
+        q = sa.select(requests).where(requests.c.status == "pending", requests.c.tx_hash.is_not(None))
+        async with self.engine.connect() as conn:
+            return [StoredRequest.from_row(r) for r in (await conn.execute(q)).all()]
+
+    async def get_request(self, principal: str, key: str) -> StoredRequest | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(requests).where(requests.c.principal == principal, requests.c.key == key))
+            ).first()
+        return StoredRequest.from_row(row) if row else None
+
+
+def encode_page_token(pk: int) -> str:
+    return base64.urlsafe_b64encode(f"pk:{pk}".encode()).decode()
+
+
+def decode_page_token(token: str) -> int:
+    from agentgpt.errors import InvalidArgument
+
+    try:
+        raw = base64.urlsafe_b64decode(token.encode()).decode()
+        if not raw.startswith("pk:"):
+            raise ValueError
+        pk = int(raw[3:])
+        if not 0 < pk <= INT64_MAX:
+            raise ValueError
+        return pk
+    except (ValueError, UnicodeError):
+        raise InvalidArgument("page.page_token", "is not a token this service issued") from None
