@@ -40,8 +40,8 @@ def generate(out: Path) -> None:
         f"-I{include}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
-        f"--mypy_out={out}",
-        f"--mypy_grpc_out={out}",
+        f"--mypy_out=quiet:{out}",
+        f"--mypy_grpc_out=quiet:{out}",
         *files,
     ]
     # mypy-protobuf's plugins sit beside this interpreter (the project venv).
