@@ -1,8 +1,9 @@
 """`agentgpt` — run the local stack, check its health, and look at sessions.
 
-    agentgpt up        start anvil, IPFS, the contracts and the four services; Ctrl-C stops everything
-    agentgpt status    health of every service of the running stack
-    agentgpt config    every AGENTGPT_* setting of every service, with defaults
+agentgpt up        start anvil, IPFS, the contracts and the four services; Ctrl-C stops everything
+agentgpt status    health of every service of the running stack
+agentgpt config    every AGENTGPT_* setting of every service, with defaults
+agentgpt session inspect ID [--detail full]   the session dashboard (also: get, list, watch)
 """
 
 from __future__ import annotations
@@ -57,9 +58,15 @@ async def _up(args: argparse.Namespace) -> int:
         return 1
     _print("\nall four services SERVING:")
     for name, info in stack.state()["services"].items():
-        _print(f"  {name:<16} grpc {info['grpc']:<22} metrics http://127.0.0.1:{info['metrics_port']}/metrics")
-    _print(f"  {'chains':<16} " + ", ".join(f"{c.name}={c.rpc_url} (id {c.chain_id})"
-                                           for c in stack.network.chains) if stack.network else "")
+        _print(
+            f"  {name:<16} grpc {info['grpc']:<22} metrics http://127.0.0.1:{info['metrics_port']}/metrics"
+        )
+    _print(
+        f"  {'chains':<16} "
+        + ", ".join(f"{c.name}={c.rpc_url} (id {c.chain_id})" for c in stack.network.chains)
+        if stack.network
+        else ""
+    )
     if stack.ipfs:
         _print(f"  {'ipfs':<16} {stack.ipfs.api}")
     _print(f"state: {options.workdir / 'stack.json'}; logs: {options.workdir}/*.log")
@@ -127,6 +134,76 @@ async def _status(args: argparse.Namespace) -> int:
     return worst
 
 
+def _session_addr(args: argparse.Namespace) -> str:
+    import os
+
+    from agentgpt.localnet.stack import read_state
+
+    if args.session_addr:
+        return str(args.session_addr)
+    if os.environ.get("AGENTGPT_SESSION_ADDR"):
+        return os.environ["AGENTGPT_SESSION_ADDR"]
+    return str(read_state(Path(args.workdir))["services"]["session"]["grpc"])
+
+
+def _session_id(text: str) -> str:
+    """Session ids are decimal token ids; the seed's 0x form is accepted too."""
+    return str(int(text, 16)) if text.lower().startswith("0x") else text
+
+
+async def _session(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+
+    from agentgpt.cli.dashboard import render
+    from agentgpt.clients import SessionClient
+    from agentgpt.common.v1 import common_pb2
+    from agentgpt.errors import RpcError
+    from agentgpt.session.v1 import session_pb2
+
+    try:
+        target = _session_addr(args)
+    except FileNotFoundError as exc:
+        _print(f"error: {exc} (or pass --session-addr)")
+        return 1
+    async with SessionClient(target, identity="cli") as client:
+        try:
+            if args.action == "inspect":
+                resp = await client.inspect_session(_session_id(args.id), args.detail)
+                print(json_format.MessageToJson(resp) if args.json else render(resp))
+            elif args.action == "get":
+                print(json_format.MessageToJson(await client.get_session(_session_id(args.id))))
+            elif args.action == "list":
+                req = session_pb2.ListSessionsRequest(
+                    owner=args.owner or "",
+                    states=[
+                        common_pb2.SessionState.Value("SESSION_STATE_" + st.upper()) for st in args.state
+                    ],
+                    page=common_pb2.PageRequest(page_size=args.limit),
+                )
+                listed = await client.list_sessions(req)
+                _print(f"{'ID':<8} {'STATE':<11} {'TYPE':<24} {'SPENT/BUDGET (AGPT base units)':<40} OWNER")
+                for sess in listed.sessions:
+                    state = common_pb2.SessionState.Name(sess.state).removeprefix("SESSION_STATE_")
+                    _print(
+                        f"{sess.session_id:<8} {state:<11} {sess.spec.type:<24} "
+                        f"{sess.budget_spent + '/' + sess.budget:<40} {sess.owner}"
+                    )
+            elif args.action == "watch":
+                async for item in client.watch_session(
+                    _session_id(args.id), args.from_cursor, args.history_only
+                ):
+                    e = item.event
+                    state = common_pb2.SessionState.Name(e.state).removeprefix("SESSION_STATE_")
+                    _print(f"{e.cursor:>6} {state:<10} {e.type:<22} {e.data_json}")
+        except RpcError as exc:
+            _print(f"error: {exc.code.name}: {exc.details}")
+            return 1
+        except ValueError as exc:
+            _print(f"error: {exc}")
+            return 2
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from agentgpt.runtime.config import ServerConfig, describe
     from services.executor.config import ExecutorConfig
@@ -135,8 +212,11 @@ def _config(args: argparse.Namespace) -> int:
     from services.session.config import SessionConfig
 
     sections: list[tuple[str, type[Any]]] = [
-        ("every service", ServerConfig), ("session", SessionConfig), ("executor", ExecutorConfig),
-        ("recovery_oracle", RecoveryConfig), ("indexer", IndexerConfig),
+        ("every service", ServerConfig),
+        ("session", SessionConfig),
+        ("executor", ExecutorConfig),
+        ("recovery_oracle", RecoveryConfig),
+        ("indexer", IndexerConfig),
     ]
     for title, cls in sections:
         rows = describe(cls)
@@ -152,29 +232,87 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agentgpt", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="agentgpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="start the local stack (and the demo session); Ctrl-C stops it",
-                        description="Start two anvil chains, an IPFS node, deploy the contracts, start the four "
-                                    "services on loopback, wait until every one is SERVING, print the endpoints, "
-                                    "run the demo session, and stop everything on Ctrl-C/SIGTERM.")
-    up.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="where state, databases and logs go (default: %(default)s)")
-    up.add_argument("--ports", default="50051",
-                    help="first gRPC port (session; then executor, recovery_oracle, indexer), or 'auto' for free ports (default: %(default)s)")
-    up.add_argument("--metrics-base", type=int, default=9101, help="first /metrics port (default: %(default)s)")
-    up.add_argument("--no-ipfs", action="store_true", help="use the embedded content store instead of an IPFS node")
+    up = sub.add_parser(
+        "up",
+        help="start the local stack (and the demo session); Ctrl-C stops it",
+        description="Start two anvil chains, an IPFS node, deploy the contracts, start the four "
+        "services on loopback, wait until every one is SERVING, print the endpoints, "
+        "run the demo session, and stop everything on Ctrl-C/SIGTERM.",
+    )
+    up.add_argument(
+        "--workdir",
+        default=str(DEFAULT_WORKDIR),
+        help="where state, databases and logs go (default: %(default)s)",
+    )
+    up.add_argument(
+        "--ports",
+        default="50051",
+        help="first gRPC port (session; then executor, recovery_oracle, indexer), or 'auto' for free ports (default: %(default)s)",
+    )
+    up.add_argument(
+        "--metrics-base", type=int, default=9101, help="first /metrics port (default: %(default)s)"
+    )
+    up.add_argument(
+        "--no-ipfs", action="store_true", help="use the embedded content store instead of an IPFS node"
+    )
     up.add_argument("--no-demo", action="store_true", help="only start the stack")
-    up.add_argument("--exit-after-demo", action="store_true", help="stop the stack once the demo has finished")
-    up.add_argument("--draft-ttl", type=int, default=3600, help="DRAFT limit in seconds (default: %(default)s)")
-    up.add_argument("--active-ttl", type=int, default=72 * 3600, help="ACTIVE limit in seconds (default: %(default)s)")
-    up.add_argument("--paused-ttl", type=int, default=24 * 3600, help="PAUSED limit in seconds (default: %(default)s)")
+    up.add_argument(
+        "--exit-after-demo", action="store_true", help="stop the stack once the demo has finished"
+    )
+    up.add_argument(
+        "--draft-ttl", type=int, default=3600, help="DRAFT limit in seconds (default: %(default)s)"
+    )
+    up.add_argument(
+        "--active-ttl", type=int, default=72 * 3600, help="ACTIVE limit in seconds (default: %(default)s)"
+    )
+    up.add_argument(
+        "--paused-ttl", type=int, default=24 * 3600, help="PAUSED limit in seconds (default: %(default)s)"
+    )
 
     status = sub.add_parser("status", help="health of every service of the running local stack")
-    status.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="the stack's work directory (default: %(default)s)")
-    status.add_argument("--timeout", type=float, default=2.0, help="seconds per health check (default: %(default)s)")
+    status.add_argument(
+        "--workdir", default=str(DEFAULT_WORKDIR), help="the stack's work directory (default: %(default)s)"
+    )
+    status.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds per health check (default: %(default)s)"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    session = sub.add_parser("session", help="look at sessions: inspect, get, list, watch")
+    session.add_argument(
+        "--session-addr",
+        default="",
+        help="session service address (default: $AGENTGPT_SESSION_ADDR, else the local stack's)",
+    )
+    session.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="the local stack's work directory")
+    ssub = session.add_subparsers(dest="action", required=True, metavar="ACTION")
+    inspect = ssub.add_parser("inspect", help="the session dashboard (seed section 7)")
+    inspect.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
+    inspect.add_argument(
+        "--detail", choices=["summary", "full"], default="summary", help="full adds recent tasks and events"
+    )
+    inspect.add_argument("--json", action="store_true", help="the raw InspectSessionResponse as JSON")
+    get = ssub.add_parser("get", help="one session as JSON")
+    get.add_argument("id")
+    listing = ssub.add_parser("list", help="sessions, newest first")
+    listing.add_argument("--owner", default="", help="only this owner's sessions")
+    listing.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        choices=["draft", "active", "paused", "completed", "terminated"],
+        help="repeatable",
+    )
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1..500)")
+    watch = ssub.add_parser("watch", help="follow a session's events (Ctrl-C to stop)")
+    watch.add_argument("id")
+    watch.add_argument("--from-cursor", type=int, default=0, help="resume after this event cursor")
+    watch.add_argument("--history-only", action="store_true", help="stop after the recorded history")
 
     config = sub.add_parser("config", help="list every AGENTGPT_* setting with its default")
     config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")
@@ -189,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_status(args))
     if args.command == "config":
         return _config(args)
+    if args.command == "session":
+        try:
+            return asyncio.run(_session(args))
+        except KeyboardInterrupt:
+            return 130
     return 2
 
 

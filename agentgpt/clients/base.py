@@ -35,13 +35,21 @@ class ClientMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         labels = ["grpc_type", "grpc_service", "grpc_method"]
-        self.started = Counter("grpc_client_started", "Total number of RPCs started on the client.", labels,
-                               registry=registry)
-        self.handled = Counter("grpc_client_handled", "Total number of RPCs completed by the client.",
-                               [*labels, "grpc_code"], registry=registry)
-        self.seconds = Histogram("grpc_client_handling_seconds",
-                                 "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
-                                 labels, registry=registry)
+        self.started = Counter(
+            "grpc_client_started", "Total number of RPCs started on the client.", labels, registry=registry
+        )
+        self.handled = Counter(
+            "grpc_client_handled",
+            "Total number of RPCs completed by the client.",
+            [*labels, "grpc_code"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "grpc_client_handling_seconds",
+            "Histogram of response latency (seconds) of the gRPC until it is finished by the application.",
+            labels,
+            registry=registry,
+        )
 
 
 class ServiceClient:
@@ -56,8 +64,12 @@ class ServiceClient:
         options: ChannelOptions | None = None,
         metrics: ClientMetrics | None = None,
         channel: aio.Channel | None = None,
+        identity: str = "",
     ) -> None:
         self.target = target
+        # The calling service's name, sent as `x-agentgpt-service`. Trusted only by servers configured
+        # to trust it (inside one deployment); mTLS identities replace it in production.
+        self.identity = identity
         self.options = options or ChannelOptions()
         self.metrics = metrics
         self._own_channel = channel is None
@@ -75,10 +87,17 @@ class ServiceClient:
         await self.close()
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
+        md: list[tuple[str, str]] = []
         rid = request_id.get()
-        return (("x-request-id", rid),) if rid else ()
+        if rid:
+            md.append(("x-request-id", rid))
+        if self.identity:
+            md.append(("x-agentgpt-service", self.identity))
+        return tuple(md)
 
-    async def unary(self, method: str, request: Any, *, timeout: float | None = None, retry: bool = True) -> Any:
+    async def unary(
+        self, method: str, request: Any, *, timeout: float | None = None, retry: bool = True
+    ) -> Any:
         """Call `method` with a deadline; retry UNAVAILABLE with backoff; raise RpcError on failure."""
         fn = getattr(self.stub, method)
         attempts = self.options.attempts if retry else 1
@@ -89,7 +108,9 @@ class ServiceClient:
             if self.metrics:
                 self.metrics.started.labels(*labels).inc()
             try:
-                response = await fn(request, timeout=timeout or self.options.timeout, metadata=self._metadata())
+                response = await fn(
+                    request, timeout=timeout or self.options.timeout, metadata=self._metadata()
+                )
                 code = grpc.StatusCode.OK
                 return response
             except aio.AioRpcError as exc:
@@ -117,8 +138,9 @@ class ServiceClient:
             call.cancel()
 
 
-async def check_health(target: str, service: str = "", timeout: float = 2.0,
-                       channel: aio.Channel | None = None) -> str:
+async def check_health(
+    target: str, service: str = "", timeout: float = 2.0, channel: aio.Channel | None = None
+) -> str:
     """The health status name ("SERVING", "NOT_SERVING", ...) of `service` at `target`.
 
     Raises RpcError when the server cannot be reached."""

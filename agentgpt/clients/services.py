@@ -72,11 +72,16 @@ class SessionClient(ServiceClient):
         return await self.unary("RecordCheckpoint", req)
 
     async def inspect_session(self, session_id: str, detail: str = "summary") -> ss.InspectSessionResponse:
-        return await self.unary("InspectSession", ss.InspectSessionRequest(session_id=session_id, detail=detail))
+        return await self.unary(
+            "InspectSession", ss.InspectSessionRequest(session_id=session_id, detail=detail)
+        )
 
-    def watch_session(self, session_id: str, from_cursor: int = 0,
-                      history_only: bool = False) -> AsyncIterator[ss.WatchSessionResponse]:
-        req = ss.WatchSessionRequest(session_id=session_id, from_cursor=from_cursor, history_only=history_only)
+    def watch_session(
+        self, session_id: str, from_cursor: int = 0, history_only: bool = False
+    ) -> AsyncIterator[ss.WatchSessionResponse]:
+        req = ss.WatchSessionRequest(
+            session_id=session_id, from_cursor=from_cursor, history_only=history_only
+        )
         return self.stream("WatchSession", req)
 
 
@@ -102,11 +107,14 @@ class RecoveryClient(ServiceClient):
     stub_class = rc_grpc.RecoveryServiceStub
 
     async def get_verified_state(self, session_id: str) -> rc.GetVerifiedStateResponse:
-        return await self.unary("GetVerifiedState", rc.GetVerifiedStateRequest(session_id=session_id), timeout=30)
+        return await self.unary(
+            "GetVerifiedState", rc.GetVerifiedStateRequest(session_id=session_id), timeout=30
+        )
 
     async def recover_session(self, session_id: str, reason: str) -> rc.RecoverSessionResponse:
-        return await self.unary("RecoverSession", rc.RecoverSessionRequest(session_id=session_id, reason=reason),
-                                timeout=120)
+        return await self.unary(
+            "RecoverSession", rc.RecoverSessionRequest(session_id=session_id, reason=reason), timeout=120
+        )
 
     async def submit_claim(self, req: rc.SubmitClaimRequest) -> rc.SubmitClaimResponse:
         return await self.unary("SubmitClaim", req, timeout=60)
@@ -123,7 +131,9 @@ class IndexerClient(ServiceClient):
         req = ix.GetLatestAnchorRequest(session_id=session_id, home_chain_id=home_chain_id)
         return await self.unary("GetLatestAnchor", req)
 
-    async def get_on_chain_session(self, session_id: str, home_chain_id: int = 0) -> ix.GetOnChainSessionResponse:
+    async def get_on_chain_session(
+        self, session_id: str, home_chain_id: int = 0
+    ) -> ix.GetOnChainSessionResponse:
         req = ix.GetOnChainSessionRequest(session_id=session_id, home_chain_id=home_chain_id)
         return await self.unary("GetOnChainSession", req)
 

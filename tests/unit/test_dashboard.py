@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from agentgpt.cli.dashboard import render
+from agentgpt.common.v1 import common_pb2
+from agentgpt.session.v1 import session_pb2
+
+
+def test_dashboard_shows_what_the_seed_shows() -> None:
+    s = session_pb2.Session(
+        session_id="7",
+        owner="0x" + "ab" * 20,
+        state=common_pb2.SESSION_STATE_ACTIVE,
+        budget=str(100 * 10**18),
+        budget_spent=str(125 * 10**17),
+        executor="0x" + "cd" * 20,
+        lease_epoch=3,
+        spec=session_pb2.SessionSpec(type="treasury_management", chains=["arbitrum", "polygon"]),
+    )
+    s.deadline.FromSeconds(1_000_000 + 3600)
+    s.latest_checkpoint.CopyFrom(
+        common_pb2.Checkpoint(
+            session_id="7", seq=50, cid="bafyabc", anchors=[common_pb2.BlockRef(chain_id=31337)]
+        )
+    )
+    resp = session_pb2.InspectSessionResponse(
+        session=s,
+        tasks_done=142,
+        tasks_total=209,
+        gas_used=1_234_567,
+        gas_cost_wei=str(28 * 10**17),
+        completion=142 / 209,
+        alerts_critical=0,
+        model_score=0.93,
+        decorators=["kyc_tier4", "ofac_filter", "gas_optimizer_v3"],
+    )
+    text = render(resp, now=1_000_000)
+    assert text.splitlines()[0].startswith("SESSION 7 [ACTIVE]")
+    assert "│ Tasks " in text and "142/209" in text
+    assert "12.5 / 100" in text  # AGPT spent / budget
+    assert "2.8 ETH (1,234,567 gas)" in text
+    assert "68%" in text and "0.93" in text and "0 Critical" in text
+    assert "Attached Decorators: [KYC_TIER4, OFAC_FILTER, GAS_OPTIMIZER_V3]" in text
+    assert "Chains: arbitrum (home), polygon" in text
+    assert "(in 1h 00m)" in text
+    assert "Latest checkpoint: seq 50  bafyabc  anchored on: 31337" in text
