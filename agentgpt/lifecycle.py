@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 
 class SessionState(enum.IntEnum):
-    """Numbering matches `agentgpt.common.v1.SessionState` and `SessionFactory.SessionState` (+1)."""
+    """Numbering matches `agentgpt.common.v1.SessionState` and `SessionFactory.SessionState` (NONE = 0 there)."""
 
     DRAFT = 1
     ACTIVE = 2
