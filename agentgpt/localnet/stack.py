@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_account import Account
+
 from agentgpt.chain.deploy import deploy_all
+from agentgpt.chain.devnet import fund_and_bond
 from agentgpt.clients import check_health
 from agentgpt.errors import RpcError
 from agentgpt.lifecycle import Durations
@@ -91,10 +94,26 @@ class LocalStack:
                 durations=self.options.durations,
                 out=self.workdir / f"deployment-{name}.json",
             )
-            self.say(f"contracts deployed on '{name}' at block {dep.deploy_block}: "
-                     + ", ".join(f"{k}={v}" for k, v in dep.contracts.items() if k != "SessionAccount"))
-            chains.append(ChainInfo(name=name, chain_id=chain_id, rpc_url=node.rpc_url,
-                                    deploy_block=dep.deploy_block, contracts=dep.contracts))
+            await fund_and_bond(
+                node.rpc_url,
+                dep,
+                DEPLOYER_KEY,
+                executor_keys=[EXECUTOR_KEY],
+                owners=[Account.from_key(OWNER_KEY).address],
+            )
+            self.say(
+                f"contracts deployed on '{name}' at block {dep.deploy_block} (executor bonded, owner funded): "
+                + ", ".join(f"{k}={v}" for k, v in dep.contracts.items() if k != "SessionAccount")
+            )
+            chains.append(
+                ChainInfo(
+                    name=name,
+                    chain_id=chain_id,
+                    rpc_url=node.rpc_url,
+                    deploy_block=dep.deploy_block,
+                    contracts=dep.contracts,
+                )
+            )
         self.network = Network(tuple(chains))
         network_path = self.workdir / "network.json"
         write_network(self.network, network_path)
@@ -119,8 +138,10 @@ class LocalStack:
             "AGENTGPT_PAUSED_TTL": str(self.options.durations.paused),
         }
         own = {
-            "session": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'sessions.db'}",
-                        "AGENTGPT_RELAYER_KEY": DEPLOYER_KEY},
+            "session": {
+                "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'sessions.db'}",
+                "AGENTGPT_RELAYER_KEY": DEPLOYER_KEY,
+            },
             "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
             "executor": {"AGENTGPT_EXECUTOR_KEY": EXECUTOR_KEY, "AGENTGPT_EXECUTOR_ID": "executor-1"},
             "recovery_oracle": {"AGENTGPT_ORACLE_KEY": DEPLOYER_KEY},
@@ -128,12 +149,18 @@ class LocalStack:
         index = {"session": 0, "executor": 1, "recovery_oracle": 2, "indexer": 3}
 
         def launch(name: str, env: dict[str, str]) -> ServiceProcess:
-            proc = ServiceProcess(name, self.workdir, {
-                **common, **own[name], **env,
-                "AGENTGPT_GRPC_PORT": self._port(index[name]),
-                "AGENTGPT_METRICS_PORT": self._port(index[name], metrics=True),
-                **self.options.extra_env.get(name, {}),
-            })
+            proc = ServiceProcess(
+                name,
+                self.workdir,
+                {
+                    **common,
+                    **own[name],
+                    **env,
+                    "AGENTGPT_GRPC_PORT": self._port(index[name]),
+                    "AGENTGPT_METRICS_PORT": self._port(index[name], metrics=True),
+                    **self.options.extra_env.get(name, {}),
+                },
+            )
             self.services[name] = proc
             return proc.start()
 
@@ -142,8 +169,10 @@ class LocalStack:
             launch(name, {})
         for name in ("session", "indexer"):
             await asyncio.to_thread(self.services[name].wait_ready, self.options.ready_timeout)
-        deps = {"AGENTGPT_SESSION_ADDR": self.services["session"].grpc,
-                "AGENTGPT_INDEXER_ADDR": self.services["indexer"].grpc}
+        deps = {
+            "AGENTGPT_SESSION_ADDR": self.services["session"].grpc,
+            "AGENTGPT_INDEXER_ADDR": self.services["indexer"].grpc,
+        }
         for name in ("executor", "recovery_oracle"):
             launch(name, deps)
         for name in ("executor", "recovery_oracle"):
@@ -161,14 +190,18 @@ class LocalStack:
                 try:
                     if await check_health(proc.grpc) == "SERVING":
                         pending.discard(name)
-                        self.say(f"{name:<16} SERVING  grpc {proc.grpc}  metrics :{proc.metrics_port}  pid {proc.pid}")
+                        self.say(
+                            f"{name:<16} SERVING  grpc {proc.grpc}  metrics :{proc.metrics_port}  pid {proc.pid}"
+                        )
                 except RpcError:
                     pass
                 if not proc.alive():
                     raise RuntimeError(f"{name} exited; see {proc.log_path}")
             if pending and time.monotonic() > deadline:
-                raise TimeoutError(f"not SERVING after {timeout:.0f} s: {', '.join(sorted(pending))} "
-                                   f"(logs in {self.workdir})")
+                raise TimeoutError(
+                    f"not SERVING after {timeout:.0f} s: {', '.join(sorted(pending))} "
+                    f"(logs in {self.workdir})"
+                )
             if pending:
                 await asyncio.sleep(0.2)
 
@@ -177,10 +210,14 @@ class LocalStack:
             "workdir": str(self.workdir),
             "network": str(self.workdir / "network.json"),
             "ipfs_api": self.ipfs.api if self.ipfs else "",
-            "chains": [{"name": c.name, "chain_id": c.chain_id, "rpc_url": c.rpc_url}
-                       for c in (self.network.chains if self.network else ())],
-            "services": {n: {"grpc": p.grpc, "metrics_port": p.metrics_port, "pid": p.pid, "log": str(p.log_path)}
-                         for n, p in self.services.items()},
+            "chains": [
+                {"name": c.name, "chain_id": c.chain_id, "rpc_url": c.rpc_url}
+                for c in (self.network.chains if self.network else ())
+            ],
+            "services": {
+                n: {"grpc": p.grpc, "metrics_port": p.metrics_port, "pid": p.pid, "log": str(p.log_path)}
+                for n, p in self.services.items()
+            },
         }
 
     def write_state(self) -> None:
@@ -208,6 +245,8 @@ class LocalStack:
 def read_state(workdir: Path) -> dict[str, Any]:
     path = workdir / "stack.json"
     if not path.exists():
-        raise FileNotFoundError(f"no running stack found ({path} does not exist); start one with `agentgpt up`")
+        raise FileNotFoundError(
+            f"no running stack found ({path} does not exist); start one with `agentgpt up`"
+        )
     data: dict[str, Any] = json.loads(path.read_text())
     return data

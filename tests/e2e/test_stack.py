@@ -27,12 +27,16 @@ EXECUTOR_GRACE = 3.0
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    s = LocalStack(StackOptions(
-        workdir=tmp_path_factory.mktemp("stack"),
-        base_port=0,
-        # A long drain window on the executor so the test can watch NOT_SERVING before it exits.
-        extra_env={"executor": {"AGENTGPT_DRAIN_DELAY": "1.5", "AGENTGPT_SHUTDOWN_GRACE": str(EXECUTOR_GRACE)}},
-    ))
+    s = LocalStack(
+        StackOptions(
+            workdir=tmp_path_factory.mktemp("stack"),
+            base_port=0,
+            # A long drain window on the executor so the test can watch NOT_SERVING before it exits.
+            extra_env={
+                "executor": {"AGENTGPT_DRAIN_DELAY": "1.5", "AGENTGPT_SHUTDOWN_GRACE": str(EXECUTOR_GRACE)}
+            },
+        )
+    )
     await s.start()
     try:
         yield s
@@ -52,20 +56,32 @@ async def test_all_four_services_serving_with_reflection(stack: LocalStack) -> N
 
 async def test_service_to_service_call_over_grpc_is_counted(stack: LocalStack) -> None:
     indexer = stack.services["indexer"]
-    before = metric_value(scrape(indexer.metrics_port), "grpc_server_handled_total",
-                          grpc_method="GetLatestAnchor", grpc_code="NOT_FOUND")
+    before = metric_value(
+        scrape(indexer.metrics_port),
+        "grpc_server_handled_total",
+        grpc_method="GetLatestAnchor",
+        grpc_code="NOT_FOUND",
+    )
     async with RecoveryClient(stack.services["recovery_oracle"].grpc) as oracle:
         for _ in range(3):
             with pytest.raises(RpcError) as err:
                 await oracle.get_verified_state("42")
             assert err.value.code == grpc.StatusCode.NOT_FOUND
-    after = metric_value(scrape(indexer.metrics_port), "grpc_server_handled_total",
-                         grpc_method="GetLatestAnchor", grpc_code="NOT_FOUND")
+    after = metric_value(
+        scrape(indexer.metrics_port),
+        "grpc_server_handled_total",
+        grpc_method="GetLatestAnchor",
+        grpc_code="NOT_FOUND",
+    )
     # The oracle's three calls reached the indexer process over gRPC.
     assert after - before == 3
     oracle_text = scrape(stack.services["recovery_oracle"].metrics_port)
-    assert metric_value(oracle_text, "grpc_server_handled_total", grpc_method="GetVerifiedState",
-                        grpc_code="NOT_FOUND") >= 3
+    assert (
+        metric_value(
+            oracle_text, "grpc_server_handled_total", grpc_method="GetVerifiedState", grpc_code="NOT_FOUND"
+        )
+        >= 3
+    )
 
 
 async def test_indexer_sees_both_chains(stack: LocalStack) -> None:
@@ -79,7 +95,10 @@ async def test_status_command_reports_every_service(stack: LocalStack) -> None:
     out = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "agentgpt.cli.main", "status", "--workdir", str(stack.workdir), "--json"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     rows = json.loads(out.stdout)
@@ -110,8 +129,21 @@ async def test_sigterm_reports_not_serving_then_exits_within_grace(stack: LocalS
 def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     up = subprocess.Popen(
-        [sys.executable, "-m", "agentgpt.cli.main", "up", "--workdir", str(tmp_path), "--ports", "auto", "--no-demo"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "agentgpt.cli.main",
+            "up",
+            "--workdir",
+            str(tmp_path),
+            "--ports",
+            "auto",
+            "--no-demo",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     lines: list[str] = []
     try:
@@ -139,3 +171,23 @@ def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> No
     finally:
         if up.poll() is None:
             up.kill()
+
+
+async def test_contracts_deployed_and_executor_bonded_on_every_chain(stack: LocalStack) -> None:
+    from eth_account import Account
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+
+    from agentgpt.contracts import load_artifact
+    from agentgpt.localnet.stack import EXECUTOR_KEY
+
+    assert stack.network is not None and len(stack.network.chains) == 2
+    executor = Account.from_key(EXECUTOR_KEY).address
+    for chain in stack.network.chains:
+        w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_url))
+        registry = w3.eth.contract(
+            address=chain.contracts["ExecutorRegistry"], abi=load_artifact("ExecutorRegistry").abi
+        )
+        assert await w3.eth.chain_id == chain.chain_id
+        assert await registry.functions.isBonded(executor).call()
+        assert len(await w3.eth.get_code(chain.contracts["SessionFactory"])) > 0
+        await w3.provider.disconnect()
