@@ -119,7 +119,9 @@ class CheckpointReader:
             if self.key is None:
                 raise FailedPrecondition(f"checkpoint {cid} is encrypted and this reader has no key")
             if session_id is None or seq is None:
-                raise InvalidArgument("session_id", f"checkpoint {cid} is encrypted: session_id and seq are needed to open it")
+                raise InvalidArgument(
+                    "session_id", f"checkpoint {cid} is encrypted: session_id and seq are needed to open it"
+                )
             try:
                 data = open_(data, self.key, checkpoint_aad(session_id, seq))
             except ContentIntegrityError as exc:

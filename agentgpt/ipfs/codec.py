@@ -63,7 +63,9 @@ def _check(value: Any, path: str) -> None:
                 raise InvalidArgument(path, f"map key {key!r} is not a string")
             _check(item, f"{path}.{key}")
         return
-    raise InvalidArgument(path, f"type {type(value).__name__} cannot be stored (use dict, list, str, int, bytes, bool, None)")
+    raise InvalidArgument(
+        path, f"type {type(value).__name__} cannot be stored (use dict, list, str, int, bytes, bool, None)"
+    )
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:

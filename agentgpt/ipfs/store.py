@@ -54,7 +54,9 @@ class IpfsConfig:
     ipfs_embedded_dir: str = setting(
         ".agentgpt/ipfs", "Directory of the embedded block store (used only when AGENTGPT_IPFS_API is empty)"
     )
-    ipfs_retries: int = setting(3, "Extra attempts, with exponential backoff, when the IPFS node is unreachable")
+    ipfs_retries: int = setting(
+        3, "Extra attempts, with exponential backoff, when the IPFS node is unreachable"
+    )
 
 
 @runtime_checkable
@@ -89,7 +91,9 @@ class ContentStore(Protocol):
     async def close(self) -> None: ...
 
 
-def _check_payload(data: bytes, codec: Codec) -> None:
+def _check_payload(data: bytes, codec: Codec, *, decode_check: bool = True) -> None:
+    """Refuse what no store should hold. `decode_check=False` skips re-decoding dag-cbor where a node will
+    decode it anyway (dag/put) and the CID comparison catches any non-canonical encoding."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidArgument("data", f"must be bytes, not {type(data).__name__}")
     if codec not in CODECS:
@@ -97,8 +101,11 @@ def _check_payload(data: bytes, codec: Codec) -> None:
     if codec == "dag-cbor":
         if len(data) > MAX_BLOCK_SIZE:
             raise InvalidArgument(
-                "data", f"dag-cbor block of {len(data)} bytes exceeds the {MAX_BLOCK_SIZE}-byte block limit; store it as raw"
+                "data",
+                f"dag-cbor block of {len(data)} bytes exceeds the {MAX_BLOCK_SIZE}-byte block limit; store it as raw",
             )
+        if not decode_check:
+            return
         try:
             dag_cbor.decode(bytes(data))
         except (CBORError, ValueError) as exc:
@@ -176,7 +183,9 @@ class KuboStore:
                     "the node is overloaded, or is searching the network for content it does not hold"
                 ) from None
             except aioipfs.RPCAccessDenied as exc:
-                raise Unavailable(f"IPFS node at {self.endpoint} denied {what}: {exc}; check the API's auth") from None
+                raise Unavailable(
+                    f"IPFS node at {self.endpoint} denied {what}: {exc}; check the API's auth"
+                ) from None
             except aioipfs.APIError as exc:
                 message = str(exc.message or type(exc).__name__)
                 if cid is not None and any(m in message.lower() for m in _NOT_FOUND_MARKERS):
@@ -196,7 +205,9 @@ class KuboStore:
             "point at its RPC API?"
         )
 
-    async def _rpc(self, path: str, params: dict[str, str], form: Callable[[], aiohttp.FormData] | None = None) -> Any:
+    async def _rpc(
+        self, path: str, params: dict[str, str], form: Callable[[], aiohttp.FormData] | None = None
+    ) -> Any:
         """POST /api/v0/<path> on the client's own session and decode the JSON answer. Used where aioipfs
         either swallows connection errors (its fetch_json returns None) or breaks on aiohttp>=3.12.1
         (dag.put/block.put), so errors stay visible and uniform."""
@@ -211,12 +222,14 @@ class KuboStore:
                     message = json.loads(body).get("Message", "")
                 except (ValueError, AttributeError):
                     message = body[:200].decode(errors="replace")
-                raise aioipfs.APIError(code=-1, message=message or f"HTTP {resp.status}", http_status=resp.status)
+                raise aioipfs.APIError(
+                    code=-1, message=message or f"HTTP {resp.status}", http_status=resp.status
+                )
             return json.loads(body)
 
     # ------------------------------------------------------------ ContentStore
     async def put(self, data: bytes, codec: Codec = "raw") -> str:
-        _check_payload(data, codec)
+        _check_payload(data, codec, decode_check=False)
         data = bytes(data)
         expected = compute_cid(data, codec)
         if codec == "raw":
@@ -272,9 +285,13 @@ class KuboStore:
 
     async def pin(self, cid: str) -> None:
         cid = normalize(cid)
-        await self._call(f"pin/add {cid}", lambda: self._rpc("pin/add", {"arg": cid, "recursive": "true"}), cid=cid)
+        await self._call(
+            f"pin/add {cid}", lambda: self._rpc("pin/add", {"arg": cid, "recursive": "true"}), cid=cid
+        )
 
     async def has(self, cid: str) -> bool:
+        """block/stat of the root block. An offline node answers at once; an online Kubo without the block
+        searches the network until the timeout (then Unavailable), as it would for get()."""
         cid = normalize(cid)
         try:
             await self._call(f"block/stat {cid}", lambda: self._rpc("block/stat", {"arg": cid}), cid=cid)
@@ -351,7 +368,9 @@ class EmbeddedStore:
         try:
             data = await asyncio.to_thread(self._path(cid).read_bytes)
         except FileNotFoundError:
-            raise ContentNotFound(f"embedded IPFS store {self.directory} does not have {cid}", cid=cid) from None
+            raise ContentNotFound(
+                f"embedded IPFS store {self.directory} does not have {cid}", cid=cid
+            ) from None
         except OSError as exc:
             raise Unavailable(f"embedded IPFS store {self.directory}: cannot read {cid}: {exc}") from None
         verify(cid, data)

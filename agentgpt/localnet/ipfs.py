@@ -3,7 +3,9 @@
 Kubo cannot be installed here (its npm package downloads a binary), so the node is js-ipfs 0.66.1 run
 offline by tools/ipfs-node/jsipfs-node.sh (see TOOLING.md and that script). Each `IpfsNode` gets its own
 repo, pidfile, log and free loopback API/gateway ports, so several can run side by side, and is always
-stopped by stop()/__exit__ (also at interpreter exit), including when start-up fails half-way.
+stopped by stop()/__exit__ (also at interpreter exit), including when start-up fails half-way. Given a
+`base_dir`, the repo survives stop() and a later start() serves the same content (on fresh ports);
+without one, a temp dir is used and removed.
 
 The kit directory is found relative to the repo root unless AGENTGPT_IPFS_NODE_DIR points elsewhere.
 """
@@ -11,6 +13,7 @@ The kit directory is found relative to the repo root unless AGENTGPT_IPFS_NODE_D
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -148,6 +151,7 @@ class IpfsNode:
             api_port = self.api_port if self.api_port is not None else free_port()
             gw_port = self.gateway_port if self.gateway_port is not None else free_port()
             try:
+                self._set_ports(api_port, gw_port)
                 self._run_script(kit, "start", api_port, gw_port, timeout=self.startup_timeout)
                 self.api_port, self.gateway_port = api_port, gw_port
                 self._started = True
@@ -198,6 +202,21 @@ class IpfsNode:
         )
         env.pop("JSIPFS_DIR", None)  # the script must use the kit it lives in
         return env
+
+    def _set_ports(self, api_port: int, gw_port: int) -> None:
+        """Point an existing repo (a restart on the same directory) at this start's ports; the script only
+        writes them when it initialises a new repo. Content and pins are kept."""
+        config = self.repo / "config"
+        if not config.is_file():
+            return
+        try:
+            data = json.loads(config.read_text())
+            data.setdefault("Addresses", {})
+            data["Addresses"]["API"] = f"/ip4/127.0.0.1/tcp/{api_port}"
+            data["Addresses"]["Gateway"] = f"/ip4/127.0.0.1/tcp/{gw_port}"
+            config.write_text(json.dumps(data, indent=2))
+        except (OSError, ValueError) as exc:
+            raise IpfsNodeError(f"cannot update ports in {config}: {exc}") from None
 
     def _run_script(self, kit: Path, action: str, api_port: int, gw_port: int, *, timeout: float) -> None:
         try:

@@ -137,7 +137,7 @@ class Checkpoint(_message.Message):
     seq: _builtins.int
     """Number of tasks covered by this checkpoint; strictly increasing per session."""
     cid: _builtins.str
-    """IPFS CIDv1 (base32) of the dag-cbor checkpoint document."""
+    """IPFS CIDv1 (base32) of the stored checkpoint: dag-cbor, or raw/dag-pb when encrypted or over 1 MiB."""
     state_root: _builtins.bytes
     """32-byte head of the executor-signed, hash-chained task log at `seq`."""
     @_builtins.property
