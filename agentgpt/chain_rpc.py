@@ -5,14 +5,16 @@ Heavier chain work (contracts, signing, deployment) uses web3.py in agentgpt.cha
 
 from __future__ import annotations
 
+from typing import Any
+
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 
-def connect(rpc_url: str, timeout: float = 5.0) -> AsyncWeb3:
+def connect(rpc_url: str, timeout: float = 5.0) -> AsyncWeb3[Any]:
     return AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
 
 
-async def expect_chain(w3: AsyncWeb3, chain_id: int) -> None:
+async def expect_chain(w3: AsyncWeb3[Any], chain_id: int) -> None:
     """Raise unless the endpoint answers and is the chain we were configured for."""
     actual = await w3.eth.chain_id
     if actual != chain_id:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from agentgpt.errors import InvalidArgument
 
@@ -68,37 +68,72 @@ def build_spec(
     prefix: str = "spec",
 ) -> SessionSpec:
     """Validate raw values (from YAML or from the proto message) into a SessionSpec."""
-    _check(isinstance(type, str) and bool(_NAME.match(type)), f"{prefix}.type",
-           f"must match [a-z0-9_]{{1,64}} (e.g. treasury_management), got {str(type)[:80]!r}")
-    _check(isinstance(chains, list | tuple) and 1 <= len(chains) <= 8, f"{prefix}.chains",
-           "must list 1 to 8 chains; the first is the home chain")
+    _check(
+        isinstance(type, str) and bool(_NAME.match(type)),
+        f"{prefix}.type",
+        f"must match [a-z0-9_]{{1,64}} (e.g. treasury_management), got {str(type)[:80]!r}",
+    )
+    _check(
+        isinstance(chains, list | tuple) and 1 <= len(chains) <= 8,
+        f"{prefix}.chains",
+        "must list 1 to 8 chains; the first is the home chain",
+    )
     for i, c in enumerate(chains):
-        _check(isinstance(c, str | int) and bool(_CHAIN.match(str(c))), f"{prefix}.chains[{i}]",
-               f"must be a chain name or id, got {str(c)[:80]!r}")
+        _check(
+            isinstance(c, str | int) and bool(_CHAIN.match(str(c))),
+            f"{prefix}.chains[{i}]",
+            f"must be a chain name or id, got {str(c)[:80]!r}",
+        )
     chain_names = tuple(str(c) for c in chains)
     _check(len(set(chain_names)) == len(chain_names), f"{prefix}.chains", "lists a chain twice")
     models = models or {}
-    _check(isinstance(models, dict) and len(models) <= 16, f"{prefix}.models", "must be a map of role: model (at most 16)")
+    _check(
+        isinstance(models, dict) and len(models) <= 16,
+        f"{prefix}.models",
+        "must be a map of role: model (at most 16)",
+    )
     for k, val in models.items():
-        _check(isinstance(k, str) and bool(_NAME.match(k)), f"{prefix}.models", f"role {str(k)[:80]!r} must match [a-z0-9_]{{1,64}}")
-        _check(isinstance(val, str) and 0 < len(val) <= 128, f"{prefix}.models.{k}", "must be a model name of 1..128 characters")
+        _check(
+            isinstance(k, str) and bool(_NAME.match(k)),
+            f"{prefix}.models",
+            f"role {str(k)[:80]!r} must match [a-z0-9_]{{1,64}}",
+        )
+        _check(
+            isinstance(val, str) and 0 < len(val) <= 128,
+            f"{prefix}.models.{k}",
+            "must be a model name of 1..128 characters",
+        )
     decorators = decorators or []
-    _check(isinstance(decorators, list | tuple) and len(decorators) <= 32, f"{prefix}.decorators", "must be a list of at most 32 names")
+    _check(
+        isinstance(decorators, list | tuple) and len(decorators) <= 32,
+        f"{prefix}.decorators",
+        "must be a list of at most 32 names",
+    )
     for i, d in enumerate(decorators):
-        _check(isinstance(d, str) and bool(_NAME.match(d)), f"{prefix}.decorators[{i}]",
-               f"must match [a-z0-9_]{{1,64}}, got {str(d)[:80]!r}")
+        _check(
+            isinstance(d, str) and bool(_NAME.match(d)),
+            f"{prefix}.decorators[{i}]",
+            f"must match [a-z0-9_]{{1,64}}, got {str(d)[:80]!r}",
+        )
     _check(len(set(decorators)) == len(decorators), f"{prefix}.decorators", "lists a decorator twice")
     params = params or {}
     _check(isinstance(params, dict), f"{prefix}.params", "must be a map")
     interval = checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL
-    _check(isinstance(interval, int) and not isinstance(interval, bool) and 1 <= interval <= 10000,
-           f"{prefix}.checkpoint_interval", "must be an integer from 1 to 10000")
+    _check(
+        isinstance(interval, int) and not isinstance(interval, bool) and 1 <= interval <= 10000,
+        f"{prefix}.checkpoint_interval",
+        "must be an integer from 1 to 10000",
+    )
     spec = SessionSpec(str(type), chain_names, dict(models), tuple(decorators), dict(params), interval)
     try:
         encoded = spec.canonical()
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"{prefix}.params", f"must be JSON-compatible: {exc}") from None
-    _check(len(encoded) <= MAX_SPEC_BYTES, prefix, f"encodes to {len(encoded)} bytes; the limit is {MAX_SPEC_BYTES}")
+    _check(
+        len(encoded) <= MAX_SPEC_BYTES,
+        prefix,
+        f"encodes to {len(encoded)} bytes; the limit is {MAX_SPEC_BYTES}",
+    )
     return spec
 
 
@@ -118,7 +153,9 @@ def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
     _check(isinstance(params, dict), f"{field_name}.params", "must be a mapping")
     chains = doc.get("chains", params.pop("chains", None))
     models = doc.get("models", params.pop("models", None))
-    _check(chains is not None, f"{field_name}.params.chains", "is required (the chains the session anchors on)")
+    _check(
+        chains is not None, f"{field_name}.params.chains", "is required (the chains the session anchors on)"
+    )
     return build_spec(
         type=doc.get("type"),
         chains=chains,

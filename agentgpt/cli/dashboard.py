@@ -12,7 +12,9 @@ WEI_PER_ETH = 10**18
 
 
 def _state(value: int) -> str:
-    return common_pb2.SessionState.Name(value).removeprefix("SESSION_STATE_")
+    return common_pb2.SessionState.Name(common_pb2.SessionState.ValueType(value)).removeprefix(
+        "SESSION_STATE_"
+    )
 
 
 def _units(amount: str, decimals: int = AGPT_DECIMALS) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import cast
 
 from agentgpt.clients.base import ServiceClient
 from agentgpt.executor.v1 import executor_pb2 as ex
@@ -20,60 +21,64 @@ class SessionClient(ServiceClient):
     stub_class = ss_grpc.SessionServiceStub
 
     async def create_session(self, req: ss.CreateSessionRequest) -> ss.CreateSessionResponse:
-        return await self.unary("CreateSession", req, timeout=60)  # waits for the mint receipt
+        # Waits for the mint receipt.
+        return cast(ss.CreateSessionResponse, await self.unary("CreateSession", req, timeout=60))
 
     async def get_session(self, session_id: str) -> ss.Session:
         resp = await self.unary("GetSession", ss.GetSessionRequest(session_id=session_id))
-        return resp.session
+        return cast(ss.Session, resp.session)
 
     async def list_sessions(self, req: ss.ListSessionsRequest) -> ss.ListSessionsResponse:
-        return await self.unary("ListSessions", req)
+        return cast(ss.ListSessionsResponse, await self.unary("ListSessions", req))
 
     async def edit_params(self, req: ss.EditParamsRequest) -> ss.EditParamsResponse:
-        return await self.unary("EditParams", req)
+        return cast(ss.EditParamsResponse, await self.unary("EditParams", req))
 
     async def attach_decorators(self, req: ss.AttachDecoratorsRequest) -> ss.AttachDecoratorsResponse:
-        return await self.unary("AttachDecorators", req)
+        return cast(ss.AttachDecoratorsResponse, await self.unary("AttachDecorators", req))
 
     async def activate_session(self, req: ss.ActivateSessionRequest) -> ss.ActivateSessionResponse:
-        return await self.unary("ActivateSession", req, timeout=60)
+        return cast(ss.ActivateSessionResponse, await self.unary("ActivateSession", req, timeout=60))
 
     async def update_budget(self, req: ss.UpdateBudgetRequest) -> ss.UpdateBudgetResponse:
-        return await self.unary("UpdateBudget", req, timeout=60)
+        return cast(ss.UpdateBudgetResponse, await self.unary("UpdateBudget", req, timeout=60))
 
     async def pause_session(self, req: ss.PauseSessionRequest) -> ss.PauseSessionResponse:
-        return await self.unary("PauseSession", req, timeout=60)
+        return cast(ss.PauseSessionResponse, await self.unary("PauseSession", req, timeout=60))
 
     async def resume_session(self, req: ss.ResumeSessionRequest) -> ss.ResumeSessionResponse:
-        return await self.unary("ResumeSession", req, timeout=60)
+        return cast(ss.ResumeSessionResponse, await self.unary("ResumeSession", req, timeout=60))
 
     async def complete_session(self, req: ss.CompleteSessionRequest) -> ss.CompleteSessionResponse:
-        return await self.unary("CompleteSession", req, timeout=120)
+        return cast(ss.CompleteSessionResponse, await self.unary("CompleteSession", req, timeout=120))
 
     async def terminate_session(self, req: ss.TerminateSessionRequest) -> ss.TerminateSessionResponse:
-        return await self.unary("TerminateSession", req, timeout=60)
+        return cast(ss.TerminateSessionResponse, await self.unary("TerminateSession", req, timeout=60))
 
     async def submit_tasks(self, req: ss.SubmitTasksRequest) -> ss.SubmitTasksResponse:
-        return await self.unary("SubmitTasks", req)
+        return cast(ss.SubmitTasksResponse, await self.unary("SubmitTasks", req))
 
     async def claim_lease(self, req: ss.ClaimLeaseRequest) -> ss.ClaimLeaseResponse:
-        return await self.unary("ClaimLease", req)
+        return cast(ss.ClaimLeaseResponse, await self.unary("ClaimLease", req))
 
     async def renew_lease(self, req: ss.RenewLeaseRequest) -> ss.RenewLeaseResponse:
-        return await self.unary("RenewLease", req)
+        return cast(ss.RenewLeaseResponse, await self.unary("RenewLease", req))
 
     async def release_lease(self, req: ss.ReleaseLeaseRequest) -> ss.ReleaseLeaseResponse:
-        return await self.unary("ReleaseLease", req)
+        return cast(ss.ReleaseLeaseResponse, await self.unary("ReleaseLease", req))
 
     async def report_task(self, req: ss.ReportTaskRequest) -> ss.ReportTaskResponse:
-        return await self.unary("ReportTask", req)
+        return cast(ss.ReportTaskResponse, await self.unary("ReportTask", req))
 
     async def record_checkpoint(self, req: ss.RecordCheckpointRequest) -> ss.RecordCheckpointResponse:
-        return await self.unary("RecordCheckpoint", req)
+        return cast(ss.RecordCheckpointResponse, await self.unary("RecordCheckpoint", req))
 
     async def inspect_session(self, session_id: str, detail: str = "summary") -> ss.InspectSessionResponse:
-        return await self.unary(
-            "InspectSession", ss.InspectSessionRequest(session_id=session_id, detail=detail)
+        return cast(
+            ss.InspectSessionResponse,
+            await self.unary(
+                "InspectSession", ss.InspectSessionRequest(session_id=session_id, detail=detail)
+            ),
         )
 
     def watch_session(
@@ -90,16 +95,24 @@ class ExecutorClient(ServiceClient):
     stub_class = ex_grpc.ExecutorServiceStub
 
     async def assign_session(self, session_id: str) -> ex.AssignSessionResponse:
-        return await self.unary("AssignSession", ex.AssignSessionRequest(session_id=session_id))
+        return cast(
+            ex.AssignSessionResponse,
+            await self.unary("AssignSession", ex.AssignSessionRequest(session_id=session_id)),
+        )
 
     async def rehydrate_session(self, req: ex.RehydrateSessionRequest) -> ex.RehydrateSessionResponse:
-        return await self.unary("RehydrateSession", req, timeout=60)
+        return cast(ex.RehydrateSessionResponse, await self.unary("RehydrateSession", req, timeout=60))
 
     async def release_session(self, session_id: str) -> ex.ReleaseSessionResponse:
-        return await self.unary("ReleaseSession", ex.ReleaseSessionRequest(session_id=session_id))
+        return cast(
+            ex.ReleaseSessionResponse,
+            await self.unary("ReleaseSession", ex.ReleaseSessionRequest(session_id=session_id)),
+        )
 
     async def get_status(self) -> ex.GetExecutorStatusResponse:
-        return await self.unary("GetExecutorStatus", ex.GetExecutorStatusRequest())
+        return cast(
+            ex.GetExecutorStatusResponse, await self.unary("GetExecutorStatus", ex.GetExecutorStatusRequest())
+        )
 
 
 class RecoveryClient(ServiceClient):
@@ -107,20 +120,26 @@ class RecoveryClient(ServiceClient):
     stub_class = rc_grpc.RecoveryServiceStub
 
     async def get_verified_state(self, session_id: str) -> rc.GetVerifiedStateResponse:
-        return await self.unary(
-            "GetVerifiedState", rc.GetVerifiedStateRequest(session_id=session_id), timeout=30
+        return cast(
+            rc.GetVerifiedStateResponse,
+            await self.unary(
+                "GetVerifiedState", rc.GetVerifiedStateRequest(session_id=session_id), timeout=30
+            ),
         )
 
     async def recover_session(self, session_id: str, reason: str) -> rc.RecoverSessionResponse:
-        return await self.unary(
-            "RecoverSession", rc.RecoverSessionRequest(session_id=session_id, reason=reason), timeout=120
+        return cast(
+            rc.RecoverSessionResponse,
+            await self.unary(
+                "RecoverSession", rc.RecoverSessionRequest(session_id=session_id, reason=reason), timeout=120
+            ),
         )
 
     async def submit_claim(self, req: rc.SubmitClaimRequest) -> rc.SubmitClaimResponse:
-        return await self.unary("SubmitClaim", req, timeout=60)
+        return cast(rc.SubmitClaimResponse, await self.unary("SubmitClaim", req, timeout=60))
 
     async def list_recoveries(self, req: rc.ListRecoveriesRequest) -> rc.ListRecoveriesResponse:
-        return await self.unary("ListRecoveries", req)
+        return cast(rc.ListRecoveriesResponse, await self.unary("ListRecoveries", req))
 
 
 class IndexerClient(ServiceClient):
@@ -129,19 +148,19 @@ class IndexerClient(ServiceClient):
 
     async def get_latest_anchor(self, session_id: str, home_chain_id: int = 0) -> ix.GetLatestAnchorResponse:
         req = ix.GetLatestAnchorRequest(session_id=session_id, home_chain_id=home_chain_id)
-        return await self.unary("GetLatestAnchor", req)
+        return cast(ix.GetLatestAnchorResponse, await self.unary("GetLatestAnchor", req))
 
     async def get_on_chain_session(
         self, session_id: str, home_chain_id: int = 0
     ) -> ix.GetOnChainSessionResponse:
         req = ix.GetOnChainSessionRequest(session_id=session_id, home_chain_id=home_chain_id)
-        return await self.unary("GetOnChainSession", req)
+        return cast(ix.GetOnChainSessionResponse, await self.unary("GetOnChainSession", req))
 
     async def list_events(self, req: ix.ListEventsRequest) -> ix.ListEventsResponse:
-        return await self.unary("ListEvents", req)
+        return cast(ix.ListEventsResponse, await self.unary("ListEvents", req))
 
     def stream_events(self, req: ix.StreamEventsRequest) -> AsyncIterator[ix.StreamEventsResponse]:
         return self.stream("StreamEvents", req)
 
     async def get_chain_status(self) -> ix.GetChainStatusResponse:
-        return await self.unary("GetChainStatus", ix.GetChainStatusRequest())
+        return cast(ix.GetChainStatusResponse, await self.unary("GetChainStatus", ix.GetChainStatusRequest()))

@@ -75,7 +75,8 @@ def describe(cls: type[Any]) -> list[tuple[str, str, str]]:
     """(variable, default, doc) for every field of `cls`."""
     rows = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        factory: Any = f.default_factory
+        default = f.default if f.default is not dataclasses.MISSING else factory()
         if isinstance(default, tuple):
             default = ",".join(map(str, default))
         rows.append((PREFIX + f.name.upper(), str(default), f.metadata.get("doc", "")))

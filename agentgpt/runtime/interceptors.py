@@ -92,11 +92,15 @@ class ServerMetrics:
             registry=registry,
         )
         self.received = Counter(
-            "grpc_server_msg_received", "Total number of RPC stream messages received on the server.", labels,
+            "grpc_server_msg_received",
+            "Total number of RPC stream messages received on the server.",
+            labels,
             registry=registry,
         )
         self.sent = Counter(
-            "grpc_server_msg_sent", "Total number of gRPC stream messages sent by the server.", labels,
+            "grpc_server_msg_sent",
+            "Total number of gRPC stream messages sent by the server.",
+            labels,
             registry=registry,
         )
         self.seconds = Histogram(
@@ -107,7 +111,7 @@ class ServerMetrics:
         )
 
 
-class MetricsInterceptor(aio.ServerInterceptor):
+class MetricsInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: ServerMetrics) -> None:
         self.m = metrics
 
@@ -119,7 +123,7 @@ class MetricsInterceptor(aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None:
             return None
-        service, method = _split(details.method)  # type: ignore[attr-defined]
+        service, method = _split(details.method)
         labels = (_rpc_type(handler), service, method)
         m = self.m
 
@@ -165,7 +169,7 @@ class MetricsInterceptor(aio.ServerInterceptor):
         return _wrap(handler, unary, stream)
 
 
-class RequestContextInterceptor(aio.ServerInterceptor):
+class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     """Gives each call a request id (the caller's `x-request-id` or a new one) and logs its outcome."""
 
     async def intercept_service(
@@ -174,19 +178,25 @@ class RequestContextInterceptor(aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
-        method = details.method  # type: ignore[attr-defined]
-        metadata = dict(details.invocation_metadata or ())  # type: ignore[attr-defined]
+        method = details.method
+        metadata = dict(details.invocation_metadata or ())
         rid = str(metadata.get("x-request-id") or uuid.uuid4().hex[:16])
 
         def done(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
             code = status_of(context, exc)
-            level = logging.INFO if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+            level = (
+                logging.INFO if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+            )
             log.log(
                 level,
                 "rpc %s %s",
                 method,
                 code.name,
-                extra={"method": method, "code": code.name, "ms": round((time.perf_counter() - start) * 1000, 2)},
+                extra={
+                    "method": method,
+                    "code": code.name,
+                    "ms": round((time.perf_counter() - start) * 1000, 2),
+                },
             )
 
         def unary(fn: UnaryBehavior) -> UnaryBehavior:
@@ -223,7 +233,7 @@ class RequestContextInterceptor(aio.ServerInterceptor):
         return _wrap(handler, unary, stream)
 
 
-class ErrorInterceptor(aio.ServerInterceptor):
+class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     """Domain errors become their status; anything unexpected becomes INTERNAL and is logged with a
     traceback — the service never dies of a request."""
 
@@ -240,9 +250,9 @@ class ErrorInterceptor(aio.ServerInterceptor):
             if isinstance(exc, NotImplementedError):
                 await context.abort(
                     grpc.StatusCode.UNIMPLEMENTED,
-                    f"{details.method} is not implemented by this server version",  # type: ignore[attr-defined]
+                    f"{details.method} is not implemented by this server version",
                 )
-            log.exception("unhandled error in %s", details.method)  # type: ignore[attr-defined]
+            log.exception("unhandled error in %s", details.method)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error (request id {request_id.get() or 'unknown'})"
             )
@@ -278,7 +288,7 @@ class _Unparsable:
         self.problem = problem
 
 
-class ValidationInterceptor(aio.ServerInterceptor):
+class ValidationInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     """The one validation layer: runs the method's validator on each request before the servicer.
 
     `validators` maps full method names ("/agentgpt.session.v1.SessionService/CreateSession") to a
@@ -295,7 +305,7 @@ class ValidationInterceptor(aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
-        validator = self.validators.get(details.method)  # type: ignore[attr-defined]
+        validator = self.validators.get(details.method)
         if handler is None or validator is None or handler.request_streaming:
             return handler
 
@@ -307,7 +317,7 @@ class ValidationInterceptor(aio.ServerInterceptor):
             try:
                 return parse(data) if parse else data
             except Exception as exc:
-                return _Unparsable(f"is not a valid request message for {details.method}: {exc}")  # type: ignore[attr-defined]
+                return _Unparsable(f"is not a valid request message for {details.method}: {exc}")
 
         def check(request: Any) -> None:
             if isinstance(request, _Unparsable):

@@ -96,7 +96,9 @@ class RunningService:
             s.add_to_server(s.impl, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [s.descriptor.full_name for s in definition.servicers]
-        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        reflection.enable_server_reflection(
+            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
         self._service_names = names
         self.port = 0
         self.metrics_port = -1
@@ -217,7 +219,9 @@ def run(build: Callable[[], Awaitable[ServiceDefinition]], config: ServerConfig)
     asyncio.run(main())
 
 
-def service_main(name: str, config_cls: type[Any], build: Callable[[Any], Awaitable[ServiceDefinition]]) -> None:
+def service_main(
+    name: str, config_cls: type[Any], build: Callable[[Any], Awaitable[ServiceDefinition]]
+) -> None:
     """The whole `python -m services.<name>`: --help lists every setting; config read once; serve."""
     import sys
 
@@ -225,7 +229,9 @@ def service_main(name: str, config_cls: type[Any], build: Callable[[Any], Awaita
     from agentgpt.runtime import logs
 
     if any(a in ("-h", "--help") for a in sys.argv[1:]):
-        print(f"usage: python -m services.{name}\n\nThe {name} service. Configured by environment variables:\n")
+        print(
+            f"usage: python -m services.{name}\n\nThe {name} service. Configured by environment variables:\n"
+        )
         for var, default, doc in cfg.describe(cfg.ServerConfig) + cfg.describe(config_cls):
             print(f"  {var:<34} {doc} (default: {default or '(empty)'})")
         return

@@ -104,7 +104,9 @@ def in_range(value: int, field: str, lo: int, hi: int, *, zero_ok: bool = True) 
     if value == 0 and zero_ok:
         return value
     if not lo <= value <= hi:
-        raise InvalidArgument(field, f"must be between {lo} and {hi}{' (or 0 for the default)' if zero_ok else ''}, got {value}")
+        raise InvalidArgument(
+            field, f"must be between {lo} and {hi}{' (or 0 for the default)' if zero_ok else ''}, got {value}"
+        )
     return value
 
 
