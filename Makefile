@@ -11,7 +11,7 @@ STAMP_NODE := node_modules/.installed
 STAMP_IPFS := tools/ipfs-node/node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup up test check protos contracts lint bench clean help
+.PHONY: setup up test check protos contracts docs lint bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -52,6 +52,9 @@ check: setup  ## generated code is fresh, protos lint/format/breaking, ruff
 
 test: check  ## everything: checks, then unit, component, integration and end-to-end tests
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+docs: $(STAMP_PY)  ## regenerate the README's configuration table
+	$(PY) scripts/update_readme.py
 
 lint: setup  ## ruff + mypy --strict (advisory)
 	$(VENV)/bin/ruff check .

@@ -17,4 +17,4 @@ def test_readme_configuration_table_is_current() -> None:
         assert main(["config", "--markdown"]) == 0
     text = README.read_text()
     section = text.split("<!-- config:start -->")[1].split("<!-- config:end -->")[0]
-    assert section.strip() == out.getvalue().strip(), "README config table is stale: run `agentgpt config --markdown`"
+    assert section.strip() == out.getvalue().strip(), "README config table is stale: run `make docs`"
