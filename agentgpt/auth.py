@@ -107,9 +107,13 @@ def sign_request(
     )
 
 
-def signed(request: Message, private_key: str | bytes, *, nonce: int, deadline: int, chain_id: int) -> Message:
+def signed(
+    request: Message, private_key: str | bytes, *, nonce: int, deadline: int, chain_id: int
+) -> Message:
     """`request` with its `auth` field set to the owner's signature (convenience for clients)."""
-    request.auth.CopyFrom(sign_request(private_key, request, nonce=nonce, deadline=deadline, chain_id=chain_id))  # type: ignore[attr-defined]
+    request.auth.CopyFrom(
+        sign_request(private_key, request, nonce=nonce, deadline=deadline, chain_id=chain_id)
+    )  # type: ignore[attr-defined]
     return request
 
 
@@ -133,7 +137,9 @@ def recover_signer(auth: common_pb2.OwnerSignature, request: Message, *, chain_i
         chain_id=chain_id,
     )
     try:
-        return str(Account.recover_message(encode_typed_data(full_message=full), signature=bytes(auth.signature)))
+        return str(
+            Account.recover_message(encode_typed_data(full_message=full), signature=bytes(auth.signature))
+        )
     except Exception as exc:  # eth-keys raises several types for junk signatures
         raise ValueError(f"signature cannot be recovered: {exc}") from None
 

@@ -2,22 +2,115 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from agentgpt.ipfs import ContentStore, IpfsConfig, open_store
+from agentgpt.lifecycle import Durations
+from agentgpt.network import load_network
+from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.session.v1 import session_pb2, session_pb2_grpc
+from services.session.chain import SessionChain, Web3SessionChain
 from services.session.config import SessionConfig
+from services.session.control import SessionControl
+from services.session.memory import InMemorySessionChain
 from services.session.servicer import SessionServicer
+from services.session.store import SessionDB
+from services.session.timers import LifecycleTimers
 from services.session.validation import VALIDATORS
 
+log = logging.getLogger("agentgpt.session")
 
-async def build(config: SessionConfig) -> ServiceDefinition:
-    return ServiceDefinition(
+
+def _chain(config: SessionConfig) -> tuple[SessionChain, int]:
+    network = load_network(config.network)
+    if not network.chains:
+        log.warning("no network manifest: sessions are minted on an in-memory chain (development only)")
+        return InMemorySessionChain(chain_id=config.auth_chain_id), config.auth_chain_id
+    try:
+        home = network.chain(config.home_chain) if config.home_chain else network.home
+    except KeyError as exc:
+        raise ConfigError(f"AGENTGPT_HOME_CHAIN: {exc}") from None
+    factory = home.contracts.get("SessionFactory")
+    if not factory:
+        raise ConfigError(f"AGENTGPT_NETWORK: chain {home.name} has no SessionFactory address")
+    if not config.relayer_key:
+        raise ConfigError("AGENTGPT_RELAYER_KEY is required when a network is configured")
+    try:
+        chain = Web3SessionChain(home.rpc_url, home.chain_id, factory, config.relayer_key)
+    except ValueError:
+        raise ConfigError("AGENTGPT_RELAYER_KEY is not a valid private key") from None
+    return chain, home.chain_id
+
+
+async def build(
+    config: SessionConfig,
+    *,
+    db: SessionDB | None = None,
+    chain: SessionChain | None = None,
+    archive: ContentStore | None = None,
+    registry: CollectorRegistry | None = None,
+) -> ServiceDefinition:
+    """The session service. Tests pass their own chain/archive; otherwise they come from the config."""
+    if min(config.draft_ttl, config.active_ttl, config.paused_ttl) <= 0:
+        raise ConfigError("AGENTGPT_DRAFT_TTL/ACTIVE_TTL/PAUSED_TTL must be > 0 seconds")
+    if chain is None:
+        chain, auth_chain_id = _chain(config)
+    else:
+        auth_chain_id = chain.chain_id
+    if archive is None:
+        archive = open_store(
+            IpfsConfig(
+                ipfs_api=config.ipfs_api,
+                ipfs_timeout=config.ipfs_timeout,
+                ipfs_embedded_dir=config.ipfs_embedded_dir,
+                ipfs_retries=config.ipfs_retries,
+            )
+        )
+    own_db = db is None
+    if db is None:
+        db = await SessionDB.open(config.database_url)
+    registry = registry or CollectorRegistry()
+    control = SessionControl(
+        db,
+        chain,
+        archive,
+        durations=Durations(config.draft_ttl, config.active_ttl, config.paused_ttl),
+        auth_chain_id=auth_chain_id,
+        default_executor=config.default_executor,
+        receipt_timeout=config.receipt_timeout,
+        trust_service_header=config.trust_service_header,
+    )
+    timers = LifecycleTimers(control, config.timer_interval, registry)
+
+    async def close() -> None:
+        closer: Any = getattr(chain, "close", None)
+        if closer is not None:
+            await closer()
+        await archive.close()
+        if own_db:
+            await db.close()
+
+    async def archive_probe() -> None:
+        await archive.probe()
+
+    definition = ServiceDefinition(
         name="session",
         servicers=[
             Servicer(
-                SessionServicer(),
+                SessionServicer(control),
                 session_pb2_grpc.add_SessionServiceServicer_to_server,
                 session_pb2.DESCRIPTOR.services_by_name["SessionService"],
             )
         ],
         validators=VALIDATORS,
+        probes={"sessiondb": db.ping, "home_chain": chain.ping, "ipfs": archive_probe},
+        registry=registry,
+        background=[timers.run],
+        on_stop=[close],
     )
+    definition.control = control  # type: ignore[attr-defined]  # for tests and the CLI's local mode
+    return definition

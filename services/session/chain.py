@@ -19,7 +19,14 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, TransactionNotFound, Web3Exception
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3Exception,
+)
+from web3.logs import DISCARD
 
 from agentgpt.chain.eip712 import NO_PERMIT
 from agentgpt.contracts import load_artifact
@@ -65,16 +72,39 @@ class SessionChain(Protocol):
     async def ping(self) -> None: ...
     async def owner_nonce(self, owner: str) -> int: ...
     async def prepare_create(
-        self, owner: str, workflow_hash: bytes, budget: int, *, nonce: int, deadline: int, signature: bytes,
+        self,
+        owner: str,
+        workflow_hash: bytes,
+        budget: int,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
         permit: Permit | None,
     ) -> PreparedTx: ...
     async def prepare_activate(
-        self, session_id: int, workflow_hash: bytes, executor: str, *, nonce: int, deadline: int, signature: bytes
+        self,
+        session_id: int,
+        workflow_hash: bytes,
+        executor: str,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
     ) -> PreparedTx: ...
     async def prepare_update_budget(
-        self, session_id: int, amount: int, *, nonce: int, deadline: int, signature: bytes, permit: Permit | None
+        self,
+        session_id: int,
+        amount: int,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+        permit: Permit | None,
     ) -> PreparedTx: ...
-    async def prepare_complete(self, session_id: int, *, nonce: int, deadline: int, signature: bytes) -> PreparedTx: ...
+    async def prepare_complete(
+        self, session_id: int, *, nonce: int, deadline: int, signature: bytes
+    ) -> PreparedTx: ...
     async def prepare_oracle(self, action: str, session_id: int) -> PreparedTx: ...
     async def send(self, tx: PreparedTx, timeout: float) -> Receipt: ...
     async def receipt(self, tx_hash: bytes) -> Receipt | None: ...
@@ -101,7 +131,9 @@ def _error_names(abi: Sequence[dict[str, Any]]) -> dict[str, str]:
 class Web3SessionChain:
     """SessionChain on a real JSON-RPC endpoint with the deployed SessionFactory."""
 
-    def __init__(self, rpc_url: str, chain_id: int, factory: str, relayer_key: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, rpc_url: str, chain_id: int, factory: str, relayer_key: str, *, timeout: float = 30.0
+    ) -> None:
         self.w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
         self.chain_id = chain_id
         art = load_artifact("SessionFactory")
@@ -125,8 +157,10 @@ class Web3SessionChain:
             return await awaitable
         except (ContractCustomError, ContractLogicError):
             raise
-        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
-            raise Unavailable(f"home chain {self.chain_id} unreachable: {type(exc).__name__}: {exc}"[:400]) from None
+        except (TimeoutError, OSError, Web3Exception) as exc:
+            raise Unavailable(
+                f"home chain {self.chain_id} unreachable: {type(exc).__name__}: {exc}"[:400]
+            ) from None
 
     async def owner_nonce(self, owner: str) -> int:
         return int(await self._rpc(self.factory.functions.nonces(to_checksum_address(owner)).call()))
@@ -146,18 +180,35 @@ class Web3SessionChain:
     async def _prepare(self, what: str, fn: Any) -> PreparedTx:
         sender = self.account.address
         try:
-            await fn.call({"from": sender})  # surfaces the contract's custom error before anything is signed
+            # Simulate against the pending block (its timestamp is "now"; on an idle automining node the
+            # latest block can be old, which would misjudge deadlines): surfaces the contract's custom error
+            # before anything is signed.
+            await fn.call({"from": sender}, block_identifier="pending")
             nonce = await self.w3.eth.get_transaction_count(sender, "pending")
-            tx = await fn.build_transaction({"from": sender, "nonce": nonce, "chainId": self.chain_id})
+            gas = await self.w3.eth.estimate_gas(
+                {"from": sender, "to": self.factory.address, "data": fn._encode_transaction_data()}, "pending"
+            )
+            tx = await fn.build_transaction(
+                {"from": sender, "nonce": nonce, "chainId": self.chain_id, "gas": gas + gas // 5}
+            )
         except (ContractCustomError, ContractLogicError) as exc:
             raise self._rejected(what, exc) from None
-        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
-            raise Unavailable(f"home chain {self.chain_id} unreachable: {type(exc).__name__}: {exc}"[:400]) from None
+        except (TimeoutError, OSError, Web3Exception) as exc:
+            raise Unavailable(
+                f"home chain {self.chain_id} unreachable: {type(exc).__name__}: {exc}"[:400]
+            ) from None
         signed = self.account.sign_transaction(tx)
         return PreparedTx(bytes(signed.hash), bytes(signed.raw_transaction))
 
     async def prepare_create(
-        self, owner: str, workflow_hash: bytes, budget: int, *, nonce: int, deadline: int, signature: bytes,
+        self,
+        owner: str,
+        workflow_hash: bytes,
+        budget: int,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
         permit: Permit | None,
     ) -> PreparedTx:
         fn = self.factory.functions.createSessionBySig(
@@ -166,7 +217,14 @@ class Web3SessionChain:
         return await self._prepare("createSessionBySig", fn)
 
     async def prepare_activate(
-        self, session_id: int, workflow_hash: bytes, executor: str, *, nonce: int, deadline: int, signature: bytes
+        self,
+        session_id: int,
+        workflow_hash: bytes,
+        executor: str,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
     ) -> PreparedTx:
         fn = self.factory.functions.activateBySig(
             session_id, workflow_hash, to_checksum_address(executor), [], nonce, deadline, signature
@@ -174,12 +232,23 @@ class Web3SessionChain:
         return await self._prepare("activateBySig", fn)
 
     async def prepare_update_budget(
-        self, session_id: int, amount: int, *, nonce: int, deadline: int, signature: bytes, permit: Permit | None
+        self,
+        session_id: int,
+        amount: int,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+        permit: Permit | None,
     ) -> PreparedTx:
-        fn = self.factory.functions.updateBudgetBySig(session_id, amount, nonce, deadline, signature, permit or NO_PERMIT)
+        fn = self.factory.functions.updateBudgetBySig(
+            session_id, amount, nonce, deadline, signature, permit or NO_PERMIT
+        )
         return await self._prepare("updateBudgetBySig", fn)
 
-    async def prepare_complete(self, session_id: int, *, nonce: int, deadline: int, signature: bytes) -> PreparedTx:
+    async def prepare_complete(
+        self, session_id: int, *, nonce: int, deadline: int, signature: bytes
+    ) -> PreparedTx:
         fn = self.factory.functions.completeBySig(session_id, nonce, deadline, signature)
         return await self._prepare("completeBySig", fn)
 
@@ -191,18 +260,20 @@ class Web3SessionChain:
     async def send(self, tx: PreparedTx, timeout: float) -> Receipt:
         try:
             await self.w3.eth.send_raw_transaction(tx.raw)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise Unavailable(f"home chain {self.chain_id} unreachable: {exc}") from None
         except Web3Exception as exc:
             # "already known" / "nonce too low": it may have been sent before a crash; the receipt decides.
             log.info("broadcast of %s answered %s; looking for its receipt", tx.tx_hash.hex(), exc)
         try:
-            raw = await self.w3.eth.wait_for_transaction_receipt(tx.tx_hash, timeout=timeout, poll_latency=0.1)
+            raw = await self.w3.eth.wait_for_transaction_receipt(
+                tx.tx_hash, timeout=timeout, poll_latency=0.1
+            )
         except TimeExhausted:
             raise Unavailable(
                 f"transaction 0x{tx.tx_hash.hex()} not mined within {timeout:.0f} s; retry to keep waiting"
             ) from None
-        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
+        except (TimeoutError, OSError, Web3Exception) as exc:
             raise Unavailable(f"home chain {self.chain_id} unreachable: {exc}") from None
         return self._receipt(raw)
 
@@ -211,14 +282,14 @@ class Web3SessionChain:
             raw = await self.w3.eth.get_transaction_receipt(tx_hash)
         except TransactionNotFound:
             return None
-        except (OSError, asyncio.TimeoutError, Web3Exception) as exc:
+        except (TimeoutError, OSError, Web3Exception) as exc:
             raise Unavailable(f"home chain {self.chain_id} unreachable: {exc}") from None
         return self._receipt(raw)
 
     def _receipt(self, raw: Any) -> Receipt:
         session_id = None
         if raw["status"] == 1:
-            created = self.factory.events.SessionCreated().process_receipt(raw)
+            created = self.factory.events.SessionCreated().process_receipt(raw, errors=DISCARD)
             if created:
                 session_id = int(created[0]["args"]["sessionId"])
         return Receipt(

@@ -29,7 +29,9 @@ class SessionConfig:
     )
     draft_ttl: int = setting(3600, "Seconds a session may stay DRAFT before it expires (seed: 1 h)")
     active_ttl: int = setting(72 * 3600, "Seconds of ACTIVE time before a session times out (seed: 72 h)")
-    paused_ttl: int = setting(24 * 3600, "Seconds a session may stay PAUSED before it is terminated (seed: 24 h)")
+    paused_ttl: int = setting(
+        24 * 3600, "Seconds a session may stay PAUSED before it is terminated (seed: 24 h)"
+    )
     timer_interval: float = setting(1.0, "Seconds between scans for due lifecycle timers")
     default_executor: str = setting("", "Executor address assigned on activation when the request names none")
     ipfs_api: str = setting(

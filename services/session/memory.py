@@ -16,8 +16,12 @@ from agentgpt.errors import FailedPrecondition, PermissionDenied, Unavailable
 from services.session.chain import ChainRejected, Permit, PreparedTx, Receipt
 
 DRAFT, ACTIVE, PAUSED, COMPLETED, TERMINATED = 1, 2, 3, 4, 5
-_ORACLE = {"pause": (ACTIVE, PAUSED), "resume": (PAUSED, ACTIVE), "terminate": (None, TERMINATED),
-           "expire": (None, TERMINATED)}
+_ORACLE = {
+    "pause": (ACTIVE, PAUSED),
+    "resume": (PAUSED, ACTIVE),
+    "terminate": (None, TERMINATED),
+    "expire": (None, TERMINATED),
+}
 
 
 class SimulatedCrash(Exception):
@@ -86,27 +90,50 @@ class InMemorySessionChain:
             raise PermissionDenied("SessionFactory refused: InvalidAccountNonce")
 
     async def prepare_create(
-        self, owner: str, workflow_hash: bytes, budget: int, *, nonce: int, deadline: int, signature: bytes,
+        self,
+        owner: str,
+        workflow_hash: bytes,
+        budget: int,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
         permit: Permit | None,
     ) -> PreparedTx:
         self._check_sig(signature, owner, nonce)
         return self._prep("create", owner, budget, owner=owner)
 
     async def prepare_activate(
-        self, session_id: int, workflow_hash: bytes, executor: str, *, nonce: int, deadline: int, signature: bytes
+        self,
+        session_id: int,
+        workflow_hash: bytes,
+        executor: str,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
     ) -> PreparedTx:
         self._require_state(session_id, DRAFT)
         self._check_sig(signature, self.owners[session_id], nonce)
         return self._prep("activate", session_id, owner=self.owners[session_id])
 
     async def prepare_update_budget(
-        self, session_id: int, amount: int, *, nonce: int, deadline: int, signature: bytes, permit: Permit | None
+        self,
+        session_id: int,
+        amount: int,
+        *,
+        nonce: int,
+        deadline: int,
+        signature: bytes,
+        permit: Permit | None,
     ) -> PreparedTx:
         self._require_state(session_id, ACTIVE)
         self._check_sig(signature, self.owners[session_id], nonce)
         return self._prep("update_budget", session_id, owner=self.owners[session_id])
 
-    async def prepare_complete(self, session_id: int, *, nonce: int, deadline: int, signature: bytes) -> PreparedTx:
+    async def prepare_complete(
+        self, session_id: int, *, nonce: int, deadline: int, signature: bytes
+    ) -> PreparedTx:
         self._require_state(session_id, ACTIVE)
         self._check_sig(signature, self.owners[session_id], nonce)
         return self._prep("complete", session_id, owner=self.owners[session_id])

@@ -121,11 +121,19 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def event_hash(prev: bytes, *, session_id: str, cursor: int, type: str, state: int, data_json: str, at: float) -> bytes:
+def event_hash(
+    prev: bytes, *, session_id: str, cursor: int, type: str, state: int, data_json: str, at: float
+) -> bytes:
     """keccak256(prev_hash || canonical event): each event commits to the whole log before it."""
     body = canonical_json(
-        {"session_id": session_id, "cursor": cursor, "type": type, "state": state, "data": json.loads(data_json),
-         "at": round(at, 6)}
+        {
+            "session_id": session_id,
+            "cursor": cursor,
+            "type": type,
+            "state": state,
+            "data": json.loads(data_json),
+            "at": round(at, 6),
+        }
     )
     return keccak(prev + body.encode())
 
@@ -136,8 +144,15 @@ def verify_chain(evs: list[EventRecord]) -> bool:
     for i, e in enumerate(evs, start=1):
         if e.cursor != i:
             return False
-        expected = event_hash(prev, session_id=e.session_id, cursor=e.cursor, type=e.type, state=e.state,
-                              data_json=e.data_json, at=e.at)
+        expected = event_hash(
+            prev,
+            session_id=e.session_id,
+            cursor=e.cursor,
+            type=e.type,
+            state=e.state,
+            data_json=e.data_json,
+            at=e.at,
+        )
         if expected != e.hash:
             return False
         prev = e.hash

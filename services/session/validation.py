@@ -21,7 +21,9 @@ def owner_signature(auth: common.OwnerSignature, field: str = "auth", *, require
         return
     v.address(auth.signer, f"{field}.signer")
     if len(auth.signature) != 65:
-        raise InvalidArgument(f"{field}.signature", f"must be a 65-byte EIP-712 signature, got {len(auth.signature)} bytes")
+        raise InvalidArgument(
+            f"{field}.signature", f"must be a 65-byte EIP-712 signature, got {len(auth.signature)} bytes"
+        )
     if auth.deadline <= 0:
         raise InvalidArgument(f"{field}.deadline", "is required (unix seconds)")
     if auth.deadline > time.time() + MAX_SIGNATURE_AHEAD:

@@ -78,7 +78,7 @@ class Change:
 
 def _sqlite_url_path(url: str) -> str | None:
     prefix = "sqlite+aiosqlite:///"
-    return url[len(prefix):] if url.startswith(prefix) else None
+    return url[len(prefix) :] if url.startswith(prefix) else None
 
 
 class SessionDB:
@@ -159,7 +159,9 @@ class SessionDB:
             await conn.execute(sa.insert(sessions).values(**row))
             await self._append_events(conn, row["session_id"], row["state"], 0, ZERO_HASH, first_events)
             got = SessionRecord.from_row(
-                (await conn.execute(sa.select(sessions).where(sessions.c.session_id == row["session_id"]))).one()
+                (
+                    await conn.execute(sa.select(sessions).where(sessions.c.session_id == row["session_id"]))
+                ).one()
             )
             if finish_request:
                 principal, key, respond = finish_request
@@ -171,7 +173,9 @@ class SessionDB:
         async with self._writing() as conn:
             cur = (
                 await conn.execute(
-                    sa.select(sessions.c.version, sessions.c.state, sessions.c.event_cursor, sessions.c.event_head)
+                    sa.select(
+                        sessions.c.version, sessions.c.state, sessions.c.event_cursor, sessions.c.event_head
+                    )
                     .where(sessions.c.session_id == change.session_id)
                     .with_for_update()
                 )
@@ -192,7 +196,9 @@ class SessionDB:
                 values.update(event_cursor=cursor, event_head=head)
             result = await conn.execute(
                 sa.update(sessions)
-                .where(sessions.c.session_id == change.session_id, sessions.c.version == change.expected_version)
+                .where(
+                    sessions.c.session_id == change.session_id, sessions.c.version == change.expected_version
+                )
                 .values(**values)
             )
             if result.rowcount != 1:
@@ -202,9 +208,13 @@ class SessionDB:
             if change.task_update is not None:
                 upd = dict(change.task_update)
                 sid, seq = upd.pop("session_id"), upd.pop("seq")
-                await conn.execute(sa.update(tasks).where(tasks.c.session_id == sid, tasks.c.seq == seq).values(**upd))
+                await conn.execute(
+                    sa.update(tasks).where(tasks.c.session_id == sid, tasks.c.seq == seq).values(**upd)
+                )
             got = SessionRecord.from_row(
-                (await conn.execute(sa.select(sessions).where(sessions.c.session_id == change.session_id))).one()
+                (
+                    await conn.execute(sa.select(sessions).where(sessions.c.session_id == change.session_id))
+                ).one()
             )
             if change.finish_request:
                 principal, key, respond = change.finish_request
@@ -212,27 +222,47 @@ class SessionDB:
         return got
 
     async def _append_events(
-        self, conn: AsyncConnection, session_id: str, state: int, cursor: int, head: bytes, new: Sequence[NewEvent]
+        self,
+        conn: AsyncConnection,
+        session_id: str,
+        state: int,
+        cursor: int,
+        head: bytes,
+        new: Sequence[NewEvent],
     ) -> tuple[int, bytes]:
         for ev in new:
             cursor += 1
             at = round(time.time(), 6)
             data_json = canonical_json(ev.data)
-            head = event_hash(head, session_id=session_id, cursor=cursor, type=ev.type, state=state,
-                              data_json=data_json, at=at)
+            head = event_hash(
+                head,
+                session_id=session_id,
+                cursor=cursor,
+                type=ev.type,
+                state=state,
+                data_json=data_json,
+                at=at,
+            )
             await conn.execute(
                 sa.insert(events).values(
-                    session_id=session_id, cursor=cursor, type=ev.type, state=state, data_json=data_json, at=at,
+                    session_id=session_id,
+                    cursor=cursor,
+                    type=ev.type,
+                    state=state,
+                    data_json=data_json,
+                    at=at,
                     hash=head,
                 )
             )
         if new:
             await conn.execute(
-                sa.update(sessions).where(sessions.c.session_id == session_id).values(event_cursor=cursor, event_head=head)
+                sa.update(sessions)
+                .where(sessions.c.session_id == session_id)
+                .values(event_cursor=cursor, event_head=head)
             )
         return cursor, head
 
-    async def list(
+    async def list_sessions(
         self,
         *,
         owner: str | None,
@@ -251,7 +281,9 @@ class SessionDB:
         if type:
             q = q.where(sessions.c.type == type)
         if lease_expired_before is not None:
-            q = q.where(sessions.c.lease_expires_at.is_not(None), sessions.c.lease_expires_at < lease_expired_before)
+            q = q.where(
+                sessions.c.lease_expires_at.is_not(None), sessions.c.lease_expires_at < lease_expired_before
+            )
         if page_token:
             q = q.where(sessions.c.pk < decode_page_token(page_token))
         async with self.engine.connect() as conn:
@@ -273,7 +305,9 @@ class SessionDB:
 
     async def count_by_state(self) -> dict[int, int]:
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(sa.select(sessions.c.state, sa.func.count()).group_by(sessions.c.state))).all()
+            rows = (
+                await conn.execute(sa.select(sessions.c.state, sa.func.count()).group_by(sessions.c.state))
+            ).all()
         return {int(s): int(n) for s, n in rows}
 
     # ------------------------------------------------------------------ leases
@@ -284,14 +318,24 @@ class SessionDB:
         """Take the lease of `session_id` (or of the next ACTIVE session without a live lease), bumping the
         fencing epoch. On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED)."""
         async with self._writing() as conn:
-            q = sa.select(sessions.c.session_id, sessions.c.version, sessions.c.lease_epoch, sessions.c.lease_executor,
-                          sessions.c.lease_expires_at, sessions.c.state)
+            q = sa.select(
+                sessions.c.session_id,
+                sessions.c.version,
+                sessions.c.lease_epoch,
+                sessions.c.lease_executor,
+                sessions.c.lease_expires_at,
+                sessions.c.state,
+            )
             if session_id is not None:
-                row = (await conn.execute(q.where(sessions.c.session_id == session_id).with_for_update())).first()
+                row = (
+                    await conn.execute(q.where(sessions.c.session_id == session_id).with_for_update())
+                ).first()
                 if row is None:
                     raise NotFound(f"session {session_id} does not exist")
                 if row.state != active_state:
-                    raise FailedPrecondition(f"session {session_id} is not ACTIVE; only ACTIVE sessions can be leased")
+                    raise FailedPrecondition(
+                        f"session {session_id} is not ACTIVE; only ACTIVE sessions can be leased"
+                    )
                 live = row.lease_expires_at is not None and row.lease_expires_at > now
                 if live and row.lease_executor != executor_id:
                     raise FailedPrecondition(
@@ -323,7 +367,9 @@ class SessionDB:
                     updated_at=time.time(),
                 )
             )
-            got = (await conn.execute(sa.select(sessions).where(sessions.c.session_id == row.session_id))).one()
+            got = (
+                await conn.execute(sa.select(sessions).where(sessions.c.session_id == row.session_id))
+            ).one()
         return SessionRecord.from_row(got)
 
     # ------------------------------------------------------------------ tasks and events
@@ -332,7 +378,11 @@ class SessionDB:
         if not 0 < seq <= INT64_MAX:
             return None
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(tasks).where(tasks.c.session_id == session_id, tasks.c.seq == seq))).first()
+            row = (
+                await conn.execute(
+                    sa.select(tasks).where(tasks.c.session_id == session_id, tasks.c.seq == seq)
+                )
+            ).first()
         return TaskRecord.from_row(row) if row else None
 
     async def recent_tasks(self, session_id: str, limit: int = 20) -> list[TaskRecord]:
@@ -345,13 +395,17 @@ class SessionDB:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    sa.select(tasks.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(tasks.c.gas_used), 0))
+                    sa.select(
+                        tasks.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(tasks.c.gas_used), 0)
+                    )
                     .where(tasks.c.session_id == session_id)
                     .group_by(tasks.c.status)
                 )
             ).all()
             score = (
-                await conn.execute(sa.select(sa.func.avg(tasks.c.score)).where(tasks.c.session_id == session_id))
+                await conn.execute(
+                    sa.select(sa.func.avg(tasks.c.score)).where(tasks.c.session_id == session_id)
+                )
             ).scalar()
         counts = {int(s): int(n) for s, n, _ in rows}
         gas = sum(int(g) for _, _, g in rows)
@@ -369,7 +423,12 @@ class SessionDB:
             return [EventRecord.from_row(r) for r in (await conn.execute(q)).all()]
 
     async def recent_events(self, session_id: str, limit: int = 20) -> list[EventRecord]:
-        q = sa.select(events).where(events.c.session_id == session_id).order_by(events.c.cursor.desc()).limit(limit)
+        q = (
+            sa.select(events)
+            .where(events.c.session_id == session_id)
+            .order_by(events.c.cursor.desc())
+            .limit(limit)
+        )
         async with self.engine.connect() as conn:
             return [EventRecord.from_row(r) for r in (await conn.execute(q)).all()]
 
@@ -379,7 +438,9 @@ class SessionDB:
         """Mark an owner's request nonce used; PERMISSION_DENIED when it already was (a replay)."""
         try:
             async with self._writing() as conn:
-                await conn.execute(sa.insert(nonces).values(owner=owner.lower(), nonce=str(nonce), used_at=time.time()))
+                await conn.execute(
+                    sa.insert(nonces).values(owner=owner.lower(), nonce=str(nonce), used_at=time.time())
+                )
         except IntegrityError:
             raise PermissionDenied(
                 f"auth.nonce: nonce {nonce} of {owner} was already used; sign the request with a fresh nonce"
@@ -387,7 +448,9 @@ class SessionDB:
 
     # ------------------------------------------------------------------ idempotency and chain intents
 
-    async def begin_request(self, principal: str, key: str, method: str, req_hash: bytes) -> StoredRequest | None:
+    async def begin_request(
+        self, principal: str, key: str, method: str, req_hash: bytes
+    ) -> StoredRequest | None:
         """Reserve idempotency key `key`; returns the existing record when the key was seen before.
 
         Same key with a different method or request -> FAILED_PRECONDITION.
@@ -395,7 +458,9 @@ class SessionDB:
         for _ in range(3):
             async with self.engine.connect() as conn:
                 row = (
-                    await conn.execute(sa.select(requests).where(requests.c.principal == principal, requests.c.key == key))
+                    await conn.execute(
+                        sa.select(requests).where(requests.c.principal == principal, requests.c.key == key)
+                    )
                 ).first()
             if row is not None:
                 rec = StoredRequest.from_row(row)
@@ -409,7 +474,11 @@ class SessionDB:
                 async with self._writing() as conn:
                     await conn.execute(
                         sa.insert(requests).values(
-                            principal=principal, key=key, method=method, request_hash=req_hash, status="pending",
+                            principal=principal,
+                            key=key,
+                            method=method,
+                            request_hash=req_hash,
+                            status="pending",
                             created_at=time.time(),
                         )
                     )
@@ -419,7 +488,14 @@ class SessionDB:
         raise Aborted(f"idempotency_key: {key!r} is being used concurrently; retry")
 
     async def record_intent(
-        self, principal: str, key: str, *, op: str, session_id: str | None, payload_json: str, tx_hash: bytes,
+        self,
+        principal: str,
+        key: str,
+        *,
+        op: str,
+        session_id: str | None,
+        payload_json: str,
+        tx_hash: bytes,
         raw_tx: bytes,
     ) -> None:
         """Durably note the signed transaction about to be broadcast for this request."""
@@ -427,7 +503,9 @@ class SessionDB:
             await conn.execute(
                 sa.update(requests)
                 .where(requests.c.principal == principal, requests.c.key == key)
-                .values(op=op, session_id=session_id, payload_json=payload_json, tx_hash=tx_hash, raw_tx=raw_tx)
+                .values(
+                    op=op, session_id=session_id, payload_json=payload_json, tx_hash=tx_hash, raw_tx=raw_tx
+                )
             )
 
     async def abandon_request(self, principal: str, key: str, *, even_with_intent: bool = False) -> None:
@@ -464,7 +542,9 @@ class SessionDB:
     async def get_request(self, principal: str, key: str) -> StoredRequest | None:
         async with self.engine.connect() as conn:
             row = (
-                await conn.execute(sa.select(requests).where(requests.c.principal == principal, requests.c.key == key))
+                await conn.execute(
+                    sa.select(requests).where(requests.c.principal == principal, requests.c.key == key)
+                )
             ).first()
         return StoredRequest.from_row(row) if row else None
 

@@ -1,0 +1,95 @@
+"""Domain records -> API messages (the shapes stored as idempotent responses and streamed to watchers)."""
+
+from __future__ import annotations
+
+import json
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from agentgpt.common.v1 import common_pb2 as common
+from agentgpt.session.v1 import session_pb2 as pb
+from services.session.model import EventRecord, SessionRecord, TaskRecord
+
+
+def timestamp(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def spec_to_pb(spec: dict[str, object]) -> pb.SessionSpec:
+    return pb.SessionSpec(
+        type=str(spec["type"]),
+        chains=[str(c) for c in spec["chains"]],  # type: ignore[attr-defined]
+        models={str(k): str(v) for k, v in dict(spec["models"]).items()},  # type: ignore[call-overload]
+        decorators=[str(d) for d in spec["decorators"]],  # type: ignore[attr-defined]
+        params_json=json.dumps(spec["params"], sort_keys=True),
+        checkpoint_interval=int(spec["checkpoint_interval"]),  # type: ignore[call-overload]
+    )
+
+
+def session_to_pb(rec: SessionRecord) -> pb.Session:
+    s = pb.Session(
+        session_id=rec.session_id,
+        owner=rec.owner,
+        state=rec.state,
+        state_reason=rec.state_reason,
+        spec=spec_to_pb(rec.spec),
+        workflow_hash=rec.workflow_hash,
+        budget=rec.budget,
+        budget_spent=rec.budget_spent,
+        home_chain_id=rec.home_chain_id,
+        mint_tx_hash=rec.mint_tx_hash,
+        executor=rec.executor,
+        lease_epoch=rec.lease_epoch,
+        version=rec.version,
+        created_at=timestamp(rec.created_at),
+        updated_at=timestamp(rec.updated_at),
+        context_epoch=rec.context_epoch,
+    )
+    if rec.deadline is not None:
+        s.deadline.CopyFrom(timestamp(rec.deadline))
+    if rec.checkpoint_json:
+        cp = json.loads(rec.checkpoint_json)
+        s.latest_checkpoint.CopyFrom(
+            common.Checkpoint(
+                session_id=rec.session_id,
+                seq=int(cp["seq"]),
+                cid=cp["cid"],
+                state_root=bytes.fromhex(cp["state_root"]),
+                anchors=[
+                    common.BlockRef(chain_id=a["chain_id"], number=a["number"], hash=bytes.fromhex(a["hash"]))
+                    for a in cp.get("anchors", [])
+                ],
+                created_at=timestamp(float(cp["at"])),
+            )
+        )
+    return s
+
+
+def event_to_pb(e: EventRecord) -> pb.SessionEvent:
+    return pb.SessionEvent(
+        cursor=e.cursor,
+        session_id=e.session_id,
+        type=e.type,
+        state=e.state,
+        data_json=e.data_json,
+        at=timestamp(e.at),
+        hash=e.hash,
+    )
+
+
+def task_to_pb(t: TaskRecord) -> pb.Task:
+    intents = pb.Task.FromString(t.intents).intents if t.intents else []
+    return pb.Task(
+        session_id=t.session_id,
+        seq=t.seq,
+        input=pb.TaskInput(kind=t.kind, args_json=t.args_json),
+        status=t.status,
+        result_json=t.result_json,
+        error=t.error,
+        intents=intents,
+        gas_used=t.gas_used,
+        cost=t.cost,
+        log_hash=t.log_hash,
+    )

@@ -1,0 +1,323 @@
+"""The issue's "done when": over gRPC, with real anvil + deployed contracts, a real IPFS node, and SessionDB
+on SQLite and on PostgreSQL, a session goes DRAFT (NFT minted) -> ACTIVE (workflow and executor committed
+on chain) -> PAUSED -> ACTIVE -> COMPLETED (NFT burned, log CID on IPFS); a restarted service resumes its
+timers and expires a draft both in SessionDB and on chain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import sqlalchemy as sa
+from eth_account import Account
+from web3 import Web3
+
+from agentgpt.chain import eip712
+from agentgpt.chain.deploy import Deployment, deploy_all
+from agentgpt.common.v1 import common_pb2 as common
+from agentgpt.contracts import load_artifact
+from agentgpt.ipfs import KuboStore
+from agentgpt.lifecycle import Durations
+from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from agentgpt.runtime.config import load
+from agentgpt.runtime.server import RunningService
+from agentgpt.session.v1 import session_pb2 as pb
+from services.session.app import build
+from services.session.config import SessionConfig
+from services.session.model import verify_chain
+from tests.component.session.harness import (
+    SERVICE_MD,
+    SPEC_YAML,
+    Harness,
+    Owner,
+    eventually,
+    new_key,
+    server_config,
+)
+
+pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
+
+E18 = 10**18
+DURATIONS = Durations(draft=8, active=600, paused=300)
+ADMIN, OWNER, EXECUTOR, RELAYER = (
+    DEV_PRIVATE_KEYS[0],
+    DEV_PRIVATE_KEYS[1],
+    DEV_PRIVATE_KEYS[2],
+    DEV_PRIVATE_KEYS[5],
+)
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[AnvilNode]:
+    with AnvilNode(chain_id=31337) as node:
+        yield node
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def deployment(anvil: AnvilNode) -> Deployment:
+    relayer = Account.from_key(RELAYER).address
+    dep = await deploy_all(anvil.rpc_url, ADMIN, oracle=relayer, durations=DURATIONS, min_bond=100 * E18)
+    w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+    agpt = w3.eth.contract(address=dep.contracts["AGPT"], abi=load_artifact("AGPT").abi)
+    registry = w3.eth.contract(
+        address=dep.contracts["ExecutorRegistry"], abi=load_artifact("ExecutorRegistry").abi
+    )
+    admin, owner, executor = (Account.from_key(k).address for k in (ADMIN, OWNER, EXECUTOR))
+
+    def tx(fn: Any, sender: str) -> None:
+        receipt = w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}))
+        assert receipt["status"] == 1
+
+    tx(agpt.functions.mint(owner, 10_000 * E18), admin)
+    tx(agpt.functions.mint(executor, 1_000 * E18), admin)
+    tx(agpt.functions.approve(registry.address, 100 * E18), executor)
+    tx(registry.functions.bond(100 * E18), executor)
+    return dep
+
+
+class ChainOwner:
+    """Signs what the contract needs (BySig structs with the factory nonce, the AGPT permit)."""
+
+    def __init__(self, w3: Web3, dep: Deployment) -> None:
+        self.w3, self.dep = w3, dep
+        self.factory = w3.eth.contract(
+            address=dep.contracts["SessionFactory"], abi=load_artifact("SessionFactory").abi
+        )
+        self.address = Account.from_key(OWNER).address
+
+    def nonce(self) -> int:
+        return int(self.factory.functions.nonces(self.address).call())
+
+    def sign(self, action: str, session: pb.Session | None, req: Any) -> bytes:
+        common_args = {
+            "chain_id": self.dep.chain_id,
+            "factory": self.factory.address,
+            "nonce": self.nonce(),
+            "deadline": req.auth.deadline,
+        }
+        if action == "create":
+            from agentgpt.spec import parse_yaml
+
+            return eip712.sign_create_session(
+                OWNER,
+                owner=self.address,
+                workflow_hash=parse_yaml(req.spec_yaml).workflow_hash(),
+                initial_budget=int(req.initial_budget),
+                **common_args,
+            )
+        assert session is not None
+        if action == "activate":
+            return eip712.sign_activate(
+                OWNER,
+                session_id=int(session.session_id),
+                workflow_hash=session.workflow_hash,
+                executor=req.executor,
+                allowlist=[],
+                **common_args,
+            )
+        if action == "complete":
+            return eip712.sign_complete(OWNER, session_id=int(session.session_id), **common_args)
+        raise AssertionError(action)
+
+    def permit(self, value: int, deadline: int) -> tuple[bytes, int]:
+        agpt = self.w3.eth.contract(address=self.dep.contracts["AGPT"], abi=load_artifact("AGPT").abi)
+        p = eip712.sign_permit(
+            OWNER,
+            chain_id=self.dep.chain_id,
+            token=agpt.address,
+            owner=self.address,
+            spender=self.factory.address,
+            value=value,
+            nonce=int(agpt.functions.nonces(self.address).call()),
+            deadline=deadline,
+        )
+        return p.r + p.s + bytes([p.v]), deadline
+
+
+async def _database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, Any]:
+    if kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}", None
+    import asyncpg
+
+    base = sa.engine.make_url(request.getfixturevalue("postgres_url"))
+    name = "it_" + uuid.uuid4().hex[:12]
+    kw = {
+        "host": base.host,
+        "port": base.port,
+        "user": base.username,
+        "password": base.password,
+        "database": base.database,
+    }
+    conn = await asyncpg.connect(**kw)
+    await conn.execute(f"CREATE DATABASE {name}")
+    await conn.close()
+
+    async def drop() -> None:
+        c = await asyncpg.connect(**kw)
+        await c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await c.close()
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, anvil: AnvilNode, deployment: Deployment, ipfs_api: str
+) -> AsyncIterator[dict[str, Any]]:
+    url, drop = await _database(request.param, tmp_path, request)
+    manifest = tmp_path / "network.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "chains": [
+                    {
+                        "name": "home",
+                        "chain_id": deployment.chain_id,
+                        "rpc_url": anvil.rpc_url,
+                        "contracts": deployment.contracts,
+                    }
+                ]
+            }
+        )
+    )
+    config = load(
+        SessionConfig,
+        env={},
+        database_url=url,
+        network=str(manifest),
+        relayer_key=RELAYER,
+        trust_service_header=True,
+        ipfs_api=ipfs_api,
+        draft_ttl=DURATIONS.draft,
+        active_ttl=DURATIONS.active,
+        paused_ttl=DURATIONS.paused,
+        timer_interval=0.2,
+    )
+    running: list[Harness] = []
+
+    async def start() -> Harness:
+        service = RunningService(await build(config), server_config())
+        await service.start()
+        h = Harness(service)
+        running.append(h)
+        return h
+
+    async def stop(h: Harness) -> None:
+        running.remove(h)
+        await h.close()
+        await h.service.stop()
+
+    try:
+        yield {
+            "start": start,
+            "stop": stop,
+            "w3": Web3(Web3.HTTPProvider(anvil.rpc_url)),
+            "deployment": deployment,
+            "ipfs_api": ipfs_api,
+        }
+    finally:
+        for h in list(running):
+            await stop(h)
+        if drop:
+            await drop()
+
+
+async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> None:
+    w3, dep = stack["w3"], stack["deployment"]
+    signer = ChainOwner(w3, dep)
+    owner = Owner(OWNER, dep.chain_id, chain_signer=signer.sign)
+    executor = Account.from_key(EXECUTOR).address
+    h: Harness = await stack["start"]()
+    assert w3.eth.get_balance(Account.from_key(RELAYER).address) > 0
+    owner_eth_before = w3.eth.get_balance(owner.address)
+
+    # DRAFT: minted through createSessionBySig, budget moved with the owner's permit (owner pays no gas)
+    deadline = int(time.time()) + 600
+    permit, permit_deadline = signer.permit(500 * E18, deadline)
+    create = owner.sign(
+        pb.CreateSessionRequest(
+            idempotency_key=new_key(),
+            spec_yaml=SPEC_YAML,
+            initial_budget=str(500 * E18),
+            budget_permit=permit,
+            budget_permit_deadline=permit_deadline,
+        ),
+        deadline=deadline,
+    )
+    s = (await h.stub.CreateSession(create, metadata=owner.chain_md("create", None, create))).session
+    sid = int(s.session_id)
+    assert s.state == common.SESSION_STATE_DRAFT
+    assert signer.factory.functions.ownerOf(sid).call() == owner.address
+    assert signer.factory.functions.stateOf(sid).call() == 1
+    assert w3.eth.get_transaction_receipt(s.mint_tx_hash)["status"] == 1
+    assert w3.eth.get_balance(owner.address) == owner_eth_before
+
+    # ACTIVE: workflow hash and executor committed on chain first
+    act = await h.activate(owner, s, executor)
+    assert act.session.state == common.SESSION_STATE_ACTIVE
+    on_chain = signer.factory.functions.getSession(sid).call()
+    assert on_chain[1] == 2 and on_chain[5] == executor and on_chain[10] == s.workflow_hash
+
+    # PAUSED by a service identity (the relayer holds ORACLE_ROLE), then ACTIVE again
+    pause = pb.PauseSessionRequest(idempotency_key=new_key(), session_id=s.session_id, reason="node failure")
+    assert (
+        await h.stub.PauseSession(pause, metadata=SERVICE_MD)
+    ).session.state == common.SESSION_STATE_PAUSED
+    assert signer.factory.functions.stateOf(sid).call() == 3
+    resume = owner.sign(
+        pb.ResumeSessionRequest(idempotency_key=new_key(), session_id=s.session_id, reason="rehydrated")
+    )
+    assert (
+        await h.stub.ResumeSession(resume, metadata=SERVICE_MD)
+    ).session.state == common.SESSION_STATE_ACTIVE
+    assert signer.factory.functions.stateOf(sid).call() == 2
+
+    # COMPLETED: event log archived to IPFS, NFT burned
+    complete = owner.sign(pb.CompleteSessionRequest(idempotency_key=new_key(), session_id=s.session_id))
+    done = await h.stub.CompleteSession(complete, metadata=owner.chain_md("complete", act.session, complete))
+    assert done.session.state == common.SESSION_STATE_COMPLETED
+    assert signer.factory.functions.stateOf(sid).call() == 4
+    assert signer.factory.functions.balanceOf(owner.address).call() == 0  # burned
+    async with KuboStore(stack["ipfs_api"]) as ipfs:
+        archived = json.loads(await ipfs.get(done.log_cid))
+    assert [e["type"] for e in archived["events"]] == ["created", "activated", "paused", "resumed"]
+    evs = await h.control.db.events_after(s.session_id, 0)
+    assert verify_chain(evs) and archived["head"] == "0x" + evs[3].hash.hex()
+    assert json.loads(evs[-1].data_json)["log_cid"] == done.log_cid
+
+
+async def test_restarted_service_resumes_timers(stack: dict[str, Any]) -> None:
+    w3, dep = stack["w3"], stack["deployment"]
+    signer = ChainOwner(w3, dep)
+    owner = Owner(OWNER, dep.chain_id, chain_signer=signer.sign)
+    h: Harness = await stack["start"]()
+    deadline = int(time.time()) + 600
+    permit, pd = signer.permit(E18, deadline)
+    create = owner.sign(
+        pb.CreateSessionRequest(
+            idempotency_key=new_key(),
+            spec_yaml=SPEC_YAML,
+            initial_budget=str(E18),
+            budget_permit=permit,
+            budget_permit_deadline=pd,
+        ),
+        deadline=deadline,
+    )
+    s = (await h.stub.CreateSession(create, metadata=owner.chain_md("create", None, create))).session
+    await stack["stop"](h)  # down while the draft timer runs out
+    await asyncio.sleep(DURATIONS.draft + 1)
+    h2: Harness = await stack["start"]()
+
+    async def expired() -> bool:
+        got = await h2.stub.GetSession(pb.GetSessionRequest(session_id=s.session_id), metadata=SERVICE_MD)
+        return got.session.state == common.SESSION_STATE_TERMINATED
+
+    await eventually(expired, timeout=20)
+    await eventually(lambda: signer.factory.functions.stateOf(int(s.session_id)).call() == 5, timeout=20)
