@@ -215,6 +215,7 @@ class CreateSessionRequest(_message.Message):
     AUTH_FIELD_NUMBER: _builtins.int
     BUDGET_PERMIT_FIELD_NUMBER: _builtins.int
     BUDGET_PERMIT_DEADLINE_FIELD_NUMBER: _builtins.int
+    CHAIN_SIGNATURE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     """Client-chosen key, 1..128 printable ASCII characters. Required."""
     spec_yaml: _builtins.str
@@ -225,6 +226,12 @@ class CreateSessionRequest(_message.Message):
     """Owner's ERC-2612 permit signature for the budget (65 bytes), so the owner needs no ETH. Optional."""
     budget_permit_deadline: _builtins.int
     """Deadline of budget_permit, unix seconds."""
+    chain_signature: _builtins.bytes
+    """The owner's EIP-712 signature (65 bytes) over SessionFactory's own typed data for this action,
+    which the service relays on chain so the owner needs no ETH (see agentgpt.chain.eip712). The
+    typed data's nonce is the factory's current nonce for the owner; its deadline is auth.deadline.
+    Required when the home chain is a real chain.
+    """
     @_builtins.property
     def spec(self) -> Global___SessionSpec: ...
     @_builtins.property
@@ -241,10 +248,11 @@ class CreateSessionRequest(_message.Message):
         auth: _common_pb2.OwnerSignature | None = ...,
         budget_permit: _builtins.bytes = ...,
         budget_permit_deadline: _builtins.int = ...,
+        chain_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "budget_permit", b"budget_permit", "budget_permit_deadline", b"budget_permit_deadline", "idempotency_key", b"idempotency_key", "initial_budget", b"initial_budget", "spec", b"spec", "spec_yaml", b"spec_yaml"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "budget_permit", b"budget_permit", "budget_permit_deadline", b"budget_permit_deadline", "chain_signature", b"chain_signature", "idempotency_key", b"idempotency_key", "initial_budget", b"initial_budget", "spec", b"spec", "spec_yaml", b"spec_yaml"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -275,16 +283,22 @@ class GetSessionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Required: decimal token id."""
+    @_builtins.property
+    def auth(self) -> _common_pb2.OwnerSignature:
+        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
+        auth: _common_pb2.OwnerSignature | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -318,6 +332,7 @@ class ListSessionsRequest(_message.Message):
     STATES_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """Only sessions owned by this address; empty for all (service identities only)."""
     type: _builtins.str
@@ -328,6 +343,10 @@ class ListSessionsRequest(_message.Message):
 
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
+    @_builtins.property
+    def auth(self) -> _common_pb2.OwnerSignature:
+        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+
     def __init__(
         self,
         *,
@@ -335,10 +354,11 @@ class ListSessionsRequest(_message.Message):
         states: _abc.Iterable[_common_pb2.SessionState.ValueType] | None = ...,
         type: _builtins.str = ...,
         page: _common_pb2.PageRequest | None = ...,
+        auth: _common_pb2.OwnerSignature | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "page", b"page", "states", b"states", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "owner", b"owner", "page", b"page", "states", b"states", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -486,11 +506,18 @@ class ActivateSessionRequest(_message.Message):
     EXECUTOR_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
+    CHAIN_SIGNATURE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     session_id: _builtins.str
     executor: _builtins.str
     """Executor to assign (bonded in ExecutorRegistry). Empty lets the service choose."""
     expected_version: _builtins.int
+    chain_signature: _builtins.bytes
+    """The owner's EIP-712 signature (65 bytes) over SessionFactory's own typed data for this action,
+    which the service relays on chain so the owner needs no ETH (see agentgpt.chain.eip712). The
+    typed data's nonce is the factory's current nonce for the owner; its deadline is auth.deadline.
+    Required when the home chain is a real chain.
+    """
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature: ...
     def __init__(
@@ -501,10 +528,11 @@ class ActivateSessionRequest(_message.Message):
         executor: _builtins.str = ...,
         expected_version: _builtins.int = ...,
         auth: _common_pb2.OwnerSignature | None = ...,
+        chain_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "executor", b"executor", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "chain_signature", b"chain_signature", "executor", b"executor", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -545,6 +573,7 @@ class UpdateBudgetRequest(_message.Message):
     AUTH_FIELD_NUMBER: _builtins.int
     BUDGET_PERMIT_FIELD_NUMBER: _builtins.int
     BUDGET_PERMIT_DEADLINE_FIELD_NUMBER: _builtins.int
+    CHAIN_SIGNATURE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     session_id: _builtins.str
     add_amount: _builtins.str
@@ -552,6 +581,12 @@ class UpdateBudgetRequest(_message.Message):
     expected_version: _builtins.int
     budget_permit: _builtins.bytes
     budget_permit_deadline: _builtins.int
+    chain_signature: _builtins.bytes
+    """The owner's EIP-712 signature (65 bytes) over SessionFactory's own typed data for this action,
+    which the service relays on chain so the owner needs no ETH (see agentgpt.chain.eip712). The
+    typed data's nonce is the factory's current nonce for the owner; its deadline is auth.deadline.
+    Required when the home chain is a real chain.
+    """
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature: ...
     def __init__(
@@ -564,10 +599,11 @@ class UpdateBudgetRequest(_message.Message):
         auth: _common_pb2.OwnerSignature | None = ...,
         budget_permit: _builtins.bytes = ...,
         budget_permit_deadline: _builtins.int = ...,
+        chain_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_amount", b"add_amount", "auth", b"auth", "budget_permit", b"budget_permit", "budget_permit_deadline", b"budget_permit_deadline", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_amount", b"add_amount", "auth", b"auth", "budget_permit", b"budget_permit", "budget_permit_deadline", b"budget_permit_deadline", "chain_signature", b"chain_signature", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -708,9 +744,16 @@ class CompleteSessionRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
+    CHAIN_SIGNATURE_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     session_id: _builtins.str
     expected_version: _builtins.int
+    chain_signature: _builtins.bytes
+    """The owner's EIP-712 signature (65 bytes) over SessionFactory's own typed data for this action,
+    which the service relays on chain so the owner needs no ETH (see agentgpt.chain.eip712). The
+    typed data's nonce is the factory's current nonce for the owner; its deadline is auth.deadline.
+    Required when the home chain is a real chain.
+    """
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature: ...
     def __init__(
@@ -720,10 +763,11 @@ class CompleteSessionRequest(_message.Message):
         session_id: _builtins.str = ...,
         expected_version: _builtins.int = ...,
         auth: _common_pb2.OwnerSignature | None = ...,
+        chain_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "chain_signature", b"chain_signature", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1289,21 +1333,27 @@ class WatchSessionRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     FROM_CURSOR_FIELD_NUMBER: _builtins.int
     HISTORY_ONLY_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     from_cursor: _builtins.int
     """Deliver events with cursor > from_cursor; 0 from the start."""
     history_only: _builtins.bool
     """Stop after replaying history instead of following new events."""
+    @_builtins.property
+    def auth(self) -> _common_pb2.OwnerSignature:
+        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         from_cursor: _builtins.int = ...,
         history_only: _builtins.bool = ...,
+        auth: _common_pb2.OwnerSignature | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_cursor", b"from_cursor", "history_only", b"history_only", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "from_cursor", b"from_cursor", "history_only", b"history_only", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1335,18 +1385,24 @@ class InspectSessionRequest(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    AUTH_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     detail: _builtins.str
     """"summary" or "full" (adds recent tasks and events)."""
+    @_builtins.property
+    def auth(self) -> _common_pb2.OwnerSignature:
+        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         detail: _builtins.str = ...,
+        auth: _common_pb2.OwnerSignature | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "detail", b"detail", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
