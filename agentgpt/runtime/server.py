@@ -167,6 +167,12 @@ class RunningService:
         self.last_probe_failures = failures
         if not self._stopping:
             await self._set_all(NOT_SERVING if failures else SERVING)
+            # Each dependency also has its own health name, e.g.
+            # "agentgpt.indexer.v1.IndexerService/chain:arbitrum", so operators can see which one failed.
+            for name in self.definition.probes:
+                status = NOT_SERVING if name in failures else SERVING
+                for service in self._service_names:
+                    await self.health.set(f"{service}/{name}", status)
         return not failures
 
     async def _probe_loop(self) -> None:

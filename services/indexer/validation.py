@@ -5,6 +5,7 @@ from __future__ import annotations
 from agentgpt.errors import InvalidArgument
 from agentgpt.indexer.v1 import indexer_pb2 as pb
 from agentgpt.runtime import validation as v
+from agentgpt.runtime.interceptors import Validator
 
 PREFIX = "/agentgpt.indexer.v1.IndexerService/"
 
@@ -24,9 +25,13 @@ def list_events(req: pb.ListEventsRequest) -> None:
     v.page(req.page)
 
 
-VALIDATORS = {
-    PREFIX + "GetLatestAnchor": lambda r: v.session_id(r.session_id),
-    PREFIX + "GetOnChainSession": lambda r: v.session_id(r.session_id),
+def session_request(req: pb.GetLatestAnchorRequest | pb.GetOnChainSessionRequest) -> None:
+    v.session_id(req.session_id)
+
+
+VALIDATORS: dict[str, Validator] = {
+    PREFIX + "GetLatestAnchor": session_request,
+    PREFIX + "GetOnChainSession": session_request,
     PREFIX + "ListEvents": list_events,
     PREFIX + "StreamEvents": lambda r: event_filter(r.filter),
     PREFIX + "GetChainStatus": v.no_validation,

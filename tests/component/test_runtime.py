@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -24,9 +25,13 @@ from tests.support import eventually, metric_value, reflected_services, scrape
 FAST = ServerConfig(health_interval=0.2, drain_delay=0.5, shutdown_grace=1.0)
 
 
+def indexer_config(tmp: Path) -> IndexerConfig:
+    return IndexerConfig(database_url=f"sqlite+aiosqlite:///{tmp}/indexer.db")
+
+
 @pytest.fixture
-async def indexer() -> AsyncIterator[RunningService]:
-    svc = RunningService(await build_indexer(IndexerConfig()), FAST)
+async def indexer(tmp_path: Path) -> AsyncIterator[RunningService]:
+    svc = RunningService(await build_indexer(indexer_config(tmp_path)), FAST)
     await svc.start()
     try:
         yield svc
@@ -127,8 +132,8 @@ async def test_bad_enum_and_unknown_methods(recovery: RunningService) -> None:
     assert await check_health(recovery.address) == "SERVING"
 
 
-async def test_unexpected_errors_become_internal_and_the_service_survives() -> None:
-    definition = await build_indexer(IndexerConfig())
+async def test_unexpected_errors_become_internal_and_the_service_survives(tmp_path: Path) -> None:
+    definition = await build_indexer(indexer_config(tmp_path))
 
     async def boom(request: object, context: object) -> None:
         raise KeyError("bug")
@@ -157,12 +162,16 @@ async def test_failing_dependency_turns_health_not_serving_and_back(indexer: Run
     try:
         assert await check_health(svc.address) == "NOT_SERVING"
         assert "session_service" in svc.last_probe_failures
+        # Per-dependency health names say which dependency is down.
+        base = "agentgpt.recovery.v1.RecoveryService"
+        assert await check_health(svc.address, f"{base}/session_service") == "NOT_SERVING"
+        assert await check_health(svc.address, f"{base}/indexer") == "SERVING"
     finally:
         await svc.stop()
 
 
-async def test_stop_reports_not_serving_before_closing(indexer: RunningService) -> None:
-    svc = RunningService(await build_indexer(IndexerConfig()), FAST)
+async def test_stop_reports_not_serving_before_closing(tmp_path: Path) -> None:
+    svc = RunningService(await build_indexer(indexer_config(tmp_path)), FAST)
     await svc.start()
     assert await check_health(svc.address) == "SERVING"
     stopping = asyncio.create_task(svc.stop())

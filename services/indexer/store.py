@@ -1,0 +1,446 @@
+"""The indexer's SQL store (SQLAlchemy async; SQLite by default, PostgreSQL supported).
+
+Tables:
+- `chains`: per chain, the next block to ingest (the cursor), halt state and reorg count.
+- `blocks`: headers of the unfinalized window only (what reorg detection compares against).
+- `events`: every indexed event and every retraction, with a global autoincrement `cursor` (the
+  stream position). An event replaced by a reorg keeps its row with `live = false`, and a copy with
+  `removed = true` is appended under a new cursor, so a stream that delivered the original sees the
+  retraction.
+- `schema_version`: the schema is created with `metadata.create_all` and stamped; a database with a
+  different stamp is refused (start-up error) instead of being used half-migrated. Chosen over alembic
+  while there is one schema version; the first change of it should introduce alembic scripts.
+
+Crash safety: each ingested block range (headers, events, cursor) is one transaction, and the cursor
+moves with a compare-and-set on its old value, so a range can be committed only once (idempotent),
+and a SIGKILL leaves either the whole range or none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from services.indexer.decoding import DecodedEvent
+from services.indexer.rpc import BlockHeader
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+chains = sa.Table(
+    "chains",
+    metadata,
+    sa.Column("chain_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("next_block", sa.BigInteger, nullable=False),
+    sa.Column("halted", sa.Boolean, nullable=False, default=False),
+    sa.Column("halt_reason", sa.Text, nullable=False, default=""),
+    sa.Column("reorgs_total", sa.BigInteger, nullable=False, default=0),
+)
+
+blocks = sa.Table(
+    "blocks",
+    metadata,
+    sa.Column("chain_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("number", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(66), nullable=False),
+    sa.Column("parent_hash", sa.String(66), nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column(
+        "cursor", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    sa.Column("chain_id", sa.BigInteger, nullable=False),
+    sa.Column("block_number", sa.BigInteger, nullable=False),
+    sa.Column("block_hash", sa.String(66), nullable=False),
+    sa.Column("log_index", sa.Integer, nullable=False),
+    sa.Column("tx_hash", sa.String(66), nullable=False),
+    sa.Column("address", sa.String(42), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("args_json", sa.Text, nullable=False),
+    sa.Column("session_id", sa.String(80), nullable=False, default=""),
+    sa.Column("removed", sa.Boolean, nullable=False, default=False),
+    # False once a reorg replaced the block (for originals) and always for retractions.
+    sa.Column("live", sa.Boolean, nullable=False, default=True),
+    # At most one live event per log position: a second ingestion of a block is refused, not duplicated.
+    sa.Index(
+        "events_live_position",
+        "chain_id",
+        "block_number",
+        "log_index",
+        unique=True,
+        sqlite_where=sa.text("live"),
+        postgresql_where=sa.text("live"),
+    ),
+    sa.Index("events_session", "session_id", "name"),
+    sa.Index("events_chain_block", "chain_id", "block_number", "log_index"),
+)
+
+
+class SchemaMismatch(RuntimeError):
+    pass
+
+
+class CursorMoved(RuntimeError):
+    """The chain's cursor is not where the writer expected: another writer (or a replay) got there first."""
+
+
+@dataclass(frozen=True)
+class ChainCursor:
+    chain_id: int
+    next_block: int
+    halted: bool
+    halt_reason: str
+    reorgs_total: int
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    cursor: int
+    chain_id: int
+    block_number: int
+    block_hash: str
+    log_index: int
+    tx_hash: str
+    address: str
+    name: str
+    args_json: str
+    session_id: str
+    removed: bool
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return dict(json.loads(self.args_json))
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Filters shared by ListEvents and StreamEvents (0 / empty = unbounded)."""
+
+    chain_ids: tuple[int, ...] = ()
+    names: tuple[str, ...] = ()
+    session_id: str = ""
+    from_block: int = 0
+    to_block: int = 0
+
+
+_EVENT_COLUMNS = [
+    events.c.cursor,
+    events.c.chain_id,
+    events.c.block_number,
+    events.c.block_hash,
+    events.c.log_index,
+    events.c.tx_hash,
+    events.c.address,
+    events.c.name,
+    events.c.args_json,
+    events.c.session_id,
+    events.c.removed,
+]
+
+
+def _filtered(stmt: Any, q: EventQuery) -> Any:
+    if q.chain_ids:
+        stmt = stmt.where(events.c.chain_id.in_(q.chain_ids))
+    if q.names:
+        stmt = stmt.where(events.c.name.in_(q.names))
+    if q.session_id:
+        stmt = stmt.where(events.c.session_id == q.session_id)
+    if q.from_block:
+        stmt = stmt.where(events.c.block_number >= q.from_block)
+    if q.to_block:
+        stmt = stmt.where(events.c.block_number <= q.to_block)
+    return stmt
+
+
+class IndexerStore:
+    """All reads and writes of the indexer's database. `changed` wakes stream readers after commits."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._changed = asyncio.Condition()
+        self.last_cursor = 0
+
+    @classmethod
+    async def open(cls, url: str) -> IndexerStore:
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        engine = create_async_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+
+            @sa.event.listens_for(engine.sync_engine, "connect")
+            def _pragmas(dbapi_conn: Any, _: Any) -> None:
+                cur = dbapi_conn.cursor()
+                # WAL: readers (queries, streams) never block the writer; NORMAL is still crash-safe in WAL.
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+        store = cls(engine)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+            found = (await conn.execute(sa.select(schema_version.c.version))).scalars().all()
+            if not found:
+                await conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+            elif list(found) != [SCHEMA_VERSION]:
+                raise SchemaMismatch(
+                    f"indexer database has schema {found}, this build needs {SCHEMA_VERSION}"
+                )
+            self.last_cursor = int(
+                (
+                    await conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.cursor), 0)))
+                ).scalar_one()
+            )
+
+    # ------------------------------------------------------------------ cursor
+    async def cursor(self, chain_id: int, start_block: int) -> ChainCursor:
+        """The chain's cursor, created at `start_block` on first use."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(chains).where(chains.c.chain_id == chain_id))).first()
+            if row is None:
+                await conn.execute(
+                    chains.insert().values(
+                        chain_id=chain_id,
+                        next_block=start_block,
+                        halted=False,
+                        halt_reason="",
+                        reorgs_total=0,
+                    )
+                )
+                return ChainCursor(chain_id, start_block, False, "", 0)
+            return ChainCursor(chain_id, row.next_block, bool(row.halted), row.halt_reason, row.reorgs_total)
+
+    async def kept_blocks(self, chain_id: int) -> dict[int, BlockHeader]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(blocks).where(blocks.c.chain_id == chain_id))
+            return {r.number: BlockHeader(r.number, r.hash, r.parent_hash) for r in rows}
+
+    async def _move_cursor(self, conn: AsyncConnection, chain_id: int, expected: int, new: int) -> None:
+        result = await conn.execute(
+            chains.update()
+            .where(chains.c.chain_id == chain_id, chains.c.next_block == expected, chains.c.halted.is_(False))
+            .values(next_block=new)
+        )
+        if result.rowcount != 1:
+            raise CursorMoved(f"chain {chain_id}: cursor is no longer at block {expected}")
+
+    # ------------------------------------------------------------------ writes
+    async def ingest(
+        self,
+        chain_id: int,
+        from_block: int,
+        to_block: int,
+        headers: Sequence[BlockHeader],
+        decoded: Sequence[DecodedEvent],
+        prune_below: int,
+    ) -> int:
+        """Commit blocks [from_block, to_block] (headers kept for the unfinalized part) in one transaction."""
+        async with self.engine.begin() as conn:
+            await self._move_cursor(conn, chain_id, from_block, to_block + 1)
+            if headers:
+                await conn.execute(
+                    blocks.insert(),
+                    [
+                        {
+                            "chain_id": chain_id,
+                            "number": h.number,
+                            "hash": h.hash,
+                            "parent_hash": h.parent_hash,
+                        }
+                        for h in headers
+                    ],
+                )
+            await conn.execute(
+                blocks.delete().where(blocks.c.chain_id == chain_id, blocks.c.number < prune_below)
+            )
+            if decoded:
+                await conn.execute(
+                    events.insert(),
+                    [
+                        {
+                            "chain_id": chain_id,
+                            "block_number": d.log.block_number,
+                            "block_hash": d.log.block_hash,
+                            "log_index": d.log.log_index,
+                            "tx_hash": d.log.tx_hash,
+                            "address": d.log.address,
+                            "name": d.name,
+                            "args_json": d.args_json,
+                            "session_id": d.session_id,
+                            "removed": False,
+                            "live": True,
+                        }
+                        for d in decoded
+                    ],
+                )
+                top = (await conn.execute(sa.select(sa.func.max(events.c.cursor)))).scalar_one()
+            else:
+                top = None
+        if top is not None:
+            await self._notify(int(top))
+        return len(decoded)
+
+    async def rollback_to(self, chain_id: int, expected_next: int, ancestor: int) -> int:
+        """Undo every block above `ancestor`: retract its events (new cursors), drop its headers."""
+        async with self.engine.begin() as conn:
+            await self._move_cursor(conn, chain_id, expected_next, ancestor + 1)
+            gone = (
+                await conn.execute(
+                    sa.select(*_EVENT_COLUMNS)
+                    .where(
+                        events.c.chain_id == chain_id,
+                        events.c.block_number > ancestor,
+                        events.c.live.is_(True),
+                    )
+                    .order_by(events.c.cursor.desc())
+                )
+            ).all()
+            if gone:
+                await conn.execute(
+                    events.update()
+                    .where(
+                        events.c.chain_id == chain_id,
+                        events.c.block_number > ancestor,
+                        events.c.live.is_(True),
+                    )
+                    .values(live=False)
+                )
+                # Newest first, so a consumer undoing effects in stream order unwinds them in reverse.
+                await conn.execute(
+                    events.insert(),
+                    [
+                        {
+                            **{k: v for k, v in r._mapping.items() if k != "cursor"},
+                            "removed": True,
+                            "live": False,
+                        }
+                        for r in gone
+                    ],
+                )
+            await conn.execute(
+                blocks.delete().where(blocks.c.chain_id == chain_id, blocks.c.number > ancestor)
+            )
+            await conn.execute(
+                chains.update()
+                .where(chains.c.chain_id == chain_id)
+                .values(reorgs_total=chains.c.reorgs_total + 1)
+            )
+            top = (await conn.execute(sa.select(sa.func.max(events.c.cursor)))).scalar_one()
+        if gone:
+            await self._notify(int(top))
+        return len(gone)
+
+    async def halt(self, chain_id: int, reason: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                chains.update().where(chains.c.chain_id == chain_id).values(halted=True, halt_reason=reason)
+            )
+
+    async def _notify(self, top: int) -> None:
+        async with self._changed:
+            self.last_cursor = max(self.last_cursor, top)
+            self._changed.notify_all()
+
+    async def wait_for_cursor_above(self, cursor: int, timeout: float) -> None:
+        """Return once an event past `cursor` may exist, or after `timeout` (readers re-query either way)."""
+        async with self._changed:
+            if self.last_cursor > cursor:
+                return
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    # ------------------------------------------------------------------ reads
+    async def events_after(self, cursor: int, q: EventQuery, limit: int) -> list[StoredEvent]:
+        """Stream order: every entry (originals and retractions) with cursor > `cursor`."""
+        stmt = _filtered(sa.select(*_EVENT_COLUMNS).where(events.c.cursor > cursor), q)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt.order_by(events.c.cursor).limit(limit))
+            return [StoredEvent(**r._mapping) for r in rows]
+
+    async def live_events(
+        self, q: EventQuery, after: tuple[int, int, int] | None, limit: int
+    ) -> list[StoredEvent]:
+        """The canonical view (no retracted events), ordered by (chain, block, log index), keyset-paged."""
+        stmt = _filtered(sa.select(*_EVENT_COLUMNS).where(events.c.live.is_(True)), q)
+        if after is not None:
+            stmt = stmt.where(
+                sa.tuple_(events.c.chain_id, events.c.block_number, events.c.log_index) > sa.tuple_(*after)
+            )
+        stmt = stmt.order_by(events.c.chain_id, events.c.block_number, events.c.log_index).limit(limit)
+        async with self.engine.connect() as conn:
+            return [StoredEvent(**r._mapping) for r in await conn.execute(stmt)]
+
+    async def session_events(
+        self, session_id: str, names: Sequence[str], chain_id: int | None = None
+    ) -> list[StoredEvent]:
+        stmt = sa.select(*_EVENT_COLUMNS).where(
+            events.c.live.is_(True), events.c.session_id == session_id, events.c.name.in_(list(names))
+        )
+        if chain_id is not None:
+            stmt = stmt.where(events.c.chain_id == chain_id)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                stmt.order_by(events.c.chain_id, events.c.block_number, events.c.log_index)
+            )
+            return [StoredEvent(**r._mapping) for r in rows]
+
+    async def account_addresses(self, chain_id: int, factory: str) -> set[str]:
+        """Session accounts created by `factory` (from its live SessionCreated events)."""
+        stmt = sa.select(events.c.args_json).where(
+            events.c.chain_id == chain_id,
+            events.c.address == factory,
+            events.c.name == "SessionCreated",
+            events.c.live.is_(True),
+        )
+        async with self.engine.connect() as conn:
+            return {json.loads(r.args_json)["account"] for r in await conn.execute(stmt)}
+
+    async def block_hash(self, chain_id: int, number: int) -> str | None:
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(
+                    sa.select(blocks.c.hash).where(blocks.c.chain_id == chain_id, blocks.c.number == number)
+                )
+            ).scalar_one_or_none()
+
+    async def canonical_snapshot(self, chain_id: int, up_to_block: int) -> list[tuple[Any, ...]]:
+        """The live events of a chain up to a block, without cursors: what a differential check compares."""
+        stmt = (
+            sa.select(
+                events.c.block_number,
+                events.c.block_hash,
+                events.c.log_index,
+                events.c.tx_hash,
+                events.c.address,
+                events.c.name,
+                events.c.args_json,
+                events.c.session_id,
+            )
+            .where(
+                events.c.chain_id == chain_id, events.c.live.is_(True), events.c.block_number <= up_to_block
+            )
+            .order_by(events.c.block_number, events.c.log_index)
+        )
+        async with self.engine.connect() as conn:
+            return [tuple(r) for r in await conn.execute(stmt)]
