@@ -89,8 +89,21 @@ async def _demo(stack: Any, stop: asyncio.Event) -> int:
     except ImportError:
         _print("\n(the treasury demo is not part of this build; the stack runs without it)")
         return 0
+    from agentgpt.cli.dashboard import render
+    from agentgpt.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEY, OWNER_KEY
+
     _print("\nrunning the seed's treasury session demo ...")
-    demo = asyncio.create_task(run_demo(stack.state(), progress=_print))
+    state = stack.state()
+    demo = asyncio.create_task(
+        run_demo(
+            state["network"],
+            state["services"]["session"]["grpc"],
+            owner_key=OWNER_KEY,
+            deployer_key=DEPLOYER_KEY,
+            executor_key=EXECUTOR_KEY,
+            progress=_print,
+        )
+    )
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({demo, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if demo not in done:
@@ -98,10 +111,11 @@ async def _demo(stack: Any, stop: asyncio.Event) -> int:
         return 130
     waiter.cancel()
     try:
-        demo.result()
+        dashboard = demo.result()
     except Exception as exc:
         _print(f"demo failed: {exc}")
         return 1
+    _print("\n" + render(dashboard))
     return 0
 
 
