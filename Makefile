@@ -9,14 +9,17 @@ UV := .tools/bin/uv
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_IPFS := tools/ipfs-node/node_modules/.installed
+# promtool (Debian's `prometheus` package) tests the alert rules; installed once per machine.
+PROMTOOL := /usr/bin/promtool
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: setup up test check protos contracts docs lint bench clean help
+.PHONY: setup up test check protos contracts docs lint bench image lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_IPFS)  ## install Python deps (locked), Node toolchain (locked), IPFS test node
+setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_IPFS) $(PROMTOOL)  ## install Python deps (locked), Node toolchain (locked), IPFS test node, promtool
 
 $(UV):
 	$(PYTHON) -m venv .tools && .tools/bin/pip install -q --disable-pip-version-check uv==0.13.8
@@ -34,6 +37,10 @@ $(STAMP_NODE): package.json package-lock.json
 $(STAMP_IPFS): tools/ipfs-node/package.json tools/ipfs-node/package-lock.json
 	bash tools/ipfs-node/jsipfs-node.sh install
 	touch $@
+
+$(PROMTOOL):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus
 
 up: setup  ## start the local stack and run the demo session (Ctrl-C stops everything)
 	$(VENV)/bin/agentgpt up
@@ -62,6 +69,13 @@ lint: setup  ## ruff + mypy --strict (advisory)
 
 bench: setup  ## benchmarks; each prints a ratio against a baseline measured in the same run
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lock: | $(UV)  ## re-resolve the lockfiles after changing pyproject.toml (dev + runtime)
+	$(UV) pip compile -q pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+	$(UV) pip compile -q pyproject.toml -o requirements-runtime.lock --python-version 3.11
+
+image:  ## build the one container image of the four services (needs a Docker engine)
+	docker build -t agentgpt-sessions:dev .
 
 clean:  ## remove installed toolchains and local state
 	rm -rf $(VENV) .tools node_modules tools/ipfs-node/node_modules .agentgpt

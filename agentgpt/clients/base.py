@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agentgpt.errors import RpcError
+from agentgpt.runtime.interceptors import go_code_name
 from agentgpt.runtime.logs import request_id
 
 R = TypeVar("R")
@@ -122,7 +123,7 @@ class ServiceClient:
                 raise RpcError(self.service, method, code, exc.details() or "") from None
             finally:
                 if self.metrics:
-                    self.metrics.handled.labels(*labels, code.name).inc()
+                    self.metrics.handled.labels(*labels, go_code_name(code)).inc()
                     self.metrics.seconds.labels(*labels).observe(time.perf_counter() - start)
         raise AssertionError("unreachable")
 

@@ -65,6 +65,19 @@ def _wrap(
     return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **ser)
 
 
+# go-grpc-prometheus labels grpc_code with Go's codes.Code.String() ("InvalidArgument", "Canceled"),
+# so dashboards and alerts written for Go services work unchanged for ours.
+_GO_CODE_NAMES = {
+    grpc.StatusCode.CANCELLED: "Canceled",
+    grpc.StatusCode.OK: "OK",
+}
+
+
+def go_code_name(code: grpc.StatusCode) -> str:
+    """The go-grpc-prometheus spelling of a status code: NOT_FOUND -> NotFound."""
+    return _GO_CODE_NAMES.get(code) or "".join(part.capitalize() for part in code.name.split("_"))
+
+
 def status_of(context: aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
     """The status a finished call ended with."""
     code = context.code()
@@ -128,7 +141,7 @@ class MetricsInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         m = self.m
 
         def finish(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
-            m.handled.labels(*labels, status_of(context, exc).name).inc()
+            m.handled.labels(*labels, go_code_name(status_of(context, exc))).inc()
             m.seconds.labels(*labels).observe(time.perf_counter() - start)
 
         def unary(fn: UnaryBehavior) -> UnaryBehavior:

@@ -78,7 +78,7 @@ async def test_service_to_service_call_is_made_and_counted(
         scrape(indexer.metrics_port),
         "grpc_server_handled_total",
         grpc_method="GetLatestAnchor",
-        grpc_code="NOT_FOUND",
+        grpc_code="NotFound",
         grpc_type="unary",
     )
     assert handled >= 1
@@ -101,7 +101,7 @@ async def test_invalid_requests_name_the_field(recovery: RunningService, session
     assert err.value.details.startswith(message)
     text = scrape(recovery.metrics_port)
     assert metric_value(text, "grpc_server_handled_total", grpc_method="GetVerifiedState",
-                        grpc_code="INVALID_ARGUMENT") >= 1
+                        grpc_code="InvalidArgument") >= 1
 
 
 async def test_bad_enum_and_unknown_methods(recovery: RunningService) -> None:

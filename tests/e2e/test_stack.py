@@ -60,7 +60,7 @@ async def test_service_to_service_call_over_grpc_is_counted(stack: LocalStack) -
         scrape(indexer.metrics_port),
         "grpc_server_handled_total",
         grpc_method="GetLatestAnchor",
-        grpc_code="NOT_FOUND",
+        grpc_code="NotFound",
     )
     async with RecoveryClient(stack.services["recovery_oracle"].grpc) as oracle:
         for _ in range(3):
@@ -71,14 +71,14 @@ async def test_service_to_service_call_over_grpc_is_counted(stack: LocalStack) -
         scrape(indexer.metrics_port),
         "grpc_server_handled_total",
         grpc_method="GetLatestAnchor",
-        grpc_code="NOT_FOUND",
+        grpc_code="NotFound",
     )
     # The oracle's three calls reached the indexer process over gRPC.
     assert after - before == 3
     oracle_text = scrape(stack.services["recovery_oracle"].metrics_port)
     assert (
         metric_value(
-            oracle_text, "grpc_server_handled_total", grpc_method="GetVerifiedState", grpc_code="NOT_FOUND"
+            oracle_text, "grpc_server_handled_total", grpc_method="GetVerifiedState", grpc_code="NotFound"
         )
         >= 3
     )
