@@ -36,6 +36,7 @@ Probe = Callable[[], Awaitable[None]]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+LIVENESS = "liveness"
 
 
 @dataclass
@@ -121,6 +122,9 @@ class RunningService:
             )
             self.metrics_port = self._metrics_server.server_port
         await self._set_all(NOT_SERVING)
+        # "liveness" says only that the process works; dependency failures change readiness ("" and
+        # the service names), so an orchestrator does not restart a healthy process for a dead dependency.
+        await self.health.set(LIVENESS, SERVING)
         await self.server.start()
         await self.probe_once()
         self._tasks.append(asyncio.create_task(self._probe_loop(), name=f"{self.definition.name}-health"))

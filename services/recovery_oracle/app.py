@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from agentgpt.clients import IndexerClient, SessionClient, health_probe
+from prometheus_client import CollectorRegistry
+
+from agentgpt.clients import ClientMetrics, IndexerClient, SessionClient, health_probe
 from agentgpt.recovery.v1 import recovery_pb2, recovery_pb2_grpc
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from services.recovery_oracle.config import RecoveryConfig
@@ -13,8 +15,10 @@ from services.recovery_oracle.validation import VALIDATORS
 async def build(
     config: RecoveryConfig, session: SessionClient | None = None, indexer: IndexerClient | None = None
 ) -> ServiceDefinition:
-    session = session or SessionClient(config.session_addr)
-    indexer = indexer or IndexerClient(config.indexer_addr)
+    registry = CollectorRegistry()
+    metrics = ClientMetrics(registry)
+    session = session or SessionClient(config.session_addr, metrics=metrics, identity="recovery_oracle")
+    indexer = indexer or IndexerClient(config.indexer_addr, metrics=metrics, identity="recovery_oracle")
     return ServiceDefinition(
         name="recovery_oracle",
         servicers=[
@@ -30,4 +34,5 @@ async def build(
             "indexer": health_probe("indexer", indexer),
         },
         on_stop=[session.close, indexer.close],
+        registry=registry,
     )

@@ -82,6 +82,14 @@ async def test_service_to_service_call_is_made_and_counted(
         grpc_type="unary",
     )
     assert handled >= 1
+    # ... and the oracle counted the same call as a client.
+    client_side = metric_value(
+        scrape(recovery.metrics_port),
+        "grpc_client_handled_total",
+        grpc_method="GetLatestAnchor",
+        grpc_code="NotFound",
+    )
+    assert client_side >= 1
 
 
 @pytest.mark.parametrize(
@@ -93,23 +101,35 @@ async def test_service_to_service_call_is_made_and_counted(
         ("9" * 100, "session_id: must be a decimal token id"),
     ],
 )
-async def test_invalid_requests_name_the_field(recovery: RunningService, session_id: str, message: str) -> None:
+async def test_invalid_requests_name_the_field(
+    recovery: RunningService, session_id: str, message: str
+) -> None:
     async with RecoveryClient(recovery.address) as client:
         with pytest.raises(RpcError) as err:
             await client.get_verified_state(session_id)
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details.startswith(message)
     text = scrape(recovery.metrics_port)
-    assert metric_value(text, "grpc_server_handled_total", grpc_method="GetVerifiedState",
-                        grpc_code="InvalidArgument") >= 1
+    assert (
+        metric_value(
+            text, "grpc_server_handled_total", grpc_method="GetVerifiedState", grpc_code="InvalidArgument"
+        )
+        >= 1
+    )
 
 
 async def test_bad_enum_and_unknown_methods(recovery: RunningService) -> None:
     async with RecoveryClient(recovery.address) as client:
         with pytest.raises(RpcError) as err:
-            await client.submit_claim(recovery_pb2.SubmitClaimRequest(
-                idempotency_key="k1", session_id="1", kind=99,  # type: ignore[arg-type]
-                executor="0x" + "ab" * 20, evidence="cid"))
+            await client.submit_claim(
+                recovery_pb2.SubmitClaimRequest(
+                    idempotency_key="k1",
+                    session_id="1",
+                    kind=99,  # type: ignore[arg-type]
+                    executor="0x" + "ab" * 20,
+                    evidence="cid",
+                )
+            )
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details.startswith("kind: unknown value 99")
         # A valid request to an RPC this version does not implement yet.
@@ -166,6 +186,8 @@ async def test_failing_dependency_turns_health_not_serving_and_back(indexer: Run
         base = "agentgpt.recovery.v1.RecoveryService"
         assert await check_health(svc.address, f"{base}/session_service") == "NOT_SERVING"
         assert await check_health(svc.address, f"{base}/indexer") == "SERVING"
+        # The process itself is fine: liveness stays SERVING while readiness is NOT_SERVING.
+        assert await check_health(svc.address, "liveness") == "SERVING"
     finally:
         await svc.stop()
 
