@@ -6,16 +6,25 @@ The signed struct (documented on `agentgpt.common.v1.OwnerSignature`) is
     AgentGPTRequest(string action,string sessionId,bytes32 requestHash,uint256 nonce,uint256 deadline)
 
 in the domain {name: "AgentGPT Sessions", version: "1", chainId: <home chain id>}. `requestHash` is
-keccak256 of the request's deterministic protobuf serialization with its `auth` field cleared, so the
-signature covers every other field of the request and nothing can be changed in flight.
+keccak256 of the request's deterministic protobuf serialization with its `auth` and `chain_signature`
+fields cleared (`UNSIGNED_FIELDS`), so the signature covers every other field of the request and nothing
+can be changed in flight. `chain_signature` is excluded because it is made *after* the owner signature (it
+signs SessionFactory's typed data whose deadline is `auth.deadline`) and is checked by the contract
+itself; excluding it also keeps every signature made before the field existed valid (an unset field is not
+serialized, so the hash is the same).
 
-Read RPCs carry no `auth` field; an owner authenticates a read with the same signature sent as gRPC
-metadata (`READ_AUTH_HEADER`, a serialized OwnerSignature). Read signatures are not nonce-checked: a
-replayed read within its deadline reveals nothing its signer could not already see.
+Reads (GetSession, ListSessions, WatchSession, InspectSession) carry the owner's signature in their `auth`
+field like any other request; the signed action is the RPC's name in snake case ("get_session", ...), as
+for every request (the proto comments' action "read" is not what is signed). Read signatures are not
+nonce-checked: a replayed read within its deadline reveals nothing its signer could not already see.
 
-The session service additionally relays the owner's SessionFactory `...BySig` signature for on-chain
-actions in the `CHAIN_SIGNATURE_HEADER` metadata (see agentgpt.chain.eip712), because the API has no
-field for it yet.
+The on-chain actions (create, activate, update budget, complete) carry the owner's SessionFactory
+`...BySig` signature in `chain_signature` (see agentgpt.chain.eip712), which the service relays.
+
+Deprecated (accepted for one release, then removed): the same two values sent as gRPC metadata instead of
+fields — `READ_AUTH_HEADER` (a serialized OwnerSignature, built by `read_metadata`) and
+`CHAIN_SIGNATURE_HEADER` (the raw 65 bytes). The session service uses a request field when it is set and
+falls back to the header only when it is not.
 """
 
 from __future__ import annotations
@@ -25,16 +34,21 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from google.protobuf.message import Message
 
 from agentgpt.common.v1 import common_pb2
 
 DOMAIN_NAME = "AgentGPT Sessions"
 DOMAIN_VERSION = "1"
+#: Deprecated: use the read request's `auth` field. Removed after the next release.
 READ_AUTH_HEADER = "x-agentgpt-auth-bin"
+#: Deprecated: use the request's `chain_signature` field. Removed after the next release.
 CHAIN_SIGNATURE_HEADER = "x-agentgpt-chain-sig-bin"
 SERVICE_HEADER = "x-agentgpt-service"
+#: Request fields the owner signature does not cover (see the module doc).
+UNSIGNED_FIELDS = ("auth", "chain_signature")
 
 REQUEST_TYPES: dict[str, list[dict[str, str]]] = {
     "EIP712Domain": [
@@ -59,11 +73,15 @@ def action_of(request: Message) -> str:
 
 
 def request_hash(request: Message) -> bytes:
-    """keccak256 of the deterministic serialization of `request` without its `auth` field."""
+    """keccak256 of the deterministic serialization of `request` without its `UNSIGNED_FIELDS`.
+
+    Also the request's idempotency fingerprint in the session service: a retry re-signed with a fresh
+    nonce, or carrying a new chain signature, is still the same request."""
     copy = type(request)()
     copy.CopyFrom(request)
-    if "auth" in copy.DESCRIPTOR.fields_by_name:
-        copy.ClearField("auth")
+    for name in UNSIGNED_FIELDS:
+        if name in copy.DESCRIPTOR.fields_by_name:
+            copy.ClearField(name)
     return keccak(copy.SerializeToString(deterministic=True))
 
 
@@ -111,16 +129,18 @@ def signed(
     request: Message, private_key: str | bytes, *, nonce: int, deadline: int, chain_id: int
 ) -> Message:
     """`request` with its `auth` field set to the owner's signature (convenience for clients)."""
-    request.auth.CopyFrom(
-        sign_request(private_key, request, nonce=nonce, deadline=deadline, chain_id=chain_id)
-    )  # type: ignore[attr-defined]
+    sig = sign_request(private_key, request, nonce=nonce, deadline=deadline, chain_id=chain_id)
+    target: Any = request  # every signable request has an `auth` OwnerSignature field
+    target.auth.CopyFrom(sig)
     return request
 
 
 def read_metadata(
     private_key: str | bytes, request: Message, *, deadline: int, chain_id: int
 ) -> tuple[tuple[str, bytes], ...]:
-    """gRPC metadata authenticating a read request as its owner."""
+    """Deprecated: gRPC metadata authenticating a read request as its owner. Set the read request's `auth`
+    field instead (`signed(request, key, nonce=0, ...)`); the service accepts this header for one more
+    release."""
     sig = sign_request(private_key, request, nonce=0, deadline=deadline, chain_id=chain_id)
     return ((READ_AUTH_HEADER, sig.SerializeToString()),)
 

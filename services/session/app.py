@@ -24,6 +24,8 @@ from services.session.validation import VALIDATORS
 
 log = logging.getLogger("agentgpt.session")
 
+CHAIN_RETRY_CAP = 60.0  # seconds: the longest a recovered chain waits for a pending expiry to be retried
+
 
 def _chain(config: SessionConfig) -> tuple[SessionChain, int]:
     network = load_network(config.network)
@@ -83,6 +85,10 @@ async def build(
         default_executor=config.default_executor,
         receipt_timeout=config.receipt_timeout,
         trust_service_header=config.trust_service_header,
+        # on-chain follow-ups (expire after a timer fired) are retried from the timer loop: first after
+        # one tick, backing off to at most CHAIN_RETRY_CAP while the chain is unreachable
+        chain_retry_base=config.timer_interval,
+        chain_retry_cap=max(CHAIN_RETRY_CAP, config.timer_interval),
     )
     timers = LifecycleTimers(control, config.timer_interval, registry)
 

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import (
     ContractCustomError,
@@ -117,7 +119,7 @@ ORACLE_ACTIONS = ("pause", "resume", "terminate", "expire")
 def _error_names(abi: Sequence[dict[str, Any]]) -> dict[str, str]:
     def typ(p: dict[str, Any]) -> str:
         if p["type"].startswith("tuple"):
-            return "(" + ",".join(typ(c) for c in p["components"]) + ")" + p["type"][5:]
+            return "(" + ",".join(typ(c) for c in p["components"]) + ")" + str(p["type"])[5:]
         return str(p["type"])
 
     out = {}
@@ -267,7 +269,7 @@ class Web3SessionChain:
             log.info("broadcast of %s answered %s; looking for its receipt", tx.tx_hash.hex(), exc)
         try:
             raw = await self.w3.eth.wait_for_transaction_receipt(
-                tx.tx_hash, timeout=timeout, poll_latency=0.1
+                HexBytes(tx.tx_hash), timeout=timeout, poll_latency=0.1
             )
         except TimeExhausted:
             raise Unavailable(
@@ -279,7 +281,7 @@ class Web3SessionChain:
 
     async def receipt(self, tx_hash: bytes) -> Receipt | None:
         try:
-            raw = await self.w3.eth.get_transaction_receipt(tx_hash)
+            raw = await self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
         except TransactionNotFound:
             return None
         except (TimeoutError, OSError, Web3Exception) as exc:

@@ -17,9 +17,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from google.protobuf.message import Message
 
 from agentgpt import auth as owner_auth
@@ -39,14 +39,13 @@ from agentgpt.lifecycle import (
     ALLOWED_ACTIONS,
     Action,
     Durations,
-    LifecycleError,
     SessionClock,
     SessionState,
-    apply,
 )
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import SessionSpec, build_spec, parse_yaml
-from services.session.chain import PreparedTx, Receipt, SessionChain
+from services.session import rules
+from services.session.chain import ChainRejected, PreparedTx, Receipt, SessionChain
 from services.session.convert import event_to_pb, session_to_pb, task_to_pb
 from services.session.model import ZERO_HASH, Caller, EventRecord, NewEvent, SessionRecord, canonical_json
 from services.session.store import Change, SessionDB, StoredRequest
@@ -62,8 +61,9 @@ FINAL_TASK = {pb.TASK_STATUS_SUCCEEDED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_RE
 
 @dataclass(frozen=True)
 class CallContext:
-    """What the transport knows about a call: a trusted service identity, an owner's read signature,
-    and the owner's SessionFactory signature to relay (see agentgpt.auth)."""
+    """What the transport knows about a call: a trusted service identity, and the values older clients
+    send as (deprecated) metadata instead of request fields — an owner's read signature and the owner's
+    SessionFactory signature to relay (see agentgpt.auth). Request fields win over these."""
 
     service: str | None = None
     read_auth: common.OwnerSignature | None = None
@@ -100,6 +100,21 @@ def spec_from_request(req: pb.CreateSessionRequest) -> SessionSpec:
     )
 
 
+def read_signature(request: Message, ctx: CallContext) -> common.OwnerSignature | None:
+    """The owner's read signature: the request's `auth` field, else the deprecated metadata header."""
+    field: common.OwnerSignature | None = getattr(request, "auth", None)
+    if field is not None and field.signature:
+        return field
+    if ctx.read_auth is not None and ctx.read_auth.signature:
+        return ctx.read_auth
+    return None
+
+
+def chain_signature(request: Any, ctx: CallContext) -> bytes:
+    """The owner's SessionFactory signature: the `chain_signature` field, else the deprecated header."""
+    return bytes(getattr(request, "chain_signature", b"")) or ctx.chain_signature
+
+
 class EventBus:
     """In-process wake-ups for watchers: one asyncio.Event per session, replaced on every notify."""
 
@@ -127,6 +142,8 @@ class SessionControl:
         default_executor: str = "",
         receipt_timeout: float = 60.0,
         trust_service_header: bool = False,
+        chain_retry_base: float = 1.0,
+        chain_retry_cap: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
@@ -137,6 +154,8 @@ class SessionControl:
         self.default_executor = default_executor
         self.receipt_timeout = receipt_timeout
         self.trust_service_header = trust_service_header
+        self.chain_retry_base = chain_retry_base
+        self.chain_retry_cap = chain_retry_cap
         self.clock = clock
         self.bus = EventBus()
 
@@ -185,11 +204,10 @@ class SessionControl:
         service = self._service(ctx)
         if service:
             return Caller(service=service)
-        if ctx.read_auth is not None and ctx.read_auth.signature:
-            return Caller(owner=self._verify_owner_signature(request, ctx.read_auth))
-        raise Unauthenticated(
-            f"reads need the owner's signature in the {owner_auth.READ_AUTH_HEADER} metadata or a service identity"
-        )
+        sig = read_signature(request, ctx)
+        if sig is not None:
+            return Caller(owner=self._verify_owner_signature(request, sig))
+        raise Unauthenticated("auth: reads need the owner's signature or a service identity")
 
     @staticmethod
     def _require_owner_or_service(caller: Caller, rec: SessionRecord) -> None:
@@ -251,29 +269,14 @@ class SessionControl:
             )
 
     def _next_clock(self, rec: SessionRecord, action: Action, *, settled: bool = False) -> SessionClock:
-        """The lifecycle after `action`; `settled` for an action the chain already performed (its deadline
-        was checked on chain, so a few seconds of clock skew must not refuse recording it)."""
-        now = self.now()
-        if settled and rec.deadline is not None:
-            now = min(now, rec.deadline - 1)
-        try:
-            return apply(rec.clock, action, now, self.durations)
-        except LifecycleError as exc:
-            raise FailedPrecondition(f"session {rec.session_id}: {exc}") from None
+        return rules.next_clock(rec, action, self.now(), self.durations, settled=settled)
 
     def _clock_values(self, clock: SessionClock, reason: str) -> dict[str, Any]:
-        return {
-            "state": int(clock.state),
-            "state_reason": reason[:512],
-            "entered_at": clock.entered_at,
-            "active_used": clock.active_used,
-            "deadline": clock.deadline(self.durations),
-            "terminal_reason": clock.terminal_reason.value if clock.terminal_reason else None,
-        }
+        return rules.clock_values(clock, reason, self.durations)
 
     def _respond(self, response_type: type[Message], **extra: Any) -> Callable[[SessionRecord], bytes]:
         def respond(rec: SessionRecord) -> bytes:
-            return response_type(session=session_to_pb(rec), **extra).SerializeToString()  # type: ignore[call-arg]
+            return response_type(session=session_to_pb(rec), **extra).SerializeToString()
 
         return respond
 
@@ -311,21 +314,16 @@ class SessionControl:
             raise FailedPrecondition(f"{op}: transaction 0x{receipt.tx_hash.hex()} reverted on chain")
         return receipt
 
-    def _chain_signature(self, ctx: CallContext) -> bytes:
-        if len(ctx.chain_signature) != 65:
-            raise InvalidArgument(
-                owner_auth.CHAIN_SIGNATURE_HEADER,
-                "the owner's 65-byte SessionFactory EIP-712 signature is required for this on-chain action "
-                f"(got {len(ctx.chain_signature)} bytes)",
-            )
-        return ctx.chain_signature
-
     @staticmethod
-    def _permit(permit: bytes, deadline: int) -> tuple[int, int, bytes, bytes] | None:
-        if not permit:
-            return None
-        v = permit[64]
-        return (int(deadline), v if v >= 27 else v + 27, permit[:32], permit[32:64])
+    def _chain_signature(req: Any, ctx: CallContext) -> bytes:
+        sig = chain_signature(req, ctx)
+        if len(sig) != 65:
+            raise InvalidArgument(
+                "chain_signature",
+                "the owner's 65-byte SessionFactory EIP-712 signature is required for this on-chain action "
+                f"(got {len(sig)} bytes)",
+            )
+        return sig
 
     # ================================================================== create
 
@@ -334,7 +332,7 @@ class SessionControl:
             assert caller.owner is not None
             spec = spec_from_request(req)
             budget = int(req.initial_budget)
-            chain_sig = self._chain_signature(ctx)
+            chain_sig = self._chain_signature(req, ctx)
             owner = caller.owner
             payload = {"owner": owner, "spec": spec_to_dict(spec), "budget": str(budget)}
 
@@ -347,7 +345,7 @@ class SessionControl:
                     nonce=nonce,
                     deadline=int(req.auth.deadline),
                     signature=chain_sig,
-                    permit=self._permit(req.budget_permit, req.budget_permit_deadline),
+                    permit=rules.permit_tuple(req.budget_permit, req.budget_permit_deadline),
                 )
 
             receipt = await self._relay(caller.principal, key, "create", None, payload, prepare)
@@ -487,7 +485,7 @@ class SessionControl:
                 raise FailedPrecondition(
                     "executor: none given and the service has no default executor configured"
                 )
-            chain_sig = self._chain_signature(ctx)
+            chain_sig = self._chain_signature(req, ctx)
             payload = {"executor": to_checksum_address(executor)}
 
             async def prepare() -> PreparedTx:
@@ -514,7 +512,7 @@ class SessionControl:
                 raise PermissionDenied("budget updates need the owner's signature")
             self._check_version(req, rec)
             self._next_clock(rec, Action.UPDATE_BUDGET)
-            chain_sig = self._chain_signature(ctx)
+            chain_sig = self._chain_signature(req, ctx)
             amount = int(req.add_amount)
             payload = {"amount": str(amount)}
 
@@ -526,7 +524,7 @@ class SessionControl:
                     nonce=nonce,
                     deadline=int(req.auth.deadline),
                     signature=chain_sig,
-                    permit=self._permit(req.budget_permit, req.budget_permit_deadline),
+                    permit=rules.permit_tuple(req.budget_permit, req.budget_permit_deadline),
                 )
 
             receipt = await self._relay(
@@ -557,7 +555,7 @@ class SessionControl:
                 lambda: self.chain.prepare_oracle(op, int(rec.session_id)),
             )
             done = await self._settle(caller.principal, key, op, rec.session_id, payload, receipt)
-            return response_type(session=session_to_pb(done))  # type: ignore[call-arg]
+            return response_type(session=session_to_pb(done))
 
         return await self._idempotent(req, ctx, response_type, body, service_allowed=True)
 
@@ -581,7 +579,7 @@ class SessionControl:
                 raise PermissionDenied("completion needs the owner's signature")
             self._check_version(req, rec)
             self._next_clock(rec, Action.COMPLETE)
-            chain_sig = self._chain_signature(ctx)
+            chain_sig = self._chain_signature(req, ctx)
             log_cid = await self._archive_log(rec)
             payload = {"log_cid": log_cid}
 
@@ -600,7 +598,12 @@ class SessionControl:
         return await self._idempotent(req, ctx, pb.CompleteSessionResponse, body)  # type: ignore[return-value]
 
     async def _archive_log(self, rec: SessionRecord) -> str:
-        """Put the session's whole hash-chained event log on IPFS; its CID goes into the final event."""
+        """Put the session's whole hash-chained event log on IPFS; its CID goes into the final event.
+
+        Stored in the IPFS library's file form (`put(..., "raw")`, i.e. `ipfs add --cid-version=1
+        --raw-leaves --chunker=size-262144`): a log up to 256 KiB is one raw block, a longer one a UnixFS
+        dag-pb file whose CID the library computes locally and verifies on read, so any node can
+        `ipfs cat` it and a 72-hour session's log is not bound by the 1 MiB block limit."""
         evs: list[EventRecord] = []
         cursor = 0
         while True:
@@ -627,7 +630,7 @@ class SessionControl:
             ],
         }
         try:
-            return await self.archive.put(canonical_json(doc).encode())
+            return await self.archive.put(canonical_json(doc).encode(), "raw")
         except ServiceError:
             raise
         except Exception as exc:
@@ -772,7 +775,10 @@ class SessionControl:
     # ================================================================== timers
 
     async def fire_due(self) -> int:
-        """Expire every session whose lifecycle deadline has passed (durable: deadlines live in SessionDB)."""
+        """Expire every session whose lifecycle deadline has passed (durable: deadlines live in SessionDB).
+
+        The same commit records that the expiry is still to be mirrored on chain (`chain_expiry_due`), so
+        `settle_chain_expiries` retries it until the chain confirms, across outages and restarts."""
         fired = 0
         for rec in await self.db.due(self.now()):
             try:
@@ -785,25 +791,76 @@ class SessionControl:
                     Change(
                         rec.session_id,
                         rec.version,
-                        {**self._clock_values(clock, reason), "lease_expires_at": None},
+                        {
+                            **self._clock_values(clock, reason),
+                            "lease_expires_at": None,
+                            "chain_expiry_due": self.clock(),
+                            "chain_expiry_attempts": 0,
+                        },
                         [NewEvent("expired", {"reason": reason, "from": SessionState(rec.state).name})],
                     )
                 )
             except Aborted:
                 continue  # changed meanwhile; the next scan re-evaluates it
             fired += 1
-            await self._expire_on_chain(rec.session_id)
         return fired
 
-    async def _expire_on_chain(self, session_id: str) -> None:
-        # The contract enforces the same deadlines on its own; calling expire() only settles the escrow
-        # and burns the NFT early. Best effort: a failure here never blocks the durable DB transition.
+    async def settle_chain_expiries(self) -> int:
+        """Mirror fired timers on chain: call SessionFactory.expire for each session whose expiry is pending
+        and due for an attempt. Settled when the transaction succeeds or the contract answers that the
+        session is already final (or unknown); any other failure (chain down, reverted, not yet past the
+        contract's own deadline) is retried later with exponential backoff. Returns how many settled."""
+        settled = 0
+        for rec in await self.db.chain_expiries_due(self.clock()):
+            outcome = await self._expire_on_chain(rec.session_id)
+            if outcome is None:
+                attempts = rec.chain_expiry_attempts + 1
+                delay = rules.retry_delay(attempts, base=self.chain_retry_base, cap=self.chain_retry_cap)
+                await self.db.postpone_chain_expiry(
+                    rec.session_id, attempts=attempts, due=self.clock() + delay
+                )
+                continue
+            try:
+                await self._commit(
+                    Change(
+                        rec.session_id,
+                        rec.version,
+                        {"chain_expiry_due": None, "chain_expiry_attempts": rec.chain_expiry_attempts + 1},
+                        [
+                            NewEvent(
+                                "expired_on_chain", {**outcome, "attempts": rec.chain_expiry_attempts + 1}
+                            )
+                        ],
+                    )
+                )
+            except Aborted:
+                continue  # re-read next tick; a second expire() is refused by the contract, never redone
+            settled += 1
+        return settled
+
+    async def _expire_on_chain(self, session_id: str) -> dict[str, Any] | None:
+        """One attempt at SessionFactory.expire: the settled outcome, or None to retry later. The contract
+        enforces the same deadlines on its own; expire() settles the escrow and burns the NFT. It can never
+        take effect twice: once final, the contract refuses it (InvalidState), which settles the retry."""
         try:
             async with self.chain.lock:
                 tx = await self.chain.prepare_oracle("expire", int(session_id))
-                await self.chain.send(tx, self.receipt_timeout)
+                receipt = await self.chain.send(tx, self.receipt_timeout)
+        except ChainRejected as exc:
+            if exc.error in ("InvalidState", "SessionNotFound"):
+                log.info("session %s needs no on-chain expire: %s", session_id, exc.message)
+                return {"outcome": "already_final", "detail": exc.error}
+            log.warning("on-chain expire of session %s refused (%s); will retry", session_id, exc.message)
+            return None
         except Exception as exc:
-            log.info("on-chain expire of session %s not done: %s", session_id, exc)
+            log.warning("on-chain expire of session %s failed (%s); will retry", session_id, exc)
+            return None
+        if not receipt.ok:
+            log.warning(
+                "on-chain expire of session %s reverted (0x%s); will retry", session_id, receipt.tx_hash.hex()
+            )
+            return None
+        return {"outcome": "expired", "tx": "0x" + receipt.tx_hash.hex()}
 
     # ================================================================== tasks and leases
 
@@ -875,22 +932,12 @@ class SessionControl:
         self.bus.notify(rec.session_id)
         return pb.ClaimLeaseResponse(lease=self._lease_pb(rec))
 
-    def _check_lease(self, rec: SessionRecord, executor_id: str, epoch: int) -> None:
-        if epoch != rec.lease_epoch:
-            raise FailedPrecondition(
-                f"epoch: stale lease epoch {epoch}; the current epoch of session {rec.session_id} is {rec.lease_epoch}"
-            )
-        if executor_id != rec.lease_executor:
-            raise FailedPrecondition(
-                f"executor_id: the lease at epoch {epoch} is held by {rec.lease_executor!r}"
-            )
-
     async def renew_lease(self, req: pb.RenewLeaseRequest, ctx: CallContext) -> pb.RenewLeaseResponse:
         caller = self._caller(req, ctx, service_allowed=True)
         self._require_service(caller, "RenewLease")
         for _ in range(5):
             rec = await self.db.require(req.session_id)
-            self._check_lease(rec, req.executor_id, req.epoch)
+            rules.check_lease(rec, req.executor_id, req.epoch)
             if rec.lifecycle_state is not SessionState.ACTIVE or rec.lease_expires_at is None:
                 raise FailedPrecondition(
                     f"session {rec.session_id} is {rec.lifecycle_state.name}; the lease is void"
@@ -910,7 +957,7 @@ class SessionControl:
         self._require_service(caller, "ReleaseLease")
         for _ in range(5):
             rec = await self.db.require(req.session_id)
-            self._check_lease(rec, req.executor_id, req.epoch)
+            rules.check_lease(rec, req.executor_id, req.epoch)
             try:
                 await self.db.commit(Change(rec.session_id, rec.version, {"lease_expires_at": None}))
             except Aborted:
@@ -924,7 +971,7 @@ class SessionControl:
         t = req.task
         for _ in range(5):
             rec = await self.db.require(req.session_id)
-            self._check_lease(rec, req.executor_id, req.epoch)
+            rules.check_lease(rec, req.executor_id, req.epoch)
             self._next_clock(rec, Action.EXECUTE_TASKS)
             current = await self.db.task(rec.session_id, t.seq)
             if current is None:
@@ -933,7 +980,7 @@ class SessionControl:
                 if current.status == t.status:
                     return pb.ReportTaskResponse(version=rec.version)  # a retried report: already recorded
                 raise FailedPrecondition(
-                    f"task.status: task {t.seq} already ended as {pb.TaskStatus.Name(current.status)}"
+                    f"task.status: task {t.seq} already ended as {pb.TaskStatus.Name(cast(pb.TaskStatus.ValueType, current.status))}"
                 )
             result = json.loads(t.result_json) if t.result_json else {}
             score = result.get("model_score", result.get("plan_score"))
@@ -999,7 +1046,7 @@ class SessionControl:
         cp = req.checkpoint
         for _ in range(5):
             rec = await self.db.require(req.session_id)
-            self._check_lease(rec, req.executor_id, req.epoch)
+            rules.check_lease(rec, req.executor_id, req.epoch)
             if rec.lifecycle_state not in (SessionState.ACTIVE, SessionState.PAUSED):
                 raise FailedPrecondition(f"session {rec.session_id} is {rec.lifecycle_state.name}")
             last = json.loads(rec.checkpoint_json)["seq"] if rec.checkpoint_json else 0

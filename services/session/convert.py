@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -12,9 +14,13 @@ from services.session.model import EventRecord, SessionRecord, TaskRecord
 
 
 def timestamp(seconds: float) -> Timestamp:
-    ts = Timestamp()
-    ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
+    """A float of unix seconds as a Timestamp, to the microsecond (what a float near 1.7e9 holds: scaling it
+    to nanoseconds first, as `int(seconds * 1e9)` did, turns .25 s into 249999872 ns)."""
+    whole = math.floor(seconds)
+    micros = round((seconds - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return Timestamp(seconds=int(whole), nanos=micros * 1000)
 
 
 def spec_to_pb(spec: dict[str, object]) -> pb.SessionSpec:
@@ -32,7 +38,7 @@ def session_to_pb(rec: SessionRecord) -> pb.Session:
     s = pb.Session(
         session_id=rec.session_id,
         owner=rec.owner,
-        state=rec.state,
+        state=cast(common.SessionState.ValueType, rec.state),
         state_reason=rec.state_reason,
         spec=spec_to_pb(rec.spec),
         workflow_hash=rec.workflow_hash,
@@ -72,7 +78,7 @@ def event_to_pb(e: EventRecord) -> pb.SessionEvent:
         cursor=e.cursor,
         session_id=e.session_id,
         type=e.type,
-        state=e.state,
+        state=cast(common.SessionState.ValueType, e.state),
         data_json=e.data_json,
         at=timestamp(e.at),
         hash=e.hash,
@@ -85,7 +91,7 @@ def task_to_pb(t: TaskRecord) -> pb.Task:
         session_id=t.session_id,
         seq=t.seq,
         input=pb.TaskInput(kind=t.kind, args_json=t.args_json),
-        status=t.status,
+        status=cast(pb.TaskStatus.ValueType, t.status),
         result_json=t.result_json,
         error=t.error,
         intents=intents,

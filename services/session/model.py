@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from agentgpt.lifecycle import SessionClock, SessionState, TerminalReason
 
@@ -49,6 +49,8 @@ class SessionRecord:
     gas_cost_wei: str
     log_cid: str | None
     final_tx_hash: bytes | None
+    chain_expiry_due: float | None = None
+    chain_expiry_attempts: int = 0
 
     @classmethod
     def from_row(cls, row: Any) -> SessionRecord:

@@ -16,7 +16,10 @@ from services.session.control import CallContext, SessionControl
 
 
 def call_context(context: aio.ServicerContext) -> CallContext:
-    """What the caller presented in metadata. Trust decisions are made by SessionControl."""
+    """What the caller presented in metadata. Trust decisions are made by SessionControl.
+
+    The read-signature and chain-signature headers are deprecated (the requests have fields for them now)
+    and are read only so that older clients keep working for one more release."""
     md: dict[str, Any] = {}
     for k, v in context.invocation_metadata() or ():
         md[k] = v

@@ -1,6 +1,7 @@
-"""The background loop: settle recorded-but-unsettled chain transactions once at start, then fire due
-lifecycle timers every `interval` seconds. Deadlines live in SessionDB, so a restarted service simply
-picks up whatever came due while it was down."""
+"""The background loop: settle recorded-but-unsettled chain transactions once at start, then every
+`interval` seconds fire due lifecycle timers and mirror fired expiries on chain (retried until the chain
+confirms). Deadlines and pending on-chain expiries live in SessionDB, so a restarted service simply picks
+up whatever came due while it was down."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ class LifecycleTimers:
         self.expired = Counter(
             "agentgpt_session_timers_fired", "Lifecycle timers fired (sessions expired).", registry=registry
         )
+        self.chain_expired = Counter(
+            "agentgpt_session_chain_expiries_settled",
+            "Fired timers mirrored on chain (SessionFactory.expire confirmed or found already final).",
+            registry=registry,
+        )
         self.reconciled = 0
 
     async def run(self) -> None:
@@ -39,6 +45,9 @@ class LifecycleTimers:
         fired = await self.control.fire_due()
         if fired:
             self.expired.inc(fired)
+        settled = await self.control.settle_chain_expiries()
+        if settled:
+            self.chain_expired.inc(settled)
         counts = await self.control.db.count_by_state()
         for st in SessionState:
             self.sessions.labels(st.name).set(counts.get(int(st), 0))

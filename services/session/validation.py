@@ -30,6 +30,21 @@ def owner_signature(auth: common.OwnerSignature, field: str = "auth", *, require
         raise InvalidArgument(f"{field}.deadline", f"may be at most {MAX_SIGNATURE_AHEAD} s in the future")
 
 
+def chain_signature(value: bytes, field: str = "chain_signature") -> None:
+    """The owner's SessionFactory signature: optional here (an in-memory chain needs none; the service
+    demands it when it relays), but when present exactly 65 bytes (r, s, v)."""
+    if value and len(value) != 65:
+        raise InvalidArgument(
+            field, f"must be empty or a 65-byte EIP-712 signature (r, s, v), got {len(value)} bytes"
+        )
+
+
+def read_auth(req: Any) -> None:
+    """Reads may omit `auth` (service identities); when present it is checked like any owner signature."""
+    if req.HasField("auth"):
+        owner_signature(req.auth, required=False)
+
+
 def spec_message(spec: pb.SessionSpec) -> None:
     params = v.json_object(spec.params_json, "spec.params_json")
     build_spec(
@@ -53,6 +68,7 @@ def create(req: pb.CreateSessionRequest) -> None:
         spec_message(req.spec)
     v.uint256(req.initial_budget, "initial_budget", positive=True)
     owner_signature(req.auth)
+    chain_signature(req.chain_signature)
     if req.budget_permit:
         v.bytes_len(req.budget_permit, "budget_permit", 65)
         if req.budget_permit_deadline <= 0:
@@ -88,6 +104,7 @@ def attach(req: pb.AttachDecoratorsRequest) -> None:
 def activate(req: pb.ActivateSessionRequest) -> None:
     mutating()(req)
     v.address(req.executor, "executor", required=False)
+    chain_signature(req.chain_signature)
 
 
 def update_budget(req: pb.UpdateBudgetRequest) -> None:
@@ -95,6 +112,22 @@ def update_budget(req: pb.UpdateBudgetRequest) -> None:
     v.uint256(req.add_amount, "add_amount", positive=True)
     if req.budget_permit:
         v.bytes_len(req.budget_permit, "budget_permit", 65)
+    chain_signature(req.chain_signature)
+
+
+def complete(req: pb.CompleteSessionRequest) -> None:
+    mutating()(req)
+    chain_signature(req.chain_signature)
+
+
+def get_session(req: pb.GetSessionRequest) -> None:
+    v.session_id(req.session_id)
+    read_auth(req)
+
+
+def watch(req: pb.WatchSessionRequest) -> None:
+    v.session_id(req.session_id)
+    read_auth(req)
 
 
 def list_sessions(req: pb.ListSessionsRequest) -> None:
@@ -104,6 +137,7 @@ def list_sessions(req: pb.ListSessionsRequest) -> None:
     if req.type:
         v.name(req.type, "type")
     v.page(req.page)
+    read_auth(req)
 
 
 def submit_tasks(req: pb.SubmitTasksRequest) -> None:
@@ -175,11 +209,12 @@ def inspect(req: pb.InspectSessionRequest) -> None:
     v.session_id(req.session_id)
     if req.detail not in ("", "summary", "full"):
         raise InvalidArgument("detail", f"must be 'summary' or 'full', got {req.detail[:40]!r}")
+    read_auth(req)
 
 
 VALIDATORS = {
     PREFIX + "CreateSession": create,
-    PREFIX + "GetSession": lambda r: v.session_id(r.session_id),
+    PREFIX + "GetSession": get_session,
     PREFIX + "ListSessions": list_sessions,
     PREFIX + "EditParams": edit_params,
     PREFIX + "AttachDecorators": attach,
@@ -187,7 +222,7 @@ VALIDATORS = {
     PREFIX + "UpdateBudget": update_budget,
     PREFIX + "PauseSession": mutating(reason=True, auth_required=False),
     PREFIX + "ResumeSession": mutating(auth_required=False),
-    PREFIX + "CompleteSession": mutating(),
+    PREFIX + "CompleteSession": complete,
     PREFIX + "TerminateSession": mutating(reason=True, auth_required=False),
     PREFIX + "SubmitTasks": submit_tasks,
     PREFIX + "ClaimLease": claim,
@@ -195,6 +230,6 @@ VALIDATORS = {
     PREFIX + "ReleaseLease": leased,
     PREFIX + "ReportTask": report,
     PREFIX + "RecordCheckpoint": record_checkpoint,
-    PREFIX + "WatchSession": lambda r: v.session_id(r.session_id),
+    PREFIX + "WatchSession": watch,
     PREFIX + "InspectSession": inspect,
 }

@@ -288,7 +288,9 @@ class GetSessionRequest(_message.Message):
     """Required: decimal token id."""
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature:
-        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+        """The owner's signature authorising this read (its action is the RPC name in snake case, e.g.
+        "get_session"); omit when calling as a service identity.
+        """
 
     def __init__(
         self,
@@ -345,7 +347,9 @@ class ListSessionsRequest(_message.Message):
     def page(self) -> _common_pb2.PageRequest: ...
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature:
-        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+        """The owner's signature authorising this read (its action is the RPC name in snake case, e.g.
+        "get_session"); omit when calling as a service identity.
+        """
 
     def __init__(
         self,
@@ -1341,7 +1345,9 @@ class WatchSessionRequest(_message.Message):
     """Stop after replaying history instead of following new events."""
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature:
-        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+        """The owner's signature authorising this read (its action is the RPC name in snake case, e.g.
+        "get_session"); omit when calling as a service identity.
+        """
 
     def __init__(
         self,
@@ -1391,7 +1397,9 @@ class InspectSessionRequest(_message.Message):
     """"summary" or "full" (adds recent tasks and events)."""
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature:
-        """The owner's signature authorising this read (action "read"); omit when calling as a service identity."""
+        """The owner's signature authorising this read (its action is the RPC name in snake case, e.g.
+        "get_session"); omit when calling as a service identity.
+        """
 
     def __init__(
         self,

@@ -303,6 +303,27 @@ class SessionDB:
         async with self.engine.connect() as conn:
             return [SessionRecord.from_row(r) for r in (await conn.execute(q)).all()]
 
+    async def chain_expiries_due(self, now: float, limit: int = 20) -> list[SessionRecord]:
+        """Sessions whose timer-driven expiry is still to be mirrored on chain, next attempt due by `now`."""
+        q = (
+            sa.select(sessions)
+            .where(sessions.c.chain_expiry_due.is_not(None), sessions.c.chain_expiry_due <= now)
+            .order_by(sessions.c.chain_expiry_due)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [SessionRecord.from_row(r) for r in (await conn.execute(q)).all()]
+
+    async def postpone_chain_expiry(self, session_id: str, *, attempts: int, due: float) -> None:
+        """Note a failed on-chain expiry attempt and when to try again. Bookkeeping of the retry only: the
+        session's version and log do not change (the settled outcome is committed as an event)."""
+        async with self._writing() as conn:
+            await conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.session_id == session_id, sessions.c.chain_expiry_due.is_not(None))
+                .values(chain_expiry_due=due, chain_expiry_attempts=attempts)
+            )
+
     async def count_by_state(self) -> dict[int, int]:
         async with self.engine.connect() as conn:
             rows = (

@@ -43,6 +43,10 @@ sessions = sa.Table(
     sa.Column("gas_cost_wei", sa.String(80), nullable=False),
     sa.Column("log_cid", sa.String(128), nullable=True),
     sa.Column("final_tx_hash", sa.LargeBinary, nullable=True),
+    # A timer-driven expiry not yet mirrored on chain: when to try SessionFactory.expire next (NULL = none
+    # pending) and how many tries failed so far (migration 0002).
+    sa.Column("chain_expiry_due", sa.Float, nullable=True, index=True),
+    sa.Column("chain_expiry_attempts", sa.Integer, nullable=False, server_default="0"),
 )
 
 tasks = sa.Table(

@@ -67,12 +67,24 @@ class Owner:
             chain_id=self.chain_id,
         )
 
+    def read(self, req: Any) -> Any:
+        """`req` (a read request) with its `auth` field set to the owner's read signature."""
+        return self.sign(req, nonce=0)
+
+    def chain_sign(self, action: str, session: pb.Session | None, req: Any) -> Any:
+        """`req` (already signed) with its `chain_signature` field set: made after `sign`, because the
+        SessionFactory signature uses auth.deadline and the owner signature does not cover it."""
+        req.chain_signature = self.chain_signer(action, session, req)
+        return req
+
     def read_md(self, req: Any) -> tuple[tuple[str, bytes], ...]:
+        """Deprecated transport: the read signature as metadata (kept for the fallback test)."""
         return auth.read_metadata(
             self.private_key, req, deadline=int(time.time()) + 600, chain_id=self.chain_id
         )
 
     def chain_md(self, action: str, session: pb.Session | None, req: Any) -> tuple[tuple[str, bytes], ...]:
+        """Deprecated transport: the chain signature as metadata (kept for the fallback test)."""
         return ((auth.CHAIN_SIGNATURE_HEADER, self.chain_signer(action, session, req)),)
 
 
@@ -95,7 +107,7 @@ class Harness:
                 idempotency_key=key or new_key(), spec_yaml=SPEC_YAML, initial_budget=budget
             )
         )
-        resp = await self.stub.CreateSession(req, metadata=owner.chain_md("create", None, req))
+        resp = await self.stub.CreateSession(owner.chain_sign("create", None, req))
         return resp.session
 
     async def activate(self, owner: Owner, session: pb.Session, executor: str) -> pb.ActivateSessionResponse:
@@ -104,11 +116,11 @@ class Harness:
                 idempotency_key=new_key(), session_id=session.session_id, executor=executor
             )
         )
-        return await self.stub.ActivateSession(req, metadata=owner.chain_md("activate", session, req))
+        return await self.stub.ActivateSession(owner.chain_sign("activate", session, req))
 
     async def get(self, owner: Owner, session_id: str) -> pb.Session:
-        req = pb.GetSessionRequest(session_id=session_id)
-        return (await self.stub.GetSession(req, metadata=owner.read_md(req))).session
+        req = owner.read(pb.GetSessionRequest(session_id=session_id))
+        return (await self.stub.GetSession(req)).session
 
 
 def server_config() -> ServerConfig:
@@ -117,18 +129,26 @@ def server_config() -> ServerConfig:
     )
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll `check` (sync or async) until it returns a truthy value; fail after `timeout`."""
-    import asyncio
-    import inspect
+async def grow_log(control: SessionControl, session_id: str, count: int, batch: int = 500) -> None:
+    """Append `count` task-sized events to a session's log straight through SessionDB (what thousands of
+    task reports would leave behind, in a fraction of the time)."""
+    from services.session.model import NewEvent
+    from services.session.store import Change
 
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if inspect.isawaitable(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value {last!r})")
+    for start in range(0, count, batch):
+        rec = await control.db.require(session_id)
+        events = [
+            NewEvent(
+                "task_succeeded",
+                {
+                    "seq": i + 1,
+                    "kind": "rebalance",
+                    "gas_used": 21000 + i,
+                    "cost": "10",
+                    "error": "",
+                    "log_hash": "0x" + f"{i:064x}",
+                },
+            )
+            for i in range(start, min(count, start + batch))
+        ]
+        await control.db.commit(Change(session_id, rec.version, {}, events))

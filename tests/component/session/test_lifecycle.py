@@ -40,7 +40,7 @@ async def test_full_lifecycle_with_events(service: Harness, owner: Owner) -> Non
     )
     assert (await service.stub.ResumeSession(resume)).session.state == common.SESSION_STATE_ACTIVE
     complete = owner.sign(pb.CompleteSessionRequest(idempotency_key=new_key(), session_id=s.session_id))
-    done = await service.stub.CompleteSession(complete, metadata=owner.chain_md("complete", s, complete))
+    done = await service.stub.CompleteSession(owner.chain_sign("complete", s, complete))
     assert done.session.state == common.SESSION_STATE_COMPLETED
     assert done.log_cid.startswith("bafk") and len(done.burn_tx_hash) == 32
     # the archived log is the hash-chained event log up to completion
@@ -242,12 +242,12 @@ async def test_list_sessions_filters_and_pages(service: Harness, owner: Owner, s
     await service.create(stranger)
     await service.activate(owner, mine[0], EXECUTOR)
     req = pb.ListSessionsRequest(owner=owner.address, page=common.PageRequest(page_size=2))
-    first = await service.stub.ListSessions(req, metadata=owner.read_md(req))
+    first = await service.stub.ListSessions(owner.read(req))
     assert [x.session_id for x in first.sessions] == [mine[2].session_id, mine[1].session_id]
     req2 = pb.ListSessionsRequest(
         owner=owner.address, page=common.PageRequest(page_size=2, page_token=first.page.next_page_token)
     )
-    second = await service.stub.ListSessions(req2, metadata=owner.read_md(req2))
+    second = await service.stub.ListSessions(owner.read(req2))
     assert [x.session_id for x in second.sessions] == [mine[0].session_id] and not second.page.next_page_token
     active = await service.stub.ListSessions(
         pb.ListSessionsRequest(states=[common.SESSION_STATE_ACTIVE]), metadata=SERVICE_MD
@@ -255,7 +255,7 @@ async def test_list_sessions_filters_and_pages(service: Harness, owner: Owner, s
     assert [x.session_id for x in active.sessions] == [mine[0].session_id]
     everyone = pb.ListSessionsRequest()
     await expect_status(
-        service.stub.ListSessions(everyone, metadata=owner.read_md(everyone)),
+        service.stub.ListSessions(owner.read(everyone)),
         grpc.StatusCode.PERMISSION_DENIED,
     )
 
@@ -263,7 +263,7 @@ async def test_list_sessions_filters_and_pages(service: Harness, owner: Owner, s
 async def test_watch_replays_then_follows_and_resumes(service: Harness, owner: Owner) -> None:
     s = await service.create(owner)
     req = pb.WatchSessionRequest(session_id=s.session_id)
-    call = service.stub.WatchSession(req, metadata=owner.read_md(req))
+    call = service.stub.WatchSession(owner.read(req))
     first = await call.read()
     assert first.event.type == "created" and first.event.cursor == 1
     await service.activate(owner, s, EXECUTOR)
@@ -271,5 +271,5 @@ async def test_watch_replays_then_follows_and_resumes(service: Harness, owner: O
     assert second.event.type == "activated" and second.event.cursor == 2
     call.cancel()
     resumed = pb.WatchSessionRequest(session_id=s.session_id, from_cursor=1, history_only=True)
-    got = [r.event.type async for r in service.stub.WatchSession(resumed, metadata=owner.read_md(resumed))]
+    got = [r.event.type async for r in service.stub.WatchSession(owner.read(resumed))]
     assert got == ["activated"]

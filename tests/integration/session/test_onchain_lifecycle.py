@@ -37,10 +37,10 @@ from tests.component.session.harness import (
     SPEC_YAML,
     Harness,
     Owner,
-    eventually,
     new_key,
     server_config,
 )
+from tests.support import eventually
 
 pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
 
@@ -251,7 +251,7 @@ async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> Non
         ),
         deadline=deadline,
     )
-    s = (await h.stub.CreateSession(create, metadata=owner.chain_md("create", None, create))).session
+    s = (await h.stub.CreateSession(owner.chain_sign("create", None, create))).session
     sid = int(s.session_id)
     assert s.state == common.SESSION_STATE_DRAFT
     assert signer.factory.functions.ownerOf(sid).call() == owner.address
@@ -281,7 +281,7 @@ async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> Non
 
     # COMPLETED: event log archived to IPFS, NFT burned
     complete = owner.sign(pb.CompleteSessionRequest(idempotency_key=new_key(), session_id=s.session_id))
-    done = await h.stub.CompleteSession(complete, metadata=owner.chain_md("complete", act.session, complete))
+    done = await h.stub.CompleteSession(owner.chain_sign("complete", act.session, complete))
     assert done.session.state == common.SESSION_STATE_COMPLETED
     assert signer.factory.functions.stateOf(sid).call() == 4
     assert signer.factory.functions.balanceOf(owner.address).call() == 0  # burned
@@ -310,14 +310,18 @@ async def test_restarted_service_resumes_timers(stack: dict[str, Any]) -> None:
         ),
         deadline=deadline,
     )
-    s = (await h.stub.CreateSession(create, metadata=owner.chain_md("create", None, create))).session
+    s = (await h.stub.CreateSession(owner.chain_sign("create", None, create))).session
     await stack["stop"](h)  # down while the draft timer runs out
     await asyncio.sleep(DURATIONS.draft + 1)
     h2: Harness = await stack["start"]()
 
-    async def expired() -> bool:
+    async def expired() -> None:
         got = await h2.stub.GetSession(pb.GetSessionRequest(session_id=s.session_id), metadata=SERVICE_MD)
-        return got.session.state == common.SESSION_STATE_TERMINATED
+        assert got.session.state == common.SESSION_STATE_TERMINATED
+
+    async def expired_on_chain() -> None:
+        state = await asyncio.to_thread(signer.factory.functions.stateOf(int(s.session_id)).call)
+        assert state == 5
 
     await eventually(expired, timeout=20)
-    await eventually(lambda: signer.factory.functions.stateOf(int(s.session_id)).call() == 5, timeout=20)
+    await eventually(expired_on_chain, timeout=20)

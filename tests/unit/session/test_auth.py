@@ -1,0 +1,62 @@
+"""agentgpt.auth: what the owner signature covers, and that the chain_signature field did not change it."""
+
+from __future__ import annotations
+
+from eth_utils.crypto import keccak
+
+from agentgpt import auth
+from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
+from agentgpt.session.v1 import session_pb2 as pb
+
+KEY = DEV_PRIVATE_KEYS[1]
+
+
+def _request() -> pb.CompleteSessionRequest:
+    return pb.CompleteSessionRequest(idempotency_key="k-1", session_id="42", expected_version=3)
+
+
+def test_hash_excludes_auth_and_chain_signature_only() -> None:
+    bare = _request()
+    with_extras = auth.signed(_request(), KEY, nonce=1, deadline=2, chain_id=31337)
+    with_extras.chain_signature = b"\x05" * 65  # type: ignore[attr-defined]
+    assert auth.request_hash(with_extras) == auth.request_hash(bare)
+    changed = _request()
+    changed.expected_version = 4
+    assert auth.request_hash(changed) != auth.request_hash(bare)
+
+
+def test_signatures_made_before_the_field_existed_still_verify() -> None:
+    # What a client built before chain_signature was a field computed: keccak of the request serialized
+    # without `auth` (an unset field is not serialized, so that is the request's bytes as they were).
+    bare = _request()
+    legacy_hash = keccak(bare.SerializeToString(deterministic=True))
+    assert auth.request_hash(bare) == legacy_hash
+    sig = auth.sign_request(KEY, bare, nonce=9, deadline=10**10, chain_id=31337)
+    # ... and the service now sees the same request with the chain signature moved into the field
+    sent = _request()
+    sent.auth.CopyFrom(sig)
+    sent.chain_signature = b"\x01" * 65
+    assert auth.recover_signer(sig, sent, chain_id=31337) == sig.signer
+
+
+def test_signature_covers_every_other_field_and_the_domain() -> None:
+    req = auth.signed(_request(), KEY, nonce=1, deadline=10**10, chain_id=31337)
+    assert auth.recover_signer(req.auth, req, chain_id=31337) == req.auth.signer  # type: ignore[attr-defined]
+    req.session_id = "43"  # type: ignore[attr-defined]
+    assert auth.recover_signer(req.auth, req, chain_id=31337) != req.auth.signer  # type: ignore[attr-defined]
+    req.session_id = "42"  # type: ignore[attr-defined]
+    assert auth.recover_signer(req.auth, req, chain_id=1) != req.auth.signer  # type: ignore[attr-defined]
+
+
+def test_read_requests_are_signable_in_their_auth_field() -> None:
+    req = auth.signed(pb.GetSessionRequest(session_id="7"), KEY, nonce=0, deadline=10**10, chain_id=5)
+    assert auth.action_of(req) == "get_session"
+    assert auth.recover_signer(req.auth, req, chain_id=5) == req.auth.signer  # type: ignore[attr-defined]
+    # the deprecated metadata form carries the very same signature
+    ((header, raw),) = auth.read_metadata(
+        KEY, pb.GetSessionRequest(session_id="7"), deadline=10**10, chain_id=5
+    )
+    assert header == auth.READ_AUTH_HEADER
+    from agentgpt.common.v1 import common_pb2
+
+    assert common_pb2.OwnerSignature.FromString(raw).signature == req.auth.signature  # type: ignore[attr-defined]
