@@ -106,6 +106,18 @@ class ChainCursor:
 
 
 @dataclass(frozen=True)
+class ChainReset:
+    """What `reset_chain` did, for the operator."""
+
+    chain_id: int
+    old_next_block: int
+    new_next_block: int
+    was_halted: bool
+    halt_reason: str
+    events_retracted: int
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     cursor: int
     chain_id: int
@@ -150,6 +162,21 @@ _EVENT_COLUMNS = [
 ]
 
 
+_INSERT_COLUMNS = (
+    "chain_id",
+    "block_number",
+    "block_hash",
+    "log_index",
+    "tx_hash",
+    "address",
+    "name",
+    "args_json",
+    "session_id",
+    "removed",
+    "live",
+)
+
+
 def _filtered(stmt: Any, q: EventQuery) -> Any:
     if q.chain_ids:
         stmt = stmt.where(events.c.chain_id.in_(q.chain_ids))
@@ -171,6 +198,19 @@ class IndexerStore:
         self.engine = engine
         self._changed = asyncio.Condition()
         self.last_cursor = 0
+        self._insert_sql: str | None = None
+
+    def _insert_event_sql(self, conn: AsyncConnection) -> str:
+        """The events INSERT in the dialect's own positional parameter style, columns in _INSERT_COLUMNS order."""
+        if self._insert_sql is None:
+            compiled = (
+                events.insert().inline().compile(dialect=conn.dialect, column_keys=list(_INSERT_COLUMNS))
+            )
+            order = compiled.positiontup
+            if order is None or tuple(order) != _INSERT_COLUMNS:
+                raise RuntimeError(f"{conn.dialect.name}: unexpected INSERT parameter order {order}")
+            self._insert_sql = str(compiled)
+        return self._insert_sql
 
     @classmethod
     async def open(cls, url: str) -> IndexerStore:
@@ -273,23 +313,27 @@ class IndexerStore:
                 blocks.delete().where(blocks.c.chain_id == chain_id, blocks.c.number < prune_below)
             )
             if decoded:
-                await conn.execute(
-                    events.insert(),
+                # Straight to the driver's executemany with tuples: SQLAlchemy's per-row parameter
+                # processing cost more than SQLite's own work for the same rows.
+                sql = self._insert_event_sql(conn)
+                await conn.exec_driver_sql(
+                    sql,
                     [
-                        {
-                            "chain_id": chain_id,
-                            "block_number": d.log.block_number,
-                            "block_hash": d.log.block_hash,
-                            "log_index": d.log.log_index,
-                            "tx_hash": d.log.tx_hash,
-                            "address": d.log.address,
-                            "name": d.name,
-                            "args_json": d.args_json,
-                            "session_id": d.session_id,
-                            "removed": False,
-                            "live": True,
-                        }
+                        (
+                            chain_id,
+                            lg.block_number,
+                            lg.block_hash,
+                            lg.log_index,
+                            lg.tx_hash,
+                            lg.address,
+                            d.name,
+                            d.args_json,
+                            d.session_id,
+                            False,
+                            True,
+                        )
                         for d in decoded
+                        for lg in (d.log,)
                     ],
                 )
                 top = (await conn.execute(sa.select(sa.func.max(events.c.cursor)))).scalar_one()
@@ -303,42 +347,7 @@ class IndexerStore:
         """Undo every block above `ancestor`: retract its events (new cursors), drop its headers."""
         async with self.engine.begin() as conn:
             await self._move_cursor(conn, chain_id, expected_next, ancestor + 1)
-            gone = (
-                await conn.execute(
-                    sa.select(*_EVENT_COLUMNS)
-                    .where(
-                        events.c.chain_id == chain_id,
-                        events.c.block_number > ancestor,
-                        events.c.live.is_(True),
-                    )
-                    .order_by(events.c.cursor.desc())
-                )
-            ).all()
-            if gone:
-                await conn.execute(
-                    events.update()
-                    .where(
-                        events.c.chain_id == chain_id,
-                        events.c.block_number > ancestor,
-                        events.c.live.is_(True),
-                    )
-                    .values(live=False)
-                )
-                # Newest first, so a consumer undoing effects in stream order unwinds them in reverse.
-                await conn.execute(
-                    events.insert(),
-                    [
-                        {
-                            **{k: v for k, v in r._mapping.items() if k != "cursor"},
-                            "removed": True,
-                            "live": False,
-                        }
-                        for r in gone
-                    ],
-                )
-            await conn.execute(
-                blocks.delete().where(blocks.c.chain_id == chain_id, blocks.c.number > ancestor)
-            )
+            gone = await self._retract_above(conn, chain_id, ancestor)
             await conn.execute(
                 chains.update()
                 .where(chains.c.chain_id == chain_id)
@@ -347,6 +356,74 @@ class IndexerStore:
             top = (await conn.execute(sa.select(sa.func.max(events.c.cursor)))).scalar_one()
         if gone:
             await self._notify(int(top))
+        return gone
+
+    async def reset_chain(self, chain_id: int, to_block: int) -> ChainReset:
+        """The operator's way out of a halt: forget blocks >= `to_block` and clear the halt.
+
+        Events of those blocks are retracted exactly as a reorg retracts them (live=false, a removed=true
+        copy under a new cursor), so stream readers that saw them are told; their headers are dropped and
+        the cursor goes back to `to_block`, so the next run re-ingests from there. Headers below `to_block`
+        stay: if the chain forked below `to_block`, the follower sees it again (a rollback, or a new halt)
+        instead of stitching a new branch onto an orphaned one. Meant for a stopped service: a running
+        follower would only notice at its next cursor compare-and-set.
+        """
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(chains).where(chains.c.chain_id == chain_id))).first()
+            if row is None:
+                raise LookupError(f"chain {chain_id} has never been indexed in this database")
+            if to_block > row.next_block:
+                raise ValueError(
+                    f"chain {chain_id}: block {to_block} is past the cursor (next block {row.next_block});"
+                    " resetting forward would leave a gap"
+                )
+            retracted = await self._retract_above(conn, chain_id, to_block - 1)
+            await conn.execute(
+                chains.update()
+                .where(chains.c.chain_id == chain_id)
+                .values(next_block=to_block, halted=False, halt_reason="")
+            )
+            top = (await conn.execute(sa.select(sa.func.max(events.c.cursor)))).scalar_one()
+        if retracted:
+            await self._notify(int(top))
+        return ChainReset(chain_id, row.next_block, to_block, bool(row.halted), row.halt_reason, retracted)
+
+    async def _retract_above(self, conn: AsyncConnection, chain_id: int, ancestor: int) -> int:
+        """Retract the live events of blocks above `ancestor` and drop those blocks' headers."""
+        gone = (
+            await conn.execute(
+                sa.select(*_EVENT_COLUMNS)
+                .where(
+                    events.c.chain_id == chain_id,
+                    events.c.block_number > ancestor,
+                    events.c.live.is_(True),
+                )
+                .order_by(events.c.cursor.desc())
+            )
+        ).all()
+        if gone:
+            await conn.execute(
+                events.update()
+                .where(
+                    events.c.chain_id == chain_id,
+                    events.c.block_number > ancestor,
+                    events.c.live.is_(True),
+                )
+                .values(live=False)
+            )
+            # Newest first, so a consumer undoing effects in stream order unwinds them in reverse.
+            await conn.execute(
+                events.insert(),
+                [
+                    {
+                        **{k: v for k, v in r._mapping.items() if k != "cursor"},
+                        "removed": True,
+                        "live": False,
+                    }
+                    for r in gone
+                ],
+            )
+        await conn.execute(blocks.delete().where(blocks.c.chain_id == chain_id, blocks.c.number > ancestor))
         return len(gone)
 
     async def halt(self, chain_id: int, reason: str) -> None:

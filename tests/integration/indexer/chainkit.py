@@ -146,7 +146,7 @@ def emit_sessions(rpc_url: str, chain: Chain, sessions: int, per_block: int) -> 
     `per_block` per block, sent as JSON-RPC batches with automine off. Returns the head afterwards."""
     owner = chain.actors.owner
     data = chain.factory.encode_abi("createSession", [b"\x44" * 32, 1])
-    nonce = int(chain.w3.eth.get_transaction_count(owner))
+    nonce = int(chain.w3.eth.get_transaction_count(Web3.to_checksum_address(owner)))
     chain.rpc("evm_setAutomine", [False])
     try:
         sent = 0
