@@ -230,7 +230,10 @@ def run(build: Callable[[], Awaitable[ServiceDefinition]], config: ServerConfig)
 
 
 def service_main(
-    name: str, config_cls: type[Any], build: Callable[[Any], Awaitable[ServiceDefinition]]
+    name: str,
+    config_cls: type[Any],
+    build: Callable[[Any], Awaitable[ServiceDefinition]],
+    commands: str = "",
 ) -> None:
     """The whole `python -m services.<name>`: --help lists every setting; config read once; serve."""
     import sys
@@ -244,6 +247,8 @@ def service_main(
         )
         for var, default, doc in cfg.describe(cfg.ServerConfig) + cfg.describe(config_cls):
             print(f"  {var:<34} {doc} (default: {default or '(empty)'})")
+        if commands:
+            print(f"\nOperator commands (run with the service stopped):\n{commands}")
         return
     try:
         server_config = cfg.load(cfg.ServerConfig)
