@@ -48,12 +48,14 @@ up: setup  ## start the local stack and run the demo session (Ctrl-C stops every
 protos: $(STAMP_PY)  ## regenerate the protobuf stubs
 	$(PY) scripts/gen_protos.py
 
-contracts: setup  ## recompile the contracts into agentgpt/contracts/artifacts
+contracts: setup  ## recompile the contracts (and the demo market) into their artifacts
 	$(PY) scripts/build_contracts.py
+	$(PY) -m agentgpt.demo.build_artifacts
 
 check: setup  ## generated code is fresh, protos lint/format/breaking, ruff
 	$(PY) scripts/gen_protos.py --check
 	$(PY) scripts/build_contracts.py --check
+	$(PY) -m agentgpt.demo.build_artifacts --check
 	bash scripts/check_protos.sh
 	$(VENV)/bin/ruff check .
 

@@ -8,6 +8,10 @@
 
 `chains` and `models` may sit under `params` (as in the seed) or at the top level. The workflow hash
 committed on chain is keccak256 of the spec's canonical JSON encoding.
+
+`params.allowlist` (optional) lists the calls the session's on-chain account may make, each
+`{target: 0x-address, selector: 0x + 8 hex}` (at most 64, as SessionFactory.MAX_ALLOWLIST); activation
+commits exactly this list on chain, so the owner signs it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from agentgpt.errors import InvalidArgument
 
 _NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 _CHAIN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_SELECTOR = re.compile(r"^0x[0-9a-fA-F]{8}$")
+MAX_ALLOWLIST = 64  # SessionFactory.MAX_ALLOWLIST
 MAX_SPEC_BYTES = 64 * 1024
 DEFAULT_CHECKPOINT_INTERVAL = 50
 
@@ -50,6 +57,39 @@ class SessionSpec:
 
     def workflow_hash(self) -> bytes:
         return keccak(self.canonical())
+
+    def allowlist(self) -> list[tuple[str, bytes]]:
+        """`params.allowlist` as (target, 4-byte selector) pairs, in order (validated by build_spec)."""
+        return allowlist_of(self.params)
+
+
+def allowlist_of(params: dict[str, Any]) -> list[tuple[str, bytes]]:
+    return [(str(c["target"]), bytes.fromhex(str(c["selector"])[2:])) for c in params.get("allowlist") or []]
+
+
+def _check_allowlist(value: Any, field_name: str) -> None:
+    _check(
+        isinstance(value, list) and len(value) <= MAX_ALLOWLIST,
+        field_name,
+        f"must be a list of at most {MAX_ALLOWLIST} {{target, selector}} entries",
+    )
+    for i, call in enumerate(value):
+        where = f"{field_name}[{i}]"
+        _check(
+            isinstance(call, dict) and set(call) == {"target", "selector"},
+            where,
+            "must be a map with exactly `target` (0x address) and `selector` (0x + 8 hex)",
+        )
+        _check(
+            isinstance(call["target"], str) and bool(_ADDRESS.match(call["target"])),
+            f"{where}.target",
+            f"must be a 0x-prefixed 20-byte address, got {str(call['target'])[:80]!r}",
+        )
+        _check(
+            isinstance(call["selector"], str) and bool(_SELECTOR.match(call["selector"])),
+            f"{where}.selector",
+            f"must be a 4-byte function selector like 0x38ed1739, got {str(call['selector'])[:80]!r}",
+        )
 
 
 def _check(cond: bool, field_name: str, problem: str) -> None:
@@ -118,6 +158,8 @@ def build_spec(
     _check(len(set(decorators)) == len(decorators), f"{prefix}.decorators", "lists a decorator twice")
     params = params or {}
     _check(isinstance(params, dict), f"{prefix}.params", "must be a map")
+    if "allowlist" in params:
+        _check_allowlist(params["allowlist"], f"{prefix}.params.allowlist")
     interval = checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL
     _check(
         isinstance(interval, int) and not isinstance(interval, bool) and 1 <= interval <= 10000,

@@ -68,7 +68,9 @@ def _generated(root: Path) -> dict[str, Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if committed stubs are stale")
     ns = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

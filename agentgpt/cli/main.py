@@ -84,13 +84,9 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 async def _demo(stack: Any, stop: asyncio.Event) -> int:
-    try:
-        from agentgpt.demo.treasury import run_demo
-    except ImportError:
-        _print("\n(the treasury demo is not part of this build; the stack runs without it)")
-        return 0
     from agentgpt.cli.dashboard import render
-    from agentgpt.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEY, OWNER_KEY
+    from agentgpt.demo.treasury import run_demo
+    from agentgpt.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEY, KYC_ISSUER_KEY, OWNER_KEY
 
     _print("\nrunning the seed's treasury session demo ...")
     state = stack.state()
@@ -101,6 +97,7 @@ async def _demo(stack: Any, stop: asyncio.Event) -> int:
             owner_key=OWNER_KEY,
             deployer_key=DEPLOYER_KEY,
             executor_key=EXECUTOR_KEY,
+            issuer_key=KYC_ISSUER_KEY,
             progress=_print,
         )
     )

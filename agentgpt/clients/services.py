@@ -73,13 +73,15 @@ class SessionClient(ServiceClient):
     async def record_checkpoint(self, req: ss.RecordCheckpointRequest) -> ss.RecordCheckpointResponse:
         return cast(ss.RecordCheckpointResponse, await self.unary("RecordCheckpoint", req))
 
+    async def list_tasks(self, req: ss.ListTasksRequest) -> ss.ListTasksResponse:
+        return cast(ss.ListTasksResponse, await self.unary("ListTasks", req))
+
+    async def inspect(self, req: ss.InspectSessionRequest) -> ss.InspectSessionResponse:
+        """InspectSession with a full request (e.g. carrying the owner's read signature in `auth`)."""
+        return cast(ss.InspectSessionResponse, await self.unary("InspectSession", req))
+
     async def inspect_session(self, session_id: str, detail: str = "summary") -> ss.InspectSessionResponse:
-        return cast(
-            ss.InspectSessionResponse,
-            await self.unary(
-                "InspectSession", ss.InspectSessionRequest(session_id=session_id, detail=detail)
-            ),
-        )
+        return await self.inspect(ss.InspectSessionRequest(session_id=session_id, detail=detail))
 
     def watch_session(
         self, session_id: str, from_cursor: int = 0, history_only: bool = False

@@ -46,7 +46,11 @@ class ServiceProcess:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"],
-                cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         finally:
             log.close()
@@ -57,7 +61,9 @@ class ServiceProcess:
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 code = None if self.proc is None else self.proc.returncode
-                raise ProcessError(f"{self.name} exited with {code} before serving:\n{log_tail(self.log_path)}")
+                raise ProcessError(
+                    f"{self.name} exited with {code} before serving:\n{log_tail(self.log_path)}"
+                )
             if self.ready_path.exists():
                 try:
                     info = json.loads(self.ready_path.read_text())
@@ -67,7 +73,9 @@ class ServiceProcess:
                     self.grpc, self.metrics_port = info["grpc"], int(info["metrics_port"])
                     return
             time.sleep(0.05)
-        raise ProcessError(f"{self.name} did not start serving within {timeout:.0f} s:\n{log_tail(self.log_path)}")
+        raise ProcessError(
+            f"{self.name} did not start serving within {timeout:.0f} s:\n{log_tail(self.log_path)}"
+        )
 
     @property
     def pid(self) -> int | None:

@@ -30,6 +30,7 @@ from agentgpt.network import ChainInfo, Network, write_network
 DEPLOYER_KEY = DEV_PRIVATE_KEYS[0]  # deploys, holds ORACLE_ROLE, relays owner requests
 EXECUTOR_KEY = DEV_PRIVATE_KEYS[1]
 OWNER_KEY = DEV_PRIVATE_KEYS[2]  # the demo session's owner
+KYC_ISSUER_KEY = DEV_PRIVATE_KEYS[9]  # signs the demo owner's KYC attestation; the executor trusts it
 
 SERVICES = ("session", "indexer", "executor", "recovery_oracle")
 SERVICE_NAMES = {
@@ -143,7 +144,11 @@ class LocalStack:
                 "AGENTGPT_RELAYER_KEY": DEPLOYER_KEY,
             },
             "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
-            "executor": {"AGENTGPT_EXECUTOR_KEY": EXECUTOR_KEY, "AGENTGPT_EXECUTOR_ID": "executor-1"},
+            "executor": {
+                "AGENTGPT_EXECUTOR_KEY": EXECUTOR_KEY,
+                "AGENTGPT_EXECUTOR_ID": "executor-1",
+                "AGENTGPT_KYC_ISSUERS": Account.from_key(KYC_ISSUER_KEY).address,
+            },
             "recovery_oracle": {"AGENTGPT_ORACLE_KEY": DEPLOYER_KEY},
         }
         index = {"session": 0, "executor": 1, "recovery_oracle": 2, "indexer": 3}

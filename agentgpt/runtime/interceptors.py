@@ -7,6 +7,7 @@ other domain error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -239,7 +240,9 @@ class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                     raise
                 finally:
                     done(context, exc, start)
-                    request_id.reset(token)
+                    # a cancelled stream's generator may be closed later from another context
+                    with contextlib.suppress(ValueError):
+                        request_id.reset(token)
 
             return call
 

@@ -110,6 +110,16 @@ def in_range(value: int, field: str, lo: int, hi: int, *, zero_ok: bool = True) 
     return value
 
 
+INT64_MAX = 2**63 - 1  # what SQL databases store; larger uint64 values are refused up front
+
+
+def int64(value: int, field: str) -> int:
+    """A uint64 field that must fit a signed 64-bit database column (block numbers, cursors, seqs)."""
+    if value > INT64_MAX:
+        raise InvalidArgument(field, f"must be at most {INT64_MAX}, got {value}")
+    return value
+
+
 def enum_value(value: int, field: str, enum_type: Any, *, required: bool = True) -> int:
     """Proto3 keeps unknown enum numbers; refuse them and UNSPECIFIED (when required)."""
     valid = set(enum_type.values())

@@ -2,20 +2,181 @@
 
 from __future__ import annotations
 
+import secrets
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from agentgpt.clients import SessionClient, health_probe
 from agentgpt.executor.v1 import executor_pb2, executor_pb2_grpc
+from agentgpt.ipfs import CheckpointWriter, ContentStore, IpfsConfig, open_store
+from agentgpt.network import load_network
+from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
+from services.executor.actions import ActionRunner
+from services.executor.budget import AgptEscrowRail, LedgerRail, PaymentRail
+from services.executor.chain_exec import ChainSet, TxIntentRecord
+from services.executor.checkpoints import AnchorQueue, Checkpointer
 from services.executor.config import ExecutorConfig
+from services.executor.context import ContextBuilder
+from services.executor.decorators import DecoratorDeps, DecoratorRegistry
+from services.executor.engine import Engine, EngineConfig, EngineDeps, SessionPort
+from services.executor.models import BuiltinPlanner, OpenAIPlanner
+from services.executor.models.base import Planner
 from services.executor.servicer import ExecutorServicer
+from services.executor.session_port import GrpcSessionPort, session_client
+from services.executor.tasklog import ExecutorKey
 from services.executor.validation import VALIDATORS
 
 
-async def build(config: ExecutorConfig, session: SessionClient | None = None) -> ServiceDefinition:
-    session = session or SessionClient(config.session_addr)
+@dataclass
+class ExecutorParts:
+    engine: Engine
+    chains: ChainSet | None
+    store: ContentStore
+    key: ExecutorKey
+    registry: DecoratorRegistry
 
-    servicer = ExecutorServicer(config, address="", started_at=time.time())
+
+def _planner_factory(config: ExecutorConfig) -> Any:
+    def make(model: str) -> Planner:
+        if config.model_endpoint and model != "builtin":
+            return OpenAIPlanner(
+                config.model_endpoint, model, api_key=config.model_api_key, timeout=config.model_timeout
+            )
+        return BuiltinPlanner(model)
+
+    return make
+
+
+def _rail_factory(chains: ChainSet | None) -> Any:
+    def make(name: str) -> PaymentRail:
+        if name == "ledger":
+            return LedgerRail()
+        if name == "agpt_escrow":
+            if chains is None:
+                raise KeyError("agpt_escrow needs a network (AGENTGPT_NETWORK)")
+            return AgptEscrowRail(_charge(chains))
+        raise KeyError(name)
+
+    return make
+
+
+def _charge(chains: ChainSet) -> Any:
+    async def charge(session_id: str, amount: int, receipt_hash: bytes) -> bytes:
+        home = chains.home
+        factory = home.contract("SessionFactory")
+        data = factory.encode_abi("chargeBudget", args=[int(session_id), amount, receipt_hash])
+
+        async def journal(intent: TxIntentRecord) -> None:
+            # A lost charge undercharges (the executor's loss), never double-charges: no durable intent.
+            return None
+
+        result = await home.sender.send(to=factory.address, data=bytes.fromhex(data[2:]), journal=journal)
+        return result.tx_hash
+
+    return charge
+
+
+def build_parts(
+    config: ExecutorConfig, port: SessionPort, *, store: ContentStore | None = None
+) -> ExecutorParts:
+    """The engine and everything it needs, without the gRPC server (used by build(), tests and bench)."""
+    key = ExecutorKey(config.executor_key or "0x" + secrets.token_hex(32))
+    network = load_network(config.network)
+    if network.chains and not config.executor_key:
+        raise ConfigError("AGENTGPT_EXECUTOR_KEY is required when AGENTGPT_NETWORK lists chains")
+    chains = (
+        ChainSet(
+            network,
+            config.executor_key,
+            stuck_after=config.tx_stuck_after,
+            bump_percent=config.tx_bump_percent,
+        )
+        if network.chains
+        else None
+    )
+    if store is None:
+        store = open_store(
+            IpfsConfig(
+                ipfs_api=config.ipfs_api,
+                ipfs_timeout=config.ipfs_timeout,
+                ipfs_embedded_dir=config.ipfs_embedded_dir,
+                ipfs_retries=config.ipfs_retries,
+            )
+        )
+    checkpoint_key = bytes.fromhex(config.checkpoint_key) if config.checkpoint_key else None
+    if checkpoint_key is not None and len(checkpoint_key) != 32:
+        raise ConfigError("AGENTGPT_CHECKPOINT_KEY must be 64 hex characters (AES-256)")
+    registry = DecoratorRegistry(
+        DecoratorDeps(
+            ofac_list=config.ofac_list,
+            kyc_issuers=config.kyc_issuers,
+            fee_source=chains,
+            gas_retry_after=config.gas_retry_after,
+        )
+    )
+    default_rail = config.payment_rail or ("agpt_escrow" if chains else "ledger")
+    contexts = ContextBuilder(registry, _planner_factory(config), _rail_factory(chains), default_rail)
+    engine_config = EngineConfig(
+        executor_id=config.executor_id,
+        capacity=config.capacity,
+        lease_ttl=config.lease_ttl,
+        poll_interval=config.poll_interval,
+        checkpoint_interval=config.checkpoint_interval,
+        checkpoint_on_idle=config.checkpoint_on_idle,
+        task_fee=config.task_fee,
+        agpt_per_gas=config.agpt_per_gas,
+    )
+    deps = EngineDeps(
+        port=port,
+        contexts=contexts,
+        actions=ActionRunner(chains, store),
+        key=key,
+        checkpointer=Checkpointer(CheckpointWriter(store, key=checkpoint_key), key),
+        home_chain_id=network.home.chain_id if network.chains else 0,
+        chain_names={k: c.name for c in network.chains for k in (c.name, str(c.chain_id))},
+    )
+    engine = Engine(engine_config, deps)
+    if chains is not None:
+        deps.anchors = AnchorQueue(chains, engine.on_anchored, retry_base=config.anchor_retry_base)
+    return ExecutorParts(engine, chains, store, key, registry)
+
+
+async def build(
+    config: ExecutorConfig, session: SessionClient | None = None, store: ContentStore | None = None
+) -> ServiceDefinition:
+    session = session or session_client(config.session_addr, f"executor:{config.executor_id}")
+    parts = build_parts(config, GrpcSessionPort(session), store=store)
+    engine = parts.engine
+    servicer = ExecutorServicer(engine, address=parts.key.address, started_at=time.time())
+    background = []
+    if config.claim_sessions:
+        background.append(engine.run)
+    if engine.deps.anchors is not None:
+        background.append(engine.deps.anchors.run)
+    probes: dict[str, Any] = {"session_service": health_probe("session service", session)}
+
+    async def ipfs_probe() -> None:
+        await parts.store.probe()
+
+    probes["ipfs"] = ipfs_probe
+    if parts.chains is not None:
+        chains = parts.chains
+
+        async def chain_probe() -> None:
+            for info in chains.network.chains:
+                if await chains.get(info.name).w3.eth.chain_id != info.chain_id:
+                    raise RuntimeError(f"{info.rpc_url} is not chain {info.chain_id}")
+
+        probes["chains"] = chain_probe
+
+    async def close() -> None:
+        await engine.stop()
+        await parts.store.close()
+        if parts.chains is not None:
+            await parts.chains.close()
+
     return ServiceDefinition(
         name="executor",
         servicers=[
@@ -26,6 +187,7 @@ async def build(config: ExecutorConfig, session: SessionClient | None = None) ->
             )
         ],
         validators=VALIDATORS,
-        probes={"session_service": health_probe("session service", session)},
-        on_stop=[session.close],
+        probes=probes,
+        background=background,
+        on_stop=[close, session.close],
     )

@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_account.typed_transactions import TypedTransaction
-from eth_utils import keccak, to_checksum_address
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from agentgpt.contracts import load_artifact
+from agentgpt.contracts import CONTRACT_NAMES, load_artifact
 from agentgpt.network import Network
 from services.executor.plan import Fees
 
@@ -73,6 +78,40 @@ class TxReverted(TxError):
 
 class TxConflict(TxError):
     """The nonce was consumed by a transaction we have no record of (another process uses the key)."""
+
+
+def _custom_errors() -> dict[str, tuple[str, list[str]]]:
+    """'0x12345678' -> (error name, argument types) over our contracts' ABIs."""
+    out: dict[str, tuple[str, list[str]]] = {}
+    for name in CONTRACT_NAMES:
+        for item in load_artifact(name).abi:
+            if item["type"] == "error":
+                types = [str(i["type"]) for i in item["inputs"]]
+                out["0x" + keccak(text=f"{item['name']}({','.join(types)})")[:4].hex()] = (
+                    item["name"],
+                    types,
+                )
+    return out
+
+
+def explain_revert(exc: Exception) -> str:
+    """A revert as 'ErrorName(arg, ...)' when its data is one of our contracts' custom errors."""
+    text = str(exc)
+    for data in re.findall(r"0x[0-9a-fA-F]{8,}", text):
+        known = _ERRORS().get(data[:10].lower())
+        if known is None:
+            continue
+        name, types = known
+        try:
+            args = abi_decode(types, bytes.fromhex(data[10:]))
+        except Exception:
+            return name
+        shown = ["0x" + a.hex() if isinstance(a, bytes) else str(a) for a in args]
+        return f"{name}({', '.join(shown)})"
+    return text[:300]
+
+
+_ERRORS = cache(_custom_errors)
 
 
 def _is(exc: Exception, *needles: str) -> bool:
@@ -130,7 +169,7 @@ class TxSender:
                     estimate = await self.w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
                 except Exception as exc:
                     # Nothing was recorded or sent: the step fails cleanly, no nonce consumed.
-                    raise TxReverted(f"transaction would revert: {exc}") from None
+                    raise TxReverted(f"transaction would revert: {explain_revert(exc)}") from None
                 gas = estimate * 5 // 4 + 10_000
             if fees is None:
                 fees = await self.suggest_fees()
@@ -162,7 +201,7 @@ class TxSender:
         async with self._lock:
             self._nonce = None
             try:
-                tx = dict(TypedTransaction.from_bytes(same[-1].raw_tx).as_dict())
+                tx = dict(TypedTransaction.from_bytes(HexBytes(same[-1].raw_tx)).as_dict())
             except Exception:
                 tx = {}
             return await self._drive(tx, list(same), journal, rebroadcast_first=True)
@@ -224,16 +263,22 @@ class TxSender:
             if found is not None:
                 intent, receipt = found
                 block = int(receipt["blockNumber"])
-                while await self.w3.eth.block_number < block + self.confirmations - 1:
-                    await asyncio.sleep(self.poll_interval)
+                if await self.w3.eth.block_number < block + self.confirmations - 1:
+                    await asyncio.sleep(self.poll_interval)  # not enough confirmations yet
+                    continue
                 again = await self._receipt(intent.tx_hash)
                 if again is None or int(again["blockNumber"]) != block:
                     log.warning("receipt of %s vanished (reorg); rebroadcasting", intent.tx_hash.hex())
                     await self._broadcast(intent)
                     continue
                 result = TxResult(
-                    intent.tx_hash, intent.nonce, block, int(again["gasUsed"]),
-                    int(again.get("effectiveGasPrice", 0)), int(again["status"]), tuple(intents),
+                    intent.tx_hash,
+                    intent.nonce,
+                    block,
+                    int(again["gasUsed"]),
+                    int(again.get("effectiveGasPrice", 0)),
+                    int(again["status"]),
+                    tuple(intents),
                     tuple(again.get("logs", ())),
                 )
                 if result.status != 1:
@@ -258,8 +303,11 @@ class TxSender:
         tx["maxPriorityFeePerGas"] = tip
         tx["maxFeePerGas"] = max(max_fee, 2 * base + tip)
         intent = self._sign(tx)
-        log.info("replacing stuck nonce %d with higher fees", intent.nonce,
-                 extra={"tx_hash": intent.tx_hash.hex(), "max_fee": tx["maxFeePerGas"]})
+        log.info(
+            "replacing stuck nonce %d with higher fees",
+            intent.nonce,
+            extra={"tx_hash": intent.tx_hash.hex(), "max_fee": tx["maxFeePerGas"]},
+        )
         await journal(intent)
         await self._broadcast(intent)
         return intent
@@ -277,8 +325,9 @@ class ChainHandle:
     contracts: dict[str, str]
 
     def contract(self, name: str, address: str | None = None) -> Any:
-        return self.w3.eth.contract(address=to_checksum_address(address or self.contracts[name]),
-                                    abi=load_artifact(name).abi)
+        return self.w3.eth.contract(
+            address=to_checksum_address(address or self.contracts[name]), abi=load_artifact(name).abi
+        )
 
 
 class ChainSet:
@@ -290,8 +339,13 @@ class ChainSet:
         for info in network.chains:
             w3 = AsyncWeb3(AsyncHTTPProvider(info.rpc_url, request_kwargs={"timeout": 30}))
             opts = {"confirmations": max(1, info.confirmations), **sender_options}
-            handle = ChainHandle(info.name, info.chain_id, w3, TxSender(w3, private_key, info.chain_id, **opts),
-                                 dict(info.contracts))
+            handle = ChainHandle(
+                info.name,
+                info.chain_id,
+                w3,
+                TxSender(w3, private_key, info.chain_id, **opts),
+                dict(info.contracts),
+            )
             self.chains[info.name] = handle
             self.chains[str(info.chain_id)] = handle
 
@@ -299,14 +353,18 @@ class ChainSet:
         try:
             return self.chains[str(key)]
         except KeyError:
-            raise KeyError(f"unknown chain {key!r}; the network manifest has {', '.join(c.name for c in self.network.chains)}") from None
+            raise KeyError(
+                f"unknown chain {key!r}; the network manifest has {', '.join(c.name for c in self.network.chains)}"
+            ) from None
 
     @property
     def home(self) -> ChainHandle:
         return self.get(self.network.home.name)
 
     async def fee_history(self, chain: str, blocks: int, percentile: float) -> tuple[list[int], list[int]]:
-        hist = await self.get(chain or self.network.home.name).w3.eth.fee_history(blocks, "latest", [percentile])
+        hist = await self.get(chain or self.network.home.name).w3.eth.fee_history(
+            blocks, "latest", [percentile]
+        )
         return [int(b) for b in hist["baseFeePerGas"]], [int(r[0]) for r in hist.get("reward", []) if r]
 
     async def close(self) -> None:

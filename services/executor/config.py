@@ -11,3 +11,49 @@ class ExecutorConfig:
     session_addr: str = setting("127.0.0.1:50051", "Session service gRPC address")
     capacity: int = setting(8, "Maximum sessions run at once")
     network: str = setting("", "Path of the network manifest (chains and contract addresses)")
+    executor_key: str = setting(
+        "",
+        "Executor's secp256k1 private key (hex; signs transactions and task logs). Secret. "
+        "Empty: a random key for this process (off-chain sessions only)",
+    )
+    claim_sessions: bool = setting(
+        True, "Claim unleased ACTIVE sessions on its own (false: only when assigned)"
+    )
+    lease_ttl: int = setting(15, "Lease length in seconds; renewed every third of it")
+    poll_interval: float = setting(0.5, "Seconds between queue polls and claim attempts when idle")
+    checkpoint_interval: int = setting(50, "Tasks between checkpoints when the spec does not say")
+    checkpoint_on_idle: bool = setting(
+        True, "Also checkpoint the tasks not yet covered when a session's queue drains"
+    )
+    checkpoint_key: str = setting(
+        "", "AES-256-GCM key (64 hex chars) sealing checkpoints. Secret. Empty: plaintext"
+    )
+    ipfs_api: str = setting(
+        "", "Kubo RPC API (multiaddr or URL); empty = embedded store in AGENTGPT_IPFS_EMBEDDED_DIR"
+    )
+    ipfs_timeout: float = setting(10.0, "Seconds one IPFS call may take")
+    ipfs_embedded_dir: str = setting(".agentgpt/ipfs", "Embedded content store directory (no IPFS node)")
+    ipfs_retries: int = setting(3, "Extra attempts when the IPFS node is unreachable")
+    model_endpoint: str = setting(
+        "",
+        "Base URL of an OpenAI-compatible API (e.g. http://vllm:8000/v1). Empty: the built-in planner "
+        "stands in for every model the specs name",
+    )
+    model_api_key: str = setting("", "Bearer key for the model endpoint. Secret")
+    model_timeout: float = setting(30.0, "Seconds a model call may take")
+    ofac_list: str = setting(
+        "", "Sanctions list for ofac_filter (one address a line); empty = the shipped list"
+    )
+    kyc_issuers: tuple[str, ...] = setting((), "Comma-separated addresses of trusted KYC attestation issuers")
+    payment_rail: str = setting(
+        "",
+        "Default payment rail: agpt_escrow (chargeBudget on chain) or ledger; empty = agpt_escrow with a network",
+    )
+    task_fee: int = setting(10**15, "AGPT base units charged per task")
+    agpt_per_gas: int = setting(10**9, "AGPT base units charged per gas unit used")
+    tx_stuck_after: float = setting(
+        30.0, "Seconds before an unmined transaction is replaced with higher fees"
+    )
+    tx_bump_percent: int = setting(20, "Fee increase of a replacement transaction, percent (>= 10)")
+    gas_retry_after: float = setting(12.0, "Seconds before a task deferred by gas_optimizer is retried")
+    anchor_retry_base: float = setting(1.0, "First delay, seconds, before retrying a failed anchor (doubles)")

@@ -18,7 +18,8 @@ import dag_cbor
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 ZERO_HASH = b"\x00" * 32
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -72,13 +73,15 @@ def result_digest(result: Mapping[str, Any]) -> bytes:
 
 
 def _cbor_safe(value: Any) -> Any:
-    # dag-cbor has no floats-as-keys, tuples or big ints beyond 64 bits: normalise what results contain.
+    # dag-cbor has no tuples or ints beyond 64 bits, and our canonical documents no floats: normalise.
     if isinstance(value, Mapping):
         return {str(k): _cbor_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_cbor_safe(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         return str(value)
+    if isinstance(value, float):
+        return repr(value)  # canonical documents carry no floats (their encodings are not unique)
     return value
 
 
@@ -151,14 +154,16 @@ class TaskLog:
     ) -> LogEntry:
         if seq <= self.seq:
             raise TaskLogError(f"seq {seq} does not follow the log's last seq {self.seq}")
-        body = {
+        result_hash = result_digest(result)
+        txs = [bytes(t) for t in tx_hashes]
+        body: dict[str, Any] = {
             "session": self.session_id,
             "seq": seq,
             "kind": kind,
             "status": status,
-            "result": result_digest(result),
+            "result": result_hash,
             "ctx": context_epoch,
-            "txs": [bytes(t) for t in tx_hashes],
+            "txs": txs,
         }
         h = entry_hash(self.head, body)
         entry = LogEntry(
@@ -166,9 +171,9 @@ class TaskLog:
             seq,
             kind,
             status,
-            body["result"],
+            result_hash,
             context_epoch,
-            tuple(body["txs"]),
+            tuple(txs),
             self.head,
             h,
             self.key.sign(h),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from agentgpt.errors import InvalidArgument
 from agentgpt.executor.v1 import executor_pb2 as pb
 from agentgpt.runtime import validation as v
@@ -22,9 +25,13 @@ def rehydrate(req: pb.RehydrateSessionRequest) -> None:
         raise InvalidArgument("epoch", "must be > 0 (the fencing epoch the oracle assigned)")
 
 
-VALIDATORS = {
-    PREFIX + "AssignSession": lambda r: v.session_id(r.session_id),
+def by_session_id(req: pb.AssignSessionRequest | pb.ReleaseSessionRequest) -> None:
+    v.session_id(req.session_id)
+
+
+VALIDATORS: dict[str, Callable[[Any], None]] = {
+    PREFIX + "AssignSession": by_session_id,
     PREFIX + "RehydrateSession": rehydrate,
-    PREFIX + "ReleaseSession": lambda r: v.session_id(r.session_id),
+    PREFIX + "ReleaseSession": by_session_id,
     PREFIX + "GetExecutorStatus": v.no_validation,
 }

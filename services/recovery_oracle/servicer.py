@@ -22,7 +22,9 @@ class RecoveryServicer(pb_grpc.RecoveryServiceServicer):
             anchors = await self.indexer.get_latest_anchor(request.session_id)
         except RpcError as exc:
             if exc.code == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(f"session {request.session_id} has no anchored checkpoint on any chain") from None
+                raise NotFound(
+                    f"session {request.session_id} has no anchored checkpoint on any chain"
+                ) from None
             raise Unavailable(f"indexer: {exc.details}") from None
         if not anchors.HasField("highest"):
             raise NotFound(f"session {request.session_id} has no anchored checkpoint on any chain")
@@ -36,3 +38,20 @@ class RecoveryServicer(pb_grpc.RecoveryServiceServicer):
                 failure="checkpoint verification is not available in this version",
             ),
         )
+
+    # Rehydration, claims and the recovery history arrive with the recovery milestone; until then they
+    # answer UNIMPLEMENTED with this message (the ErrorInterceptor maps NotImplementedError).
+    async def RecoverSession(
+        self, request: pb.RecoverSessionRequest, context: aio.ServicerContext
+    ) -> pb.RecoverSessionResponse:
+        raise NotImplementedError("RecoverSession is not available in this version of the recovery oracle")
+
+    async def SubmitClaim(
+        self, request: pb.SubmitClaimRequest, context: aio.ServicerContext
+    ) -> pb.SubmitClaimResponse:
+        raise NotImplementedError("SubmitClaim is not available in this version of the recovery oracle")
+
+    async def ListRecoveries(
+        self, request: pb.ListRecoveriesRequest, context: aio.ServicerContext
+    ) -> pb.ListRecoveriesResponse:
+        raise NotImplementedError("ListRecoveries is not available in this version of the recovery oracle")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.runtime import validation as v
 
 PREFIX = "/agentgpt.recovery.v1.RecoveryService/"
+
+
+def get_verified_state(req: pb.GetVerifiedStateRequest) -> None:
+    v.session_id(req.session_id)
 
 
 def recover(req: pb.RecoverSessionRequest) -> None:
@@ -27,8 +34,8 @@ def list_recoveries(req: pb.ListRecoveriesRequest) -> None:
     v.page(req.page)
 
 
-VALIDATORS = {
-    PREFIX + "GetVerifiedState": lambda r: v.session_id(r.session_id),
+VALIDATORS: dict[str, Callable[[Any], None]] = {
+    PREFIX + "GetVerifiedState": get_verified_state,
     PREFIX + "RecoverSession": recover,
     PREFIX + "SubmitClaim": claim,
     PREFIX + "ListRecoveries": list_recoveries,

@@ -89,6 +89,7 @@ class SessionChain(Protocol):
         session_id: int,
         workflow_hash: bytes,
         executor: str,
+        allowlist: Sequence[tuple[str, bytes]],
         *,
         nonce: int,
         deadline: int,
@@ -223,13 +224,15 @@ class Web3SessionChain:
         session_id: int,
         workflow_hash: bytes,
         executor: str,
+        allowlist: Sequence[tuple[str, bytes]],
         *,
         nonce: int,
         deadline: int,
         signature: bytes,
     ) -> PreparedTx:
+        calls = [(to_checksum_address(target), selector) for target, selector in allowlist]
         fn = self.factory.functions.activateBySig(
-            session_id, workflow_hash, to_checksum_address(executor), [], nonce, deadline, signature
+            session_id, workflow_hash, to_checksum_address(executor), calls, nonce, deadline, signature
         )
         return await self._prepare("activateBySig", fn)
 

@@ -42,19 +42,20 @@ from agentgpt.lifecycle import (
     SessionClock,
     SessionState,
 )
+from agentgpt.runtime.validation import INT64_MAX
 from agentgpt.session.v1 import session_pb2 as pb
-from agentgpt.spec import SessionSpec, build_spec, parse_yaml
+from agentgpt.spec import SessionSpec, allowlist_of, build_spec, parse_yaml
 from services.session import rules
 from services.session.chain import ChainRejected, PreparedTx, Receipt, SessionChain
 from services.session.convert import event_to_pb, session_to_pb, task_to_pb
 from services.session.model import ZERO_HASH, Caller, EventRecord, NewEvent, SessionRecord, canonical_json
 from services.session.store import Change, SessionDB, StoredRequest
-from services.session.store.sessiondb import INT64_MAX
 
 log = logging.getLogger("agentgpt.session")
 
 DEFAULT_LEASE_TTL = 15
 DEFAULT_PAGE_SIZE = 50
+DEFAULT_TASK_PAGE = 100
 STALE_PENDING_S = 30.0  # a reserved key with no recorded effect after this long belongs to a crashed call
 FINAL_TASK = {pb.TASK_STATUS_SUCCEEDED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_REFUSED}
 
@@ -487,6 +488,8 @@ class SessionControl:
                 )
             chain_sig = self._chain_signature(req, ctx)
             payload = {"executor": to_checksum_address(executor)}
+            # The account's allowlist is the spec's (params.allowlist), as the owner signed it.
+            allowlist = allowlist_of(rec.spec.get("params") or {})
 
             async def prepare() -> PreparedTx:
                 nonce = await self.chain.owner_nonce(rec.owner)
@@ -494,6 +497,7 @@ class SessionControl:
                     int(rec.session_id),
                     rec.workflow_hash,
                     executor,
+                    allowlist,
                     nonce=nonce,
                     deadline=int(req.auth.deadline),
                     signature=chain_sig,
@@ -995,6 +999,14 @@ class SessionControl:
                 gas_cost = result.get("gas_cost_wei")
                 if isinstance(gas_cost, int | str) and str(gas_cost).isdigit():
                     values["gas_cost_wei"] = str(int(rec.gas_cost_wei) + int(gas_cost))
+                # a swap_context task moved the session to a new context epoch (models, rail, decorators)
+                epoch = result.get("context_epoch")
+                if (
+                    isinstance(epoch, int)
+                    and not isinstance(epoch, bool)
+                    and rec.context_epoch < epoch <= INT64_MAX
+                ):
+                    values["context_epoch"] = epoch
             status_name = pb.TaskStatus.Name(t.status).removeprefix("TASK_STATUS_").lower()
             update = {
                 "session_id": rec.session_id,
@@ -1049,33 +1061,33 @@ class SessionControl:
             rules.check_lease(rec, req.executor_id, req.epoch)
             if rec.lifecycle_state not in (SessionState.ACTIVE, SessionState.PAUSED):
                 raise FailedPrecondition(f"session {rec.session_id} is {rec.lifecycle_state.name}")
-            last = json.loads(rec.checkpoint_json)["seq"] if rec.checkpoint_json else 0
-            if cp.seq <= last:
+            latest = json.loads(rec.checkpoint_json) if rec.checkpoint_json else None
+            anchors = [{"chain_id": a.chain_id, "number": a.number, "hash": a.hash.hex()} for a in cp.anchors]
+            if latest is not None and cp.seq == latest["seq"]:
+                # the same checkpoint again, with the anchors confirmed since it was first recorded
+                event = rules.checkpoint_anchors(latest, cp.cid, cp.state_root.hex(), anchors)
+                if event is None:
+                    return pb.RecordCheckpointResponse()  # nothing new: a retry
+                doc = {**latest, "anchors": event["anchors"]}
+                new_event = NewEvent("checkpoint_anchored", event)
+            elif latest is not None and cp.seq < latest["seq"]:
                 raise FailedPrecondition(
-                    f"checkpoint.seq: {cp.seq} is not above the latest checkpoint {last}"
+                    f"checkpoint.seq: {cp.seq} is below the latest checkpoint {latest['seq']}"
                 )
-            doc = {
-                "seq": cp.seq,
-                "cid": cp.cid,
-                "state_root": cp.state_root.hex(),
-                "at": self.clock(),
-                "anchors": [
-                    {"chain_id": a.chain_id, "number": a.number, "hash": a.hash.hex()} for a in cp.anchors
-                ],
-            }
+            else:
+                doc = {
+                    "seq": cp.seq,
+                    "cid": cp.cid,
+                    "state_root": cp.state_root.hex(),
+                    "at": self.clock(),
+                    "anchors": anchors,
+                }
+                new_event = NewEvent(
+                    "checkpointed", {"seq": cp.seq, "cid": cp.cid, "state_root": "0x" + cp.state_root.hex()}
+                )
             try:
                 await self._commit(
-                    Change(
-                        rec.session_id,
-                        rec.version,
-                        {"checkpoint_json": canonical_json(doc)},
-                        [
-                            NewEvent(
-                                "checkpointed",
-                                {"seq": cp.seq, "cid": cp.cid, "state_root": "0x" + cp.state_root.hex()},
-                            )
-                        ],
-                    )
+                    Change(rec.session_id, rec.version, {"checkpoint_json": canonical_json(doc)}, [new_event])
                 )
             except Aborted:
                 continue
@@ -1106,6 +1118,19 @@ class SessionControl:
         )
         return pb.ListSessionsResponse(
             sessions=[session_to_pb(r) for r in rows], page=common.PageResponse(next_page_token=token)
+        )
+
+    async def list_tasks(self, req: pb.ListTasksRequest, ctx: CallContext) -> pb.ListTasksResponse:
+        caller = self._read_caller(req, ctx)
+        rec = await self._load_owned(req.session_id, caller)
+        size = req.page_size or DEFAULT_TASK_PAGE
+        rows = await self.db.tasks_after(
+            rec.session_id, int(req.after_seq), statuses=list(req.statuses), limit=size + 1
+        )
+        more = len(rows) > size
+        rows = rows[:size]
+        return pb.ListTasksResponse(
+            tasks=[task_to_pb(t) for t in rows], next_after_seq=rows[-1].seq if more else 0
         )
 
     async def inspect(self, req: pb.InspectSessionRequest, ctx: CallContext) -> pb.InspectSessionResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agentgpt.errors import FailedPrecondition, PermissionDenied, Unavailable
@@ -108,6 +109,7 @@ class InMemorySessionChain:
         session_id: int,
         workflow_hash: bytes,
         executor: str,
+        allowlist: Sequence[tuple[str, bytes]],
         *,
         nonce: int,
         deadline: int,

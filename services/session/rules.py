@@ -67,3 +67,27 @@ def retry_delay(attempts: int, *, base: float, cap: float) -> float:
     if attempts <= 0:
         return 0.0
     return float(min(cap, base * 2 ** min(attempts - 1, 32)))
+
+
+def checkpoint_anchors(
+    latest: dict[str, Any], cid: str, state_root_hex: str, anchors: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Merge the anchors of a re-recorded checkpoint (same seq) into the latest one.
+
+    Returns the `checkpoint_anchored` event data (seq and the merged anchors, one per chain, the newest
+    block kept), or None when nothing is new. The checkpoint itself must be the same: another CID or
+    state root under the same seq is refused (a fork of the session's history)."""
+    if cid != latest["cid"] or state_root_hex != latest["state_root"]:
+        raise FailedPrecondition(
+            f"checkpoint.seq: checkpoint {latest['seq']} was recorded as {latest['cid']} with another "
+            "state root; a checkpoint's seq, CID and state root never change"
+        )
+    merged = {a["chain_id"]: a for a in latest.get("anchors", [])}
+    for a in anchors:
+        old = merged.get(a["chain_id"])
+        if old is None or a["number"] > old["number"]:
+            merged[a["chain_id"]] = a
+    result = [merged[c] for c in sorted(merged)]
+    if result == sorted(latest.get("anchors", []), key=lambda a: a["chain_id"]):
+        return None
+    return {"seq": latest["seq"], "anchors": result}

@@ -108,3 +108,6 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
 
     async def InspectSession(self, request: pb.InspectSessionRequest, context: aio.ServicerContext) -> Any:
         return await self.control.inspect(request, call_context(context))
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> Any:
+        return await self.control.list_tasks(request, call_context(context))

@@ -13,6 +13,7 @@ from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import build_spec, parse_yaml
 
 PREFIX = "/agentgpt.session.v1.SessionService/"
+MAX_TASK_PAGE = 1000
 MAX_SIGNATURE_AHEAD = 3600  # an owner signature may be valid for at most 1 h
 
 
@@ -212,6 +213,15 @@ def inspect(req: pb.InspectSessionRequest) -> None:
     read_auth(req)
 
 
+def list_tasks(req: pb.ListTasksRequest) -> None:
+    v.session_id(req.session_id)
+    v.int64(req.after_seq, "after_seq")
+    for i, s in enumerate(req.statuses):
+        v.enum_value(s, f"statuses[{i}]", pb.TaskStatus)
+    v.in_range(req.page_size, "page_size", 1, MAX_TASK_PAGE)
+    read_auth(req)
+
+
 VALIDATORS = {
     PREFIX + "CreateSession": create,
     PREFIX + "GetSession": get_session,
@@ -232,4 +242,5 @@ VALIDATORS = {
     PREFIX + "RecordCheckpoint": record_checkpoint,
     PREFIX + "WatchSession": watch,
     PREFIX + "InspectSession": inspect,
+    PREFIX + "ListTasks": list_tasks,
 }

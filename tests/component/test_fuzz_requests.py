@@ -57,7 +57,9 @@ async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[lis
     running = []
     try:
         for definition in await _definitions(tmp):
-            svc = RunningService(definition, ServerConfig(health_interval=60, drain_delay=0, shutdown_grace=0.5))
+            svc = RunningService(
+                definition, ServerConfig(health_interval=60, drain_delay=0, shutdown_grace=0.5)
+            )
             await svc.start()
             running.append(svc)
         yield running
@@ -97,7 +99,9 @@ async def _call(svc: RunningService, path: str, method: object, response_cls: ob
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-async def test_random_requests_get_deliberate_statuses(servers: list[RunningService], data: st.DataObject) -> None:
+async def test_random_requests_get_deliberate_statuses(
+    servers: list[RunningService], data: st.DataObject
+) -> None:
     svc = data.draw(st.sampled_from(servers))
     path, method, response_cls = data.draw(st.sampled_from(_rpcs(svc)))
     if data.draw(st.booleans()):

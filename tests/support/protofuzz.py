@@ -24,10 +24,29 @@ _INTS = {
 }
 
 # Strings that look almost right are the interesting ones.
-_TRICKY = st.sampled_from([
-    "", "0", "1", "-1", "42", "9" * 80, "0x" + "ab" * 20, "0x" + "zz" * 20, "0x", "{}", "[]", "{\"a\": 1}",
-    "null", "summary", "full", "a" * 300, "\x00", "ünïcode", "type: t\nparams: {chains: [a]}",
-])
+_TRICKY = st.sampled_from(
+    [
+        "",
+        "0",
+        "1",
+        "-1",
+        "42",
+        "9" * 80,
+        "0x" + "ab" * 20,
+        "0x" + "zz" * 20,
+        "0x",
+        "{}",
+        "[]",
+        '{"a": 1}',
+        "null",
+        "summary",
+        "full",
+        "a" * 300,
+        "\x00",
+        "ünïcode",
+        "type: t\nparams: {chains: [a]}",
+    ]
+)
 
 
 def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
@@ -38,7 +57,9 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     if t == FieldDescriptor.TYPE_BOOL:
         return st.booleans()
     if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-        return st.floats(allow_nan=True, allow_infinity=True, width=32 if t == FieldDescriptor.TYPE_FLOAT else 64)
+        return st.floats(
+            allow_nan=True, allow_infinity=True, width=32 if t == FieldDescriptor.TYPE_FLOAT else 64
+        )
     if t == FieldDescriptor.TYPE_STRING:
         return st.one_of(_TRICKY, st.text(max_size=80))
     if t == FieldDescriptor.TYPE_BYTES:

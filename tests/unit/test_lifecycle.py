@@ -55,7 +55,9 @@ def test_seed_allowed_actions_are_enforced(state: SessionState, action: Action) 
         (SessionState.PAUSED, 50, TerminalReason.PAUSED_TOO_LONG),
     ],
 )
-def test_timers_expire_only_after_their_deadline(state: SessionState, limit: int, reason: TerminalReason) -> None:
+def test_timers_expire_only_after_their_deadline(
+    state: SessionState, limit: int, reason: TerminalReason
+) -> None:
     c = SessionClock(state, entered_at=0)
     with pytest.raises(LifecycleError, match="has not passed"):
         apply(c, Action.EXPIRE, limit - 1, D)

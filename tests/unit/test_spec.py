@@ -42,6 +42,22 @@ def test_the_seed_spec_parses() -> None:
         ("type: t\nparams: {chains: [a]}\nbogus: 1", "spec_yaml"),
         ("[1, 2", "spec_yaml"),
         ("- just a list", "spec_yaml"),
+        ("type: t\nparams: {chains: [a], allowlist: {}}", "spec_yaml.params.allowlist"),
+        ("type: t\nparams: {chains: [a], allowlist: [{target: '0x12'}]}", "spec_yaml.params.allowlist[0]"),
+        (
+            "type: t\nparams: {chains: [a], allowlist: [{target: '0x12', selector: '0x38ed1739'}]}",
+            "spec_yaml.params.allowlist[0].target",
+        ),
+        (
+            f"type: t\nparams: {{chains: [a], allowlist: [{{target: '0x{'ab' * 20}', selector: swap}}]}}",
+            "spec_yaml.params.allowlist[0].selector",
+        ),
+        (
+            "type: t\nparams: {chains: [a], allowlist: ["
+            + ", ".join([f"{{target: '0x{'ab' * 20}', selector: '0x38ed1739'}}"] * 65)
+            + "]}",
+            "spec_yaml.params.allowlist",
+        ),
     ],
 )
 def test_bad_specs_name_the_field(text: str, field: str) -> None:
@@ -49,3 +65,14 @@ def test_bad_specs_name_the_field(text: str, field: str) -> None:
         parse_yaml(text)
     assert err.value.field == field
     assert str(err.value).startswith(field + ":")
+
+
+def test_allowlist_is_read_in_order() -> None:
+    router, token = "0x" + "ab" * 20, "0x" + "cd" * 20
+    spec = parse_yaml(
+        "type: t\nparams:\n  chains: [a]\n  allowlist:\n"
+        f"    - {{target: '{router}', selector: '0x38ed1739'}}\n"
+        f"    - {{target: '{token}', selector: '0x095ea7b3'}}\n"
+    )
+    assert spec.allowlist() == [(router, bytes.fromhex("38ed1739")), (token, bytes.fromhex("095ea7b3"))]
+    assert parse_yaml(SEED).allowlist() == []

@@ -132,6 +132,11 @@ class SessionServiceStub:
                 request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.InspectSessionRequest.SerializeToString,
                 response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.InspectSessionResponse.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/agentgpt.session.v1.SessionService/ListTasks',
+                request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -273,6 +278,13 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -370,6 +382,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.InspectSession,
                     request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.InspectSessionRequest.FromString,
                     response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.InspectSessionResponse.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksRequest.FromString,
+                    response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -888,6 +905,33 @@ class SessionService:
             '/agentgpt.session.v1.SessionService/InspectSession',
             agentgpt_dot_session_dot_v1_dot_session__pb2.InspectSessionRequest.SerializeToString,
             agentgpt_dot_session_dot_v1_dot_session__pb2.InspectSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentgpt.session.v1.SessionService/ListTasks',
+            agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksRequest.SerializeToString,
+            agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,8 @@ class SessionServiceStub:
     """Streams the session's events from a cursor (resumable)."""
     InspectSession: _grpc.UnaryUnaryMultiCallable[_session_pb2.InspectSessionRequest, _session_pb2.InspectSessionResponse]
     """What the CLI dashboard shows (seed section 7)."""
+    ListTasks: _grpc.UnaryUnaryMultiCallable[_session_pb2.ListTasksRequest, _session_pb2.ListTasksResponse]
+    """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -121,6 +123,8 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """Streams the session's events from a cursor (resumable)."""
     InspectSession: _aio.UnaryUnaryMultiCallable[_session_pb2.InspectSessionRequest, _session_pb2.InspectSessionResponse]  # type: ignore[assignment]
     """What the CLI dashboard shows (seed section 7)."""
+    ListTasks: _aio.UnaryUnaryMultiCallable[_session_pb2.ListTasksRequest, _session_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """The session service: system of record and control plane for sessions (DESIGN.md §3).
@@ -279,5 +283,13 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_session_pb2.InspectSessionResponse, _abc.Awaitable[_session_pb2.InspectSessionResponse]]:
         """What the CLI dashboard shows (seed section 7)."""
+
+    @_abc_1.abstractmethod
+    def ListTasks(
+        self,
+        request: _session_pb2.ListTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.ListTasksResponse, _abc.Awaitable[_session_pb2.ListTasksResponse]]:
+        """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

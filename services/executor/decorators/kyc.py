@@ -1,4 +1,4 @@
-"""kyc_tier<N>: the session's owner must hold a KYC attestation of tier >= N from a trusted issuer.
+"""kyc_tier<N>: on-chain actions need the session owner's KYC attestation of tier >= N from a trusted issuer.
 
 The attestation sits in the session params as `kyc_attestation` = {subject, tier, expires, issuer,
 signature}: an EIP-712 signature by the issuer over KycAttestation(subject, tier, expires). Issuers
@@ -12,7 +12,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from services.executor.decorators import DecoratorContext, DecoratorDeps, base_name
 from services.executor.plan import Plan, PlanRejected
@@ -87,6 +87,8 @@ class KycTier:
         return expires
 
     async def apply(self, plan: Plan, ctx: DecoratorContext) -> Plan:
+        if not plan.on_chain:
+            return plan  # the gate is on moving value; reading markets and bookkeeping need no KYC
         att = ctx.params.get("kyc_attestation")
         # Keyed on the whole attestation: a changed tier with the old signature must be re-verified.
         key = (ctx.session_id, repr(sorted(att.items())) if isinstance(att, dict) else "")

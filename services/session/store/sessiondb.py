@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from agentgpt.errors import Aborted, FailedPrecondition, NotFound, PermissionDenied
+from agentgpt.runtime.validation import INT64_MAX
 from services.session.model import (
     ZERO_HASH,
     EventRecord,
@@ -36,7 +37,6 @@ from services.session.model import (
 from services.session.store.tables import events, nonces, requests, sessions, tasks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -408,6 +408,17 @@ class SessionDB:
 
     async def recent_tasks(self, session_id: str, limit: int = 20) -> list[TaskRecord]:
         q = sa.select(tasks).where(tasks.c.session_id == session_id).order_by(tasks.c.seq.desc()).limit(limit)
+        async with self.engine.connect() as conn:
+            return [TaskRecord.from_row(r) for r in (await conn.execute(q)).all()]
+
+    async def tasks_after(
+        self, session_id: str, after_seq: int, *, statuses: Sequence[int] = (), limit: int = 100
+    ) -> list[TaskRecord]:
+        """Up to `limit` tasks with seq > after_seq, in seq order, optionally only in `statuses`."""
+        q = sa.select(tasks).where(tasks.c.session_id == session_id, tasks.c.seq > min(after_seq, INT64_MAX))
+        if statuses:
+            q = q.where(tasks.c.status.in_(list(statuses)))
+        q = q.order_by(tasks.c.seq).limit(limit)
         async with self.engine.connect() as conn:
             return [TaskRecord.from_row(r) for r in (await conn.execute(q)).all()]
 

@@ -98,6 +98,7 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "WatchSession": {"history_only": True},
     "InspectSession": {"detail": "full"},
+    "ListTasks": {"page_size": 10},
 }
 
 

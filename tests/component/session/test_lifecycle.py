@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import pytest
 from grpc import aio
@@ -235,6 +237,121 @@ async def test_leases_tasks_and_inspect(service: Harness, owner: Owner) -> None:
     assert insp.session.budget_spent == "10" and list(insp.decorators) == ["kyc_tier4", "ofac_filter"]
     assert [t.seq for t in insp.recent_tasks] == [2, 1]
     assert insp.recent_events[0].type == "task_succeeded"
+
+
+async def test_list_tasks_pages_in_seq_order(service: Harness, owner: Owner, stranger: Owner) -> None:
+    s = await service.create(owner)
+    await service.activate(owner, s, EXECUTOR)
+    submit = owner.sign(
+        pb.SubmitTasksRequest(
+            idempotency_key=new_key(),
+            session_id=s.session_id,
+            tasks=[pb.TaskInput(kind="step", args_json=f'{{"i": {i}}}') for i in range(25)],
+        )
+    )
+    await service.stub.SubmitTasks(submit)
+    # an executor (service identity) reads the whole queue, a page at a time, inputs included
+    seen: list[int] = []
+    after = 0
+    while True:
+        page = await service.stub.ListTasks(
+            pb.ListTasksRequest(session_id=s.session_id, after_seq=after, page_size=10), metadata=SERVICE_MD
+        )
+        seen += [t.seq for t in page.tasks]
+        assert all(t.input.kind == "step" and t.status == pb.TASK_STATUS_QUEUED for t in page.tasks)
+        if not page.next_after_seq:
+            break
+        after = page.next_after_seq
+    assert seen == list(range(1, 26))
+    assert json.loads(page.tasks[-1].input.args_json) == {"i": 24}
+    # the owner reads with a signature; statuses filter
+    lease = (
+        await service.stub.ClaimLease(
+            pb.ClaimLeaseRequest(executor_id="ex-a", session_id=s.session_id), metadata=SERVICE_MD
+        )
+    ).lease
+    done = pb.Task(seq=1, status=pb.TASK_STATUS_SUCCEEDED, result_json="{}")
+    await service.stub.ReportTask(
+        pb.ReportTaskRequest(session_id=s.session_id, executor_id="ex-a", epoch=lease.epoch, task=done),
+        metadata=SERVICE_MD,
+    )
+    mine = await service.stub.ListTasks(
+        owner.read(pb.ListTasksRequest(session_id=s.session_id, statuses=[pb.TASK_STATUS_SUCCEEDED]))
+    )
+    assert [t.seq for t in mine.tasks] == [1] and mine.next_after_seq == 0
+    await expect_status(
+        service.stub.ListTasks(stranger.read(pb.ListTasksRequest(session_id=s.session_id))),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    await expect_status(
+        service.stub.ListTasks(
+            pb.ListTasksRequest(session_id=s.session_id, page_size=5000), metadata=SERVICE_MD
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "page_size",
+    )
+    await expect_status(
+        service.stub.ListTasks(
+            pb.ListTasksRequest(session_id=s.session_id, statuses=[99]), metadata=SERVICE_MD
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "statuses[0]",
+    )
+
+
+async def test_checkpoints_gain_anchors_and_reports_move_the_context_epoch(
+    service: Harness, owner: Owner
+) -> None:
+    s = await service.create(owner)
+    activated = (await service.activate(owner, s, EXECUTOR)).session
+    await service.stub.SubmitTasks(
+        owner.sign(
+            pb.SubmitTasksRequest(
+                idempotency_key=new_key(), session_id=s.session_id, tasks=[pb.TaskInput(kind="swap_context")]
+            )
+        )
+    )
+    lease = (
+        await service.stub.ClaimLease(
+            pb.ClaimLeaseRequest(executor_id="ex-a", session_id=s.session_id), metadata=SERVICE_MD
+        )
+    ).lease
+    leased = {"session_id": s.session_id, "executor_id": "ex-a", "epoch": lease.epoch}
+    result = json.dumps({"context_epoch": activated.context_epoch + 1})
+    await service.stub.ReportTask(
+        pb.ReportTaskRequest(
+            **leased, task=pb.Task(seq=1, status=pb.TASK_STATUS_SUCCEEDED, result_json=result)
+        ),
+        metadata=SERVICE_MD,
+    )
+    assert (await service.get(owner, s.session_id)).context_epoch == activated.context_epoch + 1
+
+    def checkpoint(seq: int, cid: str, *chains: int) -> pb.RecordCheckpointRequest:
+        cp = common.Checkpoint(session_id=s.session_id, seq=seq, cid=cid, state_root=bytes([seq]) * 32)
+        cp.anchors.extend(common.BlockRef(chain_id=c, number=100 + c, hash=bytes(32)) for c in chains)
+        return pb.RecordCheckpointRequest(**leased, checkpoint=cp)
+
+    cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    await service.stub.RecordCheckpoint(checkpoint(1, cid, 31337), metadata=SERVICE_MD)
+    # the same checkpoint, anchored on a second chain since: merged, one event
+    await service.stub.RecordCheckpoint(checkpoint(1, cid, 31338), metadata=SERVICE_MD)
+    await service.stub.RecordCheckpoint(checkpoint(1, cid, 31338), metadata=SERVICE_MD)  # a retry
+    latest = (await service.get(owner, s.session_id)).latest_checkpoint
+    assert (latest.seq, latest.cid) == (1, cid)
+    assert sorted(a.chain_id for a in latest.anchors) == [31337, 31338]
+    await expect_status(
+        service.stub.RecordCheckpoint(checkpoint(1, "bafkreiother", 31337), metadata=SERVICE_MD),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "never change",
+    )
+    await service.stub.RecordCheckpoint(checkpoint(2, cid), metadata=SERVICE_MD)
+    await expect_status(
+        service.stub.RecordCheckpoint(checkpoint(1, cid, 31337), metadata=SERVICE_MD),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "below the latest checkpoint 2",
+    )
+    events = [e.type for e in await service.control.db.events_after(s.session_id, 0)]
+    assert events.count("checkpoint_anchored") == 1 and events.count("checkpointed") == 2
 
 
 async def test_list_sessions_filters_and_pages(service: Harness, owner: Owner, stranger: Owner) -> None:

@@ -29,6 +29,7 @@ from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from agentgpt.runtime.config import load
 from agentgpt.runtime.server import RunningService
 from agentgpt.session.v1 import session_pb2 as pb
+from agentgpt.spec import allowlist_of
 from services.session.app import build
 from services.session.config import SessionConfig
 from services.session.model import verify_chain
@@ -45,6 +46,12 @@ from tests.support import eventually
 pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
 
 E18 = 10**18
+ROUTER = "0x" + "11" * 20
+SWAP = "0x38ed1739"
+# The seed's treasury spec plus the one call its account may make (a router swap).
+ALLOWLIST_SPEC = SPEC_YAML.replace(
+    "decorators:", f"  allowlist:\n    - {{target: '{ROUTER}', selector: '{SWAP}'}}\ndecorators:"
+)
 DURATIONS = Durations(draft=8, active=600, paused=300)
 ADMIN, OWNER, EXECUTOR, RELAYER = (
     DEV_PRIVATE_KEYS[0],
@@ -119,7 +126,7 @@ class ChainOwner:
                 session_id=int(session.session_id),
                 workflow_hash=session.workflow_hash,
                 executor=req.executor,
-                allowlist=[],
+                allowlist=allowlist_of(json.loads(session.spec.params_json or "{}")),
                 **common_args,
             )
         if action == "complete":
@@ -244,7 +251,7 @@ async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> Non
     create = owner.sign(
         pb.CreateSessionRequest(
             idempotency_key=new_key(),
-            spec_yaml=SPEC_YAML,
+            spec_yaml=ALLOWLIST_SPEC,
             initial_budget=str(500 * E18),
             budget_permit=permit,
             budget_permit_deadline=permit_deadline,
@@ -259,11 +266,15 @@ async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> Non
     assert w3.eth.get_transaction_receipt(s.mint_tx_hash)["status"] == 1
     assert w3.eth.get_balance(owner.address) == owner_eth_before
 
-    # ACTIVE: workflow hash and executor committed on chain first
+    # ACTIVE: workflow hash, executor and the spec's allowlist committed on chain first
     act = await h.activate(owner, s, executor)
     assert act.session.state == common.SESSION_STATE_ACTIVE
     on_chain = signer.factory.functions.getSession(sid).call()
     assert on_chain[1] == 2 and on_chain[5] == executor and on_chain[10] == s.workflow_hash
+    assert signer.factory.functions.isAllowed(
+        sid, Web3.to_checksum_address(ROUTER), bytes.fromhex(SWAP[2:])
+    ).call()
+    assert not signer.factory.functions.isAllowed(sid, Web3.to_checksum_address(ROUTER), b"\x00" * 4).call()
 
     # PAUSED by a service identity (the relayer holds ORACLE_ROLE), then ACTIVE again
     pause = pb.PauseSessionRequest(idempotency_key=new_key(), session_id=s.session_id, reason="node failure")

@@ -82,3 +82,16 @@ def test_retry_delay_backs_off_exponentially_to_a_cap() -> None:
     assert delays[:5] == [0.0, 0.5, 1.0, 2.0, 4.0]
     assert max(delays) == 60 and delays == sorted(delays)
     assert rules.retry_delay(10**6, base=1, cap=30) == 30  # no overflow after a long outage
+
+
+def _anchor(chain: int, number: int) -> dict[str, object]:
+    return {"chain_id": chain, "number": number, "hash": f"{number:064x}"}
+
+
+def test_checkpoint_anchors_merge_newest_per_chain_and_detect_retries() -> None:
+    latest = {"seq": 3, "cid": "bafy", "state_root": "ab" * 32, "anchors": [_anchor(1, 10)]}
+    event = rules.checkpoint_anchors(latest, "bafy", "ab" * 32, [_anchor(2, 7), _anchor(1, 9)])
+    assert event == {"seq": 3, "anchors": [_anchor(1, 10), _anchor(2, 7)]}
+    assert rules.checkpoint_anchors({**latest, "anchors": event["anchors"]}, "bafy", "ab" * 32, []) is None
+    with pytest.raises(FailedPrecondition, match="never change"):
+        rules.checkpoint_anchors(latest, "bafyOTHER", "ab" * 32, [])

@@ -1,0 +1,242 @@
+"""Runs a plan's actions: reads, IPFS publishing, and transactions through the session's account.
+
+Every on-chain action is a call of SessionAccount.execute(target, value, data) sent by the executor
+(the account's guard on the factory checks the executor is assigned and the call is allowlisted), so
+the treasury's funds never sit with the executor. Transactions go through TxSender, whose journal
+callback makes each intent durable before broadcast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+
+from agentgpt.contracts import load_artifact
+from agentgpt.ipfs import ContentStore
+from services.executor.chain_exec import ChainSet, Journal, TxResult
+from services.executor.plan import Action, Plan, PlanRejected
+
+# Minimal ABIs of the Uniswap V2 / ERC-20 functions the actions use (the full artifacts live in npm
+# packages that an executor image does not carry).
+PAIR_ABI = [
+    {
+        "name": "getReserves",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [
+            {"name": "reserve0", "type": "uint112"},
+            {"name": "reserve1", "type": "uint112"},
+            {"name": "blockTimestampLast", "type": "uint32"},
+        ],
+    },
+    {
+        "name": "token0",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "address"}],
+    },
+    {
+        "name": "token1",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": "address"}],
+    },
+]
+ROUTER_ABI = [
+    {
+        "name": "getAmountsOut",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [{"name": "amountIn", "type": "uint256"}, {"name": "path", "type": "address[]"}],
+        "outputs": [{"name": "amounts", "type": "uint256[]"}],
+    },
+    {
+        "name": "swapExactETHForTokens",
+        "type": "function",
+        "stateMutability": "payable",
+        "inputs": [
+            {"name": "amountOutMin", "type": "uint256"},
+            {"name": "path", "type": "address[]"},
+            {"name": "to", "type": "address"},
+            {"name": "deadline", "type": "uint256"},
+        ],
+        "outputs": [{"name": "amounts", "type": "uint256[]"}],
+    },
+]
+ERC20_ABI = [
+    {
+        "name": "balanceOf",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [{"name": "owner", "type": "address"}],
+        "outputs": [{"name": "", "type": "uint256"}],
+    },
+]
+SWAP_DEADLINE_S = 1800
+
+
+@dataclass
+class ActionOutcome:
+    result: dict[str, Any]
+    txs: list[TxResult] = field(default_factory=list)
+
+    @property
+    def gas_used(self) -> int:
+        return sum(t.gas_used for t in self.txs)
+
+    @property
+    def gas_cost_wei(self) -> int:
+        return sum(t.gas_used * t.effective_gas_price for t in self.txs)
+
+
+class ActionRunner:
+    def __init__(self, chains: ChainSet | None, store: ContentStore | None) -> None:
+        self.chains = chains
+        self.store = store
+        self._accounts: dict[tuple[str, str], str] = {}
+
+    def _chains(self) -> ChainSet:
+        if self.chains is None:
+            raise PlanRejected("this executor has no chains configured (AGENTGPT_NETWORK)", by="executor")
+        return self.chains
+
+    async def account_of(self, session_id: str) -> str:
+        """The session's SessionAccount address (on its home chain)."""
+        chains = self._chains()
+        key = (chains.home.name, session_id)
+        if key not in self._accounts:
+            factory = chains.home.contract("SessionFactory")
+            self._accounts[key] = str(await factory.functions.accountOf(int(session_id)).call())
+        return self._accounts[key]
+
+    async def run(
+        self,
+        session_id: str,
+        action: Action,
+        plan: Plan,
+        memory: Mapping[str, Any],
+        params: Mapping[str, Any],
+        journal: Journal,
+    ) -> ActionOutcome:
+        p = action.params
+        if action.kind == "note":
+            return ActionOutcome({"note": dict(p)})
+        if action.kind == "read_market":
+            return ActionOutcome(await self._read_market(str(p["chain"]), str(p["pair"]), params))
+        if action.kind == "publish_report":
+            return ActionOutcome(await self._publish(session_id, str(p["title"]), memory, params))
+        chains = self._chains()
+        handle = chains.get(str(p["chain"]))
+        if handle is not chains.home:
+            raise PlanRejected(
+                f"on-chain actions run on the home chain only, not {p['chain']}", by="executor"
+            )
+        account = await self.account_of(session_id)
+        if action.kind == "swap_exact_eth_for_tokens":
+            return await self._swap(session_id, account, action, plan, journal)
+        target = str(p.get("to") or p.get("target"))
+        value = int(p.get("value", 0))
+        data = bytes.fromhex(str(p.get("data", "0x"))[2:])
+        tx = await self._execute(account, target, value, data, plan, journal)
+        return ActionOutcome({"target": target, "value": value, "tx_hash": "0x" + tx.tx_hash.hex()}, [tx])
+
+    async def _execute(
+        self, account: str, target: str, value: int, data: bytes, plan: Plan, journal: Journal
+    ) -> TxResult:
+        handle = self._chains().home
+        acct = handle.w3.eth.contract(
+            address=to_checksum_address(account), abi=load_artifact("SessionAccount").abi
+        )
+        calldata = acct.encode_abi("execute", args=[to_checksum_address(target), value, data])
+        return await handle.sender.send(
+            to=account, data=bytes.fromhex(calldata[2:]), journal=journal, fees=plan.fees
+        )
+
+    async def _read_market(self, chain: str, pair: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        handle = self._chains().get(chain)
+        c = handle.w3.eth.contract(address=to_checksum_address(pair), abi=PAIR_ABI)
+        r0, r1, _ = await c.functions.getReserves().call()
+        token0 = str(await c.functions.token0().call())
+        token1 = str(await c.functions.token1().call())
+        block = await handle.w3.eth.block_number
+        out: dict[str, Any] = {
+            "pair": pair,
+            "token0": token0,
+            "token1": token1,
+            "reserve0": str(r0),
+            "reserve1": str(r1),
+            "block": block,
+        }
+        weth = str((params.get("market") or {}).get("weth", "")).lower()
+        if weth and r0 and r1:
+            eth_reserve, stable_reserve = (r0, r1) if token0.lower() == weth else (r1, r0)
+            out["price"] = round(stable_reserve / eth_reserve, 6)  # stablecoin per ETH (same decimals)
+        return out
+
+    async def _swap(
+        self, session_id: str, account: str, action: Action, plan: Plan, journal: Journal
+    ) -> ActionOutcome:
+        p = action.params
+        handle = self._chains().home
+        router = handle.w3.eth.contract(address=to_checksum_address(str(p["router"])), abi=ROUTER_ABI)
+        path = [to_checksum_address(a) for a in p["path"]]
+        balance = await handle.w3.eth.get_balance(to_checksum_address(account))
+        amount_in = balance * int(p["fraction_bps"]) // 10_000
+        if amount_in == 0:
+            raise PlanRejected(f"the session account {account} holds no ETH to rebalance", by="executor")
+        quoted = (await router.functions.getAmountsOut(amount_in, path).call())[-1]
+        min_out = quoted * (10_000 - int(p["slippage_bps"])) // 10_000
+        token_out = handle.w3.eth.contract(address=path[-1], abi=ERC20_ABI)
+        before = await token_out.functions.balanceOf(to_checksum_address(account)).call()
+        deadline = int(time.time()) + SWAP_DEADLINE_S
+        swap = router.encode_abi(
+            "swapExactETHForTokens", args=[min_out, path, to_checksum_address(account), deadline]
+        )
+        tx = await self._execute(account, str(p["router"]), amount_in, bytes.fromhex(swap[2:]), plan, journal)
+        after = await token_out.functions.balanceOf(to_checksum_address(account)).call()
+        return ActionOutcome(
+            {
+                "amount_in_wei": str(amount_in),
+                "quoted_out": str(quoted),
+                "min_out": str(min_out),
+                "received": str(after - before),
+                "eth_before_wei": str(balance),
+                "token_out": path[-1],
+                "tx_hash": "0x" + tx.tx_hash.hex(),
+            },
+            [tx],
+        )
+
+    async def _publish(
+        self, session_id: str, title: str, memory: Mapping[str, Any], params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        if self.store is None:
+            raise PlanRejected("this executor has no IPFS store configured", by="executor")
+        report: dict[str, Any] = {"session_id": session_id, "title": title, "results": dict(memory)}
+        if self.chains is not None:
+            handle = self.chains.home
+            account = await self.account_of(session_id)
+            holdings: dict[str, Any] = {
+                "account": account,
+                "eth_wei": str(await handle.w3.eth.get_balance(to_checksum_address(account))),
+            }
+            stable = (params.get("market") or {}).get("stable")
+            if stable:
+                token = handle.w3.eth.contract(address=to_checksum_address(str(stable)), abi=ERC20_ABI)
+                holdings["stable"] = {
+                    "token": stable,
+                    "balance": str(await token.functions.balanceOf(to_checksum_address(account)).call()),
+                }
+            report["holdings"] = holdings
+            report["block"] = await handle.w3.eth.block_number
+        data = json.dumps(report, sort_keys=True, separators=(",", ":"), default=str).encode()
+        cid = await self.store.put(data, "raw")
+        return {"cid": cid, "size": len(data), "title": title}

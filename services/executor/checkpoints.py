@@ -1,0 +1,252 @@
+"""Checkpoints: the session's state every N tasks, stored on IPFS and anchored on every spec chain.
+
+The document (canonical dag-cbor, optionally sealed with AES-256-GCM by agentgpt.ipfs) holds the task
+log entries since the previous checkpoint, a link to that checkpoint, the context epochs, the budget,
+the session's memory and the executor's public key, so a verifier can recheck the hash chain and the
+signatures and arrive at `state_root`. The CID is computed locally and checked against the node's
+answer (agentgpt.ipfs), recorded with the session service at once, then anchored: the home chain's
+SessionFactory.anchorCheckpoint and AnchorRegistry.anchorCheckpoint on every other chain. Anchoring
+runs in a background queue that retries with backoff, so a slow or failing chain never stops tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multiformats import CID
+
+from agentgpt.ipfs import CheckpointWriter
+from services.executor.chain_exec import ChainSet, TxError, TxIntentRecord
+from services.executor.tasklog import ExecutorKey, LogEntry, _cbor_safe
+
+log = logging.getLogger("agentgpt.executor.checkpoints")
+
+
+@dataclass(frozen=True)
+class Anchor:
+    chain_id: int
+    block_number: int
+    block_hash: bytes
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class CheckpointMade:
+    session_id: str
+    seq: int
+    cid: str
+    state_root: bytes
+    size: int
+    created_at: float
+    encode_add_s: float  # encode + (encrypt) + IPFS add, seconds
+
+
+def checkpoint_document(
+    *,
+    session_id: str,
+    seq: int,
+    state_root: bytes,
+    prev_cid: str,
+    prev_root: bytes,
+    entries: Sequence[LogEntry],
+    key: ExecutorKey,
+    context: Sequence[Mapping[str, Any]],
+    budget: Mapping[str, Any],
+    memory: Mapping[str, Any],
+    chains: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "session_id": session_id,
+        "seq": seq,
+        "state_root": state_root,
+        "prev_cid": prev_cid,
+        "prev_root": prev_root,
+        "executor": key.address,
+        "executor_public_key": key.public_key,
+        "entries": [e.to_cbor_obj() for e in entries],
+        "context": [_cbor_safe(dict(c)) for c in context],
+        "budget": _cbor_safe(dict(budget)),
+        "memory": _cbor_safe(dict(memory)),
+        "chains": list(chains),
+    }
+
+
+AnchorDone = Callable[[str, int, str, bytes, list[Anchor]], Awaitable[None]]
+
+
+@dataclass
+class _AnchorJob:
+    session_id: str
+    seq: int
+    cid: str
+    state_root: bytes
+    chain: str
+    home_chain_id: int
+    attempts: int = 0
+    not_before: float = 0.0
+
+
+class AnchorQueue:
+    """Anchors checkpoints on chain in the background, one worker per chain, retrying with backoff.
+
+    Per (chain, session) only the newest checkpoint waits: a newer one supersedes an older one that
+    has not been anchored yet (anchors are strictly increasing, the newest covers everything before).
+    A chain that keeps failing therefore delays only its own anchors, never another chain's or the tasks.
+    """
+
+    def __init__(
+        self,
+        chains: ChainSet,
+        on_anchored: AnchorDone,
+        *,
+        retry_base: float = 1.0,
+        retry_max: float = 60.0,
+        poll: float = 0.05,
+    ) -> None:
+        self.chains = chains
+        self.on_anchored = on_anchored
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.poll = poll
+        self._pending: dict[str, dict[str, _AnchorJob]] = {}  # chain -> session -> newest job
+        self._done: dict[tuple[str, int], list[Anchor]] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self.failures = 0  # total failed attempts (a metric; checked by tests)
+        self.anchored: list[tuple[str, int, Anchor]] = []
+
+    def submit(
+        self,
+        session_id: str,
+        seq: int,
+        cid: str,
+        state_root: bytes,
+        chains: Sequence[str],
+        home_chain_id: int,
+    ) -> None:
+        for chain in chains:
+            per_chain = self._pending.setdefault(chain, {})
+            old = per_chain.get(session_id)
+            if old is not None and old.seq >= seq:
+                continue
+            per_chain[session_id] = _AnchorJob(session_id, seq, cid, state_root, chain, home_chain_id)
+            self._wake.setdefault(chain, asyncio.Event()).set()
+
+    def pending(self) -> int:
+        return sum(len(v) for v in self._pending.values())
+
+    async def run(self) -> None:
+        workers: dict[str, asyncio.Task[None]] = {}
+        try:
+            while True:
+                for chain in list(self._pending):
+                    if chain not in workers:
+                        workers[chain] = asyncio.create_task(self._worker(chain), name=f"anchor-{chain}")
+                await asyncio.sleep(self.poll)
+        finally:
+            for w in workers.values():
+                w.cancel()
+            for w in workers.values():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await w
+
+    async def _worker(self, chain: str) -> None:
+        wake = self._wake.setdefault(chain, asyncio.Event())
+        while True:
+            now = time.monotonic()
+            jobs = sorted(self._pending.get(chain, {}).values(), key=lambda j: j.not_before)
+            ready = [j for j in jobs if j.not_before <= now]
+            if not ready:
+                wake.clear()
+                timeout = (jobs[0].not_before - now) if jobs else None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
+                continue
+            job = ready[0]
+            try:
+                anchor = await self._anchor(job, chain)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                job.attempts += 1
+                self.failures += 1
+                delay = min(self.retry_max, self.retry_base * 2 ** min(job.attempts - 1, 8))
+                job.not_before = time.monotonic() + delay
+                log.warning(
+                    "anchoring checkpoint %s/%d on %s failed (%s); retrying in %.1fs",
+                    job.session_id,
+                    job.seq,
+                    chain,
+                    str(exc)[:200],
+                    delay,
+                )
+                continue
+            per_chain = self._pending.get(chain, {})
+            if per_chain.get(job.session_id) is job:
+                del per_chain[job.session_id]
+            if anchor is None:
+                continue
+            self.anchored.append((job.session_id, job.seq, anchor))
+            done = self._done.setdefault((job.session_id, job.seq), [])
+            done.append(anchor)
+            try:
+                await self.on_anchored(job.session_id, job.seq, job.cid, job.state_root, list(done))
+            except Exception as exc:  # the anchor is on chain either way; the record is informational
+                log.warning("recording the anchors of %s/%d failed: %s", job.session_id, job.seq, exc)
+
+    async def _anchor(self, job: _AnchorJob, chain: str) -> Anchor | None:
+        handle = self.chains.get(chain)
+        cid_bytes = bytes(CID.decode(job.cid))
+        sid = int(job.session_id)
+        if handle.chain_id == job.home_chain_id:
+            contract = handle.contract("SessionFactory")
+            last_seq, _ = await contract.functions.latestCheckpoint(sid).call()
+            fn = contract.functions.anchorCheckpoint(sid, job.seq, cid_bytes, job.state_root)
+        else:
+            contract = handle.contract("AnchorRegistry")
+            _, _, last_seq, _ = await contract.functions.streamOf(job.home_chain_id, sid).call()
+            fn = contract.functions.anchorCheckpoint(
+                job.home_chain_id, sid, job.seq, cid_bytes, job.state_root
+            )
+        if int(last_seq) >= job.seq:
+            # Already anchored (a retry after a lost answer, or a newer checkpoint overtook this one).
+            return None
+        data = bytes.fromhex(fn._encode_transaction_data()[2:])
+
+        async def journal(intent: TxIntentRecord) -> None:
+            # Anchors are idempotent on chain (strictly increasing seq): no durable intent needed.
+            return None
+
+        try:
+            result = await handle.sender.send(to=contract.address, data=data, journal=journal)
+        except TxError:
+            raise
+        block = await handle.w3.eth.get_block(result.block_number)
+        return Anchor(handle.chain_id, result.block_number, bytes(block["hash"]), result.tx_hash)
+
+
+class Checkpointer:
+    """Writes checkpoint documents for one executor (all its sessions)."""
+
+    def __init__(self, writer: CheckpointWriter, key: ExecutorKey) -> None:
+        self.writer = writer
+        self.key = key
+
+    async def make(self, doc: Mapping[str, Any]) -> CheckpointMade:
+        start = time.perf_counter()
+        stored = await self.writer.write(doc)
+        return CheckpointMade(
+            str(doc["session_id"]),
+            int(doc["seq"]),
+            stored.cid,
+            bytes(doc["state_root"]),
+            stored.size,
+            time.time(),
+            time.perf_counter() - start,
+        )

@@ -1,0 +1,619 @@
+"""The task engine: claims session leases, runs each session's tasks in order, reports every step.
+
+Engine        lease loop: while below capacity, ClaimLease (empty session id = the next ACTIVE session
+              without a live lease), so several executors share the sessions; also serves the
+              AssignSession / RehydrateSession / ReleaseSession requests.
+SessionRunner one per held lease: renews it every ttl/3 and stops the moment the epoch is stale
+              (a refused renew or report); plans each task with the session's context, runs the
+              decorators and the budget check, executes the actions (intents made durable through
+              ReportTask RUNNING before any broadcast), appends the signed log entry and commits the
+              result through ReportTask before the next task starts; checkpoints every N tasks.
+
+The session service is reached through the SessionPort protocol (GrpcSessionPort in production; an
+in-memory port in the benchmark), so this module knows nothing about gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.session.v1 import session_pb2 as ss
+from services.executor.actions import ActionRunner
+from services.executor.budget import BudgetMeter
+from services.executor.chain_exec import TxError, TxIntentRecord
+from services.executor.checkpoints import Anchor, AnchorQueue, Checkpointer, checkpoint_document
+from services.executor.context import ContextBuilder, SessionContext
+from services.executor.models.base import SessionView
+from services.executor.models.openai import ModelUnavailable
+from services.executor.plan import PlanDeferred, PlanRejected, TaskRequest
+from services.executor.tasklog import ZERO_HASH, ExecutorKey, TaskLog
+
+log = logging.getLogger("agentgpt.executor.engine")
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, REFUSED = (
+    ss.TASK_STATUS_QUEUED,
+    ss.TASK_STATUS_RUNNING,
+    ss.TASK_STATUS_SUCCEEDED,
+    ss.TASK_STATUS_FAILED,
+    ss.TASK_STATUS_REFUSED,
+)
+DONE: frozenset[int] = frozenset({SUCCEEDED, FAILED, REFUSED})
+STATUS_NAME: dict[int, str] = {SUCCEEDED: "succeeded", FAILED: "failed", REFUSED: "refused"}
+ACTIVE = cpb.SESSION_STATE_ACTIVE
+
+
+class Fenced(Exception):
+    """This executor's lease epoch is stale: another executor owns the session now."""
+
+
+class SessionPort(Protocol):
+    """What the engine needs from the session service (the system of record)."""
+
+    async def claim(self, executor_id: str, session_id: str, ttl: int) -> ss.Lease | None: ...
+
+    async def renew(self, lease: ss.Lease, ttl: int) -> ss.Lease: ...
+
+    async def release(self, lease: ss.Lease) -> None: ...
+
+    async def session(self, session_id: str) -> ss.Session: ...
+
+    async def tasks(self, session_id: str, after_seq: int) -> list[ss.Task]:
+        """The session's tasks with seq > after_seq, in seq order, with their current status."""
+        ...
+
+    async def report(self, lease: ss.Lease, task: ss.Task) -> None: ...
+
+    async def record_checkpoint(self, lease: ss.Lease, checkpoint: cpb.Checkpoint) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    executor_id: str = "executor-1"
+    capacity: int = 8
+    lease_ttl: int = 15
+    poll_interval: float = 0.5  # idle wait between queue polls and claim attempts
+    checkpoint_interval: int = 50  # default N when the spec does not set one
+    checkpoint_on_idle: bool = True  # also checkpoint uncovered tasks when the queue drains
+    task_fee: int = 10**15
+    agpt_per_gas: int = 10**9
+    settle_min: int = 1  # settle budget charges on chain once at least this much is unsettled
+
+
+@dataclass
+class ResumePoint:
+    """Where a rehydrated session starts: the verified checkpoint from the recovery oracle."""
+
+    seq: int
+    cid: str
+    state_root: bytes
+
+
+@dataclass
+class EngineDeps:
+    port: SessionPort
+    contexts: ContextBuilder
+    actions: ActionRunner
+    key: ExecutorKey
+    checkpointer: Checkpointer | None = None
+    anchors: AnchorQueue | None = None
+    home_chain_id: int = 0
+    chain_names: Mapping[str, str] = field(default_factory=dict)  # spec chain key -> manifest chain name
+
+
+class SessionRunner:
+    def __init__(self, engine: Engine, lease: ss.Lease, resume: ResumePoint | None = None) -> None:
+        self.engine = engine
+        self.deps = engine.deps
+        self.config = engine.config
+        self.lease = lease
+        self.session_id = lease.session_id
+        self.resume = resume
+        self.last_seq = 0
+        self.last_checkpoint_seq = 0
+        self.prev_cid = ""
+        self.prev_root = ZERO_HASH
+        self.fenced = False
+        self.stop_requested = False
+        self.ctx: SessionContext | None = None
+        self.tasklog: TaskLog | None = None
+        self.meter: BudgetMeter | None = None
+        self.memory: dict[str, Any] = {}
+        self.params: dict[str, Any] = {}
+        self.chains: tuple[str, ...] = ()
+        self.interval = self.config.checkpoint_interval
+        self.tasks_run = 0
+        self.gas_used = 0
+        self.task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self._checkpoint_failures = 0
+        self._checkpoint_retry_at = 0.0
+
+    @property
+    def context_epoch(self) -> int:
+        return self.ctx.epoch.epoch if self.ctx else 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> None:
+        renewer = asyncio.create_task(self._renew_loop(), name=f"lease-{self.session_id}")
+        try:
+            await self._setup()
+            self.ready.set()
+            await self._loop()
+        except Fenced as exc:
+            log.warning("session %s: fenced, stopping (%s)", self.session_id, exc)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("session %s: runner failed; releasing the lease", self.session_id)
+        finally:
+            self.ready.set()
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewer
+            if not self.fenced:
+                with contextlib.suppress(Exception):
+                    await self._settle()
+                with contextlib.suppress(Exception):
+                    await self.deps.port.release(self.lease)
+            self.engine._forget(self)
+
+    async def _renew_loop(self) -> None:
+        interval = max(0.2, self.config.lease_ttl / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.lease = await self.deps.port.renew(self.lease, self.config.lease_ttl)
+            except Fenced as exc:
+                self._fence(str(exc))
+                return
+            except Exception as exc:  # transient: the lease has ttl/3*2 left; keep trying
+                log.warning("session %s: renewing the lease failed: %s", self.session_id, exc)
+
+    def _fence(self, why: str) -> None:
+        self.fenced = True
+        log.warning(
+            "session %s: lease epoch %d is stale (%s); stopping at once",
+            self.session_id,
+            self.lease.epoch,
+            why,
+        )
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _setup(self) -> None:
+        session = await self.deps.port.session(self.session_id)
+        spec = session.spec
+        self.params = json.loads(spec.params_json or "{}")
+        self.chains = tuple(spec.chains)
+        self.interval = int(
+            spec.checkpoint_interval
+            or self.params.get("checkpoint_interval")
+            or self.config.checkpoint_interval
+        )
+        self.ctx = self.deps.contexts.build(
+            self.session_id,
+            models=dict(spec.models),
+            decorators=list(spec.decorators),
+            payment_rail=str(self.params.get("payment_rail", "")),
+            owner=session.owner,
+            params=self.params,
+            chains=self.chains,
+            epoch=max(1, session.context_epoch),
+        )
+        self.meter = BudgetMeter(
+            int(session.budget or 0),
+            int(session.budget_spent or 0),
+            task_fee=self.config.task_fee,
+            agpt_per_gas=self.config.agpt_per_gas,
+        )
+        head, seq = ZERO_HASH, 0
+        if session.HasField("latest_checkpoint"):
+            cp = session.latest_checkpoint
+            self.prev_cid, self.prev_root, self.last_checkpoint_seq = cp.cid, bytes(cp.state_root), cp.seq
+            head, seq = bytes(cp.state_root), cp.seq
+        if self.resume is not None and self.resume.seq >= seq:
+            self.prev_cid, self.prev_root = self.resume.cid, self.resume.state_root
+            self.last_checkpoint_seq = self.resume.seq
+            head, seq = self.resume.state_root, self.resume.seq
+        # Roll forward over tasks already committed after the checkpoint (SessionDB records).
+        for t in await self.deps.port.tasks(self.session_id, seq):
+            if t.seq != seq + 1 or t.status not in DONE:
+                break
+            seq, head = t.seq, bytes(t.log_hash) or head
+            self._remember(t.input.kind, t.result_json)
+        self.last_seq = seq
+        self.tasklog = TaskLog(self.session_id, self.deps.key, head, seq)
+        log.info(
+            "session %s: running from task %d (epoch %d, context %d)",
+            self.session_id,
+            seq + 1,
+            self.lease.epoch,
+            self.context_epoch,
+        )
+
+    def _remember(self, kind: str, result_json: str) -> None:
+        with contextlib.suppress(ValueError):
+            result = json.loads(result_json or "{}")
+            if isinstance(result, dict) and "outputs" in result:
+                self.memory[kind] = result["outputs"][0] if len(result["outputs"]) == 1 else result["outputs"]
+
+    async def _loop(self) -> None:
+        while not self.stop_requested:
+            pending = await self.deps.port.tasks(self.session_id, self.last_seq)
+            runnable = [t for t in pending if t.status not in DONE]
+            if not runnable:
+                await self._on_idle()
+                session = await self.deps.port.session(self.session_id)
+                if session.state != ACTIVE:
+                    log.info(
+                        "session %s is %s; leaving it", self.session_id, cpb.SessionState.Name(session.state)
+                    )
+                    return
+                await asyncio.sleep(self.config.poll_interval)
+                continue
+            for t in runnable:
+                if self.stop_requested or self.fenced:
+                    return
+                if t.seq != self.last_seq + 1:
+                    break  # a gap: the queue is read again
+                await self.run_task(t)
+
+    async def _on_idle(self) -> None:
+        assert self.tasklog is not None
+        if (
+            self.config.checkpoint_on_idle
+            and self.last_seq > self.last_checkpoint_seq
+            and time.monotonic() >= self._checkpoint_retry_at
+        ):
+            await self.checkpoint()
+        await self._settle()
+
+    # ------------------------------------------------------------------ one task
+    async def run_task(self, t: ss.Task) -> None:
+        assert self.ctx is not None and self.tasklog is not None and self.meter is not None
+        try:
+            args = json.loads(t.input.args_json or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("args_json must be a JSON object")
+        except ValueError as exc:
+            await self._finish(t, REFUSED, {}, error=f"task args: {exc}")
+            return
+        task = TaskRequest(self.session_id, t.seq, t.input.kind, args)
+        if task.kind == "swap_context":
+            try:
+                epoch = self.deps.contexts.swap(self.ctx, args, at_seq=task.seq)
+            except PlanRejected as exc:
+                await self._finish(t, REFUSED, {}, error=str(exc))
+                return
+            await self._finish(t, SUCCEEDED, {"context": epoch.to_json()})
+            return
+        intents: list[TxIntentRecord] = [_intent_from_pb(i) for i in t.intents]
+        while True:
+            try:
+                plan = await self.ctx.plan(task, self._view())
+                self.meter.check(plan)
+                break
+            except PlanRejected as exc:
+                await self._finish(t, REFUSED, {}, error=str(exc))
+                return
+            except (PlanDeferred, ModelUnavailable) as exc:
+                retry = exc.retry_after if isinstance(exc, PlanDeferred) else 5.0
+                await self._report(t, RUNNING, error=f"deferred: {exc}", intents=intents)
+                await asyncio.sleep(retry)
+        outputs: list[dict[str, Any]] = []
+        txs = []
+        try:
+            if intents:
+                # A previous executor recorded this step's transaction: finish THAT transaction.
+                handle = self.deps.actions._chains().home
+                txs.append(await handle.sender.resume(intents, self._journal(t, intents)))
+                outputs.append({"resumed_tx": "0x" + txs[-1].tx_hash.hex()})
+            else:
+                for action in plan.actions:
+                    outcome = await self.deps.actions.run(
+                        self.session_id, action, plan, self.memory, self.params, self._journal(t, intents)
+                    )
+                    outputs.append(outcome.result)
+                    txs.extend(outcome.txs)
+        except PlanRejected as exc:
+            await self._finish(t, REFUSED, {"plan": plan.to_json()}, error=str(exc), intents=intents)
+            return
+        except TxError as exc:
+            gas = sum(x.gas_used for x in txs)
+            await self._finish(
+                t,
+                FAILED,
+                {"plan": plan.to_json(), "outputs": outputs},
+                error=str(exc),
+                intents=intents,
+                gas_used=gas,
+            )
+            return
+        gas = sum(x.gas_used for x in txs)
+        result = {
+            "plan": plan.to_json(),
+            "outputs": outputs,
+            "model_score": plan.score,
+            "gas_cost_wei": str(sum(x.gas_used * x.effective_gas_price for x in txs)),
+        }
+        await self._finish(
+            t, SUCCEEDED, result, intents=intents, gas_used=gas, tx_hashes=[x.tx_hash for x in txs]
+        )
+        self.memory[task.kind] = outputs[0] if len(outputs) == 1 else outputs
+
+    def _journal(self, t: ss.Task, intents: list[TxIntentRecord]) -> Any:
+        async def journal(intent: TxIntentRecord) -> None:
+            intents.append(intent)
+            await self._report(t, RUNNING, intents=intents)  # durable before broadcast
+
+        return journal
+
+    def _view(self) -> SessionView:
+        return SessionView(self.session_id, self.params, self.chains, "", self.memory)
+
+    async def _report(
+        self,
+        t: ss.Task,
+        status: int,
+        *,
+        result: Mapping[str, Any] | None = None,
+        error: str = "",
+        intents: Sequence[TxIntentRecord] = (),
+        gas_used: int = 0,
+        cost: int = 0,
+        log_hash: bytes = b"",
+    ) -> None:
+        task = ss.Task(
+            session_id=self.session_id,
+            seq=t.seq,
+            input=t.input,
+            status=status,  # type: ignore[arg-type]
+            result_json=json.dumps(result or {}, sort_keys=True, default=str),
+            error=error[:2000],
+            intents=[
+                ss.TxIntent(chain_id=i.chain_id, nonce=i.nonce, tx_hash=i.tx_hash, raw_tx=i.raw_tx)
+                for i in intents
+            ],
+            gas_used=gas_used,
+            cost=str(cost),
+            log_hash=log_hash,
+        )
+        if self.fenced:
+            raise Fenced("lease lost")
+        await self.deps.port.report(self.lease, task)
+
+    async def _finish(
+        self,
+        t: ss.Task,
+        status: int,
+        result: dict[str, Any],
+        *,
+        error: str = "",
+        intents: Sequence[TxIntentRecord] = (),
+        gas_used: int = 0,
+        tx_hashes: Sequence[bytes] = (),
+    ) -> None:
+        assert self.tasklog is not None and self.meter is not None and self.ctx is not None
+        cost = self.meter.charge(gas_used) if status == SUCCEEDED or gas_used else 0
+        result = {**result, "context_epoch": self.context_epoch}
+        if error:
+            result["error"] = error
+        entry = self.tasklog.append(
+            t.seq,
+            t.input.kind,
+            STATUS_NAME[status],
+            result,
+            context_epoch=self.context_epoch,
+            tx_hashes=tx_hashes,
+        )
+        try:
+            await self._report(
+                t,
+                status,
+                result=result,
+                error=error,
+                intents=intents,
+                gas_used=gas_used,
+                cost=cost,
+                log_hash=entry.hash,
+            )
+        except BaseException:
+            # Not committed: the entry must not stay in our log (the task will be run or resumed again).
+            self.tasklog.pending.pop()
+            self.tasklog.head, self.tasklog.seq = entry.prev_hash, self.last_seq
+            raise
+        self.last_seq = t.seq
+        self.tasks_run += 1
+        self.gas_used += gas_used
+        if error:
+            log.info("session %s task %d %s: %s", self.session_id, t.seq, STATUS_NAME[status], error)
+        if t.seq - self.last_checkpoint_seq >= self.interval:
+            await self.checkpoint()
+            await self._settle()
+
+    # ------------------------------------------------------------------ checkpoints and budget
+    async def checkpoint(self) -> None:
+        cp = self.deps.checkpointer
+        if cp is None or self.tasklog is None or self.ctx is None or self.meter is None:
+            return
+        entries = list(self.tasklog.pending)
+        doc = checkpoint_document(
+            session_id=self.session_id,
+            seq=self.last_seq,
+            state_root=self.tasklog.head,
+            prev_cid=self.prev_cid,
+            prev_root=self.prev_root,
+            entries=entries,
+            key=self.deps.key,
+            context=[e.to_json() for e in self.ctx.history],
+            budget={"budget": str(self.meter.budget), "spent": str(self.meter.spent)},
+            memory=self.memory,
+            chains=self.chains,
+        )
+        try:
+            made = await cp.make(doc)
+        except Exception as exc:
+            # IPFS trouble must not stop the session: tried again at the next boundary, or when idle
+            # after a pause that grows with each failure.
+            self._checkpoint_failures += 1
+            self._checkpoint_retry_at = time.monotonic() + min(60.0, 0.5 * 2**self._checkpoint_failures)
+            log.warning("session %s: checkpoint %d failed: %s", self.session_id, self.last_seq, exc)
+            return
+        self._checkpoint_failures = 0
+        self.tasklog.take_pending()
+        self.prev_cid, self.prev_root, self.last_checkpoint_seq = made.cid, made.state_root, made.seq
+        await self.deps.port.record_checkpoint(
+            self.lease,
+            _checkpoint_pb(made.session_id, made.seq, made.cid, made.state_root, [], made.created_at),
+        )
+        if self.deps.anchors is not None and self.chains:
+            names = [self.deps.chain_names.get(c, c) for c in self.chains]
+            self.deps.anchors.submit(
+                self.session_id, made.seq, made.cid, made.state_root, names, self.deps.home_chain_id
+            )
+        self.engine.checkpoints_made += 1
+
+    async def _settle(self) -> None:
+        if self.ctx is None or self.meter is None or self.tasklog is None:
+            return
+        if self.meter.unsettled < self.config.settle_min:
+            return
+        amount = self.meter.take_unsettled()
+        try:
+            tx = await self.ctx.rail.settle(self.session_id, amount, self.tasklog.head)
+            if tx:
+                log.info(
+                    "session %s: charged %d AGPT base units (tx 0x%s)", self.session_id, amount, tx.hex()
+                )
+        except Exception as exc:
+            self.meter.restore_unsettled(amount)
+            log.warning(
+                "session %s: settling %d through %s failed: %s",
+                self.session_id,
+                amount,
+                self.ctx.rail.name,
+                exc,
+            )
+
+
+def _intent_from_pb(i: ss.TxIntent) -> TxIntentRecord:
+    return TxIntentRecord(i.chain_id, i.nonce, bytes(i.tx_hash), bytes(i.raw_tx))
+
+
+def _checkpoint_pb(
+    session_id: str, seq: int, cid: str, root: bytes, anchors: Sequence[Anchor], created_at: float
+) -> cpb.Checkpoint:
+    cp = cpb.Checkpoint(
+        session_id=session_id,
+        seq=seq,
+        cid=cid,
+        state_root=root,
+        anchors=[
+            cpb.BlockRef(chain_id=a.chain_id, number=a.block_number, hash=a.block_hash) for a in anchors
+        ],
+    )
+    cp.created_at.FromNanoseconds(int(created_at * 1e9))
+    return cp
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, deps: EngineDeps) -> None:
+        self.config = config
+        self.deps = deps
+        self.runners: dict[str, SessionRunner] = {}
+        self.started_at = time.time()
+        self.checkpoints_made = 0
+        self._stopping = False
+
+    # ------------------------------------------------------------------ lease loop
+    async def run(self) -> None:
+        """Background job: claim sessions while below capacity."""
+        while not self._stopping:
+            claimed = False
+            if len(self.runners) < self.config.capacity:
+                try:
+                    lease = await self.deps.port.claim(self.config.executor_id, "", self.config.lease_ttl)
+                except Exception as exc:
+                    log.warning("claiming a session failed: %s", exc)
+                    lease = None
+                if lease is not None and lease.session_id not in self.runners:
+                    self._start(lease)
+                    claimed = True
+            if not claimed:
+                await asyncio.sleep(self.config.poll_interval)
+
+    def _start(self, lease: ss.Lease, resume: ResumePoint | None = None) -> SessionRunner:
+        runner = SessionRunner(self, lease, resume)
+        self.runners[lease.session_id] = runner
+        runner.task = asyncio.create_task(runner.run(), name=f"session-{lease.session_id}")
+        return runner
+
+    def _forget(self, runner: SessionRunner) -> None:
+        if self.runners.get(runner.session_id) is runner:
+            del self.runners[runner.session_id]
+
+    async def on_anchored(
+        self, session_id: str, seq: int, cid: str, root: bytes, anchors: list[Anchor]
+    ) -> None:
+        runner = self.runners.get(session_id)
+        if runner is None or runner.fenced:
+            return  # the new leaseholder records its own checkpoints
+        await self.deps.port.record_checkpoint(
+            runner.lease, _checkpoint_pb(session_id, seq, cid, root, anchors, time.time())
+        )
+
+    # ------------------------------------------------------------------ RPC-facing operations
+    async def assign(self, session_id: str) -> int:
+        if session_id in self.runners:
+            return int(self.runners[session_id].lease.epoch)
+        if len(self.runners) >= self.config.capacity:
+            from agentgpt.errors import ResourceExhausted
+
+            raise ResourceExhausted(
+                f"executor {self.config.executor_id} runs {len(self.runners)} sessions, its capacity"
+            )
+        lease = await self.deps.port.claim(self.config.executor_id, session_id, self.config.lease_ttl)
+        if lease is None:
+            from agentgpt.errors import FailedPrecondition
+
+            raise FailedPrecondition(
+                f"session {session_id} could not be leased (not ACTIVE, or leased elsewhere)"
+            )
+        self._start(lease)
+        return int(lease.epoch)
+
+    async def rehydrate(self, session_id: str, seq: int, cid: str, state_root: bytes, epoch: int) -> int:
+        old = self.runners.get(session_id)
+        if old is not None:
+            await self.release(session_id)
+        lease = ss.Lease(session_id=session_id, executor_id=self.config.executor_id, epoch=epoch)
+        runner = self._start(lease, ResumePoint(seq, cid, state_root))
+        await runner.ready.wait()
+        return runner.last_seq + 1
+
+    async def release(self, session_id: str, timeout: float = 30.0) -> None:
+        runner = self.runners.get(session_id)
+        if runner is None:
+            return
+        runner.stop_requested = True  # the loop leaves after the current task
+        if runner.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(runner.task), timeout)
+            except TimeoutError:
+                runner.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await runner.task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await asyncio.gather(*(self.release(sid, timeout=5.0) for sid in list(self.runners)))

@@ -1,0 +1,104 @@
+"""SessionPort over gRPC: the engine's view of the session service, through SessionClient only.
+
+Calls carry the executor's service identity (`x-agentgpt-service`; leases, reports and the task queue
+are reserved to services). The queue is read with ListTasks, a page at a time, in seq order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import grpc
+
+from agentgpt.clients import SessionClient
+from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.errors import RpcError
+from agentgpt.session.v1 import session_pb2 as ss
+from services.executor.engine import Fenced
+
+TASK_PAGE = 1000  # the session service's largest ListTasks page
+
+
+def session_client(target: str, identity: str) -> SessionClient:
+    """A SessionClient whose calls carry the executor's service identity (dev/local: production
+    replaces the header with the mTLS peer identity)."""
+    return SessionClient(target, identity=identity)
+
+
+class GrpcSessionPort:
+    def __init__(self, client: SessionClient) -> None:
+        self.client = client
+
+    async def claim(self, executor_id: str, session_id: str, ttl: int) -> ss.Lease | None:
+        resp = await self.client.claim_lease(
+            ss.ClaimLeaseRequest(executor_id=executor_id, session_id=session_id, ttl_seconds=ttl)
+        )
+        return resp.lease if resp.HasField("lease") else None
+
+    async def renew(self, lease: ss.Lease, ttl: int) -> ss.Lease:
+        try:
+            resp = await self.client.renew_lease(
+                ss.RenewLeaseRequest(
+                    session_id=lease.session_id,
+                    executor_id=lease.executor_id,
+                    epoch=lease.epoch,
+                    ttl_seconds=ttl,
+                )
+            )
+        except RpcError as exc:
+            _fenced(exc)
+            raise
+        return resp.lease if resp.HasField("lease") else lease
+
+    async def release(self, lease: ss.Lease) -> None:
+        with contextlib.suppress(RpcError):
+            await self.client.release_lease(
+                ss.ReleaseLeaseRequest(
+                    session_id=lease.session_id, executor_id=lease.executor_id, epoch=lease.epoch
+                )
+            )
+
+    async def session(self, session_id: str) -> ss.Session:
+        return await self.client.get_session(session_id)
+
+    async def report(self, lease: ss.Lease, task: ss.Task) -> None:
+        try:
+            await self.client.report_task(
+                ss.ReportTaskRequest(
+                    session_id=lease.session_id, executor_id=lease.executor_id, epoch=lease.epoch, task=task
+                )
+            )
+        except RpcError as exc:
+            _fenced(exc)
+            raise
+
+    async def record_checkpoint(self, lease: ss.Lease, checkpoint: cpb.Checkpoint) -> None:
+        try:
+            await self.client.record_checkpoint(
+                ss.RecordCheckpointRequest(
+                    session_id=lease.session_id,
+                    executor_id=lease.executor_id,
+                    epoch=lease.epoch,
+                    checkpoint=checkpoint,
+                )
+            )
+        except RpcError as exc:
+            _fenced(exc)
+            raise
+
+    async def tasks(self, session_id: str, after_seq: int) -> list[ss.Task]:
+        out: list[ss.Task] = []
+        while True:
+            resp = await self.client.list_tasks(
+                ss.ListTasksRequest(session_id=session_id, after_seq=after_seq, page_size=TASK_PAGE)
+            )
+            out.extend(resp.tasks)
+            if not resp.next_after_seq:
+                return out
+            after_seq = resp.next_after_seq
+
+
+def _fenced(exc: RpcError) -> None:
+    # Stale epoch, lease taken over, session no longer ACTIVE: in every case this executor must stop.
+    if exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+        raise Fenced(exc.details) from None

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agentgpt.clients import SessionClient
+from agentgpt.ipfs import EmbeddedStore
+from agentgpt.runtime.config import load
+from services.executor.app import ExecutorParts, build_parts
+from services.executor.config import ExecutorConfig
+from services.executor.session_port import GrpcSessionPort
+
+KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
+
+
+async def eventually(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def parts(address: str, tmp: Path, **overrides: Any) -> tuple[ExecutorParts, SessionClient]:
+    client = SessionClient(address)
+    settings: dict[str, Any] = {
+        "executor_key": KEY,
+        "poll_interval": 0.05,
+        "lease_ttl": 3,
+        "ipfs_embedded_dir": str(tmp / "ipfs"),
+        **overrides,
+    }
+    config = load(ExecutorConfig, env={}, **settings)
+    return build_parts(config, GrpcSessionPort(client), store=EmbeddedStore(tmp / "ipfs")), client

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+
+from services.executor.budget import BudgetMeter, LedgerRail
+from services.executor.context import ContextBuilder
+from services.executor.decorators import DecoratorDeps, DecoratorRegistry
+from services.executor.models import BuiltinPlanner, SessionView
+from services.executor.plan import Action, Plan, PlanRejected, TaskRequest
+
+SANCTIONED = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"
+
+
+class NamedRail(LedgerRail):
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def rails(name: str) -> LedgerRail:
+    if name not in ("ledger", "agpt_escrow"):
+        raise KeyError(name)
+    return NamedRail(name)
+
+
+def builder() -> ContextBuilder:
+    reg = DecoratorRegistry(DecoratorDeps(), load_entry_points=False)
+    return ContextBuilder(reg, lambda model: BuiltinPlanner(model), rails)
+
+
+def transfer(to: str) -> TaskRequest:
+    return TaskRequest("1", 1, "transfer", {"chain": "home", "to": to, "value": 5})
+
+
+async def test_swaps_are_versioned_epochs_and_take_effect() -> None:
+    b = builder()
+    ctx = b.build("1", models={"execution": "web3-agent-v4"}, decorators=[])
+    assert ctx.epoch.epoch == 1 and ctx.epoch.adapters == {"execution": "builtin"}
+    plan = await ctx.plan(transfer(SANCTIONED), SessionView("1"))
+    assert plan.checked_by == ()
+    epoch2 = b.swap(ctx, {"decorators": ["ofac_filter"], "payment_rail": "agpt_escrow"}, at_seq=7)
+    assert (epoch2.epoch, epoch2.since_seq, epoch2.decorators, epoch2.payment_rail) == (
+        2,
+        7,
+        ("ofac_filter",),
+        "agpt_escrow",
+    )
+    assert ctx.rail.name == "agpt_escrow"
+    with pytest.raises(PlanRejected, match="sanctions list"):
+        await ctx.plan(transfer(SANCTIONED), SessionView("1"))
+    epoch3 = b.swap(ctx, {"models": {"risk": "gpt-4-enterprise-finance"}}, at_seq=9)
+    assert epoch3.epoch == 3 and epoch3.models == {
+        "execution": "web3-agent-v4",
+        "risk": "gpt-4-enterprise-finance",
+    }
+    assert [e.epoch for e in ctx.history] == [1, 2, 3]
+
+
+def test_bad_swap_changes_nothing() -> None:
+    b = builder()
+    ctx = b.build("1", models={}, decorators=["ofac_filter"])
+    for change in ({"decorators": ["nope_v1"]}, {"payment_rail": "paypal"}, {"colour": "red"}, {}):
+        with pytest.raises(PlanRejected):
+            b.swap(ctx, change, at_seq=2)
+    assert ctx.epoch.epoch == 1 and [d.name for d in ctx.decorators] == ["ofac_filter"]
+
+
+def test_unknown_decorator_in_spec_is_refused() -> None:
+    with pytest.raises(PlanRejected, match="unknown decorator"):
+        builder().build("1", models={}, decorators=["zk_batch_prover"])
+
+
+def test_budget_refuses_tasks_over_budget() -> None:
+    meter = BudgetMeter(budget=10**15 + 100_000 * 10**9, task_fee=10**15, agpt_per_gas=10**9)
+    plan = Plan("x", (Action("note", {}),), est_gas=100_000)
+    assert meter.check(plan) == meter.budget
+    meter.charge(gas_used=50_000)
+    with pytest.raises(PlanRejected, match="over budget") as info:
+        meter.check(plan)
+    assert info.value.by == "budget"
+    assert meter.take_unsettled() == meter.spent and meter.unsettled == 0

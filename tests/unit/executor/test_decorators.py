@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from services.executor.decorators import (
+    DecoratorContext,
+    DecoratorDeps,
+    DecoratorRegistry,
+    UnknownDecorator,
+    base_name,
+)
+from services.executor.decorators.kyc import sign_attestation
+from services.executor.decorators.ofac import default_list_path, load_sanctions_list
+from services.executor.plan import Action, Plan, PlanDeferred, PlanRejected
+
+ISSUER = "0x" + "44" * 32
+OWNER = Account.from_key("0x" + "55" * 32).address
+SANCTIONED = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"  # on the shipped list
+CLEAN = "0x" + "ab" * 20
+NOW = time.time()
+
+
+class StubFees:
+    def __init__(self, base: int, tips: list[int]) -> None:
+        self.base, self.tips, self.calls = base, tips, []
+
+    async def fee_history(self, chain: str, blocks: int, percentile: float) -> tuple[list[int], list[int]]:
+        self.calls.append((chain, blocks, percentile))
+        return [self.base] * (blocks + 1), self.tips
+
+
+def swap_to(addr: str) -> Plan:
+    return Plan("rebalance", (Action("transfer", {"chain": "home", "to": addr, "value": 1}),), est_gas=21000)
+
+
+def ctx(**params: object) -> DecoratorContext:
+    return DecoratorContext("1", OWNER, params, ("home",), NOW)
+
+
+def registry(fees: StubFees | None = None, issuers: tuple[str, ...] = ()) -> DecoratorRegistry:
+    return DecoratorRegistry(DecoratorDeps(kyc_issuers=issuers, fee_source=fees), load_entry_points=False)
+
+
+def test_names_parse() -> None:
+    assert base_name("kyc_tier4") == ("kyc_tier", 4)
+    assert base_name("gas_optimizer_v3") == ("gas_optimizer", 3)
+    assert base_name("ofac_filter") == ("ofac_filter", None)
+
+
+def test_registry_knows_the_seed_decorators_and_refuses_others() -> None:
+    reg = registry()
+    assert all(reg.known(n) for n in ("kyc_tier4", "ofac_filter", "gas_optimizer_v3"))
+    assert not reg.known("gas_optimizer_v9")
+    with pytest.raises(UnknownDecorator):
+        reg.create("zk_batch_prover")
+
+
+def test_registry_accepts_plugins() -> None:
+    reg = registry()
+
+    class Tag:
+        name = "tagger"
+
+        async def apply(self, plan: Plan, c: DecoratorContext) -> Plan:
+            return plan
+
+    reg.register("tagger", lambda name, deps: Tag())
+    assert reg.create("tagger").name == "tagger"
+
+
+async def test_ofac_blocks_sanctioned_address_with_source_and_date() -> None:
+    ofac = registry().create("ofac_filter")
+    with pytest.raises(PlanRejected) as info:
+        await ofac.apply(swap_to(SANCTIONED.lower()), ctx())
+    assert SANCTIONED.lower() in info.value.reason
+    assert "2026-11-25" in info.value.reason and "0xB10C" in info.value.reason
+    assert await ofac.apply(swap_to(CLEAN), ctx()) == swap_to(CLEAN)
+
+
+def test_ofac_list_is_replaceable(tmp_path: Path) -> None:
+    custom = tmp_path / "list.txt"
+    custom.write_text(f"# mine\n{CLEAN}\n")
+    lst = load_sanctions_list(str(custom))
+    assert CLEAN.upper().replace("0X", "0x") in lst and SANCTIONED not in lst
+    assert len(load_sanctions_list(str(default_list_path())).addresses) > 100
+
+
+async def test_kyc_tier_requires_trusted_issuer_and_tier() -> None:
+    issuer = Account.from_key(ISSUER).address
+    kyc = registry(issuers=(issuer,)).create("kyc_tier4")
+    good = sign_attestation(ISSUER, OWNER, 4, int(NOW) + 3600)
+    assert await kyc.apply(swap_to(CLEAN), ctx(kyc_attestation=good))
+    with pytest.raises(PlanRejected, match="tier 3"):
+        await kyc.apply(
+            swap_to(CLEAN), ctx(kyc_attestation=sign_attestation(ISSUER, OWNER, 3, int(NOW) + 3600))
+        )
+    with pytest.raises(PlanRejected, match="not a trusted issuer"):
+        await kyc.apply(
+            swap_to(CLEAN), ctx(kyc_attestation=sign_attestation("0x" + "66" * 32, OWNER, 5, int(NOW) + 60))
+        )
+    with pytest.raises(PlanRejected, match="expired"):
+        await kyc.apply(swap_to(CLEAN), ctx(kyc_attestation=sign_attestation(ISSUER, OWNER, 4, int(NOW) - 1)))
+    with pytest.raises(PlanRejected, match=r"requires params\.kyc_attestation"):
+        await kyc.apply(swap_to(CLEAN), ctx())
+    forged = {**good, "tier": 9}  # signature no longer matches: recovers some other address
+    with pytest.raises(PlanRejected, match="not a trusted issuer"):
+        await kyc.apply(swap_to(CLEAN), ctx(kyc_attestation=forged))
+
+
+async def test_gas_optimizer_sets_eip1559_fees_and_defers_over_cap() -> None:
+    fees = StubFees(base=30 * 10**9, tips=[0, 10**9, 2 * 10**9])
+    gas = registry(fees).create("gas_optimizer_v3")
+    plan = await gas.apply(swap_to(CLEAN), ctx(max_base_fee_gwei=50))
+    assert plan.fees is not None
+    assert plan.fees.max_priority_fee_per_gas == 2 * 10**9  # median of the non-zero rewards
+    assert plan.fees.max_fee_per_gas == 60 * 10**9 + 2 * 10**9
+    assert fees.calls == [("home", 20, 25.0)]
+    with pytest.raises(PlanDeferred, match="over the session's cap"):
+        await gas.apply(swap_to(CLEAN), ctx(max_base_fee_gwei=10))
+    off_chain = Plan("note", (Action("note", {}),))
+    assert await gas.apply(off_chain, ctx(max_base_fee_gwei=10)) is off_chain
+
+
+async def test_kyc_gate_applies_to_on_chain_plans_only() -> None:
+    kyc = registry(issuers=()).create("kyc_tier2")
+    off_chain = Plan("analyze", (Action("read_market", {"chain": "home", "pair": CLEAN}),))
+    assert await kyc.apply(off_chain, ctx()) is off_chain
+    with pytest.raises(PlanRejected):
+        await kyc.apply(swap_to(CLEAN), ctx())
