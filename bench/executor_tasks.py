@@ -138,9 +138,9 @@ async def checkpoint_cost(n: int) -> None:
     from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
     from agentgpt.localnet.ipfs import IpfsNode
     from agentgpt.network import ChainInfo, Network
+    from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
     from services.executor.chain_exec import ChainSet
-    from services.executor.checkpoints import AnchorQueue, Checkpointer, _AnchorJob, checkpoint_document
-    from services.executor.tasklog import ZERO_HASH, ExecutorKey, TaskLog
+    from services.executor.checkpoints import AnchorQueue, Checkpointer, _AnchorJob
 
     with AnvilNode(chain_id=31337) as anvil, IpfsNode() as ipfs:
         dep = await deploy_all(anvil.rpc_url, DEV_PRIVATE_KEYS[0], min_bond=10**18)

@@ -17,6 +17,7 @@ from agentgpt.ipfs.checkpoints import (
     CheckpointWriter,
     StoredCheckpoint,
     checkpoint_aad,
+    checkpoint_key,
     validate_checkpoint,
 )
 from agentgpt.ipfs.cid import Codec, codec_of, compute_cid, file_cid, normalize, raw_cid, verify
@@ -48,6 +49,7 @@ __all__ = [
     "KuboStore",
     "StoredCheckpoint",
     "checkpoint_aad",
+    "checkpoint_key",
     "codec_of",
     "compute_cid",
     "decode",

@@ -37,6 +37,21 @@ class StoredCheckpoint(NamedTuple):
     size: int
 
 
+def checkpoint_key(text: str) -> bytes | None:
+    """AGENTGPT_CHECKPOINT_KEY (64 hex characters) as an AES-256 key; None when empty (plaintext)."""
+    from agentgpt.runtime.config import ConfigError
+
+    if not text:
+        return None
+    try:
+        key = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ConfigError("AGENTGPT_CHECKPOINT_KEY must be 64 hex characters (AES-256)")
+    return key
+
+
 def checkpoint_aad(session_id: str, seq: int) -> bytes:
     """Associated data of an encrypted checkpoint: binds the envelope to its session and seq."""
     return AAD_PREFIX + session_id.encode() + b"\x00" + str(seq).encode()
@@ -151,5 +166,6 @@ __all__ = [
     "CheckpointWriter",
     "StoredCheckpoint",
     "checkpoint_aad",
+    "checkpoint_key",
     "validate_checkpoint",
 ]

@@ -31,7 +31,7 @@ from agentgpt.runtime.interceptors import (
 
 log = logging.getLogger("agentgpt.server")
 
-Probe = Callable[[], Awaitable[None]]
+Probe = Callable[[], Awaitable[object]]  # healthy when it returns; its value is ignored
 """A dependency probe: returns when the dependency works, raises when it does not."""
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -9,10 +9,11 @@ from typing import Any
 
 from agentgpt.clients import SessionClient, health_probe
 from agentgpt.executor.v1 import executor_pb2, executor_pb2_grpc
-from agentgpt.ipfs import CheckpointWriter, ContentStore, IpfsConfig, open_store
+from agentgpt.ipfs import CheckpointWriter, ContentStore, checkpoint_key, open_store
 from agentgpt.network import load_network
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
+from agentgpt.tasklog import ExecutorKey
 from services.executor.actions import ActionRunner
 from services.executor.budget import AgptEscrowRail, LedgerRail, PaymentRail
 from services.executor.chain_exec import ChainSet, TxIntentRecord
@@ -25,7 +26,6 @@ from services.executor.models import BuiltinPlanner, OpenAIPlanner
 from services.executor.models.base import Planner
 from services.executor.servicer import ExecutorServicer
 from services.executor.session_port import GrpcSessionPort, session_client
-from services.executor.tasklog import ExecutorKey
 from services.executor.validation import VALIDATORS
 
 
@@ -97,17 +97,8 @@ def build_parts(
         else None
     )
     if store is None:
-        store = open_store(
-            IpfsConfig(
-                ipfs_api=config.ipfs_api,
-                ipfs_timeout=config.ipfs_timeout,
-                ipfs_embedded_dir=config.ipfs_embedded_dir,
-                ipfs_retries=config.ipfs_retries,
-            )
-        )
-    checkpoint_key = bytes.fromhex(config.checkpoint_key) if config.checkpoint_key else None
-    if checkpoint_key is not None and len(checkpoint_key) != 32:
-        raise ConfigError("AGENTGPT_CHECKPOINT_KEY must be 64 hex characters (AES-256)")
+        store = open_store(config)
+    sealing_key = checkpoint_key(config.checkpoint_key)
     registry = DecoratorRegistry(
         DecoratorDeps(
             ofac_list=config.ofac_list,
@@ -133,7 +124,7 @@ def build_parts(
         contexts=contexts,
         actions=ActionRunner(chains, store),
         key=key,
-        checkpointer=Checkpointer(CheckpointWriter(store, key=checkpoint_key), key),
+        checkpointer=Checkpointer(CheckpointWriter(store, key=sealing_key), key),
         home_chain_id=network.home.chain_id if network.chains else 0,
         chain_names={k: c.name for c in network.chains for k in (c.name, str(c.chain_id))},
     )

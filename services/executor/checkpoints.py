@@ -22,8 +22,8 @@ from typing import Any
 from multiformats import CID
 
 from agentgpt.ipfs import CheckpointWriter
+from agentgpt.tasklog import ExecutorKey
 from services.executor.chain_exec import ChainSet, TxError, TxIntentRecord
-from services.executor.tasklog import ExecutorKey, LogEntry, _cbor_safe
 
 log = logging.getLogger("agentgpt.executor.checkpoints")
 
@@ -45,37 +45,6 @@ class CheckpointMade:
     size: int
     created_at: float
     encode_add_s: float  # encode + (encrypt) + IPFS add, seconds
-
-
-def checkpoint_document(
-    *,
-    session_id: str,
-    seq: int,
-    state_root: bytes,
-    prev_cid: str,
-    prev_root: bytes,
-    entries: Sequence[LogEntry],
-    key: ExecutorKey,
-    context: Sequence[Mapping[str, Any]],
-    budget: Mapping[str, Any],
-    memory: Mapping[str, Any],
-    chains: Sequence[str],
-) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "session_id": session_id,
-        "seq": seq,
-        "state_root": state_root,
-        "prev_cid": prev_cid,
-        "prev_root": prev_root,
-        "executor": key.address,
-        "executor_public_key": key.public_key,
-        "entries": [e.to_cbor_obj() for e in entries],
-        "context": [_cbor_safe(dict(c)) for c in context],
-        "budget": _cbor_safe(dict(budget)),
-        "memory": _cbor_safe(dict(memory)),
-        "chains": list(chains),
-    }
 
 
 AnchorDone = Callable[[str, int, str, bytes, list[Anchor]], Awaitable[None]]

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentgpt.ipfs import IpfsConfig
 from agentgpt.runtime.config import setting
 
 
 @dataclass(frozen=True)
-class ExecutorConfig:
+class ExecutorConfig(IpfsConfig):
     executor_id: str = setting("executor-1", "This executor's identity (lease holder name)")
     session_addr: str = setting("127.0.0.1:50051", "Session service gRPC address")
     capacity: int = setting(8, "Maximum sessions run at once")
@@ -28,12 +29,6 @@ class ExecutorConfig:
     checkpoint_key: str = setting(
         "", "AES-256-GCM key (64 hex chars) sealing checkpoints. Secret. Empty: plaintext"
     )
-    ipfs_api: str = setting(
-        "", "Kubo RPC API (multiaddr or URL); empty = embedded store in AGENTGPT_IPFS_EMBEDDED_DIR"
-    )
-    ipfs_timeout: float = setting(10.0, "Seconds one IPFS call may take")
-    ipfs_embedded_dir: str = setting(".agentgpt/ipfs", "Embedded content store directory (no IPFS node)")
-    ipfs_retries: int = setting(3, "Extra attempts when the IPFS node is unreachable")
     model_endpoint: str = setting(
         "",
         "Base URL of an OpenAI-compatible API (e.g. http://vllm:8000/v1). Empty: the built-in planner "

@@ -26,15 +26,15 @@ from typing import Any, Protocol
 
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.session.v1 import session_pb2 as ss
+from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
 from services.executor.actions import ActionRunner
 from services.executor.budget import BudgetMeter
 from services.executor.chain_exec import TxError, TxIntentRecord
-from services.executor.checkpoints import Anchor, AnchorQueue, Checkpointer, checkpoint_document
+from services.executor.checkpoints import Anchor, AnchorQueue, Checkpointer
 from services.executor.context import ContextBuilder, SessionContext
 from services.executor.models.base import SessionView
 from services.executor.models.openai import ModelUnavailable
 from services.executor.plan import PlanDeferred, PlanRejected, TaskRequest
-from services.executor.tasklog import ZERO_HASH, ExecutorKey, TaskLog
 
 log = logging.getLogger("agentgpt.executor.engine")
 

@@ -5,16 +5,23 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from agentgpt.clients import ClientMetrics, IndexerClient, SessionClient, health_probe
+from agentgpt.ipfs import CheckpointReader, ContentStore, checkpoint_key, open_store
 from agentgpt.recovery.v1 import recovery_pb2, recovery_pb2_grpc
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from services.recovery_oracle.config import RecoveryConfig
 from services.recovery_oracle.servicer import RecoveryServicer
 from services.recovery_oracle.validation import VALIDATORS
+from services.recovery_oracle.verify import CheckpointVerifier
 
 
 async def build(
-    config: RecoveryConfig, session: SessionClient | None = None, indexer: IndexerClient | None = None
+    config: RecoveryConfig,
+    session: SessionClient | None = None,
+    indexer: IndexerClient | None = None,
+    store: ContentStore | None = None,
 ) -> ServiceDefinition:
+    store = store or open_store(config)
+    reader = CheckpointReader(store, key=checkpoint_key(config.checkpoint_key))
     registry = CollectorRegistry()
     metrics = ClientMetrics(registry)
     session = session or SessionClient(config.session_addr, metrics=metrics, identity="recovery_oracle")
@@ -23,7 +30,7 @@ async def build(
         name="recovery_oracle",
         servicers=[
             Servicer(
-                RecoveryServicer(indexer),
+                RecoveryServicer(CheckpointVerifier(indexer, reader)),
                 recovery_pb2_grpc.add_RecoveryServiceServicer_to_server,
                 recovery_pb2.DESCRIPTOR.services_by_name["RecoveryService"],
             )
@@ -32,7 +39,8 @@ async def build(
         probes={
             "session_service": health_probe("session service", session),
             "indexer": health_probe("indexer", indexer),
+            "ipfs": store.probe,
         },
-        on_stop=[session.close, indexer.close],
+        on_stop=[session.close, indexer.close, store.close],
         registry=registry,
     )

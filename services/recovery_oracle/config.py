@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentgpt.ipfs import IpfsConfig
 from agentgpt.runtime.config import setting
 
 
 @dataclass(frozen=True)
-class RecoveryConfig:
+class RecoveryConfig(IpfsConfig):
     session_addr: str = setting("127.0.0.1:50051", "Session service gRPC address")
     indexer_addr: str = setting("127.0.0.1:50054", "Indexer service gRPC address")
     network: str = setting("", "Path of the network manifest (chains and contract addresses)")
+    checkpoint_key: str = setting(
+        "", "AES-256-GCM key (64 hex chars) opening sealed checkpoints (the executors' key). Secret"
+    )

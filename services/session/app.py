@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agentgpt.ipfs import ContentStore, IpfsConfig, open_store
+from agentgpt.ipfs import ContentStore, open_store
 from agentgpt.lifecycle import Durations
 from agentgpt.network import load_network
 from agentgpt.runtime.config import ConfigError
@@ -64,14 +64,7 @@ async def build(
     else:
         auth_chain_id = chain.chain_id
     if archive is None:
-        archive = open_store(
-            IpfsConfig(
-                ipfs_api=config.ipfs_api,
-                ipfs_timeout=config.ipfs_timeout,
-                ipfs_embedded_dir=config.ipfs_embedded_dir,
-                ipfs_retries=config.ipfs_retries,
-            )
-        )
+        archive = open_store(config)
     own_db = db is None
     if db is None:
         db = await SessionDB.open(config.database_url)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentgpt.ipfs import IpfsConfig
 from agentgpt.runtime.config import setting
 
 
 @dataclass(frozen=True)
-class SessionConfig:
+class SessionConfig(IpfsConfig):
     database_url: str = setting(
         "sqlite+aiosqlite:///sessions.db",
         "SQLAlchemy URL of SessionDB (SQLite default; postgresql+asyncpg://... in production)",
@@ -34,12 +35,4 @@ class SessionConfig:
     )
     timer_interval: float = setting(1.0, "Seconds between scans for due lifecycle timers")
     default_executor: str = setting("", "Executor address assigned on activation when the request names none")
-    ipfs_api: str = setting(
-        "",
-        "Kubo RPC API (multiaddr or URL) where completed sessions' event logs are archived; "
-        "empty = embedded content-addressed store in AGENTGPT_IPFS_EMBEDDED_DIR",
-    )
-    ipfs_timeout: float = setting(10.0, "Seconds one IPFS RPC call may take before it fails as UNAVAILABLE")
-    ipfs_embedded_dir: str = setting(".agentgpt/ipfs", "Directory of the embedded block store")
-    ipfs_retries: int = setting(3, "Extra attempts when the IPFS node is unreachable")
     receipt_timeout: float = setting(60.0, "Seconds to wait for a relayed transaction's receipt")

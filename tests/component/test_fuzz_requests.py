@@ -46,8 +46,10 @@ async def _definitions(tmp: str) -> list[ServiceDefinition]:
     nowhere = "127.0.0.1:9"  # nothing listens: dependencies are down, answers must still be clean
     return [
         await build_indexer(IndexerConfig(database_url=f"sqlite+aiosqlite:///{tmp}/indexer.db")),
-        await build_recovery(RecoveryConfig(session_addr=nowhere, indexer_addr=nowhere)),
-        await build_executor(ExecutorConfig(session_addr=nowhere)),
+        await build_recovery(
+            RecoveryConfig(session_addr=nowhere, indexer_addr=nowhere, ipfs_embedded_dir=f"{tmp}/oracle-ipfs")
+        ),
+        await build_executor(ExecutorConfig(session_addr=nowhere, ipfs_embedded_dir=f"{tmp}/executor-ipfs")),
     ]
 
 

@@ -40,10 +40,12 @@ async def indexer(tmp_path: Path) -> AsyncIterator[RunningService]:
 
 
 @pytest.fixture
-async def recovery(indexer: RunningService) -> AsyncIterator[RunningService]:
+async def recovery(indexer: RunningService, tmp_path: Path) -> AsyncIterator[RunningService]:
     # The oracle's session-service dependency points at the indexer's port: any SERVING server will do
     # for the health probe, and the calls under test go to the real indexer.
-    cfg = RecoveryConfig(session_addr=indexer.address, indexer_addr=indexer.address)
+    cfg = RecoveryConfig(
+        session_addr=indexer.address, indexer_addr=indexer.address, ipfs_embedded_dir=str(tmp_path / "ipfs")
+    )
     svc = RunningService(await build_recovery(cfg), FAST)
     await svc.start()
     try:
@@ -174,9 +176,13 @@ async def test_unexpected_errors_become_internal_and_the_service_survives(tmp_pa
         await svc.stop()
 
 
-async def test_failing_dependency_turns_health_not_serving_and_back(indexer: RunningService) -> None:
+async def test_failing_dependency_turns_health_not_serving_and_back(
+    indexer: RunningService, tmp_path: Path
+) -> None:
     # Point the oracle at a port where nothing listens: its probes fail.
-    cfg = RecoveryConfig(session_addr="127.0.0.1:9", indexer_addr=indexer.address)
+    cfg = RecoveryConfig(
+        session_addr="127.0.0.1:9", indexer_addr=indexer.address, ipfs_embedded_dir=str(tmp_path / "ipfs")
+    )
     svc = RunningService(await build_recovery(cfg), FAST)
     await svc.start()
     try:

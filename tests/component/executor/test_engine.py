@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agentgpt.ipfs import CheckpointReader, EmbeddedStore
 from agentgpt.session.v1 import session_pb2 as ss
-from services.executor.tasklog import ZERO_HASH, LogEntry, verify_chain
+from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import eventually, parts
 

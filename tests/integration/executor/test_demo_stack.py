@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from agentgpt.cli.dashboard import render
+from agentgpt.clients import RecoveryClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.demo.treasury import run_demo
 from agentgpt.localnet.stack import (
@@ -17,7 +18,9 @@ from agentgpt.localnet.stack import (
     LocalStack,
     StackOptions,
 )
+from agentgpt.recovery.v1 import recovery_pb2 as rc
 from agentgpt.session.v1 import session_pb2 as ss
+from tests.support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.ipfs, pytest.mark.timeout(600)]
 
@@ -36,9 +39,20 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
             issuer_key=KYC_ISSUER_KEY,
             progress=lines.append,
         )
+        # the recovery oracle verifies the final checkpoint from IPFS against both chains' anchors
+        async with RecoveryClient(stack.services["recovery_oracle"].grpc) as oracle:
+
+            async def verified() -> rc.GetVerifiedStateResponse:
+                resp = await oracle.get_verified_state(inspect.session.session_id)
+                assert resp.verification.verified, resp.verification.failure
+                assert list(resp.verification.anchored_on) == [31337, 31338]
+                return resp
+
+            state = await eventually(verified, timeout=30)
     finally:
         await stack.stop()
     assert inspect.session.state == cpb.SESSION_STATE_COMPLETED
+    assert state.checkpoint.cid == inspect.session.latest_checkpoint.cid
     assert inspect.tasks_done == inspect.tasks_total == 3
     tasks = {t.input.kind: t for t in inspect.recent_tasks}
     assert tasks["analyze_market"].status == ss.TASK_STATUS_SUCCEEDED

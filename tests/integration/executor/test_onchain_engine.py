@@ -15,8 +15,8 @@ from web3 import Web3
 from agentgpt.errors import FailedPrecondition
 from agentgpt.ipfs import CheckpointReader, KuboStore
 from agentgpt.session.v1 import session_pb2 as ss
+from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
 from services.executor.app import ExecutorParts
-from services.executor.tasklog import ZERO_HASH, LogEntry, verify_chain
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import eventually
 from tests.integration.executor.conftest import CHECKPOINT_KEY, EXECUTOR_KEY, HOME_ID, OTHER_ID, TASK_FEE

@@ -1,4 +1,5 @@
-"""The executor-signed, hash-chained task log: the session's verifiable execution proof (DESIGN.md §2).
+"""The executor-signed, hash-chained task log: the session's verifiable execution proof (DESIGN.md §2),
+and the checkpoint document that carries it (written by the executor, verified by the recovery oracle).
 
 Each entry commits to the previous one: hash = keccak256(prev_hash || dag-cbor(entry body)). The
 executor signs every hash with its secp256k1 key (ECDSA, low-s, 64-byte r||s); the checkpoint carries
@@ -10,7 +11,7 @@ task throughput.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,15 +70,15 @@ def verify_signature(public_key: bytes, digest: bytes, signature: bytes) -> bool
 
 def result_digest(result: Mapping[str, Any]) -> bytes:
     """keccak256 of a task result's canonical (dag-cbor) encoding."""
-    return keccak(dag_cbor.encode(_cbor_safe(result)))
+    return keccak(dag_cbor.encode(cbor_safe(result)))
 
 
-def _cbor_safe(value: Any) -> Any:
+def cbor_safe(value: Any) -> Any:
     # dag-cbor has no tuples or ints beyond 64 bits, and our canonical documents no floats: normalise.
     if isinstance(value, Mapping):
-        return {str(k): _cbor_safe(v) for k, v in value.items()}
+        return {str(k): cbor_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_cbor_safe(v) for v in value]
+        return [cbor_safe(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
         return str(value)
     if isinstance(value, float):
@@ -199,3 +200,79 @@ def verify_chain(entries: Iterable[LogEntry], start: bytes, public_key: bytes) -
             raise TaskLogError(f"entry {e.seq} is not signed by executor {address_of(public_key)}")
         head = e.hash
     return head
+
+
+CHECKPOINT_VERSION = 1
+
+
+def checkpoint_document(
+    *,
+    session_id: str,
+    seq: int,
+    state_root: bytes,
+    prev_cid: str,
+    prev_root: bytes,
+    entries: Sequence[LogEntry],
+    key: ExecutorKey,
+    context: Sequence[Mapping[str, Any]],
+    budget: Mapping[str, Any],
+    memory: Mapping[str, Any],
+    chains: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        "version": CHECKPOINT_VERSION,
+        "session_id": session_id,
+        "seq": seq,
+        "state_root": state_root,
+        "prev_cid": prev_cid,
+        "prev_root": prev_root,
+        "executor": key.address,
+        "executor_public_key": key.public_key,
+        "entries": [e.to_cbor_obj() for e in entries],
+        "context": [cbor_safe(dict(c)) for c in context],
+        "budget": cbor_safe(dict(budget)),
+        "memory": cbor_safe(dict(memory)),
+        "chains": list(chains),
+    }
+
+
+@dataclass(frozen=True)
+class VerifiedLog:
+    """What a checkpoint's task log proves once rechecked."""
+
+    head: bytes  # the last entry's hash: must equal the anchored state root
+    executor: str  # checksummed address of the key that signed every entry
+    entries: int
+    prev_cid: str
+    first_seq: int  # seq of the first entry (the previous checkpoint's seq + 1); 0 when empty
+
+
+def verify_checkpoint_log(doc: Mapping[str, Any]) -> VerifiedLog:
+    """Recheck a checkpoint document's task log: entries link from `prev_root`, each hash matches its
+    content, each signature is by `executor_public_key`, whose address is `executor`, and entries belong
+    to the checkpoint's session in consecutive seqs ending at its seq. Raises TaskLogError."""
+    try:
+        public_key = bytes(doc["executor_public_key"])
+        claimed = str(doc["executor"])
+        prev_root = bytes(doc["prev_root"])
+        entries = [LogEntry.from_cbor_obj(e) for e in doc["entries"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TaskLogError(
+            f"checkpoint document is not a version-{CHECKPOINT_VERSION} task log: {exc}"
+        ) from None
+    if len(public_key) != 64 or address_of(public_key) != to_checksum_address(claimed):
+        raise TaskLogError(f"executor_public_key is not the key of executor {claimed}")
+    session_id, seq = str(doc["session_id"]), int(doc["seq"])
+    for i, e in enumerate(entries):
+        if e.session_id != session_id:
+            raise TaskLogError(f"entry {e.seq} belongs to session {e.session_id}, not {session_id}")
+        if e.seq != seq - len(entries) + 1 + i:
+            raise TaskLogError(f"entry seqs are not consecutive up to the checkpoint's seq {seq}")
+    head = verify_chain(entries, prev_root, public_key)
+    return VerifiedLog(
+        head=head,
+        executor=address_of(public_key),
+        entries=len(entries),
+        prev_cid=str(doc.get("prev_cid") or ""),
+        first_seq=entries[0].seq if entries else 0,
+    )

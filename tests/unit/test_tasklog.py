@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 from eth_account import Account
 
-from services.executor.tasklog import (
+from agentgpt.tasklog import (
     ZERO_HASH,
     ExecutorKey,
     LogEntry,
@@ -76,9 +76,9 @@ def test_pending_is_taken_once() -> None:
 
 
 def test_results_with_floats_and_big_ints_have_a_digest() -> None:
-    from services.executor.tasklog import _cbor_safe, result_digest
+    from agentgpt.tasklog import cbor_safe, result_digest
 
-    assert _cbor_safe({"price": 3000.5, "wei": 2**80, "t": (1, 2)}) == {
+    assert cbor_safe({"price": 3000.5, "wei": 2**80, "t": (1, 2)}) == {
         "price": "3000.5",
         "wei": str(2**80),
         "t": [1, 2],
