@@ -50,12 +50,10 @@ protos: $(STAMP_PY)  ## regenerate the protobuf stubs
 
 contracts: setup  ## recompile the contracts (and the demo market) into their artifacts
 	$(PY) scripts/build_contracts.py
-	$(PY) -m agentgpt.demo.build_artifacts
 
 check: setup  ## generated code is fresh, protos lint/format/breaking, ruff
 	$(PY) scripts/gen_protos.py --check
 	$(PY) scripts/build_contracts.py --check
-	$(PY) -m agentgpt.demo.build_artifacts --check
 	bash scripts/check_protos.sh
 	$(VENV)/bin/ruff check .
 

@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Compile contracts/*.sol with the pinned solc-js and write agentgpt/contracts/artifacts/<Name>.json.
+"""Compile the Solidity sources with the pinned solc-js into committed JSON artifacts:
+
+    contracts/*.sol       -> agentgpt/contracts/artifacts/<Name>.json   (the product)
+    contracts/demo/*.sol  -> agentgpt/demo/artifacts/<Name>.json        (the local demo's market)
 
 Why solc-js through `node -e` and standard JSON rather than the `solcjs` CLI: the compiler version is
 exactly the one in node_modules (package.json pins it), imports resolve through an explicit callback
@@ -24,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACTS_DIR = ROOT / "contracts"
-ARTIFACTS_DIR = ROOT / "agentgpt" / "contracts" / "artifacts"
+# (sources, artifacts): each pair is its own compilation unit, so demo contracts never mix with the product's.
+TARGETS = [
+    (ROOT / "contracts", ROOT / "agentgpt" / "contracts" / "artifacts"),
+    (ROOT / "contracts" / "demo", ROOT / "agentgpt" / "demo" / "artifacts"),
+]
 
 SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
@@ -72,13 +78,12 @@ def _source_hash(version: str, files: dict[str, str]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def compile_all() -> dict[str, dict[str, Any]]:
-    """Compile every contracts/*.sol; return {ContractName: artifact} for contracts with bytecode."""
-    sources = {
-        f"contracts/{p.name}": p.read_text(encoding="utf-8") for p in sorted(CONTRACTS_DIR.glob("*.sol"))
-    }
+def compile_all(contracts_dir: Path) -> dict[str, dict[str, Any]]:
+    """Compile every <contracts_dir>/*.sol; return {ContractName: artifact} for contracts with bytecode."""
+    rel = contracts_dir.relative_to(ROOT).as_posix()
+    sources = {f"{rel}/{p.name}": p.read_text(encoding="utf-8") for p in sorted(contracts_dir.glob("*.sol"))}
     if not sources:
-        raise SystemExit("build_contracts: no contracts/*.sol found")
+        raise SystemExit(f"build_contracts: no {rel}/*.sol found")
     std_input = {
         "language": "Solidity",
         "sources": {name: {"content": text} for name, text in sources.items()},
@@ -133,26 +138,26 @@ def _dump(artifact: dict[str, Any]) -> str:
     return json.dumps(artifact, indent=2, sort_keys=True) + "\n"
 
 
-def write(artifacts: dict[str, dict[str, Any]]) -> None:
-    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS_DIR.glob("*.json"):
+def write(artifacts: dict[str, dict[str, Any]], artifacts_dir: Path) -> None:
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    for old in artifacts_dir.glob("*.json"):
         if old.stem not in artifacts:
             old.unlink()
     for name, art in artifacts.items():
-        (ARTIFACTS_DIR / f"{name}.json").write_text(_dump(art), encoding="utf-8")
+        (artifacts_dir / f"{name}.json").write_text(_dump(art), encoding="utf-8")
         print(
-            f"wrote {ARTIFACTS_DIR.relative_to(ROOT)}/{name}.json ({(len(art['bytecode']) - 2) // 2} bytes)"
+            f"wrote {artifacts_dir.relative_to(ROOT)}/{name}.json ({(len(art['bytecode']) - 2) // 2} bytes)"
         )
 
 
-def check(artifacts: dict[str, dict[str, Any]]) -> list[str]:
+def check(artifacts: dict[str, dict[str, Any]], artifacts_dir: Path) -> list[str]:
     """Differences between a fresh compile and the committed artifacts (empty when up to date)."""
     problems: list[str] = []
-    committed = {p.stem for p in ARTIFACTS_DIR.glob("*.json")}
+    committed = {p.stem for p in artifacts_dir.glob("*.json")}
     for extra in sorted(committed - artifacts.keys()):
-        problems.append(f"{extra}.json has no contract in contracts/ any more")
+        problems.append(f"{extra}.json has no contract in its sources any more")
     for name, art in sorted(artifacts.items()):
-        path = ARTIFACTS_DIR / f"{name}.json"
+        path = artifacts_dir / f"{name}.json"
         if not path.is_file():
             problems.append(f"{name}.json is missing")
             continue
@@ -170,18 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if committed artifacts are stale")
     args = parser.parse_args(argv)
-    artifacts = compile_all()
+    built = [(compile_all(src), out) for src, out in TARGETS]
     if args.check:
-        problems = check(artifacts)
+        problems = [f"{out.relative_to(ROOT)}/{p}" for arts, out in built for p in check(arts, out)]
         if problems:
             print("contract artifacts are stale:", file=sys.stderr)
             for p in problems:
                 print(f"  - {p}", file=sys.stderr)
-            print("run: python scripts/build_contracts.py", file=sys.stderr)
+            print("run: make contracts", file=sys.stderr)
             return 1
-        print(f"contract artifacts up to date ({len(artifacts)} contracts)")
+        print(f"contract artifacts up to date ({sum(len(arts) for arts, _ in built)} contracts)")
         return 0
-    write(artifacts)
+    for arts, out in built:
+        write(arts, out)
     return 0
 
 

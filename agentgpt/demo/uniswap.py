@@ -40,9 +40,7 @@ def artifact(name: str) -> dict[str, Any]:
     """ABI and bytecode of a Uniswap V2 contract (npm build/) or of a demo contract (committed)."""
     path = UNISWAP_ARTIFACTS.get(name) or DEMO_ARTIFACTS / f"{name}.json"
     if not path.is_file():
-        raise UniswapError(
-            f"{path} not found: run `npm ci` (Uniswap) or `python -m agentgpt.demo.build_artifacts`"
-        )
+        raise UniswapError(f"{path} not found: run `npm ci` (Uniswap) or `make contracts`")
     raw = json.loads(path.read_text())
     bytecode = raw["bytecode"] if isinstance(raw["bytecode"], str) else raw["bytecode"]["object"]
     return {"abi": raw["abi"], "bytecode": bytecode if bytecode.startswith("0x") else "0x" + bytecode}
