@@ -22,6 +22,7 @@ from services.executor.config import ExecutorConfig
 from services.executor.context import ContextBuilder
 from services.executor.decorators import DecoratorDeps, DecoratorRegistry
 from services.executor.engine import Engine, EngineConfig, EngineDeps, SessionPort
+from services.executor.metrics import ExecutorMetrics
 from services.executor.models import BuiltinPlanner, OpenAIPlanner
 from services.executor.models.base import Planner
 from services.executor.servicer import ExecutorServicer
@@ -127,10 +128,16 @@ def build_parts(
         checkpointer=Checkpointer(CheckpointWriter(store, key=sealing_key), key),
         home_chain_id=network.home.chain_id if network.chains else 0,
         chain_names={k: c.name for c in network.chains for k in (c.name, str(c.chain_id))},
+        metrics=ExecutorMetrics(),
     )
     engine = Engine(engine_config, deps)
     if chains is not None:
-        deps.anchors = AnchorQueue(chains, engine.on_anchored, retry_base=config.anchor_retry_base)
+        deps.anchors = AnchorQueue(
+            chains, engine.on_anchored, retry_base=config.anchor_retry_base, metrics=deps.metrics
+        )
+    deps.metrics.sessions.set_function(lambda: len(engine.runners))
+    anchors = deps.anchors
+    deps.metrics.anchor_backlog.set_function(lambda: anchors.pending() if anchors is not None else 0)
     return ExecutorParts(engine, chains, store, key, registry)
 
 
@@ -181,4 +188,5 @@ async def build(
         probes=probes,
         background=background,
         on_stop=[close, session.close],
+        registry=engine.deps.metrics.registry,
     )

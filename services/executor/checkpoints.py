@@ -24,6 +24,7 @@ from multiformats import CID
 from agentgpt.ipfs import CheckpointWriter
 from agentgpt.tasklog import ExecutorKey
 from services.executor.chain_exec import ChainSet, TxError, TxIntentRecord
+from services.executor.metrics import ExecutorMetrics
 
 log = logging.getLogger("agentgpt.executor.checkpoints")
 
@@ -78,9 +79,11 @@ class AnchorQueue:
         retry_base: float = 1.0,
         retry_max: float = 60.0,
         poll: float = 0.05,
+        metrics: ExecutorMetrics | None = None,
     ) -> None:
         self.chains = chains
         self.on_anchored = on_anchored
+        self.metrics = metrics
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.poll = poll
@@ -145,6 +148,8 @@ class AnchorQueue:
             except Exception as exc:
                 job.attempts += 1
                 self.failures += 1
+                if self.metrics is not None:
+                    self.metrics.anchors.labels(chain, "failed").inc()
                 delay = min(self.retry_max, self.retry_base * 2 ** min(job.attempts - 1, 8))
                 job.not_before = time.monotonic() + delay
                 log.warning(
@@ -161,6 +166,8 @@ class AnchorQueue:
                 del per_chain[job.session_id]
             if anchor is None:
                 continue
+            if self.metrics is not None:
+                self.metrics.anchors.labels(chain, "ok").inc()
             self.anchored.append((job.session_id, job.seq, anchor))
             done = self._done.setdefault((job.session_id, job.seq), [])
             done.append(anchor)

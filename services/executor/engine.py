@@ -32,6 +32,7 @@ from services.executor.budget import BudgetMeter
 from services.executor.chain_exec import TxError, TxIntentRecord
 from services.executor.checkpoints import Anchor, AnchorQueue, Checkpointer
 from services.executor.context import ContextBuilder, SessionContext
+from services.executor.metrics import ExecutorMetrics
 from services.executor.models.base import SessionView
 from services.executor.models.openai import ModelUnavailable
 from services.executor.plan import PlanDeferred, PlanRejected, TaskRequest
@@ -106,6 +107,7 @@ class EngineDeps:
     anchors: AnchorQueue | None = None
     home_chain_id: int = 0
     chain_names: Mapping[str, str] = field(default_factory=dict)  # spec chain key -> manifest chain name
+    metrics: ExecutorMetrics = field(default_factory=ExecutorMetrics)
 
 
 class SessionRunner:
@@ -178,6 +180,8 @@ class SessionRunner:
                 log.warning("session %s: renewing the lease failed: %s", self.session_id, exc)
 
     def _fence(self, why: str) -> None:
+        if not self.fenced:
+            self.deps.metrics.fenced.inc()
         self.fenced = True
         log.warning(
             "session %s: lease epoch %d is stale (%s); stopping at once",
@@ -264,7 +268,10 @@ class SessionRunner:
                     return
                 if t.seq != self.last_seq + 1:
                     break  # a gap: the queue is read again
+                started = time.perf_counter()
                 await self.run_task(t)
+                if self.last_seq == t.seq:  # committed (not deferred)
+                    self.deps.metrics.task_seconds.observe(time.perf_counter() - started)
 
     async def _on_idle(self) -> None:
         assert self.tasklog is not None
@@ -433,6 +440,10 @@ class SessionRunner:
         self.last_seq = t.seq
         self.tasks_run += 1
         self.gas_used += gas_used
+        m = self.deps.metrics
+        m.tasks.labels(STATUS_NAME[status]).inc()
+        m.gas.inc(gas_used)
+        m.charged.inc(cost)
         if error:
             log.info("session %s task %d %s: %s", self.session_id, t.seq, STATUS_NAME[status], error)
         if t.seq - self.last_checkpoint_seq >= self.interval:
@@ -464,10 +475,13 @@ class SessionRunner:
             # IPFS trouble must not stop the session: tried again at the next boundary, or when idle
             # after a pause that grows with each failure.
             self._checkpoint_failures += 1
+            self.deps.metrics.checkpoints.labels("failed").inc()
             self._checkpoint_retry_at = time.monotonic() + min(60.0, 0.5 * 2**self._checkpoint_failures)
             log.warning("session %s: checkpoint %d failed: %s", self.session_id, self.last_seq, exc)
             return
         self._checkpoint_failures = 0
+        self.deps.metrics.checkpoints.labels("ok").inc()
+        self.deps.metrics.checkpoint_seconds.observe(made.encode_add_s)
         self.tasklog.take_pending()
         self.prev_cid, self.prev_root, self.last_checkpoint_seq = made.cid, made.state_root, made.seq
         await self.deps.port.record_checkpoint(

@@ -21,6 +21,8 @@ from agentgpt.network import ChainInfo, Network
 from agentgpt.runtime.config import ServerConfig, load
 from agentgpt.runtime.interceptors import go_code_name
 from agentgpt.runtime.server import RunningService
+from services.executor.app import build as build_executor
+from services.executor.config import ExecutorConfig
 from services.indexer.app import build as build_indexer
 from services.indexer.config import IndexerConfig
 from services.session.app import build as build_session
@@ -83,9 +85,21 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ),
         server,
     )
+    executor = RunningService(
+        await build_executor(
+            load(
+                ExecutorConfig,
+                env={},
+                session_addr=f"127.0.0.1:{_closed_port()}",
+                ipfs_embedded_dir=str(tmp / "executor-ipfs"),
+                claim_sessions=False,
+            )
+        ),
+        server,
+    )
     started: list[RunningService] = []
     try:
-        for s in (indexer, session):
+        for s in (indexer, session, executor):
             await s.start()
             started.append(s)
         async with grpc.aio.insecure_channel(indexer.address) as channel:
@@ -94,7 +108,7 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 await stub.GetLatestAnchor(indexer_pb2.GetLatestAnchorRequest(session_id=""), timeout=5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         await session.probe_once()
-        text = _scrape(indexer.metrics_port) + _scrape(session.metrics_port)
+        text = "".join(_scrape(s.metrics_port) for s in (indexer, session, executor))
     finally:
         for s in reversed(started):
             await s.stop()

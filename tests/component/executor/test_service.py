@@ -21,6 +21,7 @@ from services.executor.app import build
 from services.executor.config import ExecutorConfig
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import KEY, eventually
+from tests.support import metric_value, scrape
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -38,7 +39,7 @@ async def executor(
         executor_id="ex-svc",
     )
     definition = await build(config, store=EmbeddedStore(tmp_path))
-    service = RunningService(definition, ServerConfig(metrics_port=-1, drain_delay=0.0, health_interval=0.2))
+    service = RunningService(definition, ServerConfig(metrics_port=0, drain_delay=0.0, health_interval=0.2))
     await service.start()
     client = ExecutorClient(service.address)
     try:
@@ -65,6 +66,13 @@ async def test_assign_status_release(
     assert status.address == Account.from_key(KEY).address
     (running,) = [s for s in status.sessions if s.session_id == "301"]
     assert (running.epoch, running.last_task_seq, running.context_epoch) == (epoch, 3, 1)
+    # operators see the work on /metrics: tasks by outcome, their latency, sessions held
+    text = scrape(service.metrics_port)
+    assert metric_value(text, "agentgpt_executor_tasks_total", status="succeeded") == 3
+    assert metric_value(text, "agentgpt_executor_task_seconds_count") == 3
+    assert metric_value(text, "agentgpt_executor_sessions") == 1
+    assert metric_value(text, "agentgpt_executor_checkpoints_total", result="ok") >= 1
+    assert metric_value(text, "grpc_server_handled_total", grpc_method="AssignSession", grpc_code="OK") == 1
     await client.release_session("301")
     status = await client.get_status()
     assert all(s.session_id != "301" for s in status.sessions)

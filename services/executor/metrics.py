@@ -1,0 +1,62 @@
+"""The executor's Prometheus metrics, registered in the service's registry (no global registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ExecutorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry or CollectorRegistry()
+        self.registry = registry
+        self.tasks = Counter(
+            "agentgpt_executor_tasks",
+            "Tasks finished and committed to the session service, by outcome",
+            ["status"],
+            registry=registry,
+        )
+        self.task_seconds = Histogram(
+            "agentgpt_executor_task_seconds",
+            "Seconds from a task's start to its committed report (planning, decorators, chain, report)",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.gas = Counter(
+            "agentgpt_executor_gas_used", "Gas used by the executor's task transactions", registry=registry
+        )
+        self.charged = Counter(
+            "agentgpt_executor_budget_charged",
+            "AGPT base units charged to session budgets (task fees and gas)",
+            registry=registry,
+        )
+        self.checkpoints = Counter(
+            "agentgpt_executor_checkpoints",
+            "Checkpoints written to IPFS, by result (ok, failed: retried later)",
+            ["result"],
+            registry=registry,
+        )
+        self.checkpoint_seconds = Histogram(
+            "agentgpt_executor_checkpoint_seconds",
+            "Seconds to encode, seal and add a checkpoint to IPFS",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=registry,
+        )
+        self.anchors = Counter(
+            "agentgpt_executor_anchors",
+            "Checkpoint anchor transactions by chain and result (ok, failed: retried with backoff)",
+            ["chain", "result"],
+            registry=registry,
+        )
+        self.anchor_backlog = Gauge(
+            "agentgpt_executor_anchor_backlog",
+            "Checkpoint anchors waiting to be sent, all chains",
+            registry=registry,
+        )
+        self.sessions = Gauge(
+            "agentgpt_executor_sessions", "Sessions this executor holds a lease on", registry=registry
+        )
+        self.fenced = Counter(
+            "agentgpt_executor_fenced",
+            "Sessions stopped because their lease epoch went stale (taken over elsewhere)",
+            registry=registry,
+        )
