@@ -152,7 +152,11 @@ class TaskLog:
         *,
         context_epoch: int,
         tx_hashes: Iterable[bytes] = (),
+        expected_hash: bytes | None = None,
     ) -> LogEntry:
+        """Append and sign the entry of task `seq`. With `expected_hash` (re-logging a task another
+        executor committed, from its SessionDB record), the rebuilt entry must hash to it, or
+        TaskLogError: the record does not describe the task that was logged."""
         if seq <= self.seq:
             raise TaskLogError(f"seq {seq} does not follow the log's last seq {self.seq}")
         result_hash = result_digest(result)
@@ -167,6 +171,8 @@ class TaskLog:
             "txs": txs,
         }
         h = entry_hash(self.head, body)
+        if expected_hash is not None and h != expected_hash:
+            raise TaskLogError(f"task {seq}'s record does not rebuild its logged entry")
         entry = LogEntry(
             self.session_id,
             seq,

@@ -7,6 +7,7 @@ other domain error.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -88,6 +89,8 @@ def status_of(context: aio.ServicerContext, exc: BaseException | None) -> grpc.S
         return grpc.StatusCode.OK
     if isinstance(exc, ServiceError):
         return exc.code
+    if isinstance(exc, asyncio.CancelledError):
+        return grpc.StatusCode.CANCELLED  # the client went away (or cancelled) mid-call
     return grpc.StatusCode.UNKNOWN
 
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.session.v1 import session_pb2 as ss
-from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
+from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, TaskLogError, checkpoint_document
 from services.executor.actions import ActionRunner
 from services.executor.budget import BudgetMeter
 from services.executor.chain_exec import TxError, TxIntentRecord
@@ -210,8 +210,20 @@ class SessionRunner:
             owner=session.owner,
             params=self.params,
             chains=self.chains,
-            epoch=max(1, session.context_epoch),
         )
+        committed = await self.deps.port.tasks(self.session_id, 0)
+        # Contexts swapped by earlier holders of the lease apply again, in order, as recorded epochs.
+        for t in committed:
+            if t.input.kind == "swap_context" and t.status == SUCCEEDED:
+                try:
+                    self.deps.contexts.swap(self.ctx, json.loads(t.input.args_json or "{}"), at_seq=t.seq)
+                except (PlanRejected, ValueError) as exc:
+                    log.error(
+                        "session %s: cannot re-apply the context swap of task %d: %s",
+                        self.session_id,
+                        t.seq,
+                        exc,
+                    )
         self.meter = BudgetMeter(
             int(session.budget or 0),
             int(session.budget_spent or 0),
@@ -227,14 +239,19 @@ class SessionRunner:
             self.prev_cid, self.prev_root = self.resume.cid, self.resume.state_root
             self.last_checkpoint_seq = self.resume.seq
             head, seq = self.resume.state_root, self.resume.seq
-        # Roll forward over tasks already committed after the checkpoint (SessionDB records).
-        for t in await self.deps.port.tasks(self.session_id, seq):
+        self.tasklog = TaskLog(self.session_id, self.deps.key, head, seq)
+        # Roll forward over tasks already committed after the checkpoint (SessionDB records): their log
+        # entries are rebuilt, checked against the recorded log hashes and signed by this executor, so
+        # the next checkpoint carries an unbroken log from the previous one.
+        for t in committed:
+            if t.seq <= seq:
+                continue
             if t.seq != seq + 1 or t.status not in DONE:
                 break
-            seq, head = t.seq, bytes(t.log_hash) or head
+            self._relog(t)
+            seq = t.seq
             self._remember(t.input.kind, t.result_json)
         self.last_seq = seq
-        self.tasklog = TaskLog(self.session_id, self.deps.key, head, seq)
         log.info(
             "session %s: running from task %d (epoch %d, context %d)",
             self.session_id,
@@ -242,6 +259,30 @@ class SessionRunner:
             self.lease.epoch,
             self.context_epoch,
         )
+
+    def _relog(self, t: ss.Task) -> None:
+        assert self.tasklog is not None
+        try:
+            result = json.loads(t.result_json or "{}")
+            self.tasklog.append(
+                t.seq,
+                t.input.kind,
+                STATUS_NAME[t.status],
+                result,
+                context_epoch=int(result.get("context_epoch", 0)),
+                tx_hashes=[bytes.fromhex(str(h).removeprefix("0x")) for h in result.get("tx_hashes", [])],
+                expected_hash=bytes(t.log_hash),
+            )
+        except (TaskLogError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            # A record that does not rebuild its entry (written by an older executor, or altered): the
+            # next checkpoint's log starts after it, from its recorded hash, with no link to the previous
+            # checkpoint (prev_cid empty) — a visible gap rather than an unverifiable chain.
+            log.warning(
+                "session %s: task %d: %s; the next checkpoint starts after it", self.session_id, t.seq, exc
+            )
+            self.tasklog.take_pending()
+            self.tasklog.head, self.tasklog.seq = bytes(t.log_hash), t.seq
+            self.prev_root, self.prev_cid = bytes(t.log_hash), ""
 
     def _remember(self, kind: str, result_json: str) -> None:
         with contextlib.suppress(ValueError):
@@ -383,7 +424,7 @@ class SessionRunner:
             seq=t.seq,
             input=t.input,
             status=status,  # type: ignore[arg-type]
-            result_json=json.dumps(result or {}, sort_keys=True, default=str),
+            result_json=result_json(result or {}),
             error=error[:2000],
             intents=[
                 ss.TxIntent(chain_id=i.chain_id, nonce=i.nonce, tx_hash=i.tx_hash, raw_tx=i.raw_tx)
@@ -413,6 +454,11 @@ class SessionRunner:
         result = {**result, "context_epoch": self.context_epoch}
         if error:
             result["error"] = error
+        if tx_hashes:
+            result["tx_hashes"] = ["0x" + bytes(h).hex() for h in tx_hashes]
+        # The log commits to the result exactly as reported (its JSON form), so whoever takes the session
+        # over can rebuild this entry from SessionDB and check it against the recorded log hash.
+        result = json.loads(result_json(result))
         entry = self.tasklog.append(
             t.seq,
             t.input.kind,
@@ -516,6 +562,11 @@ class SessionRunner:
                 self.ctx.rail.name,
                 exc,
             )
+
+
+def result_json(result: Mapping[str, Any]) -> str:
+    """A task result as reported and logged: canonical JSON (sorted keys; other types as strings)."""
+    return json.dumps(result, sort_keys=True, default=str)
 
 
 def _intent_from_pb(i: ss.TxIntent) -> TxIntentRecord:

@@ -870,7 +870,19 @@ class SessionControl:
 
     async def submit_tasks(self, req: pb.SubmitTasksRequest, ctx: CallContext) -> pb.SubmitTasksResponse:
         async def body(caller: Caller, key: str) -> Message:
+            # Executors update an ACTIVE session all the time (reports, leases, checkpoints): appending
+            # to its queue re-reads and retries on a version conflict instead of failing the owner.
+            for _ in range(5):
+                try:
+                    return await attempt(caller, key)
+                except Aborted as exc:
+                    if "expected_version" in exc.message:
+                        raise
+            raise Aborted(f"session {req.session_id} kept changing; retry the submission")
+
+        async def attempt(caller: Caller, key: str) -> Message:
             rec = await self._load_owned(req.session_id, caller)
+            self._check_version(req, rec)
             self._next_clock(rec, Action.EXECUTE_TASKS)
             first = rec.next_task_seq
             now = time.time()

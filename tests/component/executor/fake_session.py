@@ -1,9 +1,19 @@
-"""An in-process stand-in for the session service, for the engine's logic tests (the integration tests
-run the executor against the real session service), speaking the real SessionService gRPC API over a real loopback channel: leases with fencing epochs, a task queue,
-ReportTask with epoch checks, checkpoints, ListTasks and InspectSession.
+"""An in-process stand-in for the session service, speaking the real SessionService gRPC API over a real
+loopback channel: leases with fencing epochs, a task queue, ReportTask with epoch checks, checkpoints,
+ListTasks and InspectSession. Sessions and tasks are put in directly (no owner signatures, no lifecycle).
 
-It also records what the executor did, so tests can check ordering ("task n committed before task
-n+1 started") and fencing.
+It serves the engine's logic tests that the real service cannot easily provoke or observe: it records
+every report (executor, epoch, seq, status) and checkpoint, lets a test steal a lease or edit a queued
+task, and refuses a report while an earlier task is still open (the real service does not check that), so
+ordering violations fail loudly. The on-chain engine tests in tests/integration/executor
+(test_onchain_engine, test_treasury_engine) run against it too.
+
+It is a simplification: it trusts every caller (no service identity needed), its ClaimLease of a session
+leased elsewhere answers no lease instead of FAILED_PRECONDITION, and its ReleaseLease ignores a stale
+epoch instead of refusing it.
+
+The executor against the REAL session service (in-process, SQLite): test_with_session_service.py; as
+processes, the whole stack: tests/integration/executor/test_demo_stack.py.
 """
 
 from __future__ import annotations

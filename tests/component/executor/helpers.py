@@ -11,7 +11,8 @@ from agentgpt.ipfs import EmbeddedStore
 from agentgpt.runtime.config import load
 from services.executor.app import ExecutorParts, build_parts
 from services.executor.config import ExecutorConfig
-from services.executor.session_port import GrpcSessionPort
+from services.executor.engine import SessionPort
+from services.executor.session_port import GrpcSessionPort, session_client
 
 KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 
@@ -25,8 +26,16 @@ async def eventually(cond: Callable[[], Any], timeout: float = 15.0, what: str =
     raise AssertionError(f"{what} not met within {timeout}s")
 
 
-def parts(address: str, tmp: Path, **overrides: Any) -> tuple[ExecutorParts, SessionClient]:
-    client = SessionClient(address)
+def parts(
+    address: str,
+    tmp: Path,
+    *,
+    wrap: Callable[[SessionPort], SessionPort] | None = None,
+    **overrides: Any,
+) -> tuple[ExecutorParts, SessionClient]:
+    """The executor engine (not started) over GrpcSessionPort to the session API at `address`, calling
+    with the service identity production gives it (services.executor.app.build). `wrap` may put a test
+    port around the real one (e.g. to hold a report back)."""
     settings: dict[str, Any] = {
         "executor_key": KEY,
         "poll_interval": 0.05,
@@ -35,4 +44,8 @@ def parts(address: str, tmp: Path, **overrides: Any) -> tuple[ExecutorParts, Ses
         **overrides,
     }
     config = load(ExecutorConfig, env={}, **settings)
-    return build_parts(config, GrpcSessionPort(client), store=EmbeddedStore(tmp / "ipfs")), client
+    client = session_client(address, f"executor:{config.executor_id}")
+    port: SessionPort = GrpcSessionPort(client)
+    if wrap is not None:
+        port = wrap(port)
+    return build_parts(config, port, store=EmbeddedStore(tmp / "ipfs")), client
