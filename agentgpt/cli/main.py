@@ -199,6 +199,27 @@ async def _session(args: argparse.Namespace) -> int:
                         f"{sess.session_id:<8} {state:<11} {sess.spec.type:<24} "
                         f"{sess.budget_spent + '/' + sess.budget:<40} {sess.owner}"
                     )
+            elif args.action == "tasks":
+                page = await client.list_tasks(
+                    session_pb2.ListTasksRequest(
+                        session_id=_session_id(args.id),
+                        after_seq=args.after,
+                        statuses=[
+                            session_pb2.TaskStatus.Value("TASK_STATUS_" + st.upper()) for st in args.status
+                        ],
+                        page_size=args.limit,
+                    )
+                )
+                _print(
+                    f"{'SEQ':>6} {'KIND':<20} {'STATUS':<10} {'GAS':>9} {'COST (AGPT base units)':<24} ERROR"
+                )
+                for t in page.tasks:
+                    st = session_pb2.TaskStatus.Name(t.status).removeprefix("TASK_STATUS_")
+                    _print(
+                        f"{t.seq:>6} {t.input.kind:<20} {st:<10} {t.gas_used:>9} {t.cost:<24} {t.error[:60]}"
+                    )
+                if page.next_after_seq:
+                    _print(f"(more: --after {page.next_after_seq})")
             elif args.action == "watch":
                 async for item in client.watch_session(
                     _session_id(args.id), args.from_cursor, args.history_only
@@ -294,23 +315,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    session = sub.add_parser("session", help="look at sessions: inspect, get, list, watch")
-    session.add_argument(
-        "--session-addr",
-        default="",
-        help="session service address (default: $AGENTGPT_SESSION_ADDR, else the local stack's)",
-    )
-    session.add_argument("--workdir", default=str(DEFAULT_WORKDIR), help="the local stack's work directory")
+    def target_options(parser: argparse.ArgumentParser, default: Any) -> None:
+        parser.add_argument(
+            "--session-addr",
+            default="" if default is None else default,
+            help="session service address (default: $AGENTGPT_SESSION_ADDR, else the local stack's)",
+        )
+        parser.add_argument(
+            "--workdir",
+            default=str(DEFAULT_WORKDIR) if default is None else default,
+            help="the local stack's work directory (default: .agentgpt/stack)",
+        )
+
+    session = sub.add_parser("session", help="look at sessions: inspect, get, list, tasks, watch")
+    target_options(session, None)
     ssub = session.add_subparsers(dest="action", required=True, metavar="ACTION")
-    inspect = ssub.add_parser("inspect", help="the session dashboard (seed section 7)")
+
+    def add_action(name: str, help: str) -> argparse.ArgumentParser:
+        # the target options are accepted after the action too (`agentgpt session list --workdir X`)
+        parser = ssub.add_parser(name, help=help)
+        target_options(parser, argparse.SUPPRESS)
+        return parser
+
+    inspect = add_action("inspect", help="the session dashboard (seed section 7)")
     inspect.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     inspect.add_argument(
         "--detail", choices=["summary", "full"], default="summary", help="full adds recent tasks and events"
     )
     inspect.add_argument("--json", action="store_true", help="the raw InspectSessionResponse as JSON")
-    get = ssub.add_parser("get", help="one session as JSON")
-    get.add_argument("id")
-    listing = ssub.add_parser("list", help="sessions, newest first")
+    get = add_action("get", help="one session as JSON")
+    get.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
+    listing = add_action("list", help="sessions, newest first")
     listing.add_argument("--owner", default="", help="only this owner's sessions")
     listing.add_argument(
         "--state",
@@ -320,8 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeatable",
     )
     listing.add_argument("--limit", type=int, default=50, help="at most this many (1..500)")
-    watch = ssub.add_parser("watch", help="follow a session's events (Ctrl-C to stop)")
-    watch.add_argument("id")
+    tasks = add_action("tasks", help="a session's tasks in order, with status, gas and error")
+    tasks.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
+    tasks.add_argument("--after", type=int, default=0, help="only tasks after this seq")
+    tasks.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        choices=["queued", "running", "succeeded", "failed", "refused"],
+        help="only tasks in this status (repeatable)",
+    )
+    tasks.add_argument("--limit", type=int, default=100, help="at most this many (1..1000)")
+    watch = add_action("watch", help="follow a session's events (Ctrl-C to stop)")
+    watch.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     watch.add_argument("--from-cursor", type=int, default=0, help="resume after this event cursor")
     watch.add_argument("--history-only", action="store_true", help="stop after the recorded history")
 

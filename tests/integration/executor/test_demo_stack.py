@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,26 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
                 return resp
 
             state = await eventually(verified, timeout=30)
+        # the terminal view of the same session, through the CLI against the running stack
+        sid = inspect.session.session_id
+        cli = {
+            args[0]: await asyncio.to_thread(
+                subprocess.run,
+                [
+                    sys.executable,
+                    "-m",
+                    "agentgpt.cli.main",
+                    "session",
+                    *args,
+                    "--workdir",
+                    str(tmp_path / "stack"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            for args in (["list"], ["inspect", sid], ["tasks", sid], ["watch", sid, "--history-only"])
+        }
     finally:
         await stack.stop()
     assert inspect.session.state == cpb.SESSION_STATE_COMPLETED
@@ -63,6 +86,17 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
     assert rebalance.gas_used > 0 and len(rebalance.intents) >= 1
     assert any("anchored on arbitrum, polygon" in line for line in lines)  # checked on both chains
     assert any("NFT burned" in line for line in lines)
+    for name, proc in cli.items():
+        assert proc.returncode == 0, (name, proc.stdout, proc.stderr)
+    assert f"{sid:<8} COMPLETED" in cli["list"].stdout
+    assert "[COMPLETED]" in cli["inspect"].stdout and "3/3" in cli["inspect"].stdout
+    assert [line.split()[1:3] for line in cli["tasks"].stdout.splitlines()[1:]] == [
+        ["analyze_market", "SUCCEEDED"],
+        ["rebalance", "SUCCEEDED"],
+        ["publish_report", "SUCCEEDED"],
+    ]
+    watched = [line.split()[2] for line in cli["watch"].stdout.splitlines()]
+    assert watched[0] == "created" and watched[-1] == "completed" and "checkpointed" in watched
     dashboard = render(inspect)
     assert "COMPLETED" in dashboard and "3/3" in dashboard
     assert "KYC_TIER4, OFAC_FILTER, GAS_OPTIMIZER_V3" in dashboard
