@@ -30,15 +30,29 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _DATA = re.compile(r"0x[0-9a-fA-F]*")
 
 
+#: Hex digit -> 0x20 where EIP-55 upper-cases (digest nibble >= 8) / where the digit is a letter.
+_UPPER_NIBBLE = str.maketrans("0123456789abcdef", "\0" * 8 + " " * 8)
+_LETTER = str.maketrans("0123456789abcdef", "\0" * 10 + " " * 6)
+
+
 @lru_cache(maxsize=65536)
 def to_checksum_address(address: str) -> str:
-    """EIP-55 is the decoder's hottest path: cached (the same addresses recur in every log), and hashed
-    with pycryptodome directly (eth_utils' generic conversions cost ~5x more per address)."""
+    """EIP-55 is the decoder's hottest path: cached (the same addresses recur in every log), hashed with
+    pycryptodome directly and cased with integer masks (eth_utils' generic conversions, and
+    pycryptodome's hexdigest, cost several times more per address).
+
+    Lower-case ASCII letters differ from upper-case ones by the 0x20 bit: the address's bytes are
+    XORed with 0x20 where the digest's nibble is >= 8 and the address's digit is a letter.
+    """
     body = address[2:].lower() if address.startswith(("0x", "0X")) else address.lower()
-    if len(body) != 40:
+    if len(body) != 40 or not body.isascii():
         return str(_to_checksum_address(address))  # let eth_utils raise its error
-    digest = _keccak256.new(digest_bits=256, data=body.encode()).hexdigest()
-    return "0x" + "".join(c.upper() if int(d, 16) >= 8 else c for c, d in zip(body, digest, strict=False))
+    raw = body.encode()
+    digest = _keccak256.new(digest_bits=256, data=raw).digest().hex()
+    flip = int.from_bytes(digest[:40].translate(_UPPER_NIBBLE).encode(), "big") & int.from_bytes(
+        body.translate(_LETTER).encode(), "big"
+    )
+    return "0x" + (int.from_bytes(raw, "big") ^ flip).to_bytes(40, "big").decode()
 
 
 #: Contracts followed by address, by their manifest name.
@@ -103,35 +117,81 @@ def _hex(value: Any, what: str, pattern: re.Pattern[str], memo: dict[str, str] |
     return lowered
 
 
-def _quantity(value: Any, what: str) -> int:
+def _quantity(value: Any, what: str, memo: dict[str, int] | None = None) -> int:
+    if memo is not None:
+        known = memo.get(value) if isinstance(value, str) else None
+        if known is not None:
+            return known
     if not isinstance(value, str) or _QUANTITY.fullmatch(value) is None:
         raise SkippedLog("malformed", f"{what} is not a hex quantity: {str(value)[:80]!r}")
-    return int(value, 16)
+    n = int(value, 16)
+    if memo is not None:
+        memo[value] = n
+    return n
 
 
-def parse_log(raw: Any, memo: dict[str, str] | None = None) -> RawLog:
+class LogParser:
+    """Validates eth_getLogs entries (`parse`), one instance per batch: it remembers the strings it has
+    already validated, because within a batch the same block numbers, block and transaction hashes,
+    addresses, log indexes and topics recur in many logs (a dict hit costs far less than a regex)."""
+
+    __slots__ = ("addresses", "hexes", "quantities")
+
+    def __init__(self) -> None:
+        self.hexes: dict[str, str] = {}  # raw hash / topic -> lower-case
+        self.quantities: dict[str, int] = {}  # raw quantity -> int
+        self.addresses: dict[str, str] = {}  # raw address -> checksummed
+
+    def parse(self, raw: Any) -> RawLog:
+        """The validated log; SkippedLog("malformed") if any field is missing or wrong."""
+        if not isinstance(raw, dict):
+            raise SkippedLog("malformed", f"log is not an object: {str(raw)[:80]!r}")
+        topics = raw.get("topics")
+        if not isinstance(topics, list) or not 0 < len(topics) <= 4:
+            raise SkippedLog("malformed", f"topics: {str(topics)[:80]!r}")
+        data = raw.get("data", "0x")
+        if not isinstance(data, str) or len(data) % 2 or _DATA.fullmatch(data) is None:
+            raise SkippedLog("malformed", f"data is not hex bytes: {str(data)[:80]!r}")
+        hexes, quantities = self.hexes, self.quantities
+        number: Any = raw.get("blockNumber")
+        block: Any = raw.get("blockHash")
+        tx: Any = raw.get("transactionHash")
+        index: Any = raw.get("logIndex")
+        address: Any = raw.get("address")
+        try:
+            # Remembered strings first (a miss, or a value that is not a string, takes the checked path).
+            return RawLog(
+                quantities.get(number) or _quantity(number, "blockNumber", quantities),
+                hexes.get(block) or _hex(block, "blockHash", _HASH, hexes),
+                hexes.get(tx) or _hex(tx, "transactionHash", _HASH, hexes),
+                quantities.get(index) or _quantity(index, "logIndex", quantities),
+                self.addresses.get(address) or self._address(address),
+                tuple([hexes.get(t) or _hex(t, "topic", _HASH, hexes) for t in topics]),
+                data.lower(),
+            )
+        except TypeError:  # an unhashable value (a list or an object) where a string belongs
+            return RawLog(
+                _quantity(number, "blockNumber"),
+                _hex(block, "blockHash", _HASH, None),
+                _hex(tx, "transactionHash", _HASH, None),
+                _quantity(index, "logIndex"),
+                to_checksum_address(_hex(address, "address", _ADDRESS, None)),
+                tuple([_hex(t, "topic", _HASH, None) for t in topics]),
+                data.lower(),
+            )
+
+    def _address(self, value: Any) -> str:
+        address = to_checksum_address(_hex(value, "address", _ADDRESS, None))
+        self.addresses[value] = address
+        return address
+
+
+def parse_log(raw: Any, parser: LogParser | None = None) -> RawLog:
     """Validate one eth_getLogs entry; SkippedLog("malformed") if any field is missing or wrong.
 
-    `memo` (optional, one per batch) caches validated hex strings; see `_hex`.
+    `parser` (optional, one per batch) remembers strings already validated; see `LogParser`.
     """
-    if not isinstance(raw, dict):
-        raise SkippedLog("malformed", f"log is not an object: {str(raw)[:80]!r}")
-    topics = raw.get("topics")
-    if not isinstance(topics, list) or not 0 < len(topics) <= 4:
-        raise SkippedLog("malformed", f"topics: {str(topics)[:80]!r}")
-    data = raw.get("data", "0x")
-    if not isinstance(data, str) or len(data) % 2 or _DATA.fullmatch(data) is None:
-        raise SkippedLog("malformed", f"data is not hex bytes: {str(data)[:80]!r}")
-    address = _hex(raw.get("address"), "address", _ADDRESS, memo)
-    return RawLog(
-        _quantity(raw.get("blockNumber"), "blockNumber"),
-        _hex(raw.get("blockHash"), "blockHash", _HASH, memo),
-        _hex(raw.get("transactionHash"), "transactionHash", _HASH, memo),
-        _quantity(raw.get("logIndex"), "logIndex"),
-        to_checksum_address(address),
-        tuple([_hex(t, "topic", _HASH, memo) for t in topics]),
-        data.lower(),
-    )
+    return (parser or LogParser()).parse(raw)
 
 
 def _canonical_type(param: dict[str, Any]) -> str:
@@ -139,69 +199,6 @@ def _canonical_type(param: dict[str, Any]) -> str:
     if t.startswith("tuple"):
         return "(" + ",".join(_canonical_type(c) for c in param["components"]) + ")" + t[5:]
     return t
-
-
-#: Reads one 32-byte ABI word, given as 64 lower-case hex digits, into its JSON-ready value.
-WordDecoder = Callable[[str], Any]
-_ZEROS = "0" * 64
-
-
-def _word_decoder(typ: str) -> WordDecoder:
-    """The decoder of one static ABI type, working on hex text (the RPC's own form): no bytes round
-    trip, no per-word type dispatch. Raises ValueError if the padding or the range is wrong.
-
-    The hot path of ingestion: eth_abi's generic decoder costs ~10x more for the same result.
-    """
-    if typ == "address":
-
-        def address(w: str) -> str:
-            if w[:24] != _ZEROS[:24]:
-                raise ValueError("address with dirty upper bytes")
-            return to_checksum_address("0x" + w[24:])
-
-        return address
-    if typ == "bool":
-
-        def boolean(w: str) -> bool:
-            if w[:63] != _ZEROS[:63] or w[63] not in "01":
-                raise ValueError("bool is not 0 or 1")
-            return w[63] == "1"
-
-        return boolean
-    if typ.startswith("uint"):
-        bits = int(typ[4:] or 256)
-        if bits == 256:
-            return lambda w: str(int(w, 16))
-        pad = 64 - bits // 4
-
-        def uint(w: str) -> str:
-            if w[:pad] != _ZEROS[:pad]:
-                raise ValueError(f"{typ} out of range")
-            return str(int(w, 16))
-
-        return uint
-    if typ.startswith("int"):
-        bits = int(typ[3:] or 256)
-
-        def sint(w: str) -> str:
-            n = int(w, 16)
-            if n >> 255:
-                n -= 1 << 256
-            if not -(1 << (bits - 1)) <= n < (1 << (bits - 1)):
-                raise ValueError(f"{typ} out of range")
-            return str(n)
-
-        return sint
-    if typ.startswith("bytes") and typ != "bytes":
-        size = 2 * int(typ[5:])
-
-        def fixed_bytes(w: str) -> str:
-            if w[size:] != _ZEROS[size:]:
-                raise ValueError(f"{typ} with dirty lower bytes")
-            return "0x" + w[:size]
-
-        return fixed_bytes
-    raise KeyError(typ)
 
 
 _STATIC = re.compile(
@@ -223,8 +220,125 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _hash_topic(w: str) -> str:
-    return "0x" + w  # dynamic indexed values are stored as their hash
+def _signed(word: str, bits: int, what: str) -> str:
+    n = int(word, 16)
+    if n >> 255:
+        n -= 1 << 256
+    if not -(1 << (bits - 1)) <= n < (1 << (bits - 1)):
+        raise SkippedLog("undecodable", f"{what}: int{bits} out of range")
+    return str(n)
+
+
+def _word_source(typ: str, s: str, i: int, what: str) -> tuple[list[str], str]:
+    """Python source decoding the static ABI word of type `typ` at `s[i : i + 64]` (hex text, already
+    validated as hex, lower-case): (statements checking padding and range, the value's expression).
+    The value is JSON-ready: digits for integers, 0x-hex for bytes, checksummed addresses, bools."""
+
+    def bad(message: str) -> str:
+        return f"    raise SkippedLog('undecodable', {what + ': ' + message!r})"
+
+    if typ == "address":
+        return [
+            f"if not {s}.startswith(Z24, {i}):",
+            bad("address with dirty upper bytes"),
+        ], (f"checksum('0x' + {s}[{i + 24}:{i + 64}])")
+    if typ == "bool":
+        return [
+            f"if not ({s}.startswith(Z63, {i}) and {s}[{i + 63}] in '01'):",
+            bad("bool is not 0 or 1"),
+        ], f"{s}[{i + 63}] == '1'"
+    if typ.startswith("uint"):
+        bits = int(typ[4:] or 256)
+        pad = 64 - bits // 4
+        value = f"str(int({s}[{i + pad}:{i + 64}], 16))"
+        if pad == 0:
+            return [], value
+        return [
+            f"if not {s}.startswith({'0' * pad!r}, {i}):",
+            bad(f"{typ} out of range"),
+        ], value
+    if typ.startswith("int"):
+        return [], f"signed({s}[{i}:{i + 64}], {int(typ[3:] or 256)}, {what!r})"
+    if typ.startswith("bytes") and typ != "bytes":
+        size = 2 * int(typ[5:])
+        checks = (
+            [
+                f"if not {s}.startswith({'0' * (64 - size)!r}, {i + size}):",
+                bad(f"{typ} with dirty lower bytes"),
+            ]
+            if size < 64
+            else []
+        )
+        return checks, f"'0x' + {s}[{i}:{i + size}]"
+    raise KeyError(typ)
+
+
+_DECODER_GLOBALS: dict[str, Any] = {
+    "SkippedLog": SkippedLog,
+    "checksum": to_checksum_address,
+    "signed": _signed,
+    "Z24": "0" * 24,
+    "Z63": "0" * 63,
+}
+
+
+def _compile_decoder(event: EventAbi) -> Callable[[tuple[str, ...], str], tuple[dict[str, Any], str]]:
+    """One Python function decoding `event`'s logs: (topics, data hex) -> (JSON-ready args, their
+    canonical JSON text).
+
+    Generated once per event from its ABI, so decoding a log is straight-line slicing and int() calls:
+    no per-word function calls, type dispatch or loops (the hot path of ingestion; eth_abi's generic
+    decoder costs ~10x more, a table-driven loop ~2x). Dynamic data is left to eth_abi (returns the
+    topics' args and "" for the JSON); static data and the JSON text are built here: a static event's
+    values are digits, 0x-hex or bools, which need no escaping, so its canonical JSON is a join
+    (json.dumps costs ~5x more). The unit tests compare this with eth_abi + json.dumps on every event.
+    """
+    name = event.name
+    lines = [
+        "def decode(topics, data):",
+        f"    if len(topics) != {1 + len(event.indexed)}:",
+        f"        raise SkippedLog('undecodable', {name!r} + f': {{len(topics) - 1}} indexed topics, ABI has {len(event.indexed)}')",
+    ]
+    values: list[tuple[str, str, bool]] = []  # (arg name, variable, is bool)
+    for k, (arg, typ) in enumerate(event.indexed):
+        var = f"v{len(values)}"
+        lines.append(f"    t{k + 1} = topics[{k + 1}]")
+        if _STATIC.match(typ):
+            checks, expr = _word_source(typ, f"t{k + 1}", 2, f"{name}.{arg}")
+        else:
+            checks, expr = [], f"t{k + 1}"  # dynamic indexed values are topics holding their hash
+        lines += ["    " + c for c in checks] + [f"    {var} = {expr}"]
+        values.append((arg, var, typ == "bool"))
+    if event.static_data:
+        hex_len = 2 + 64 * len(event.data_types)
+        lines += [
+            f"    if len(data) != {hex_len}:",
+            f"        raise SkippedLog('undecodable', {name!r} + f': {{(len(data) - 2) // 2}} data bytes, ABI needs {32 * len(event.data_types)}')",
+        ]
+        for j, (arg, typ) in enumerate(zip(event.data_names, event.data_types, strict=True)):
+            var = f"v{len(values)}"
+            checks, expr = _word_source(typ, "data", 2 + 64 * j, name)
+            lines += ["    " + c for c in checks] + [f"    {var} = {expr}"]
+            values.append((arg, var, typ == "bool"))
+    args = "{" + ", ".join(f"{arg!r}: {var}" for arg, var, _ in values) + "}"
+    if event.static_data:
+        parts: list[str] = []
+        text = "{"
+        for n, (arg, var, is_bool) in enumerate(sorted(values)):
+            text += ("," if n else "") + json.dumps(arg) + ":"
+            if is_bool:
+                parts += [repr(text), f"('true' if {var} else 'false')"]
+                text = ""
+            else:
+                parts += [repr(text + '"'), var]
+                text = '"'
+        parts.append(repr(text + "}"))
+        lines.append(f"    return {args}, {' + '.join(parts)}")
+    else:
+        lines.append(f"    return {args}, ''")
+    namespace = dict(_DECODER_GLOBALS)
+    exec(compile("\n".join(lines), f"<decoder of {name}>", "exec"), namespace)
+    return namespace["decode"]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -235,11 +349,10 @@ class EventAbi:
     data_names: tuple[str, ...]
     data_types: tuple[str, ...]
     static_data: bool = False
-    # Precomputed in __post_init__, so decoding a log is slicing and table lookups only.
-    topic_decoders: tuple[tuple[str, WordDecoder], ...] = field(init=False, repr=False, compare=False)
-    data_decoders: tuple[tuple[str, WordDecoder, int], ...] = field(init=False, repr=False, compare=False)
-    data_hex_len: int = field(init=False, repr=False, compare=False)
-    json_keys: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    # Generated in __post_init__ (see _compile_decoder).
+    _decode: Callable[[tuple[str, ...], str], tuple[dict[str, Any], str]] = field(
+        init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_abi(cls, item: dict[str, Any]) -> EventAbi:
@@ -255,69 +368,16 @@ class EventAbi:
         )
 
     def __post_init__(self) -> None:
-        topic_decoders = tuple(
-            (name, _word_decoder(typ) if _STATIC.match(typ) else _hash_topic) for name, typ in self.indexed
-        )
-        data_decoders = (
-            tuple(
-                (name, _word_decoder(typ), 2 + 64 * i)
-                for i, (name, typ) in enumerate(zip(self.data_names, self.data_types, strict=True))
-            )
-            if self.static_data
-            else ()
-        )
-        names = sorted([*(n for n, _ in self.indexed), *self.data_names])
-        object.__setattr__(self, "topic_decoders", topic_decoders)
-        object.__setattr__(self, "data_decoders", data_decoders)
-        object.__setattr__(self, "data_hex_len", 2 + 64 * len(self.data_types))
-        # JSON keys in sorted order, already quoted: a static event's values are digits, 0x-hex or bools,
-        # which need no escaping, so its canonical JSON is built by joining (json.dumps costs ~5x more).
-        object.__setattr__(self, "json_keys", tuple((n, json.dumps(n) + ":") for n in names))
+        object.__setattr__(self, "_decode", _compile_decoder(self))
 
     def decode(self, log: RawLog) -> dict[str, Any]:
         return self.decode_with_json(log)[0]
 
     def decode_with_json(self, log: RawLog) -> tuple[dict[str, Any], str]:
         """The log's arguments (JSON-ready) and their canonical JSON text."""
-        topics = log.topics
-        decoders = self.topic_decoders
-        if len(topics) != 1 + len(decoders):
-            raise SkippedLog(
-                "undecodable",
-                f"{self.name}: {len(topics) - 1} indexed topics, ABI has {len(self.indexed)}",
-            )
-        args: dict[str, Any] = {}
-        name = ""
-        try:
-            for (name, word), topic in zip(decoders, topics[1:], strict=True):
-                args[name] = word(topic[2:])
-        except ValueError as exc:
-            raise SkippedLog("undecodable", f"{self.name}.{name}: {exc}") from None
-        if not self.static_data:
-            return self._decode_dynamic(log, args)
-        data = log.data_hex
-        if len(data) != self.data_hex_len:
-            raise SkippedLog(
-                "undecodable",
-                f"{self.name}: {(len(data) - 2) // 2} data bytes, ABI needs {32 * len(self.data_types)}",
-            )
-        try:
-            for name, word, at in self.data_decoders:
-                args[name] = word(data[at : at + 64])
-        except ValueError as exc:
-            raise SkippedLog("undecodable", f"{self.name}: {exc}") from None
-        parts = []
-        for key, quoted in self.json_keys:
-            value = args[key]
-            if value is True:
-                parts.append(quoted + "true")
-            elif value is False:
-                parts.append(quoted + "false")
-            else:
-                parts.append(quoted + '"' + value + '"')
-        return args, "{" + ",".join(parts) + "}"
-
-    def _decode_dynamic(self, log: RawLog, args: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        args, text = self._decode(log.topics, log.data_hex)
+        if self.static_data:
+            return args, text
         try:
             values = abi_decode(list(self.data_types), log.data, strict=True)
         except Exception as exc:
@@ -372,7 +432,10 @@ class EventDecoder:
         abi = events.get(log.topics[0])
         if abi is None:
             raise SkippedLog("unknown_event", f"topic {log.topics[0]} of {log.address} is in no ABI")
-        args, args_json = abi.decode_with_json(log)
+        if abi.static_data:
+            args, args_json = abi._decode(log.topics, log.data_hex)
+        else:
+            args, args_json = abi.decode_with_json(log)
         session_id = args.get("sessionId", "")
         if not session_id and abi.name in ("Transfer", "Approval") and "tokenId" in args:
             session_id = args["tokenId"]  # the factory's ERC-721 token id is the session id

@@ -2,11 +2,12 @@
 
 The loop, per step:
 1. read the head; the target is head - confirmations;
-2. take the next range [next, to] (adaptive size); ranges wholly older than head - finality_window are
-   final, so their headers are not fetched (catch-up speed, the way Ponder/Envio do it); for the rest
-   the headers are fetched and must link to each other and to the last kept header;
-3. fetch the logs of the range (followed contracts by address, session accounts by topic), check each
-   log's block hash against the fetched headers (a mismatch is a reorg racing our reads: retry), decode;
+2. take the next range [next, to] (adaptive size); blocks older than head - finality_window are final,
+   so their headers are not fetched (catch-up speed, the way Ponder/Envio do it); for the rest of the
+   range the headers are fetched and must link to each other and to the last kept header;
+3. fetch the logs of the range (followed contracts by address, session accounts by topic) in sub-ranges
+   pipelined with decoding, check each log's block hash against the fetched headers (a mismatch is a
+   reorg racing our reads: retry), decode;
 4. commit headers, events and the cursor in one transaction.
 
 Reorgs: a fetched header whose parent is not the kept header below it (or, at the tip, a kept header
@@ -34,7 +35,7 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 
 from agentgpt.network import ChainInfo
-from services.indexer.decoding import DecodedEvent, EventDecoder, SkippedLog, parse_log
+from services.indexer.decoding import DecodedEvent, EventDecoder, LogParser, SkippedLog
 from services.indexer.metrics import IndexerMetrics
 from services.indexer.rpc import BlockHeader, ChainRpc, ChainRpcError, RangeTooLarge
 from services.indexer.store import CursorMoved, IndexerStore
@@ -57,7 +58,7 @@ class FollowerTuning:
     retry_base: float = 0.2
     retry_cap: float = 10.0
     #: A range's logs are fetched in up to this many sub-ranges, pipelined with decoding.
-    fetch_parts: int = 4
+    fetch_parts: int = 8
     #: ... each at least this many blocks (tiny ranges are not worth an extra request).
     min_part_blocks: int = 8
 
@@ -83,6 +84,8 @@ class ChainStatus:
 
 
 _log_position = operator.itemgetter(0, 3)  # RawLog (block_number, log_index)
+#: Decoding yields to the event loop after this many logs (a few ms of work).
+_DECODE_SLICE = 512
 
 
 class RetryLater(Exception):
@@ -241,29 +244,13 @@ class ChainFollower:
                 return True  # rolled back: the next steps re-ingest
             self._mark_following()
             return False
+        # Blocks up to final_boundary are final: their headers are not fetched (catch-up speed); a range
+        # may hold final blocks and unfinalized ones, whose headers are fetched and checked.
         final_boundary = head - self.chain.finality_window
         to = min(target, nxt + self.batch - 1)
-        if nxt <= final_boundary < to:
-            to = final_boundary  # keep each batch wholly final or wholly unfinalized
-        headers: list[BlockHeader] = []
-        if to > final_boundary:
-            headers = await self._linked_headers(nxt, to)
         started = time.monotonic()
-        decoded = await self._fetch_and_decode(
-            nxt, to, {h.number: h.hash for h in headers} if headers else None
-        )
-        prune_below = to - self.chain.finality_window
-        await self.store.ingest(self.chain.chain_id, nxt, to, headers, decoded, prune_below)
+        await self._ingest_range(nxt, to, final_boundary, head)
         elapsed = time.monotonic() - started
-        for h in headers:
-            self.kept[h.number] = h
-        for n in [n for n in self.kept if n < prune_below]:
-            del self.kept[n]
-        self.next_block = to + 1
-        self.metrics.events.labels(self.label).inc(len(decoded))
-        self.status.indexed_block = to
-        self.metrics.indexed.labels(self.label).set(to)
-        self._observe_head(head)
         if to - nxt + 1 >= self.batch and elapsed < 2.0:
             self.batch = min(self.tuning.max_batch_blocks, self.batch * 2)
         if self.status.health == Health.DEGRADED or self.status.lag_blocks <= self.chain.confirmations:
@@ -365,27 +352,59 @@ class ChainFollower:
             removed,
         )
 
-    async def _fetch_and_decode(self, nxt: int, to: int, hashes: dict[int, str] | None) -> list[DecodedEvent]:
-        """The range's events, fetched in up to `fetch_parts` sub-ranges, each fetched while the one before
-        it is decoded: the node works on part k+1 while this process decodes part k (decoding is as costly
-        as the node's own eth_getLogs, so doing them in turn would double the time)."""
+    def _parts(self, nxt: int, to: int) -> list[tuple[int, int]]:
+        """Sub-ranges of nxt..to for the fetch pipeline: up to `fetch_parts` of equal size, the first one
+        cut to a quarter (nothing overlaps the wait for the first answer, so it should be short)."""
         parts = max(1, min(self.tuning.fetch_parts, (to - nxt + 1) // self.tuning.min_part_blocks))
         size = -(-(to - nxt + 1) // parts)
-        ranges = [(a, min(to, a + size - 1)) for a in range(nxt, to + 1, size)]
-        pending = asyncio.ensure_future(self._fetch_logs(*ranges[0]))
-        decoded: list[DecodedEvent] = []
+        if parts == 1:
+            return [(nxt, to)]
+        first = nxt + max(1, size // 4) - 1
+        return [(nxt, first)] + [(a, min(to, a + size - 1)) for a in range(first + 1, to + 1, size)]
+
+    async def _ingest_range(self, nxt: int, to: int, final_boundary: int, head: int) -> None:
+        """Ingest blocks nxt..to in one transaction (headers of its unfinalized part, events, cursor).
+
+        The logs are fetched in sub-ranges ("parts"), pipelined: the node answers part k+1 while this
+        process decodes part k and adds its events to the range's transaction (decoding and inserting
+        cost more than the node's own eth_getLogs, so doing them in turn would add the node's time to
+        ours). The headers of the unfinalized part (blocks above `final_boundary`) are fetched and
+        linked while the first part's logs are already on their way; every log of a block with a
+        fetched header must carry that header's hash (else a reorg is racing our reads: RetryLater).
+        Nothing moves, in the database or in memory, unless the whole range is committed.
+        """
+        parts = self._parts(nxt, to)
+        fetching = asyncio.ensure_future(self._fetch_logs(*parts[0]))
+        prune_below = to - self.chain.finality_window
+        events = 0
         try:
-            for i, (a, b) in enumerate(ranges):
-                logs = await pending
-                if i + 1 < len(ranges):
-                    pending = asyncio.ensure_future(self._fetch_logs(*ranges[i + 1]))
-                decoded.extend(self._decode(logs, a, b, hashes))
+            headers = (
+                await self._linked_headers(max(nxt, final_boundary + 1), to) if to > final_boundary else []
+            )
+            hashes = {h.number: h.hash for h in headers}
+            async with self.store.ingesting(self.chain.chain_id, nxt, to, headers, prune_below) as writer:
+                for i, (a, b) in enumerate(parts):
+                    logs = await fetching
+                    if i + 1 < len(parts):
+                        fetching = asyncio.ensure_future(self._fetch_logs(*parts[i + 1]))
+                    decoded = await self._decode(logs, a, b, hashes)
+                    await writer.add(decoded)
+                    events += len(decoded)
         finally:
-            if not pending.done():
-                pending.cancel()
+            if not fetching.done():
+                fetching.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pending
-        return decoded
+                    await fetching
+        # Committed: the in-memory state follows.
+        for h in headers:
+            self.kept[h.number] = h
+        for n in [n for n in self.kept if n < prune_below]:
+            del self.kept[n]
+        self.next_block = to + 1
+        self.metrics.events.labels(self.label).inc(events)
+        self.status.indexed_block = to
+        self.metrics.indexed.labels(self.label).set(to)
+        self._observe_head(head)
 
     async def _fetch_logs(self, nxt: int, to: int) -> list[Any]:
         queries = []
@@ -396,33 +415,44 @@ class ChainFollower:
         results = await asyncio.gather(*queries)
         return [entry for r in results for entry in r]
 
-    def _decode(
-        self, raw_logs: list[Any], nxt: int, to: int, hashes: dict[int, str] | None
+    async def _decode(
+        self, raw_logs: list[Any], nxt: int, to: int, hashes: dict[int, str]
     ) -> list[DecodedEvent]:
+        """The range's logs, validated, in chain order, checked against `hashes` (block number -> hash of
+        the fetched headers: logs of blocks without one, final blocks, are not checked), decoded.
+
+        Yields to the event loop every `_DECODE_SLICE` logs, so that the response of the next part is
+        read off the socket while this part is decoded (the node does not stall on a full socket buffer).
+        """
         parsed = []
-        memo: dict[str, str] = {}  # hex strings already validated in this batch (hashes, topics recur)
-        for raw in raw_logs:
+        parser = LogParser()  # remembers the strings validated in this batch (hashes, topics recur)
+        for i, raw in enumerate(raw_logs, 1):
             try:
-                parsed.append(parse_log(raw, memo))
+                parsed.append(parser.parse(raw))
             except SkippedLog as skip:
                 self._skip(skip, raw)
+            if not i % _DECODE_SLICE:
+                await asyncio.sleep(0)
         parsed.sort(key=_log_position)
         decoded: list[DecodedEvent] = []
-        seen: set[tuple[int, int]] = set()
-        for lg in parsed:
+        last_block = last_index = -1  # sorted: a duplicate log position is next to its twin
+        for i, lg in enumerate(parsed, 1):
+            if not i % _DECODE_SLICE:
+                await asyncio.sleep(0)
             if not nxt <= lg.block_number <= to:
                 self._skip(
                     SkippedLog("out_of_range", f"log of block {lg.block_number} answered for {nxt}..{to}"), lg
                 )
                 continue
-            if hashes is not None and hashes.get(lg.block_number) != lg.block_hash:
+            expected = hashes.get(lg.block_number)
+            if expected is not None and expected != lg.block_hash:
                 raise RetryLater(
                     f"log of block {lg.block_number} has hash {lg.block_hash}, header says otherwise"
                 )
-            if (lg.block_number, lg.log_index) in seen:
+            if lg.log_index == last_index and lg.block_number == last_block:
                 self._skip(SkippedLog("malformed", f"duplicate log {lg.block_number}/{lg.log_index}"), None)
                 continue
-            seen.add((lg.block_number, lg.log_index))
+            last_block, last_index = lg.block_number, lg.log_index
             try:
                 d = self.decoder.decode(lg, self.accounts)
             except SkippedLog as skip:

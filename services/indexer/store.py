@@ -19,8 +19,9 @@ and a SIGKILL leaves either the whole range or none of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +192,42 @@ def _filtered(stmt: Any, q: EventQuery) -> Any:
     return stmt
 
 
+class RangeWriter:
+    """Adds events to an ingestion transaction; see `IndexerStore.ingesting`."""
+
+    def __init__(self, store: IndexerStore, conn: AsyncConnection, chain_id: int) -> None:
+        self._store, self._conn, self._chain_id = store, conn, chain_id
+        self.added = 0
+
+    async def add(self, decoded: Sequence[DecodedEvent]) -> None:
+        if not decoded:
+            return
+        chain_id = self._chain_id
+        # Straight to the driver's executemany with tuples: SQLAlchemy's per-row parameter processing
+        # cost more than SQLite's own work for the same rows.
+        await self._conn.exec_driver_sql(
+            self._store._insert_event_sql(self._conn),
+            [
+                (
+                    chain_id,
+                    lg.block_number,
+                    lg.block_hash,
+                    lg.log_index,
+                    lg.tx_hash,
+                    lg.address,
+                    d.name,
+                    d.args_json,
+                    d.session_id,
+                    False,
+                    True,
+                )
+                for d in decoded
+                for lg in (d.log,)
+            ],
+        )
+        self.added += len(decoded)
+
+
 class IndexerStore:
     """All reads and writes of the indexer's database. `changed` wakes stream readers after commits."""
 
@@ -294,8 +331,33 @@ class IndexerStore:
         prune_below: int,
     ) -> int:
         """Commit blocks [from_block, to_block] (headers kept for the unfinalized part) in one transaction."""
+        async with self.ingesting(chain_id, from_block, to_block, headers, prune_below) as writer:
+            await writer.add(decoded)
+        return len(decoded)
+
+    @contextlib.asynccontextmanager
+    async def ingesting(
+        self,
+        chain_id: int,
+        from_block: int,
+        to_block: int,
+        headers: Sequence[BlockHeader],
+        prune_below: int,
+    ) -> AsyncIterator[RangeWriter]:
+        """One transaction ingesting blocks [from_block, to_block]: the cursor moves (compare-and-set, so
+        CursorMoved at once if another writer got there first), the caller adds the range's events in
+        chain order as it decodes them (`RangeWriter.add`, any number of times), and on a normal exit the
+        headers are stored, headers below `prune_below` dropped and everything committed together. An
+        exception rolls all of it back.
+
+        The transaction stays open while the caller fetches and decodes the rest of the range, so the
+        inserts of one part overlap the node's work on the next. For SQLite that holds the write lock
+        for the range (readers are not blocked, WAL); ranges are bounded and the RPC has a timeout.
+        """
         async with self.engine.begin() as conn:
             await self._move_cursor(conn, chain_id, from_block, to_block + 1)
+            writer = RangeWriter(self, conn, chain_id)
+            yield writer
             if headers:
                 await conn.execute(
                     blocks.insert(),
@@ -312,36 +374,13 @@ class IndexerStore:
             await conn.execute(
                 blocks.delete().where(blocks.c.chain_id == chain_id, blocks.c.number < prune_below)
             )
-            if decoded:
-                # Straight to the driver's executemany with tuples: SQLAlchemy's per-row parameter
-                # processing cost more than SQLite's own work for the same rows.
-                sql = self._insert_event_sql(conn)
-                await conn.exec_driver_sql(
-                    sql,
-                    [
-                        (
-                            chain_id,
-                            lg.block_number,
-                            lg.block_hash,
-                            lg.log_index,
-                            lg.tx_hash,
-                            lg.address,
-                            d.name,
-                            d.args_json,
-                            d.session_id,
-                            False,
-                            True,
-                        )
-                        for d in decoded
-                        for lg in (d.log,)
-                    ],
-                )
-                top = (await conn.execute(sa.select(sa.func.max(events.c.cursor)))).scalar_one()
-            else:
-                top = None
+            top = (
+                (await conn.execute(sa.select(sa.func.max(events.c.cursor)))).scalar_one()
+                if writer.added
+                else None
+            )
         if top is not None:
             await self._notify(int(top))
-        return len(decoded)
 
     async def rollback_to(self, chain_id: int, expected_next: int, ancestor: int) -> int:
         """Undo every block above `ancestor`: retract its events (new cursors), drop its headers."""
