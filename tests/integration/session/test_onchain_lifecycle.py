@@ -8,14 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-import sqlalchemy as sa
 from eth_account import Account
 from web3 import Web3
 
@@ -41,6 +39,7 @@ from tests.component.session.harness import (
     new_key,
     server_config,
 )
+from tests.fixtures.postgres import create_database, drop_database
 from tests.support import eventually
 
 pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
@@ -151,27 +150,9 @@ class ChainOwner:
 async def _database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, Any]:
     if kind == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}", None
-    import asyncpg
-
-    base = sa.engine.make_url(request.getfixturevalue("postgres_url"))
-    name = "it_" + uuid.uuid4().hex[:12]
-    kw = {
-        "host": base.host,
-        "port": base.port,
-        "user": base.username,
-        "password": base.password,
-        "database": base.database,
-    }
-    conn = await asyncpg.connect(**kw)
-    await conn.execute(f"CREATE DATABASE {name}")
-    await conn.close()
-
-    async def drop() -> None:
-        c = await asyncpg.connect(**kw)
-        await c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await c.close()
-
-    return base.set(database=name).render_as_string(hide_password=False), drop
+    server = request.getfixturevalue("postgres_url")
+    url = await create_database(server)
+    return url, lambda: drop_database(server, url)
 
 
 @pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
