@@ -10,9 +10,9 @@ the ratio (the machine is shared and noisy: compare ratios).
 The session port here is in-memory (what the engine needs from the session service, without gRPC), so the
 figure is the executor's own capacity; a run over gRPC is the component tests' business.
 
-    .venv/bin/python bench/executor_tasks.py [--tasks 5000]
+    .venv/bin/python bench/executor_tasks.py [--tasks 5000] [--checkpoint-cost 30]
 
---checkpoint-cost N adds the executor's share of the checkpoint-cost question (the IPFS side alone is
+--checkpoint-cost N (default 30; 0 skips it) adds the executor's share of the checkpoint-cost question (the IPFS side alone is
 bench/ipfs_checkpoint.py): on a real anvil + IPFS node, for N checkpoints of 50 signed log entries,
 raw IPFS add of the encoded bytes (baseline) vs Checkpointer.make (encode + add + CID check) vs make
 + SessionFactory.anchorCheckpoint mined (1 confirmation), interleaved; medians and ratios.
@@ -230,13 +230,20 @@ async def checkpoint_cost(n: int) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tasks", type=int, default=5000)
-    parser.add_argument("--checkpoint-cost", type=int, default=0, metavar="N")
+    parser.add_argument("--tasks", type=int, default=5000, help="off-chain tasks to run (0: skip)")
+    parser.add_argument(
+        "--checkpoint-cost",
+        type=int,
+        default=30,
+        metavar="N",
+        help="checkpoints to time on anvil + IPFS (0: skip)",
+    )
     args = parser.parse_args()
     if args.checkpoint_cost:
         await checkpoint_cost(args.checkpoint_cost)
-        return
     n = args.tasks
+    if not n:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         engine_rate, checkpoints = await engine_run(n, Path(tmp))
     base_rate = baseline(n)
