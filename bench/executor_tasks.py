@@ -72,7 +72,7 @@ class MemoryPort:
         self.finished = asyncio.Event()
         self.checkpoints = 0
 
-    async def claim(self, executor_id: str, session_id: str, ttl: int) -> ss.Lease | None:
+    async def claim(self, executor_id: str, session_id: str, ttl: int, address: str = "") -> ss.Lease | None:
         if self.record.lease_epoch:
             return None
         self.record.lease_epoch = 1

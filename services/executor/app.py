@@ -119,6 +119,8 @@ def build_parts(
         checkpoint_on_idle=config.checkpoint_on_idle,
         task_fee=config.task_fee,
         agpt_per_gas=config.agpt_per_gas,
+        # on chain, a session's actions need its assigned executor: lease only sessions assigned to us
+        claim_address=key.address if network.chains else "",
     )
     deps = EngineDeps(
         port=port,

@@ -58,7 +58,10 @@ class Fenced(Exception):
 class SessionPort(Protocol):
     """What the engine needs from the session service (the system of record)."""
 
-    async def claim(self, executor_id: str, session_id: str, ttl: int) -> ss.Lease | None: ...
+    async def claim(self, executor_id: str, session_id: str, ttl: int, address: str = "") -> ss.Lease | None:
+        """A lease on `session_id` (empty: the next unleased ACTIVE session); with `address`, only a
+        session assigned to that executor address on chain."""
+        ...
 
     async def renew(self, lease: ss.Lease, ttl: int) -> ss.Lease: ...
 
@@ -86,6 +89,7 @@ class EngineConfig:
     task_fee: int = 10**15
     agpt_per_gas: int = 10**9
     settle_min: int = 1  # settle budget charges on chain once at least this much is unsettled
+    claim_address: str = ""  # lease only sessions assigned to this address on chain ("" = any)
 
 
 @dataclass
@@ -605,7 +609,9 @@ class Engine:
             claimed = False
             if len(self.runners) < self.config.capacity:
                 try:
-                    lease = await self.deps.port.claim(self.config.executor_id, "", self.config.lease_ttl)
+                    lease = await self.deps.port.claim(
+                        self.config.executor_id, "", self.config.lease_ttl, self.config.claim_address
+                    )
                 except Exception as exc:
                     log.warning("claiming a session failed: %s", exc)
                     lease = None
@@ -645,7 +651,9 @@ class Engine:
             raise ResourceExhausted(
                 f"executor {self.config.executor_id} runs {len(self.runners)} sessions, its capacity"
             )
-        lease = await self.deps.port.claim(self.config.executor_id, session_id, self.config.lease_ttl)
+        lease = await self.deps.port.claim(
+            self.config.executor_id, session_id, self.config.lease_ttl, self.config.claim_address
+        )
         if lease is None:
             from agentgpt.errors import FailedPrecondition
 

@@ -29,9 +29,11 @@ class GrpcSessionPort:
     def __init__(self, client: SessionClient) -> None:
         self.client = client
 
-    async def claim(self, executor_id: str, session_id: str, ttl: int) -> ss.Lease | None:
+    async def claim(self, executor_id: str, session_id: str, ttl: int, address: str = "") -> ss.Lease | None:
         resp = await self.client.claim_lease(
-            ss.ClaimLeaseRequest(executor_id=executor_id, session_id=session_id, ttl_seconds=ttl)
+            ss.ClaimLeaseRequest(
+                executor_id=executor_id, session_id=session_id, ttl_seconds=ttl, executor_address=address
+            )
         )
         return resp.lease if resp.HasField("lease") else None
 

@@ -938,6 +938,7 @@ class SessionControl:
         ttl = req.ttl_seconds or DEFAULT_LEASE_TTL
         rec = await self.db.claim(
             executor_id=req.executor_id,
+            executor_address=to_checksum_address(req.executor_address) if req.executor_address else None,
             session_id=req.session_id or None,
             ttl=ttl,
             now=self.clock(),

@@ -161,6 +161,7 @@ def claim(req: pb.ClaimLeaseRequest) -> None:
     if req.session_id:
         v.session_id(req.session_id)
     v.in_range(req.ttl_seconds, "ttl_seconds", 1, 300)
+    v.address(req.executor_address, "executor_address", required=False)
 
 
 def leased(req: Any) -> None:

@@ -975,22 +975,28 @@ class ClaimLeaseRequest(_message.Message):
     EXECUTOR_ID_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    EXECUTOR_ADDRESS_FIELD_NUMBER: _builtins.int
     executor_id: _builtins.str
     """Executor identity, 1..128 characters. Required."""
     session_id: _builtins.str
     """Claim this session; empty claims the next ACTIVE session without a live lease."""
     ttl_seconds: _builtins.int
     """Lease length in seconds, 1..300; 0 means the default (15)."""
+    executor_address: _builtins.str
+    """The executor's Ethereum address (0x, 20 bytes). When set, only sessions assigned to this address on
+    chain are leased (their on-chain actions need the assigned executor); empty leases any session.
+    """
     def __init__(
         self,
         *,
         executor_id: _builtins.str = ...,
         session_id: _builtins.str = ...,
         ttl_seconds: _builtins.int = ...,
+        executor_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["executor_id", b"executor_id", "session_id", b"session_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executor_address", b"executor_address", "executor_id", b"executor_id", "session_id", b"session_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -334,10 +334,18 @@ class SessionDB:
     # ------------------------------------------------------------------ leases
 
     async def claim(
-        self, *, executor_id: str, session_id: str | None, ttl: float, now: float, active_state: int
+        self,
+        *,
+        executor_id: str,
+        session_id: str | None,
+        ttl: float,
+        now: float,
+        active_state: int,
+        executor_address: str | None = None,
     ) -> SessionRecord | None:
         """Take the lease of `session_id` (or of the next ACTIVE session without a live lease), bumping the
-        fencing epoch. On PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED)."""
+        fencing epoch; with `executor_address`, only a session assigned to that executor on chain. On
+        PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED)."""
         async with self._writing() as conn:
             q = sa.select(
                 sessions.c.session_id,
@@ -346,6 +354,7 @@ class SessionDB:
                 sessions.c.lease_executor,
                 sessions.c.lease_expires_at,
                 sessions.c.state,
+                sessions.c.executor,
             )
             if session_id is not None:
                 row = (
@@ -356,6 +365,11 @@ class SessionDB:
                 if row.state != active_state:
                     raise FailedPrecondition(
                         f"session {session_id} is not ACTIVE; only ACTIVE sessions can be leased"
+                    )
+                if executor_address is not None and row.executor.lower() != executor_address.lower():
+                    raise FailedPrecondition(
+                        f"session {session_id} is assigned to executor {row.executor} on chain, not "
+                        f"{executor_address}"
                     )
                 live = row.lease_expires_at is not None and row.lease_expires_at > now
                 if live and row.lease_executor != executor_id:
@@ -369,6 +383,11 @@ class SessionDB:
                         q.where(
                             sessions.c.state == active_state,
                             sa.or_(sessions.c.lease_expires_at.is_(None), sessions.c.lease_expires_at <= now),
+                            *(
+                                [sa.func.lower(sessions.c.executor) == executor_address.lower()]
+                                if executor_address is not None
+                                else []
+                            ),
                         )
                         .order_by(sessions.c.pk)
                         .limit(1)

@@ -143,8 +143,8 @@ class HeldReport:
         self.accepted: list[tuple[int, int]] = []  # (epoch, seq)
         self.refused: list[tuple[int, int, str]] = []  # (epoch, seq, why)
 
-    async def claim(self, executor_id: str, session_id: str, ttl: int) -> pb.Lease | None:
-        return await self.inner.claim(executor_id, session_id, ttl)
+    async def claim(self, executor_id: str, session_id: str, ttl: int, address: str = "") -> pb.Lease | None:
+        return await self.inner.claim(executor_id, session_id, ttl, address)
 
     async def renew(self, lease: pb.Lease, ttl: int) -> pb.Lease:
         return await self.inner.renew(lease, ttl)

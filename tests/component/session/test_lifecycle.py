@@ -239,6 +239,26 @@ async def test_leases_tasks_and_inspect(service: Harness, owner: Owner) -> None:
     assert insp.recent_events[0].type == "task_succeeded"
 
 
+async def test_executors_lease_only_the_sessions_assigned_to_them(service: Harness, owner: Owner) -> None:
+    other = "0x" + "cd" * 20
+    mine = await service.create(owner)
+    await service.activate(owner, mine, EXECUTOR)
+    theirs = await service.create(owner)
+    await service.activate(owner, theirs, other)
+
+    async def claim(executor_id: str, address: str, session_id: str = "") -> pb.Lease:
+        req = pb.ClaimLeaseRequest(executor_id=executor_id, session_id=session_id, executor_address=address)
+        return (await service.stub.ClaimLease(req, metadata=SERVICE_MD)).lease
+
+    assert (await claim("ex-other", other.upper().replace("0X", "0x"))).session_id == theirs.session_id
+    assert not (await claim("ex-other", other)).session_id  # the other session is not assigned to it
+    await expect_status(
+        claim("ex-other", other, mine.session_id), grpc.StatusCode.FAILED_PRECONDITION, "assigned to executor"
+    )
+    assert (await claim("ex-mine", EXECUTOR)).session_id == mine.session_id
+    await expect_status(claim("ex", "0x12"), grpc.StatusCode.INVALID_ARGUMENT, "executor_address")
+
+
 async def test_list_tasks_pages_in_seq_order(service: Harness, owner: Owner, stranger: Owner) -> None:
     s = await service.create(owner)
     await service.activate(owner, s, EXECUTOR)
