@@ -23,9 +23,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.types import TxParams
 
+from agentgpt.chain.rpc import connect
 from agentgpt.contracts import load_artifact
 from agentgpt.lifecycle import Durations
 
@@ -111,7 +112,7 @@ async def deploy_all(
     gets ORACLE_ROLE on the registry, the factory and the anchor registry.
     """
     durations = durations or Durations()
-    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    w3 = connect(rpc_url)
     account: LocalAccount = Account.from_key(deployer_key)
     oracle_addr = to_checksum_address(oracle or account.address)
     chain_id = await w3.eth.chain_id

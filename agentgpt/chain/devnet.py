@@ -12,9 +12,10 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 
 from agentgpt.chain.deploy import Deployment, _Sender
+from agentgpt.chain.rpc import connect
 from agentgpt.contracts import load_artifact
 
 
@@ -36,7 +37,7 @@ async def fund_and_bond(
     receipt_timeout: float = 60.0,
 ) -> None:
     """Mint `amount` AGPT to every owner and executor; each executor bonds the registry's minimum."""
-    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    w3 = connect(rpc_url)
     try:
         agpt = w3.eth.contract(
             address=to_checksum_address(deployment.address("AGPT")), abi=load_artifact("AGPT").abi

@@ -28,10 +28,10 @@ from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from google.protobuf.message import Message
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from agentgpt import auth
 from agentgpt.chain import eip712
+from agentgpt.chain.rpc import connect
 from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.contracts import load_artifact
@@ -65,7 +65,7 @@ class _Chain:
 
     def __init__(self, info: ChainInfo) -> None:
         self.info = info
-        self.w3 = AsyncWeb3(AsyncHTTPProvider(info.rpc_url, request_kwargs={"timeout": 30}))
+        self.w3 = connect(info.rpc_url)
 
     def contract(self, name: str) -> Any:
         return self.w3.eth.contract(

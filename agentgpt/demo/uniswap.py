@@ -19,7 +19,9 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
+
+from agentgpt.chain.rpc import connect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UNISWAP_ARTIFACTS = {
@@ -115,7 +117,7 @@ async def deploy_uniswap(
     rpc_url: str, deployer_key: str, *, eth_liquidity: int = 100 * 10**18, price: int = 3000
 ) -> UniswapMarket:
     """Deploy WETH9, UniswapV2Factory, UniswapV2Router02 and dUSD; seed a WETH/dUSD pool at `price`."""
-    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    w3 = connect(rpc_url)
     try:
         account: LocalAccount = Account.from_key(deployer_key)
         chain_id = await w3.eth.chain_id
@@ -144,7 +146,7 @@ async def deploy_uniswap(
 
 
 async def read_market(rpc_url: str, market: UniswapMarket) -> MarketReading:
-    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    w3 = connect(rpc_url)
     try:
         pair = contract(w3, "UniswapV2Pair", market.pair)
         r0, r1, _ = await pair.functions.getReserves().call()
@@ -157,7 +159,7 @@ async def read_market(rpc_url: str, market: UniswapMarket) -> MarketReading:
 
 
 async def token_balance(rpc_url: str, token: str, holder: str) -> int:
-    w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    w3 = connect(rpc_url)
     try:
         return int(
             await contract(w3, "DemoStablecoin", token)

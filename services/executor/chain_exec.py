@@ -33,9 +33,10 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
-from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
+from agentgpt.chain.rpc import connect
 from agentgpt.contracts import CONTRACT_NAMES, load_artifact
 from agentgpt.network import Network
 from services.executor.plan import Fees
@@ -337,7 +338,7 @@ class ChainSet:
         self.network = network
         self.chains: dict[str, ChainHandle] = {}
         for info in network.chains:
-            w3 = AsyncWeb3(AsyncHTTPProvider(info.rpc_url, request_kwargs={"timeout": 30}))
+            w3 = connect(info.rpc_url)
             opts = {"confirmations": max(1, info.confirmations), **sender_options}
             handle = ChainHandle(
                 info.name,

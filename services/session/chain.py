@@ -20,7 +20,6 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
-from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import (
     ContractCustomError,
     ContractLogicError,
@@ -31,6 +30,7 @@ from web3.exceptions import (
 from web3.logs import DISCARD
 
 from agentgpt.chain.eip712 import NO_PERMIT
+from agentgpt.chain.rpc import connect
 from agentgpt.contracts import load_artifact
 from agentgpt.errors import FailedPrecondition, PermissionDenied, Unavailable
 
@@ -137,7 +137,7 @@ class Web3SessionChain:
     def __init__(
         self, rpc_url: str, chain_id: int, factory: str, relayer_key: str, *, timeout: float = 30.0
     ) -> None:
-        self.w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.w3 = connect(rpc_url, timeout=timeout)
         self.chain_id = chain_id
         art = load_artifact("SessionFactory")
         self.factory = self.w3.eth.contract(address=to_checksum_address(factory), abi=art.abi)

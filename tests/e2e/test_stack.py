@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from agentgpt.chain.rpc import connect
 from agentgpt.clients import ExecutorClient, IndexerClient, RecoveryClient, check_health
 from agentgpt.errors import RpcError
 from agentgpt.localnet.stack import SERVICE_NAMES, LocalStack, StackOptions
@@ -175,7 +176,6 @@ def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> No
 
 async def test_contracts_deployed_and_executor_bonded_on_every_chain(stack: LocalStack) -> None:
     from eth_account import Account
-    from web3 import AsyncHTTPProvider, AsyncWeb3
 
     from agentgpt.contracts import load_artifact
     from agentgpt.localnet.stack import EXECUTOR_KEY
@@ -183,7 +183,7 @@ async def test_contracts_deployed_and_executor_bonded_on_every_chain(stack: Loca
     assert stack.network is not None and len(stack.network.chains) == 2
     executor = Account.from_key(EXECUTOR_KEY).address
     for chain in stack.network.chains:
-        w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_url))
+        w3 = connect(chain.rpc_url)
         registry = w3.eth.contract(
             address=chain.contracts["ExecutorRegistry"], abi=load_artifact("ExecutorRegistry").abi
         )

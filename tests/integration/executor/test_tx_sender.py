@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from eth_account import Account
-from web3 import AsyncHTTPProvider, AsyncWeb3, Web3
+from web3 import AsyncWeb3, Web3
 from web3.exceptions import TransactionNotFound
 
+from agentgpt.chain.rpc import connect
 from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
 from services.executor.chain_exec import TxError, TxIntentRecord, TxReverted, TxSender
 from tests.integration.executor.conftest import TX_CHAIN_ID
@@ -23,7 +24,7 @@ RECIPIENT = Web3.to_checksum_address("0x" + "5a" * 20)
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def w3(executor_anvil: str) -> AsyncIterator[AsyncWeb3[Any]]:
-    w = AsyncWeb3(AsyncHTTPProvider(executor_anvil))
+    w = connect(executor_anvil)
     yield w
     await w.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
     await w.provider.disconnect()  # type: ignore[attr-defined]

@@ -1,0 +1,57 @@
+"""agentgpt.chain.rpc.connect against a real anvil: immune to web3.py's leaked session lock.
+
+In web3.py 8.0.0 a cancelled request can leave `HTTPSessionManager._lock` (one threading.Lock for the
+whole process) held forever; every later AsyncHTTPProvider request then hangs (web3.py #3867). The
+test holds that lock, as a leak would, and shows a plain provider stuck while ours answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3._utils.http_session_manager import HTTPSessionManager
+
+from agentgpt.chain.rpc import connect
+from agentgpt.localnet.anvil import AnvilNode
+
+pytestmark = pytest.mark.chain
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[AnvilNode]:
+    with AnvilNode(chain_id=31777) as node:
+        yield node
+
+
+@pytest.fixture
+def leaked_lock() -> Iterator[None]:
+    HTTPSessionManager._lock.acquire()  # what a request cancelled mid-acquire leaves behind
+    try:
+        yield
+    finally:
+        HTTPSessionManager._lock.release()
+
+
+async def test_requests_go_through_with_the_session_lock_leaked(anvil: AnvilNode, leaked_lock: None) -> None:
+    ours = connect(anvil.rpc_url)
+    try:
+        assert await asyncio.wait_for(ours.eth.chain_id, 10) == 31777
+        # concurrent requests, some cancelled midway, never wedge the next ones
+        calls = [asyncio.ensure_future(ours.eth.block_number) for _ in range(20)]
+        for c in calls[::2]:
+            c.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert await asyncio.wait_for(ours.eth.chain_id, 10) == 31777
+    finally:
+        await ours.provider.disconnect()  # type: ignore[attr-defined]
+
+
+async def test_a_plain_provider_hangs_on_the_leaked_lock(anvil: AnvilNode, leaked_lock: None) -> None:
+    # The upstream defect this module works around. When this test fails, web3.py fixed it: drop
+    # agentgpt.chain.rpc.LoopSessionManager and this test.
+    plain = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(plain.eth.chain_id, 2)
