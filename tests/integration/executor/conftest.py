@@ -20,6 +20,7 @@ from agentgpt.runtime.config import load
 from services.executor.app import ExecutorParts, build_parts
 from services.executor.config import ExecutorConfig
 from services.executor.session_port import GrpcSessionPort
+from tests.component.executor import conftest as component
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.contracts.chain import Chain
 from tests.integration.executor.two_chains import TwoChains, chain_info, web3
@@ -59,15 +60,7 @@ async def two_chains() -> AsyncIterator[TwoChains]:
             node.stop()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def fake_session() -> AsyncIterator[FakeSessionServer]:
-    server = FakeSessionServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
+fake_session = component.fake_session  # the same stand-in session API as the component tests
 
 EXECUTOR_KEY = DEV_PRIVATE_KEYS[2]  # tests.contracts.chain actors.executor
 CHECKPOINT_KEY = "7f" * 32
