@@ -67,11 +67,17 @@ async def test_assign_status_release(
     (running,) = [s for s in status.sessions if s.session_id == "301"]
     assert (running.epoch, running.last_task_seq, running.context_epoch) == (epoch, 3, 1)
     # operators see the work on /metrics: tasks by outcome, their latency, sessions held
+    # (the checkpoint is written once the queue drains: wait for it)
+    await eventually(
+        lambda: (
+            metric_value(scrape(service.metrics_port), "agentgpt_executor_checkpoints_total", result="ok")
+            >= 1
+        )
+    )
     text = scrape(service.metrics_port)
     assert metric_value(text, "agentgpt_executor_tasks_total", status="succeeded") == 3
     assert metric_value(text, "agentgpt_executor_task_seconds_count") == 3
     assert metric_value(text, "agentgpt_executor_sessions") == 1
-    assert metric_value(text, "agentgpt_executor_checkpoints_total", result="ok") >= 1
     assert metric_value(text, "grpc_server_handled_total", grpc_method="AssignSession", grpc_code="OK") == 1
     await client.release_session("301")
     status = await client.get_status()
