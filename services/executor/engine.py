@@ -216,8 +216,11 @@ class SessionRunner:
             chains=self.chains,
         )
         committed = await self.deps.port.tasks(self.session_id, 0)
-        # Contexts swapped by earlier holders of the lease apply again, in order, as recorded epochs.
+        # What earlier holders of the lease did applies again, in order: the session's memory (the
+        # latest outputs of each task kind) and its context swaps, as recorded epochs.
         for t in committed:
+            if t.status in DONE:
+                self._remember(t.input.kind, t.result_json)
             if t.input.kind == "swap_context" and t.status == SUCCEEDED:
                 try:
                     self.deps.contexts.swap(self.ctx, json.loads(t.input.args_json or "{}"), at_seq=t.seq)
@@ -254,7 +257,6 @@ class SessionRunner:
                 break
             self._relog(t)
             seq = t.seq
-            self._remember(t.input.kind, t.result_json)
         self.last_seq = seq
         log.info(
             "session %s: running from task %d (epoch %d, context %d)",

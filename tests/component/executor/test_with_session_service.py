@@ -492,7 +492,9 @@ async def test_the_first_checkpoint_after_a_takeover_verifies(
 ) -> None:
     h = service
     sid = await open_session(h, owner, spec_yaml(checkpoint_interval=4))
-    await submit(h, owner, sid, [("collect_metrics", {"i": i}) for i in range(1, 7)])
+    await submit(
+        h, owner, sid, [("survey_market", {"i": 1})] + [("collect_metrics", {"i": i}) for i in range(2, 7)]
+    )
     # executor-1 checkpoints task 4, commits 5 and 6, and stops before checkpointing them (as a crashed or
     # fenced executor does; checkpoint_on_idle=False stands for the crash)
     first = executors.start("executor-1", checkpoint_on_idle=False)
@@ -511,3 +513,9 @@ async def test_the_first_checkpoint_after_a_takeover_verifies(
     log6 = verify_checkpoint_log(doc6)
     assert log6.head == doc6["state_root"] and log6.first_seq == 5 and log6.entries == 2
     assert log6.executor == second.key.address  # executor-2 re-signed tasks 5 and 6 after checking them
+    # ... and it carries on with the session's memory, from before the checkpoint too
+    await submit(h, owner, sid, [("publish_report", {"title": "after the takeover"})])
+    t = await eventually(lambda: all_done(h, owner, sid, 7))
+    report = json.loads(await second.store.get(json.loads(t[6].result_json)["outputs"][0]["cid"]))
+    assert report["results"]["collect_metrics"] == {"note": {"i": 6}}
+    assert report["results"]["survey_market"] == {"note": {"i": 1}}
