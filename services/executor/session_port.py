@@ -7,6 +7,8 @@ are reserved to services). The queue is read with ListTasks, a page at a time, i
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -38,55 +40,26 @@ class GrpcSessionPort:
         return resp.lease if resp.HasField("lease") else None
 
     async def renew(self, lease: ss.Lease, ttl: int) -> ss.Lease:
-        try:
-            resp = await self.client.renew_lease(
-                ss.RenewLeaseRequest(
-                    session_id=lease.session_id,
-                    executor_id=lease.executor_id,
-                    epoch=lease.epoch,
-                    ttl_seconds=ttl,
-                )
-            )
-        except RpcError as exc:
-            _fenced(exc)
-            raise
+        with _fencing():
+            resp = await self.client.renew_lease(ss.RenewLeaseRequest(**_held(lease), ttl_seconds=ttl))
         return resp.lease if resp.HasField("lease") else lease
 
     async def release(self, lease: ss.Lease) -> None:
         with contextlib.suppress(RpcError):
-            await self.client.release_lease(
-                ss.ReleaseLeaseRequest(
-                    session_id=lease.session_id, executor_id=lease.executor_id, epoch=lease.epoch
-                )
-            )
+            await self.client.release_lease(ss.ReleaseLeaseRequest(**_held(lease)))
 
     async def session(self, session_id: str) -> ss.Session:
         return await self.client.get_session(session_id)
 
     async def report(self, lease: ss.Lease, task: ss.Task) -> None:
-        try:
-            await self.client.report_task(
-                ss.ReportTaskRequest(
-                    session_id=lease.session_id, executor_id=lease.executor_id, epoch=lease.epoch, task=task
-                )
-            )
-        except RpcError as exc:
-            _fenced(exc)
-            raise
+        with _fencing():
+            await self.client.report_task(ss.ReportTaskRequest(**_held(lease), task=task))
 
     async def record_checkpoint(self, lease: ss.Lease, checkpoint: cpb.Checkpoint) -> None:
-        try:
+        with _fencing():
             await self.client.record_checkpoint(
-                ss.RecordCheckpointRequest(
-                    session_id=lease.session_id,
-                    executor_id=lease.executor_id,
-                    epoch=lease.epoch,
-                    checkpoint=checkpoint,
-                )
+                ss.RecordCheckpointRequest(**_held(lease), checkpoint=checkpoint)
             )
-        except RpcError as exc:
-            _fenced(exc)
-            raise
 
     async def tasks(self, session_id: str, after_seq: int) -> list[ss.Task]:
         out: list[ss.Task] = []
@@ -100,7 +73,17 @@ class GrpcSessionPort:
             after_seq = resp.next_after_seq
 
 
-def _fenced(exc: RpcError) -> None:
-    # Stale epoch, lease taken over, session no longer ACTIVE: in every case this executor must stop.
-    if exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
-        raise Fenced(exc.details) from None
+def _held(lease: ss.Lease) -> dict[str, Any]:
+    """The fields naming a held lease, as every lease-checked request carries them."""
+    return {"session_id": lease.session_id, "executor_id": lease.executor_id, "epoch": lease.epoch}
+
+
+@contextlib.contextmanager
+def _fencing() -> Iterator[None]:
+    """Stale epoch, lease taken over, session no longer ACTIVE: in every case this executor must stop."""
+    try:
+        yield
+    except RpcError as exc:
+        if exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+            raise Fenced(exc.details) from None
+        raise
