@@ -19,7 +19,7 @@ import grpc
 from grpc import aio
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from agentgpt.errors import InvalidArgument, ServiceError
+from agentgpt.errors import InvalidArgument, RpcError, ServiceError
 from agentgpt.runtime.logs import request_id
 
 log = logging.getLogger("agentgpt.rpc")
@@ -252,6 +252,22 @@ class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         return _wrap(handler, unary, stream)
 
 
+# How a failed call to another service reaches our caller. Answers about the caller's request
+# (not found, wrong state, concurrent update) pass through; an unreachable or slow dependency is
+# UNAVAILABLE, so the caller retries. Anything else (INTERNAL, UNAUTHENTICATED between services) is
+# our fault and stays INTERNAL, logged with a traceback.
+_DEPENDENCY_STATUS = {
+    grpc.StatusCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ABORTED: grpc.StatusCode.ABORTED,
+    grpc.StatusCode.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: grpc.StatusCode.UNAVAILABLE,
+}
+
+
 class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     """Domain errors become their status; anything unexpected becomes INTERNAL and is logged with a
     traceback — the service never dies of a request."""
@@ -266,6 +282,11 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         async def fail(context: aio.ServicerContext, exc: Exception) -> None:
             if isinstance(exc, ServiceError):
                 await context.abort(exc.code, exc.message)
+            if isinstance(exc, RpcError):
+                code = _DEPENDENCY_STATUS.get(exc.code)
+                if code is not None:
+                    log.warning("%s: %s", details.method, exc)
+                    await context.abort(code, f"{exc.service}: {exc.details}")
             if isinstance(exc, NotImplementedError):
                 await context.abort(
                     grpc.StatusCode.UNIMPLEMENTED,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from agentgpt.clients import check_health
 from agentgpt.runtime.config import ServerConfig
 from agentgpt.runtime.server import RunningService, ServiceDefinition
-from tests.support.protofuzz import messages
+from tests.support.protofuzz import messages, repeated
 
 ACCEPTABLE = {
     grpc.StatusCode.OK,
@@ -111,6 +111,40 @@ async def test_random_requests_get_deliberate_statuses(
     else:
         payload = data.draw(st.binary(max_size=64))  # not even a message
     await _call(svc, path, method, response_cls, payload)
+
+
+def _plausible(descriptor: object, depth: int = 0) -> object:
+    """A request that passes validation wherever it can (ids "1", small numbers, 32-byte hashes), so the
+    call reaches the service's dependencies, which are down here."""
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    msg = GetMessageClass(descriptor)()
+    for field in descriptor.fields:  # type: ignore[attr-defined]
+        if repeated(field) or field.containing_oneof is not None:
+            continue
+        if field.type == F.TYPE_MESSAGE:
+            if depth < 2:
+                getattr(msg, field.name).CopyFrom(_plausible(field.message_type, depth + 1))
+        elif field.type == F.TYPE_STRING:
+            setattr(msg, field.name, "1")
+        elif field.type == F.TYPE_BYTES:
+            setattr(msg, field.name, b"\x01" * 32)
+        elif field.type == F.TYPE_BOOL:
+            setattr(msg, field.name, True)
+        elif field.type == F.TYPE_ENUM:
+            setattr(msg, field.name, len(field.enum_type.values) - 1)
+        elif field.type not in (F.TYPE_DOUBLE, F.TYPE_FLOAT):
+            setattr(msg, field.name, 1)
+    return msg
+
+
+async def test_plausible_requests_with_dependencies_down_get_deliberate_statuses(
+    servers: list[RunningService],
+) -> None:
+    for svc in servers:
+        for path, method, response_cls in _rpcs(svc):
+            request = _plausible(method.input_type)  # type: ignore[attr-defined]
+            await _call(svc, path, method, response_cls, request.SerializeToString())  # type: ignore[attr-defined]
 
 
 async def test_services_still_up_after_fuzzing(servers: list[RunningService]) -> None:

@@ -176,6 +176,39 @@ async def test_unexpected_errors_become_internal_and_the_service_survives(tmp_pa
         await svc.stop()
 
 
+@pytest.mark.parametrize(
+    ("remote", "expected"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAVAILABLE),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE),
+        (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.NOT_FOUND),
+        (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.FAILED_PRECONDITION),
+        (grpc.StatusCode.INTERNAL, grpc.StatusCode.INTERNAL),
+        (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.INTERNAL),
+    ],
+)
+async def test_a_failed_call_to_another_service_reaches_the_caller_as_a_deliberate_status(
+    tmp_path: Path, remote: grpc.StatusCode, expected: grpc.StatusCode
+) -> None:
+    definition = await build_indexer(indexer_config(tmp_path))
+
+    async def dependency_failed(request: object, context: object) -> None:
+        raise RpcError("SessionService", "GetSession", remote, "session 7 said no")
+
+    definition.servicers[0].impl.GetLatestAnchor = dependency_failed
+    svc = RunningService(definition, FAST)
+    await svc.start()
+    try:
+        async with IndexerClient(svc.address) as client:
+            with pytest.raises(RpcError) as err:
+                await client.get_latest_anchor("1")
+        assert err.value.code == expected
+        if expected != grpc.StatusCode.INTERNAL:
+            assert err.value.details == "SessionService: session 7 said no"
+    finally:
+        await svc.stop()
+
+
 async def test_failing_dependency_turns_health_not_serving_and_back(
     indexer: RunningService, tmp_path: Path
 ) -> None:

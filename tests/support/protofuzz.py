@@ -83,9 +83,9 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Messag
                 fields[f.name] = st.dictionaries(_scalar(key), _scalar(val), max_size=3)
                 continue
             inner = messages(f.message_type, depth + 1)
-            fields[f.name] = st.lists(inner, max_size=3) if _repeated(f) else st.one_of(st.none(), inner)
+            fields[f.name] = st.lists(inner, max_size=3) if repeated(f) else st.one_of(st.none(), inner)
         else:
-            fields[f.name] = st.lists(_scalar(f), max_size=4) if _repeated(f) else _scalar(f)
+            fields[f.name] = st.lists(_scalar(f), max_size=4) if repeated(f) else _scalar(f)
 
     @st.composite
     def build(draw: st.DrawFn) -> Message:
@@ -99,7 +99,7 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Messag
                 continue
             if f.type == FieldDescriptor.TYPE_MESSAGE and f.message_type.GetOptions().map_entry:
                 getattr(msg, name).update(value)
-            elif _repeated(f):
+            elif repeated(f):
                 getattr(msg, name).extend(value)
             elif f.type == FieldDescriptor.TYPE_MESSAGE:
                 getattr(msg, name).CopyFrom(value)
@@ -110,5 +110,5 @@ def messages(descriptor: Descriptor, depth: int = 0) -> st.SearchStrategy[Messag
     return build()
 
 
-def _repeated(f: FieldDescriptor) -> bool:
+def repeated(f: FieldDescriptor) -> bool:
     return bool(f.is_repeated) if hasattr(f, "is_repeated") else f.label == FieldDescriptor.LABEL_REPEATED
