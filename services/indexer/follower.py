@@ -407,13 +407,12 @@ class ChainFollower:
         self._observe_head(head)
 
     async def _fetch_logs(self, nxt: int, to: int) -> list[Any]:
-        queries = []
+        filters: list[tuple[list[str] | None, list[Any]]] = []
         if self.decoder.addresses:
-            queries.append(self.rpc.get_logs(nxt, to, addresses=self.decoder.addresses, topics=[]))
+            filters.append((self.decoder.addresses, []))
         if self.decoder.account_topics:
-            queries.append(self.rpc.get_logs(nxt, to, addresses=None, topics=[self.decoder.account_topics]))
-        results = await asyncio.gather(*queries)
-        return [entry for r in results for entry in r]
+            filters.append((None, [self.decoder.account_topics]))
+        return await self.rpc.get_logs_many(nxt, to, filters) if filters else []
 
     async def _decode(
         self, raw_logs: list[Any], nxt: int, to: int, hashes: dict[int, str]

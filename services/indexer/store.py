@@ -75,17 +75,19 @@ events = sa.Table(
     # False once a reorg replaced the block (for originals) and always for retractions.
     sa.Column("live", sa.Boolean, nullable=False, default=True),
     # At most one live event per log position: a second ingestion of a block is refused, not duplicated.
+    # It is also the index of every query by position, which all read live events only: its predicate is
+    # spelled the way SQLAlchemy renders `live.is_(True)`, so the query planners can use it (SQLite
+    # matches a partial index's WHERE term literally). One index less to maintain on every insert.
     sa.Index(
         "events_live_position",
         "chain_id",
         "block_number",
         "log_index",
         unique=True,
-        sqlite_where=sa.text("live"),
-        postgresql_where=sa.text("live"),
+        sqlite_where=sa.text("live IS 1"),
+        postgresql_where=sa.text("live IS true"),
     ),
     sa.Index("events_session", "session_id", "name"),
-    sa.Index("events_chain_block", "chain_id", "block_number", "log_index"),
 )
 
 
