@@ -158,7 +158,9 @@ class ChainRpc:
     async def get_logs(
         self, from_block: int, to_block: int, *, addresses: list[str] | None, topics: list[Any]
     ) -> list[dict[str, Any]]:
-        return _log_list(await self.call("eth_getLogs", [_log_filter(from_block, to_block, addresses, topics)]))
+        return _log_list(
+            await self.call("eth_getLogs", [_log_filter(from_block, to_block, addresses, topics)])
+        )
 
     async def get_logs_many(
         self, from_block: int, to_block: int, filters: list[tuple[list[str] | None, list[Any]]]
