@@ -58,7 +58,11 @@ def _convert(name: str, raw: str, typ: Any) -> Any:
 
 
 def load(cls: type[T], env: Mapping[str, str] | None = None, **overrides: Any) -> T:
-    """Build `cls` from defaults, then the environment, then explicit overrides (tests)."""
+    """Build `cls` from defaults, then the environment, then explicit overrides (tests).
+
+    Every setting can also be read from a file: `AGENTGPT_<NAME>_FILE` names it (the Docker and
+    Kubernetes convention for secrets mounted as files; surrounding whitespace is dropped).
+    """
     env = os.environ if env is None else env
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
@@ -66,9 +70,25 @@ def load(cls: type[T], env: Mapping[str, str] | None = None, **overrides: Any) -
         var = PREFIX + f.name.upper()
         if f.name in overrides:
             values[f.name] = overrides[f.name]
+        elif var + "_FILE" in env:
+            if var in env:
+                raise ConfigError(f"{var} and {var}_FILE are both set; set one of them")
+            values[f.name] = _convert(
+                var, _read_setting_file(var + "_FILE", env[var + "_FILE"]), hints[f.name]
+            )
         elif var in env:
             values[f.name] = _convert(var, env[var], hints[f.name])
     return cls(**values)
+
+
+def _read_setting_file(var: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}={path!r}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{var}={path!r}: not UTF-8 text") from None
 
 
 def describe(cls: type[Any]) -> list[tuple[str, str, str]]:

@@ -37,7 +37,7 @@ SERVICES = {
     "indexer": "indexer",
     "recovery-oracle": "recovery_oracle",
 }
-"""Deployment name -> Python module under services/."""
+"""Workload (Deployment or StatefulSet) name -> Python module under services/."""
 
 GRPC_PORT = 50051
 METRICS_PORT = 9100
@@ -80,6 +80,11 @@ def render(which: str) -> tuple[dict[str, Any], ...]:
 def objects(which: str, kind: str) -> dict[str, dict[str, Any]]:
     """The rendered objects of one kind, by name."""
     return {o["metadata"]["name"]: o for o in render(which) if o["kind"] == kind}
+
+
+def workloads(which: str) -> dict[str, dict[str, Any]]:
+    """The services' pod controllers by name: Deployments, and the executors' StatefulSet."""
+    return {**objects(which, "Deployment"), **objects(which, "StatefulSet")}
 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:

@@ -38,10 +38,16 @@ SUFFIXES = {
 PROMQL_WORDS = {
     "sum", "max", "min", "avg", "count", "by", "without", "on", "ignoring", "group_left", "group_right",
     "rate", "irate", "increase", "delta", "changes", "histogram_quantile", "absent", "label_values",
-    "and", "or", "unless", "le", "offset", "bool", "topk", "bottomk", "humanize",
+    "and", "or", "unless", "le", "offset", "bool", "topk", "bottomk", "humanize", "label_replace",
 }  # fmt: skip
 # Metrics of other exporters the rules may use (kube-state-metrics, Prometheus itself); never the dashboard.
-FOREIGN = {"up", "kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
+FOREIGN = {
+    "up",
+    "kube_deployment_status_replicas_available",
+    "kube_deployment_spec_replicas",
+    "kube_statefulset_status_replicas_ready",
+    "kube_statefulset_replicas",
+}
 
 
 def _closed_port() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.manifests import SERVICES, container, env_of, objects, render
+from tests.deploy.manifests import SERVICES, container, env_of, objects, render, workloads
 
 
 @pytest.mark.parametrize("which", ["base", "dev", "prod", "monitoring"])
@@ -15,6 +15,7 @@ def test_renders(which: str) -> None:
         if which == "monitoring"
         else {
             "Deployment",
+            "StatefulSet",
             "Service",
             "ConfigMap",
             "PodDisruptionBudget",
@@ -27,10 +28,10 @@ def test_renders(which: str) -> None:
 
 @pytest.mark.parametrize("which", ["base", "dev", "prod"])
 def test_every_service_has_deployment_service_and_pdb(which: str) -> None:
-    assert set(objects(which, "Deployment")) == set(SERVICES)
+    assert set(workloads(which)) == set(SERVICES)
     assert set(objects(which, "Service")) == set(SERVICES)
     for name, pdb in objects(which, "PodDisruptionBudget").items():
-        deployment = objects(which, "Deployment")[name]
+        deployment = workloads(which)[name]
         assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     assert set(objects(which, "PodDisruptionBudget")) == set(SERVICES)
 
@@ -38,7 +39,7 @@ def test_every_service_has_deployment_service_and_pdb(which: str) -> None:
 @pytest.mark.parametrize("which", ["base", "dev", "prod"])
 def test_command_selects_the_service_module(which: str) -> None:
     for name, module in SERVICES.items():
-        c = container(objects(which, "Deployment")[name])
+        c = container(workloads(which)[name])
         assert c["command"] == ["python", "-m", f"services.{module}"]
 
 
@@ -47,9 +48,13 @@ def test_hpa_scales_the_executors_only(which: str) -> None:
     hpas = objects(which, "HorizontalPodAutoscaler")
     assert list(hpas) == ["executor"]
     ref = hpas["executor"]["spec"]["scaleTargetRef"]
-    assert (ref["kind"], ref["name"]) == ("Deployment", "executor")
+    assert (ref["kind"], ref["name"]) == ("StatefulSet", "executor")
     # The HPA owns the count; a fixed replicas field would fight it on every apply.
-    assert "replicas" not in objects(which, "Deployment")["executor"]["spec"]
+    executor = objects(which, "StatefulSet")["executor"]
+    assert "replicas" not in executor["spec"]
+    # The governing Service is headless: each replica gets its own DNS name (executor-0.executor).
+    assert executor["spec"]["serviceName"] == "executor"
+    assert objects(which, "Service")["executor"]["spec"]["clusterIP"] == "None"
 
 
 def test_singletons_stay_single_and_stop_before_they_start() -> None:
@@ -88,7 +93,7 @@ def test_prod_includes_monitoring_and_scales_wider() -> None:
     assert {"ServiceMonitor", "PrometheusRule"} <= kinds
     hpa = objects("prod", "HorizontalPodAutoscaler")["executor"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 12)
-    executor = container(objects("prod", "Deployment")["executor"])
+    executor = container(objects("prod", "StatefulSet")["executor"])
     assert executor["resources"]["limits"]["memory"] == "1Gi"
 
 
@@ -96,7 +101,7 @@ def test_configmaps_are_hashed_and_referenced() -> None:
     # configMapGenerator suffixes the names with a content hash, so a config change rolls the pods.
     for which in ("base", "dev", "prod"):
         names = set(objects(which, "ConfigMap"))
-        for d in objects(which, "Deployment").values():
+        for d in workloads(which).values():
             pod = d["spec"]["template"]["spec"]
             refs = {e["configMapRef"]["name"] for e in container(d)["envFrom"]}
             refs |= {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}

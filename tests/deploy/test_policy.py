@@ -14,7 +14,7 @@ from services.executor.config import ExecutorConfig
 from services.indexer.config import IndexerConfig
 from services.recovery_oracle.config import RecoveryConfig
 from services.session.config import SessionConfig
-from tests.deploy.manifests import GRPC_PORT, METRICS_PORT, container, env_of, objects, render
+from tests.deploy.manifests import GRPC_PORT, METRICS_PORT, container, env_of, objects, render, workloads
 
 OVERLAYS = ["base", "dev", "prod"]
 CONFIG_OF = {
@@ -44,7 +44,7 @@ def _shared_config(which: str) -> dict[str, str]:
 
 
 def _deployments(which: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    return [(n, d, container(d)) for n, d in objects(which, "Deployment").items()]
+    return [(n, d, container(d)) for n, d in workloads(which).items()]
 
 
 @pytest.mark.parametrize("which", OVERLAYS)
@@ -116,7 +116,6 @@ def test_secrets_are_referenced_never_inline(which: str) -> None:
     assert not [o for o in rendered if o["kind"] == "Secret"], "no Secret objects: operators create them"
     required = {
         "session": {"AGENTGPT_RELAYER_KEY"},
-        "executor": {"AGENTGPT_EXECUTOR_KEY"},
         "recovery-oracle": {"AGENTGPT_ORACLE_KEY"},
     }
     for name, _, c in _deployments(which):
@@ -145,6 +144,7 @@ def test_every_variable_set_is_a_real_setting(which: str) -> None:
     assert shared <= known, shared - known
     for name, _, c in _deployments(which):
         own = _settings(ServerConfig) | _settings(CONFIG_OF[name])
+        own |= {var + "_FILE" for var in own}  # any setting may be read from a file
         pending = PENDING_SETTINGS.get(name, set())
         assert not pending & own, f"{name}: {pending & own} exist now: drop them from PENDING_SETTINGS"
         assert set(env_of(c)) <= own | pending, (name, set(env_of(c)) - own - pending)
@@ -170,7 +170,7 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def _allowed(which: str, src: str, dst: str, port: int) -> bool:
     """Whether the rendered NetworkPolicies let pod `src` reach pod `dst` on `port` (both directions)."""
-    pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in objects(which, "Deployment").items()}
+    pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in workloads(which).items()}
     policies = list(objects(which, "NetworkPolicy").values())
 
     def peer_ok(peers: list[dict[str, Any]] | None, labels: dict[str, str]) -> bool:
@@ -207,7 +207,7 @@ def _allowed(which: str, src: str, dst: str, port: int) -> bool:
 def test_network_policies_deny_by_default_and_allow_the_service_flows(which: str) -> None:
     deny = objects(which, "NetworkPolicy")["agentgpt-default-deny"]["spec"]
     assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny and "egress" not in deny
-    pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in objects(which, "Deployment").items()}
+    pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in workloads(which).items()}
     assert all(_selects(deny["podSelector"], labels) for labels in pods.values())
     flows = {
         ("executor", "session"),
@@ -219,3 +219,25 @@ def test_network_policies_deny_by_default_and_allow_the_service_flows(which: str
         for dst in pods:
             if src != dst:
                 assert _allowed(which, src, dst, GRPC_PORT) == ((src, dst) in flows), (src, dst)
+
+
+@pytest.mark.parametrize("which", OVERLAYS)
+def test_each_executor_replica_signs_with_its_own_key(which: str) -> None:
+    executor = workloads(which)["executor"]
+    assert executor["kind"] == "StatefulSet", "stable replica names are what pick each replica's key"
+    env = env_of(container(executor))
+    assert "AGENTGPT_EXECUTOR_KEY" not in env, "one key for every replica would share one nonce sequence"
+    assert env["AGENTGPT_EXECUTOR_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    key_file = env["AGENTGPT_EXECUTOR_KEY_FILE"]["value"]
+    # Kubernetes expands $(VAR) from variables defined earlier in the list.
+    names = [e["name"] for e in container(executor)["env"]]
+    assert names.index("AGENTGPT_EXECUTOR_ID") < names.index("AGENTGPT_EXECUTOR_KEY_FILE")
+    directory, _, leaf = key_file.rpartition("/")
+    assert leaf == "$(AGENTGPT_EXECUTOR_ID)", key_file
+    mounts = {m["mountPath"]: m for m in container(executor)["volumeMounts"]}
+    volumes = {v["name"]: v for v in executor["spec"]["template"]["spec"]["volumes"]}
+    mount = mounts[directory]
+    assert mount["readOnly"] is True
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "agentgpt-executor-keys"
+    assert secret["defaultMode"] & 0o007 == 0, "the keys are not world-readable"
