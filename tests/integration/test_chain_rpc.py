@@ -8,10 +8,12 @@ test holds that lock, as a leak would, and shows a plain provider stuck while ou
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 
 import pytest
-from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3._utils.http_session_manager import HTTPSessionManager
 
 from agentgpt.chain.rpc import connect
@@ -49,9 +51,32 @@ async def test_requests_go_through_with_the_session_lock_leaked(anvil: AnvilNode
         await ours.provider.disconnect()  # type: ignore[attr-defined]
 
 
-async def test_a_plain_provider_hangs_on_the_leaked_lock(anvil: AnvilNode, leaked_lock: None) -> None:
+def test_a_plain_provider_hangs_on_the_leaked_lock(anvil: AnvilNode) -> None:
     # The upstream defect this module works around. When this test fails, web3.py fixed it: drop
-    # agentgpt.chain.rpc.LoopSessionManager and this test.
-    plain = AsyncWeb3(AsyncHTTPProvider(anvil.rpc_url))
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(plain.eth.chain_id, 2)
+    # agentgpt.chain.rpc.LoopSessionManager and this test. It runs in its own process: the stuck
+    # request's worker thread may end up owning the process-wide lock for good, which would wedge
+    # every later plain provider (sync ones included) of this test session.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os
+        from web3 import AsyncHTTPProvider, AsyncWeb3
+        from web3._utils.http_session_manager import HTTPSessionManager
+
+        HTTPSessionManager._lock.acquire()  # what a request cancelled mid-acquire leaves behind
+
+        async def main():
+            plain = AsyncWeb3(AsyncHTTPProvider({anvil.rpc_url!r}))
+            try:
+                await asyncio.wait_for(plain.eth.chain_id, 2)
+                print("answered", flush=True)
+            except TimeoutError:
+                print("hung", flush=True)
+            os._exit(0)  # the stuck worker thread would keep the interpreter from exiting
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.stdout.split() == ["hung"], (out.stdout, out.stderr[-2000:])
