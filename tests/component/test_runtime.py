@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -154,16 +155,25 @@ async def test_bad_enum_and_unknown_methods(recovery: RunningService) -> None:
     assert await check_health(recovery.address) == "SERVING"
 
 
-async def test_unexpected_errors_become_internal_and_the_service_survives(tmp_path: Path) -> None:
-    definition = await build_indexer(indexer_config(tmp_path))
+@contextlib.asynccontextmanager
+async def indexer_whose_get_latest_anchor_raises(tmp: Path, exc: Exception) -> AsyncIterator[RunningService]:
+    """A real indexer server in which one RPC raises `exc` (a bug, a failed dependency call)."""
+    definition = await build_indexer(indexer_config(tmp))
 
-    async def boom(request: object, context: object) -> None:
-        raise KeyError("bug")
+    async def raising(request: object, context: object) -> None:
+        raise exc
 
-    definition.servicers[0].impl.GetLatestAnchor = boom  # a servicer with a bug in one RPC
+    definition.servicers[0].impl.GetLatestAnchor = raising
     svc = RunningService(definition, FAST)
     await svc.start()
     try:
+        yield svc
+    finally:
+        await svc.stop()
+
+
+async def test_unexpected_errors_become_internal_and_the_service_survives(tmp_path: Path) -> None:
+    async with indexer_whose_get_latest_anchor_raises(tmp_path, KeyError("bug")) as svc:
         async with IndexerClient(svc.address) as client:
             with pytest.raises(RpcError) as err:
                 await client.get_latest_anchor("1")
@@ -172,8 +182,6 @@ async def test_unexpected_errors_become_internal_and_the_service_survives(tmp_pa
             status = await client.get_chain_status()
         assert isinstance(status, indexer_pb2.GetChainStatusResponse)
         assert await check_health(svc.address) == "SERVING"
-    finally:
-        await svc.stop()
 
 
 @pytest.mark.parametrize(
@@ -190,23 +198,14 @@ async def test_unexpected_errors_become_internal_and_the_service_survives(tmp_pa
 async def test_a_failed_call_to_another_service_reaches_the_caller_as_a_deliberate_status(
     tmp_path: Path, remote: grpc.StatusCode, expected: grpc.StatusCode
 ) -> None:
-    definition = await build_indexer(indexer_config(tmp_path))
-
-    async def dependency_failed(request: object, context: object) -> None:
-        raise RpcError("SessionService", "GetSession", remote, "session 7 said no")
-
-    definition.servicers[0].impl.GetLatestAnchor = dependency_failed
-    svc = RunningService(definition, FAST)
-    await svc.start()
-    try:
+    failed = RpcError("SessionService", "GetSession", remote, "session 7 said no")
+    async with indexer_whose_get_latest_anchor_raises(tmp_path, failed) as svc:
         async with IndexerClient(svc.address) as client:
             with pytest.raises(RpcError) as err:
                 await client.get_latest_anchor("1")
-        assert err.value.code == expected
-        if expected != grpc.StatusCode.INTERNAL:
-            assert err.value.details == "SessionService: session 7 said no"
-    finally:
-        await svc.stop()
+    assert err.value.code == expected
+    if expected != grpc.StatusCode.INTERNAL:
+        assert err.value.details == "SessionService: session 7 said no"
 
 
 async def test_failing_dependency_turns_health_not_serving_and_back(
