@@ -11,7 +11,6 @@ import atexit
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+
+from agentgpt.localnet.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -52,12 +53,6 @@ def anvil_binary() -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         raise AnvilError(f"anvil binary not found at {path}; run `npm ci` or set {ENV_BIN}")
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class AnvilNode:

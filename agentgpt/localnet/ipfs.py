@@ -17,12 +17,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from agentgpt.localnet.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NODE_DIR = REPO_ROOT / "tools" / "ipfs-node"
@@ -42,12 +43,6 @@ def node_dir() -> Path:
     if not (path / "node_modules" / ".bin" / "jsipfs").exists():
         raise IpfsNodeError(f"js-ipfs is not installed in {path}; run `{path / SCRIPT} install` (needs npm)")
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pid_alive(pid: int) -> bool:

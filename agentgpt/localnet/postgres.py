@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from agentgpt.localnet.ports import free_port
+
 PG_USER = "agentgpt-pg"
 DB_NAME = "agentgpt"
 DB_ROLE = "agentgpt"
@@ -36,12 +38,6 @@ def _binary(name: str) -> str:
     if not os.access(path, os.X_OK):
         raise PostgresError(f"{name} not found (set AGENTGPT_PG_BIN to the PostgreSQL bin directory)")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PostgresServer:
@@ -105,7 +101,7 @@ class PostgresServer:
                 raise PostgresError(f"initdb failed: {init.stderr.decode(errors='replace')[-2000:]}")
             last = ""
             for _ in range(3):  # a free port can be taken between probe and bind
-                self.port = _free_port()
+                self.port = free_port()
                 log = open(self.dir / "postgres.log", "ab")
                 self._proc = subprocess.Popen(
                     self._as_user(

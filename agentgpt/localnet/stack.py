@@ -23,6 +23,7 @@ from agentgpt.clients import check_health
 from agentgpt.errors import RpcError
 from agentgpt.lifecycle import Durations
 from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from agentgpt.localnet.ports import ports_in_use
 from agentgpt.localnet.processes import ServiceProcess
 from agentgpt.network import ChainInfo, Network, write_network
 
@@ -39,6 +40,10 @@ SERVICE_NAMES = {
     "executor": "agentgpt.executor.v1.ExecutorService",
     "recovery_oracle": "agentgpt.recovery.v1.RecoveryService",
 }
+
+
+class StackError(RuntimeError):
+    """The local stack cannot start; the message says why and what to do."""
 
 
 @dataclass
@@ -72,7 +77,7 @@ class LocalStack:
 
     def _port(self, index: int, metrics: bool = False) -> str:
         base = self.options.metrics_base if metrics else self.options.base_port
-        return str(base + index) if self.options.base_port else "0"
+        return str(base + index) if self.options.base_port and base > 0 else "0"  # 0: a free port
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +87,25 @@ class LocalStack:
             await self.stop()
             raise
 
+    def check_ports(self) -> None:
+        """Fail before starting anything if a fixed service port is taken (say which, and what to do)."""
+        if not self.options.base_port:
+            return
+        names = ("session", "executor", "recovery_oracle", "indexer")
+        wanted = {int(self._port(i)): f"{n} gRPC" for i, n in enumerate(names)}
+        if self.options.metrics_base > 0:
+            wanted |= {int(self._port(i, metrics=True)): f"{n} metrics" for i, n in enumerate(names)}
+        busy = ports_in_use(wanted)
+        if busy:
+            taken = ", ".join(f"{p} ({wanted[p]})" for p in busy)
+            raise StackError(
+                f"{'port' if len(busy) == 1 else 'ports'} {taken} already in use. Is another "
+                "`agentgpt up` running? Stop it (Ctrl-C in its terminal), or start this one with "
+                "`--ports auto`."
+            )
+
     async def _start(self) -> None:
+        self.check_ports()
         chains: list[ChainInfo] = []
         for name, chain_id in self.options.chains:
             node = AnvilNode(chain_id=chain_id, log_path=self.workdir / f"anvil-{name}.log")
