@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from services.executor.models.base import Planner
 from services.executor.servicer import ExecutorServicer
 from services.executor.session_port import GrpcSessionPort, session_client
 from services.executor.validation import VALIDATORS
+
+log = logging.getLogger("agentgpt.executor")
 
 
 @dataclass
@@ -86,7 +89,15 @@ def build_parts(
     key = ExecutorKey(config.executor_key or "0x" + secrets.token_hex(32))
     network = load_network(config.network)
     if network.chains and not config.executor_key:
-        raise ConfigError("AGENTGPT_EXECUTOR_KEY is required when AGENTGPT_NETWORK lists chains")
+        raise ConfigError(
+            "AGENTGPT_EXECUTOR_KEY (or AGENTGPT_EXECUTOR_KEY_FILE) is required when AGENTGPT_NETWORK lists chains"
+        )
+    log.info(
+        "executor %s signs as %s%s",
+        config.executor_id,
+        key.address,
+        "" if config.executor_key else " (a random key for this process: off-chain sessions only)",
+    )
     chains = (
         ChainSet(
             network,
