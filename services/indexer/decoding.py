@@ -135,12 +135,13 @@ class LogParser:
     already validated, because within a batch the same block numbers, block and transaction hashes,
     addresses, log indexes and topics recur in many logs (a dict hit costs far less than a regex)."""
 
-    __slots__ = ("addresses", "hexes", "quantities")
+    __slots__ = ("addresses", "datas", "hexes", "quantities")
 
     def __init__(self) -> None:
         self.hexes: dict[str, str] = {}  # raw hash / topic -> lower-case
         self.quantities: dict[str, int] = {}  # raw quantity -> int
         self.addresses: dict[str, str] = {}  # raw address -> checksummed
+        self.datas: dict[str, str] = {}  # raw data -> lower-case (many events' data recur verbatim)
 
     def parse(self, raw: Any) -> RawLog:
         """The validated log; SkippedLog("malformed") if any field is missing or wrong."""
@@ -150,8 +151,11 @@ class LogParser:
         if not isinstance(topics, list) or not 0 < len(topics) <= 4:
             raise SkippedLog("malformed", f"topics: {str(topics)[:80]!r}")
         data = raw.get("data", "0x")
-        if not isinstance(data, str) or len(data) % 2 or _DATA.fullmatch(data) is None:
-            raise SkippedLog("malformed", f"data is not hex bytes: {str(data)[:80]!r}")
+        lowered = self.datas.get(data) if isinstance(data, str) else None
+        if lowered is None:
+            if not isinstance(data, str) or len(data) % 2 or _DATA.fullmatch(data) is None:
+                raise SkippedLog("malformed", f"data is not hex bytes: {str(data)[:80]!r}")
+            lowered = self.datas[data] = data.lower()
         hexes, quantities = self.hexes, self.quantities
         number: Any = raw.get("blockNumber")
         block: Any = raw.get("blockHash")
@@ -167,7 +171,7 @@ class LogParser:
                 quantities.get(index) or _quantity(index, "logIndex", quantities),
                 self.addresses.get(address) or self._address(address),
                 tuple([hexes.get(t) or _hex(t, "topic", _HASH, hexes) for t in topics]),
-                data.lower(),
+                lowered,
             )
         except TypeError:  # an unhashable value (a list or an object) where a string belongs
             return RawLog(
@@ -177,7 +181,7 @@ class LogParser:
                 _quantity(index, "logIndex"),
                 to_checksum_address(_hex(address, "address", _ADDRESS, None)),
                 tuple([_hex(t, "topic", _HASH, None) for t in topics]),
-                data.lower(),
+                lowered,
             )
 
     def _address(self, value: Any) -> str:

@@ -424,42 +424,44 @@ class ChainFollower:
         read off the socket while this part is decoded (the node does not stall on a full socket buffer).
         """
         parsed = []
-        parser = LogParser()  # remembers the strings validated in this batch (hashes, topics recur)
-        for i, raw in enumerate(raw_logs, 1):
-            try:
-                parsed.append(parser.parse(raw))
-            except SkippedLog as skip:
-                self._skip(skip, raw)
-            if not i % _DECODE_SLICE:
+        parse = LogParser().parse  # remembers the strings validated in this batch (hashes, topics recur)
+        for start in range(0, len(raw_logs), _DECODE_SLICE):
+            if start:
                 await asyncio.sleep(0)
+            for raw in raw_logs[start : start + _DECODE_SLICE]:
+                try:
+                    parsed.append(parse(raw))
+                except SkippedLog as skip:
+                    self._skip(skip, raw)
         parsed.sort(key=_log_position)
         decoded: list[DecodedEvent] = []
+        decode, accounts, factory = self.decoder.decode, self.accounts, self.factory
         last_block = last_index = -1  # sorted: a duplicate log position is next to its twin
-        for i, lg in enumerate(parsed, 1):
-            if not i % _DECODE_SLICE:
+        for start in range(0, len(parsed), _DECODE_SLICE):
+            if start:
                 await asyncio.sleep(0)
-            if not nxt <= lg.block_number <= to:
-                self._skip(
-                    SkippedLog("out_of_range", f"log of block {lg.block_number} answered for {nxt}..{to}"), lg
-                )
-                continue
-            expected = hashes.get(lg.block_number)
-            if expected is not None and expected != lg.block_hash:
-                raise RetryLater(
-                    f"log of block {lg.block_number} has hash {lg.block_hash}, header says otherwise"
-                )
-            if lg.log_index == last_index and lg.block_number == last_block:
-                self._skip(SkippedLog("malformed", f"duplicate log {lg.block_number}/{lg.log_index}"), None)
-                continue
-            last_block, last_index = lg.block_number, lg.log_index
-            try:
-                d = self.decoder.decode(lg, self.accounts)
-            except SkippedLog as skip:
-                self._skip(skip, lg)
-                continue
-            if d.name == "SessionCreated" and lg.address == self.factory:
-                self.accounts.add(str(d.args["account"]))
-            decoded.append(d)
+            for lg in parsed[start : start + _DECODE_SLICE]:
+                number = lg.block_number
+                if not nxt <= number <= to:
+                    self._skip(
+                        SkippedLog("out_of_range", f"log of block {number} answered for {nxt}..{to}"), lg
+                    )
+                    continue
+                expected = hashes.get(number)
+                if expected is not None and expected != lg.block_hash:
+                    raise RetryLater(f"log of block {number} has hash {lg.block_hash}, header says otherwise")
+                if lg.log_index == last_index and number == last_block:
+                    self._skip(SkippedLog("malformed", f"duplicate log {number}/{lg.log_index}"), None)
+                    continue
+                last_block, last_index = number, lg.log_index
+                try:
+                    d = decode(lg, accounts)
+                except SkippedLog as skip:
+                    self._skip(skip, lg)
+                    continue
+                if d.name == "SessionCreated" and lg.address == factory:
+                    accounts.add(str(d.args["account"]))
+                decoded.append(d)
         return decoded
 
     def _skip(self, skip: SkippedLog, raw: Any) -> None:
