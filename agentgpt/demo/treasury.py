@@ -16,29 +16,24 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from google.protobuf.message import Message
 
-from agentgpt import auth
-from agentgpt.chain import eip712
 from agentgpt.chain.rpc import connect
 from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.contracts import load_artifact
 from agentgpt.demo.uniswap import deploy_uniswap
 from agentgpt.network import ChainInfo, load_network
+from agentgpt.owner import SessionOwner
 from agentgpt.session.v1 import session_pb2 as ss
-from agentgpt.spec import allowlist_of, parse_yaml
 
 SWAP_SELECTOR = keccak(text="swapExactETHForTokens(uint256,address[],address,uint256)")[:4]
 E18 = 10**18
@@ -115,31 +110,6 @@ def treasury_spec_yaml(chains: list[str], params: dict[str, Any], checkpoint_int
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-class _Owner:
-    """Signs the owner's requests: the request signature and the SessionFactory EIP-712 signature."""
-
-    def __init__(self, key: str, home: _Chain) -> None:
-        self.key = key
-        self.address = Account.from_key(key).address
-        self.home = home
-        self.chain_id = home.info.chain_id
-        self.factory = home.info.contracts["SessionFactory"]
-
-    def auth(self, req: Message, deadline: int) -> Message:
-        nonce = time.time_ns()  # any unused per-owner value
-        return auth.signed(req, self.key, nonce=nonce, deadline=deadline, chain_id=self.chain_id)
-
-    async def chain_nonce(self) -> int:
-        return int(await self.home.contract("SessionFactory").functions.nonces(self.address).call())
-
-    def read(self, req: ss.InspectSessionRequest) -> ss.InspectSessionRequest:
-        """`req` with the owner's read signature (reads use nonce 0)."""
-        return cast(
-            ss.InspectSessionRequest,
-            auth.signed(req, self.key, nonce=0, deadline=int(time.time()) + 300, chain_id=self.chain_id),
-        )
-
-
 async def run_demo(
     network_path: str,
     session_addr: str,
@@ -158,7 +128,7 @@ async def run_demo(
     home = _Chain(network.home)
     others = [_Chain(c) for c in network.chains[1:]]
     client = SessionClient(session_addr)
-    owner = _Owner(owner_key, home)
+    owner = SessionOwner(owner_key, network.home, client)
     executor = Account.from_key(executor_key).address
     try:
         market = await deploy_uniswap(
@@ -171,9 +141,6 @@ async def run_demo(
         await _bond_executor(home, deployer_key, executor_key)
         agpt = home.contract("AGPT")
         await home.call(deployer_key, agpt.functions.mint(owner.address, options.budget))
-        await home.call(
-            owner_key, agpt.functions.approve(network.home.contracts["SessionFactory"], options.budget)
-        )
 
         params = {
             "market": {"chain": network.home.name, **market.to_json()},
@@ -182,12 +149,12 @@ async def run_demo(
             "allowlist": [{"target": market.router, "selector": "0x" + SWAP_SELECTOR.hex()}],
         }
         spec_yaml = treasury_spec_yaml([c.name for c in network.chains], params)
-        session = await _create(client, owner, spec_yaml, options.budget)
+        session = await owner.create(spec_yaml, options.budget)
         sid = session.session_id
         progress(f"session {sid} created (DRAFT), NFT minted on '{network.home.name}'")
         account = await home.contract("SessionFactory").functions.accountOf(int(sid)).call()
         await home.send(owner_key, account, value=options.treasury_eth)
-        await _activate(client, owner, session, executor)
+        await owner.activate(sid, executor)
         progress(
             f"session {sid} ACTIVE, executor {executor}; treasury account {account} holds "
             f"{options.treasury_eth / E18:g} ETH"
@@ -197,29 +164,25 @@ async def run_demo(
             await other.call(
                 deployer_key, registry.functions.grantWriter(network.home.chain_id, int(sid), executor)
             )
-        tasks = [
+        tasks: list[tuple[str, dict[str, Any]]] = [
             ("analyze_market", {}),
             ("rebalance", {"fraction_bps": 3000}),
             ("publish_report", {"title": "holdings report (13F-style)"}),
         ]
-        req = ss.SubmitTasksRequest(
-            idempotency_key=f"demo-tasks-{secrets.token_hex(6)}",
-            session_id=sid,
-            tasks=[ss.TaskInput(kind=k, args_json=json.dumps(a)) for k, a in tasks],
-        )
-        await client.submit_tasks(cast(ss.SubmitTasksRequest, owner.auth(req, int(time.time()) + 600)))
+        await owner.submit(sid, tasks)
         progress(f"submitted {len(tasks)} tasks: {', '.join(k for k, _ in tasks)}")
-        inspect = await _wait_done(client, owner, home, others, sid, len(tasks), options.timeout, progress)
+        inspect = await _wait_done(owner, home, others, sid, len(tasks), options.timeout, progress)
         for t in sorted(inspect.recent_tasks, key=lambda t: t.seq):
             status = ss.TaskStatus.Name(t.status).removeprefix("TASK_STATUS_")
             progress(f"  task {t.seq} {t.input.kind:<15} {status}{(': ' + t.error) if t.error else ''}")
-        done = await _complete(client, owner, inspect.session)
+        done = await owner.complete(sid)
         progress(
             f"session {sid} COMPLETED: event log archived at {done.log_cid}, NFT burned "
             f"(tx 0x{done.burn_tx_hash.hex()})"
         )
-        return await client.inspect(owner.read(ss.InspectSessionRequest(session_id=sid, detail="full")))
+        return await owner.inspect(sid, "full")
     finally:
+        await owner.close()
         await client.close()
         await home.close()
         for other in others:
@@ -244,51 +207,6 @@ async def _bond_executor(home: _Chain, deployer_key: str, executor_key: str) -> 
     await home.call(executor_key, registry.functions.bond(bond))
 
 
-async def _create(client: SessionClient, owner: _Owner, spec_yaml: str, budget: int) -> ss.Session:
-    deadline = int(time.time()) + 600
-    workflow = parse_yaml(spec_yaml).workflow_hash()
-    chain_sig = eip712.sign_create_session(
-        owner.key,
-        chain_id=owner.chain_id,
-        factory=owner.factory,
-        owner=owner.address,
-        workflow_hash=workflow,
-        initial_budget=budget,
-        nonce=await owner.chain_nonce(),
-        deadline=deadline,
-    )
-    req = ss.CreateSessionRequest(
-        idempotency_key=f"demo-create-{secrets.token_hex(6)}", spec_yaml=spec_yaml, initial_budget=str(budget)
-    )
-    signed = cast(ss.CreateSessionRequest, owner.auth(req, deadline))
-    signed.chain_signature = chain_sig
-    return (await client.create_session(signed)).session
-
-
-async def _activate(client: SessionClient, owner: _Owner, session: ss.Session, executor: str) -> None:
-    # The owner signs the allowlist the account will accept: the spec's params.allowlist, in order.
-    deadline = int(time.time()) + 600
-    chain_sig = eip712.sign_activate(
-        owner.key,
-        chain_id=owner.chain_id,
-        factory=owner.factory,
-        session_id=int(session.session_id),
-        workflow_hash=bytes(session.workflow_hash),
-        executor=executor,
-        allowlist=allowlist_of(json.loads(session.spec.params_json or "{}")),
-        nonce=await owner.chain_nonce(),
-        deadline=deadline,
-    )
-    req = ss.ActivateSessionRequest(
-        idempotency_key=f"demo-activate-{secrets.token_hex(6)}",
-        session_id=session.session_id,
-        executor=executor,
-    )
-    signed = cast(ss.ActivateSessionRequest, owner.auth(req, deadline))
-    signed.chain_signature = chain_sig
-    await client.activate_session(signed)
-
-
 async def _anchored_seq(home: _Chain, others: list[_Chain], sid: int) -> list[int]:
     """The latest anchored checkpoint seq on each chain (home: SessionFactory; others: AnchorRegistry)."""
     seqs = [int((await home.contract("SessionFactory").functions.latestCheckpoint(sid).call())[0])]
@@ -299,8 +217,7 @@ async def _anchored_seq(home: _Chain, others: list[_Chain], sid: int) -> list[in
 
 
 async def _wait_done(
-    client: SessionClient,
-    owner: _Owner,
+    owner: SessionOwner,
     home: _Chain,
     others: list[_Chain],
     sid: str,
@@ -311,7 +228,7 @@ async def _wait_done(
     deadline = time.monotonic() + timeout
     seen = -1
     while True:
-        inspect = await client.inspect(owner.read(ss.InspectSessionRequest(session_id=sid, detail="full")))
+        inspect = await owner.inspect(sid, "full")
         if inspect.tasks_done != seen:
             seen = inspect.tasks_done
             progress(f"  {inspect.tasks_done}/{inspect.tasks_total} tasks done")
@@ -329,21 +246,3 @@ async def _wait_done(
                 f"after {timeout:.0f}s"
             )
         await asyncio.sleep(0.5)
-
-
-async def _complete(client: SessionClient, owner: _Owner, session: ss.Session) -> ss.CompleteSessionResponse:
-    deadline = int(time.time()) + 600
-    chain_sig = eip712.sign_complete(
-        owner.key,
-        chain_id=owner.chain_id,
-        factory=owner.factory,
-        session_id=int(session.session_id),
-        nonce=await owner.chain_nonce(),
-        deadline=deadline,
-    )
-    req = ss.CompleteSessionRequest(
-        idempotency_key=f"demo-complete-{secrets.token_hex(6)}", session_id=session.session_id
-    )
-    signed = cast(ss.CompleteSessionRequest, owner.auth(req, deadline))
-    signed.chain_signature = chain_sig
-    return await client.complete_session(signed)
