@@ -3,7 +3,9 @@
 agentgpt up        start anvil, IPFS, the contracts and the four services; Ctrl-C stops everything
 agentgpt status    health of every service of the running stack
 agentgpt config    every AGENTGPT_* setting of every service, with defaults
-agentgpt session inspect ID [--detail full]   the session dashboard (also: get, list, watch)
+agentgpt session inspect ID [--detail full]   the session dashboard (also: get, list, tasks, watch)
+agentgpt session create SPEC.yaml --budget 100  as the owner: create, activate, submit, pause, resume,
+                                                complete (requests signed with the owner's key)
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ def _session_id(text: str) -> str:
 async def _session(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
+    from agentgpt.cli import owner
     from agentgpt.cli.dashboard import render
     from agentgpt.clients import SessionClient
     from agentgpt.common.v1 import common_pb2
@@ -176,6 +179,15 @@ async def _session(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         _print(f"error: {exc} (or pass --session-addr)")
         return 1
+    if args.action in owner.ACTIONS:
+        try:
+            return await owner.run(args, target, _session_id)
+        except owner.UsageError as exc:
+            _print(f"error: {exc}")
+            return 2
+        except RpcError as exc:
+            _print(f"error: {exc.code.name}: {exc.details}")
+            return 1
     async with SessionClient(target, identity="cli") as client:
         try:
             if args.action == "inspect":
@@ -327,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
             help="the local stack's work directory (default: .agentgpt/stack)",
         )
 
-    session = sub.add_parser("session", help="look at sessions: inspect, get, list, tasks, watch")
+    session = sub.add_parser(
+        "session",
+        help="look at sessions (inspect, get, list, tasks, watch) and, as their owner, drive them "
+        "(create, activate, submit, pause, resume, complete)",
+    )
     target_options(session, None)
     ssub = session.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -370,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     watch.add_argument("--from-cursor", type=int, default=0, help="resume after this event cursor")
     watch.add_argument("--history-only", action="store_true", help="stop after the recorded history")
+
+    from agentgpt.cli import owner
+
+    owner.add_actions(add_action)
 
     config = sub.add_parser("config", help="list every AGENTGPT_* setting with its default")
     config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")

@@ -141,6 +141,9 @@ class LocalStack:
         self.network = Network(tuple(chains))
         network_path = self.workdir / "network.json"
         write_network(self.network, network_path)
+        owner_key = self.workdir / "owner.key"  # anvil's well-known dev key: local chains only
+        owner_key.write_text(OWNER_KEY + "\n")
+        owner_key.chmod(0o600)
 
         ipfs_api = ""
         if self.options.ipfs:
@@ -238,6 +241,9 @@ class LocalStack:
             "workdir": str(self.workdir),
             "network": str(self.workdir / "network.json"),
             "ipfs_api": self.ipfs.api if self.ipfs else "",
+            # The dev owner and executor of the local chains, for `agentgpt session create|activate`.
+            "owner_key_file": str(self.workdir / "owner.key"),
+            "executor_address": Account.from_key(EXECUTOR_KEY).address,
             "chains": [
                 {"name": c.name, "chain_id": c.chain_id, "rpc_url": c.rpc_url}
                 for c in (self.network.chains if self.network else ())
