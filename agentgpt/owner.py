@@ -7,6 +7,8 @@
     await owner.complete(session.session_id)                           # COMPLETED, NFT burned
     await owner.close()
 
+Also edit_params / attach_decorators (DRAFT), update_budget, pause / resume, terminate.
+
 Each request carries the owner's request signature (`agentgpt.auth`); the actions the session service
 relays on chain also carry the owner's EIP-712 signature over SessionFactory's typed data, and creation
 an ERC-2612 permit for the budget (`agentgpt.chain.eip712`). The nonces those need are read from the
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from eth_account import Account
@@ -82,68 +84,124 @@ class SessionOwner:
         c = self._w3.eth.contract(address=to_checksum_address(address), abi=load_artifact(contract).abi)
         return int(await c.functions.nonces(self.address).call())
 
-    # ------------------------------------------------------------------ actions
-    async def create(self, spec_yaml: str, budget: int, *, idempotency_key: str = "") -> ss.Session:
-        """Mint the session (DRAFT). The budget moves from the owner's AGPT by permit: no ETH needed."""
-        deadline = int(time.time()) + SIGNATURE_LIFETIME
+    async def _permit(self, value: int, deadline: int) -> bytes:
+        """The owner's ERC-2612 permit letting the factory pull `value` AGPT (65 bytes: r, s, v)."""
         permit = eip712.sign_permit(
             self.key,
             chain_id=self.home.chain_id,
             token=self.token,
             owner=self.address,
             spender=self.factory,
-            value=budget,
+            value=value,
             nonce=await self._nonce("AGPT", self.token),
             deadline=deadline,
         )
-        chain_sig = eip712.sign_create_session(
+        return permit.r + permit.s + bytes([permit.v])
+
+    async def _relayed(self, request: M, deadline: int, sign: Callable[..., bytes], **typed: Any) -> M:
+        """`request` signed by the owner, plus the owner's SessionFactory EIP-712 signature over the
+        on-chain action (`sign` from `agentgpt.chain.eip712`, with the action's `typed` fields), which
+        the session service relays so the owner needs no ETH."""
+        chain_sig = sign(
             self.key,
             chain_id=self.home.chain_id,
             factory=self.factory,
+            nonce=await self._nonce("SessionFactory", self.factory),
+            deadline=deadline,
+            **typed,
+        )
+        signed = self.signed(request, deadline)
+        signed.chain_signature = chain_sig  # type: ignore[attr-defined]
+        return signed
+
+    # ------------------------------------------------------------------ actions
+    async def create(self, spec_yaml: str, budget: int, *, idempotency_key: str = "") -> ss.Session:
+        """Mint the session (DRAFT). The budget moves from the owner's AGPT by permit: no ETH needed."""
+        deadline = int(time.time()) + SIGNATURE_LIFETIME
+        req = ss.CreateSessionRequest(
+            idempotency_key=idempotency_key or new_idempotency_key("create"),
+            spec_yaml=spec_yaml,
+            initial_budget=str(budget),
+            budget_permit=await self._permit(budget, deadline),
+            budget_permit_deadline=deadline,
+        )
+        req = await self._relayed(
+            req,
+            deadline,
+            eip712.sign_create_session,
             owner=self.address,
             workflow_hash=parse_yaml(spec_yaml).workflow_hash(),
             initial_budget=budget,
-            nonce=await self._nonce("SessionFactory", self.factory),
-            deadline=deadline,
         )
-        req = self.signed(
-            ss.CreateSessionRequest(
-                idempotency_key=idempotency_key or new_idempotency_key("create"),
-                spec_yaml=spec_yaml,
-                initial_budget=str(budget),
-                budget_permit=permit.r + permit.s + bytes([permit.v]),
-                budget_permit_deadline=deadline,
-            ),
-            deadline,
-        )
-        req.chain_signature = chain_sig
         return (await self.client.create_session(req)).session
 
     async def activate(self, session_id: str, executor: str, *, idempotency_key: str = "") -> ss.Session:
         """Commit the workflow, the executor and the spec's allowlist on chain; the session becomes ACTIVE."""
         session = await self.get(session_id)
-        deadline = int(time.time()) + SIGNATURE_LIFETIME
-        chain_sig = eip712.sign_activate(
-            self.key,
-            chain_id=self.home.chain_id,
-            factory=self.factory,
+        executor = to_checksum_address(executor)
+        req = ss.ActivateSessionRequest(
+            idempotency_key=idempotency_key or new_idempotency_key("activate"),
+            session_id=session_id,
+            executor=executor,
+        )
+        req = await self._relayed(
+            req,
+            int(time.time()) + SIGNATURE_LIFETIME,
+            eip712.sign_activate,
             session_id=int(session_id),
             workflow_hash=bytes(session.workflow_hash),
-            executor=to_checksum_address(executor),
+            executor=executor,
             allowlist=allowlist_of(json.loads(session.spec.params_json or "{}")),
-            nonce=await self._nonce("SessionFactory", self.factory),
-            deadline=deadline,
         )
-        req = self.signed(
-            ss.ActivateSessionRequest(
-                idempotency_key=idempotency_key or new_idempotency_key("activate"),
-                session_id=session_id,
-                executor=to_checksum_address(executor),
-            ),
-            deadline,
-        )
-        req.chain_signature = chain_sig
         return (await self.client.activate_session(req)).session
+
+    async def edit_params(
+        self, session_id: str, params: dict[str, Any], *, idempotency_key: str = ""
+    ) -> ss.Session:
+        """Replace a DRAFT session's params."""
+        req = ss.EditParamsRequest(
+            idempotency_key=idempotency_key or new_idempotency_key("params"),
+            session_id=session_id,
+            params_json=json.dumps(params),
+        )
+        return (await self.client.edit_params(self.signed(req))).session
+
+    async def attach_decorators(
+        self, session_id: str, decorators: Sequence[str], *, idempotency_key: str = ""
+    ) -> ss.Session:
+        """Append compliance decorators to a DRAFT session."""
+        req = ss.AttachDecoratorsRequest(
+            idempotency_key=idempotency_key or new_idempotency_key("decorators"),
+            session_id=session_id,
+            decorators=list(decorators),
+        )
+        return (await self.client.attach_decorators(self.signed(req))).session
+
+    async def update_budget(
+        self, session_id: str, add_amount: int, *, idempotency_key: str = ""
+    ) -> ss.Session:
+        """Add `add_amount` AGPT base units to an ACTIVE session's budget (moved by permit)."""
+        deadline = int(time.time()) + SIGNATURE_LIFETIME
+        req = ss.UpdateBudgetRequest(
+            idempotency_key=idempotency_key or new_idempotency_key("budget"),
+            session_id=session_id,
+            add_amount=str(add_amount),
+            budget_permit=await self._permit(add_amount, deadline),
+            budget_permit_deadline=deadline,
+        )
+        req = await self._relayed(
+            req, deadline, eip712.sign_update_budget, session_id=int(session_id), amount=add_amount
+        )
+        return (await self.client.update_budget(req)).session
+
+    async def terminate(self, session_id: str, reason: str, *, idempotency_key: str = "") -> ss.Session:
+        """End a session for good (any non-final state)."""
+        req = ss.TerminateSessionRequest(
+            idempotency_key=idempotency_key or new_idempotency_key("terminate"),
+            session_id=session_id,
+            reason=reason,
+        )
+        return (await self.client.terminate_session(self.signed(req))).session
 
     async def submit(
         self, session_id: str, tasks: Sequence[tuple[str, dict[str, Any]]], *, idempotency_key: str = ""
@@ -173,22 +231,12 @@ class SessionOwner:
 
     async def complete(self, session_id: str, *, idempotency_key: str = "") -> ss.CompleteSessionResponse:
         """Archive the session's event log to IPFS and burn its NFT; the session becomes COMPLETED."""
-        deadline = int(time.time()) + SIGNATURE_LIFETIME
-        chain_sig = eip712.sign_complete(
-            self.key,
-            chain_id=self.home.chain_id,
-            factory=self.factory,
-            session_id=int(session_id),
-            nonce=await self._nonce("SessionFactory", self.factory),
-            deadline=deadline,
+        req = ss.CompleteSessionRequest(
+            idempotency_key=idempotency_key or new_idempotency_key("complete"), session_id=session_id
         )
-        req = self.signed(
-            ss.CompleteSessionRequest(
-                idempotency_key=idempotency_key or new_idempotency_key("complete"), session_id=session_id
-            ),
-            deadline,
+        req = await self._relayed(
+            req, int(time.time()) + SIGNATURE_LIFETIME, eip712.sign_complete, session_id=int(session_id)
         )
-        req.chain_signature = chain_sig
         return await self.client.complete_session(req)
 
     async def get(self, session_id: str) -> ss.Session:

@@ -4,8 +4,8 @@ agentgpt up        start anvil, IPFS, the contracts and the four services; Ctrl-
 agentgpt status    health of every service of the running stack
 agentgpt config    every AGENTGPT_* setting of every service, with defaults
 agentgpt session inspect ID [--detail full]   the session dashboard (also: get, list, tasks, watch)
-agentgpt session create SPEC.yaml --budget 100  as the owner: create, activate, submit, pause, resume,
-                                                complete (requests signed with the owner's key)
+agentgpt session create SPEC.yaml --budget 100  as the owner: create, edit-params, attach, activate, submit,
+                                                add-budget, pause, resume, complete, terminate (signed by the owner)
 """
 
 from __future__ import annotations
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     session = sub.add_parser(
         "session",
         help="look at sessions (inspect, get, list, tasks, watch) and, as their owner, drive them "
-        "(create, activate, submit, pause, resume, complete)",
+        "(create, edit-params, attach, activate, submit, add-budget, pause, resume, complete, terminate)",
     )
     target_options(session, None)
     ssub = session.add_subparsers(dest="action", required=True, metavar="ACTION")

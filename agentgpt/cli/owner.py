@@ -1,4 +1,5 @@
-"""`agentgpt session create|activate|submit|pause|resume|complete`: the owner's commands.
+"""`agentgpt session create|edit-params|attach|activate|submit|add-budget|pause|resume|complete|terminate`:
+the owner's commands.
 
 Every request is signed with the owner's key (see `agentgpt.owner`), so the owner needs no ETH. The
 key comes from --owner-key-file, else $AGENTGPT_OWNER_KEY, else the local stack's dev owner
@@ -16,7 +17,18 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-ACTIONS = ("create", "activate", "submit", "pause", "resume", "complete")
+ACTIONS = (
+    "create",
+    "edit-params",
+    "attach",
+    "activate",
+    "submit",
+    "add-budget",
+    "pause",
+    "resume",
+    "complete",
+    "terminate",
+)
 AGPT = Decimal(10**18)
 
 
@@ -68,20 +80,48 @@ def add_actions(add_action: Callable[[str, str], argparse.ArgumentParser]) -> No
             "--reason", default=f"{verb} by the owner from the CLI", help="recorded with the transition"
         )
     complete = on_session("complete", "complete an ACTIVE session (event log archived to IPFS, NFT burned)")
-    for p in (create, activate, submit, pause, resume, complete):
+    edit = on_session("edit-params", "replace a DRAFT session's params")
+    edit.add_argument("params", help="the new params: a JSON object, or @FILE holding one")
+    attach = on_session("attach", "attach compliance decorators to a DRAFT session")
+    attach.add_argument(
+        "decorators", nargs="+", help="decorator names, e.g. kyc_tier4 ofac_filter gas_optimizer_v3"
+    )
+    add_budget = on_session("add-budget", "add AGPT to an ACTIVE session's budget (moved by permit)")
+    add_budget.add_argument("--amount", required=True, help="AGPT to add (e.g. 25 or 0.5)")
+    terminate = on_session("terminate", "end a session for good (any state but the final ones)")
+    terminate.add_argument(
+        "--reason", default="terminated by the owner from the CLI", help="recorded with the transition"
+    )
+    for p in (create, edit, attach, activate, submit, add_budget, pause, resume, complete, terminate):
         owner_options(p)
 
 
-def budget_units(text: str) -> int:
+def agpt_units(text: str, option: str = "--budget") -> int:
     """AGPT amount ("100", "0.5") -> base units (18 decimals)."""
     try:
         amount = Decimal(text)
     except InvalidOperation:
-        raise UsageError(f"--budget {text!r}: not a number of AGPT") from None
+        raise UsageError(f"{option} {text!r}: not a number of AGPT") from None
     units = amount * AGPT
-    if amount <= 0 or units != units.to_integral_value():
-        raise UsageError(f"--budget {text!r}: must be a positive amount with at most 18 decimals")
+    if not amount.is_finite() or amount <= 0 or units != units.to_integral_value():
+        raise UsageError(f"{option} {text!r}: must be a positive amount with at most 18 decimals")
     return int(units)
+
+
+def json_object(text: str, what: str) -> dict[str, Any]:
+    """`text` (or the file named by @FILE) parsed as a JSON object."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise UsageError(f"{what}: {text[1:]}: {exc.strerror}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{what}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what}: must be a JSON object")
+    return value
 
 
 def _stack_state(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,7 +180,7 @@ async def run(args: argparse.Namespace, target: str, session_id: Callable[[str],
                     spec_yaml = Path(args.spec).read_text()
                 except OSError as exc:
                     raise UsageError(f"{args.spec}: {exc.strerror}") from None
-                answer = session = await owner.create(spec_yaml, budget_units(args.budget))
+                answer = session = await owner.create(spec_yaml, agpt_units(args.budget))
                 line = f"session {session.session_id} created (DRAFT), NFT minted; owner {owner.address}"
             elif args.action == "activate":
                 executor = args.executor or _stack_state(args).get("executor_address", "")
@@ -149,20 +189,28 @@ async def run(args: argparse.Namespace, target: str, session_id: Callable[[str],
                 answer = session = await owner.activate(session_id(args.id), executor)
                 line = f"session {session.session_id} ACTIVE, executor {session.executor}"
             elif args.action == "submit":
-                try:
-                    task_args = json.loads(args.args)
-                except ValueError as exc:
-                    raise UsageError(f"--args: not JSON ({exc})") from None
-                if not isinstance(task_args, dict):
-                    raise UsageError("--args: must be a JSON object")
-                answer = submitted = await owner.submit(session_id(args.id), [(args.kind, task_args)])
+                task = (args.kind, json_object(args.args, "--args"))
+                answer = submitted = await owner.submit(session_id(args.id), [task])
                 seqs = ", ".join(str(seq) for seq in submitted.task_seqs)
                 line = f"session {args.id}: task {args.kind} queued as seq {seqs}"
-            elif args.action in ("pause", "resume"):
-                act = owner.pause if args.action == "pause" else owner.resume
+            elif args.action in ("pause", "resume", "terminate"):
+                act = {"pause": owner.pause, "resume": owner.resume, "terminate": owner.terminate}[
+                    args.action
+                ]
                 answer = session = await act(session_id(args.id), args.reason)
                 state = common_pb2.SessionState.Name(session.state).removeprefix("SESSION_STATE_")
                 line = f"session {session.session_id} {state}: {session.state_reason}"
+            elif args.action == "edit-params":
+                params = json_object(args.params, "params")
+                answer = session = await owner.edit_params(session_id(args.id), params)
+                line = f"session {session.session_id} params replaced (version {session.version})"
+            elif args.action == "attach":
+                answer = session = await owner.attach_decorators(session_id(args.id), args.decorators)
+                line = f"session {session.session_id} decorators: {', '.join(session.spec.decorators)}"
+            elif args.action == "add-budget":
+                amount = agpt_units(args.amount, "--amount")
+                answer = session = await owner.update_budget(session_id(args.id), amount)
+                line = f"session {session.session_id} budget now {session.budget} AGPT base units"
             else:
                 answer = done = await owner.complete(session_id(args.id))
                 line = (

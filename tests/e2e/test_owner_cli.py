@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
 import subprocess
 import sys
@@ -97,6 +98,32 @@ async def test_owner_drives_a_session_through_its_lifecycle_from_the_cli(
     assert bad_budget.returncode == 2 and "--budget '-3'" in bad_budget.stdout
     too_late = await cli(stack, "pause", sid)
     assert too_late.returncode == 1 and "FAILED_PRECONDITION" in too_late.stdout
+
+
+async def test_owner_edits_a_draft_tops_up_the_budget_and_terminates(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    sid = (await ok(stack, "create", str(spec), "--budget", "10")).split()[1]
+    params = tmp_path / "params.json"
+    params.write_text(
+        '{"chains": ["arbitrum"], "models": {"risk": "gpt-4-enterprise-finance", "execution": "web3-agent-v4"},'
+        ' "max_base_fee_gwei": 50}'
+    )
+    assert "params replaced" in await ok(stack, "edit-params", sid, f"@{params}")
+    assert "decorators: ofac_filter" in await ok(stack, "attach", sid, "ofac_filter")
+    await ok(stack, "activate", sid)
+    assert f"budget now {35 * 10**18} AGPT base units" in await ok(stack, "add-budget", sid, "--amount", "25")
+    # DRAFT-only actions are refused once ACTIVE, with the service's reason
+    late = await cli(stack, "attach", sid, "kyc_tier4")
+    assert late.returncode == 1 and "FAILED_PRECONDITION" in late.stdout
+    assert "TERMINATED: no longer needed" in await ok(stack, "terminate", sid, "--reason", "no longer needed")
+    async with SessionClient(stack.services["session"].grpc, identity="test") as client:
+        final = await client.get_session(sid)
+    assert final.budget == str(35 * 10**18)
+    assert list(final.spec.decorators) == ["ofac_filter"]
+    assert json.loads(final.spec.params_json)["max_base_fee_gwei"] == 50
 
 
 async def test_without_an_owner_key_the_command_says_how_to_give_one(
