@@ -5,27 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from agentgpt.ipfs import CheckpointReader, EmbeddedStore
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
+from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import eventually, parts
 
 SANCTIONED = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"
 
 
-async def _run(engine: object) -> asyncio.Task[None]:
-    return asyncio.create_task(engine.run())  # type: ignore[attr-defined]
-
-
-async def _stop(task: asyncio.Task[None], p: object, client: object) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await p.engine.stop()  # type: ignore[attr-defined]
-    await client.close()  # type: ignore[attr-defined]
+@contextlib.asynccontextmanager
+async def running_engine(address: str, tmp: Path, **overrides: Any) -> AsyncIterator[ExecutorParts]:
+    """An executor engine leasing from the fake session API until the block ends."""
+    p, client = parts(address, tmp, **overrides)
+    task = asyncio.create_task(p.engine.run())
+    try:
+        yield p
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await p.engine.stop()
+        await client.close()
 
 
 async def test_runs_tasks_in_order_commits_each_and_checkpoints(
@@ -34,13 +40,9 @@ async def test_runs_tasks_in_order_commits_each_and_checkpoints(
     svc = fake_session.service
     svc.add_session("101", spec=ss.SessionSpec(type="t", checkpoint_interval=5))
     svc.submit("101", [("count", {"i": i}) for i in range(12)])
-    p, client = parts(fake_session.address, tmp_path)
-    task = await _run(p.engine)
-    try:
+    async with running_engine(fake_session.address, tmp_path) as p:
         await eventually(lambda: len(svc.done("101")) == 12, what="12 tasks done")
         await eventually(lambda: len(svc.sessions["101"].checkpoints) >= 3, what="3 checkpoints")
-    finally:
-        await _stop(task, p, client)
     fs = svc.sessions["101"]
     # Reports arrive strictly in seq order (the fake refuses a report while an earlier task is open).
     done_order = [seq for (_, _, seq, status) in fs.reports if status == ss.TASK_STATUS_SUCCEEDED]
@@ -79,12 +81,8 @@ async def test_bad_plans_are_refused_and_recorded_and_the_session_goes_on(
         ],
     )
     svc.sessions["102"].tasks[6].input.args_json = "[1, 2]"  # not an object
-    p, client = parts(fake_session.address, tmp_path)
-    task = await _run(p.engine)
-    try:
+    async with running_engine(fake_session.address, tmp_path):
         await eventually(lambda: len(svc.done("102")) == 6, what="6 tasks done")
-    finally:
-        await _stop(task, p, client)
     t = svc.sessions["102"].tasks
     statuses = [t[i].status for i in range(1, 7)]
     assert statuses == [
@@ -114,12 +112,8 @@ async def test_context_swap_is_a_recorded_epoch(fake_session: FakeSessionServer,
             ("swap_context", {"decorators": ["zk_batch_prover"]}),
         ],
     )
-    p, client = parts(fake_session.address, tmp_path)
-    task = await _run(p.engine)
-    try:
+    async with running_engine(fake_session.address, tmp_path):
         await eventually(lambda: len(svc.done("103")) == 4, what="4 tasks done")
-    finally:
-        await _stop(task, p, client)
     t = svc.sessions["103"].tasks
     swap = json.loads(t[2].result_json)["context"]
     assert swap["epoch"] == 2 and swap["decorators"] == ["ofac_filter"] and swap["since_seq"] == 2
@@ -135,17 +129,13 @@ async def test_stale_epoch_stops_the_executor_at_once(
     svc = fake_session.service
     svc.add_session("104")
     svc.submit("104", [("count", {}) for _ in range(3)])
-    p, client = parts(fake_session.address, tmp_path, lease_ttl=1)
-    task = await _run(p.engine)
-    try:
+    async with running_engine(fake_session.address, tmp_path, lease_ttl=1) as p:
         await eventually(lambda: len(svc.done("104")) == 3, what="first tasks done")
         assert "104" in p.engine.runners
         svc.steal_lease("104", "executor-2")  # the recovery oracle gave the session to someone else
         await eventually(lambda: "104" not in p.engine.runners, timeout=5, what="runner stopped")
         svc.submit("104", [("count", {})])
         await asyncio.sleep(0.5)
-    finally:
-        await _stop(task, p, client)
     fs = svc.sessions["104"]
     assert fs.tasks[4].status == ss.TASK_STATUS_QUEUED  # the fenced executor did not run it
     assert all(epoch == 1 for (_, epoch, _, _) in fs.reports)
@@ -157,16 +147,13 @@ async def test_two_executors_share_sessions(fake_session: FakeSessionServer, tmp
     for sid in ids:
         svc.add_session(sid)
         svc.submit(sid, [("count", {"i": i}) for i in range(25)])  # more than InspectSession's 20
-    p1, c1 = parts(fake_session.address, tmp_path / "a", executor_id="ex-a", capacity=2)
-    p2, c2 = parts(fake_session.address, tmp_path / "b", executor_id="ex-b", capacity=2)
-    t1, t2 = await _run(p1.engine), await _run(p2.engine)
-    try:
+    async with (
+        running_engine(fake_session.address, tmp_path / "a", executor_id="ex-a", capacity=2),
+        running_engine(fake_session.address, tmp_path / "b", executor_id="ex-b", capacity=2),
+    ):
         await eventually(
             lambda: all(len(svc.done(s)) == 25 for s in ids), timeout=30, what="all sessions done"
         )
-    finally:
-        await _stop(t1, p1, c1)
-        await _stop(t2, p2, c2)
     by = {sid: {e for (e, _, _, _) in svc.sessions[sid].reports} for sid in ids}
     assert set().union(*by.values()) == {"ex-a", "ex-b"}  # both worked
     for sid in ids:
