@@ -57,7 +57,7 @@ def main() -> int:
         send(factory.functions.createSession(b"\x01" * 32, 10 * E18), owner)  # warm lastSessionId
         rows.append(("createSession", send(factory.functions.createSession(b"\x01" * 32, 10 * E18), owner)))
         sid = factory.functions.lastSessionId().call()
-        allow = [(agpt.address, bytes.fromhex("a9059cbb"))]
+        allow = [(agpt.address, bytes.fromhex("a9059cbb")), (owner, b"\x00" * 4)]
         rows.append(
             (
                 "activate (1 allowlist entry)",
@@ -68,13 +68,38 @@ def main() -> int:
         rows.append(("anchorCheckpoint (first)", first))
         steady = send(factory.functions.anchorCheckpoint(sid, 2, CID, b"\x04" * 32), executor)
         rows.append(("anchorCheckpoint (steady state)", steady))
-        rows.append(("chargeBudget", send(factory.functions.chargeBudget(sid, E18, b"\x05" * 32), executor)))
+        charge = factory.functions.chargeBudget
+        rows.append(("chargeBudget (tasks 1-50, first)", send(charge(sid, 50, E18, b"\x05" * 32), executor)))
+        rows.append(("chargeBudget (tasks 51-100)", send(charge(sid, 100, E18, b"\x06" * 32), executor)))
+        # SessionAccount.execute: the guard plus the once-per-step marker (a fresh storage word every 16
+        # tasks, a warm write otherwise), for a plain 1 wei ETH transfer; the baseline is that transfer sent
+        # directly.
+        account = w3.eth.contract(
+            address=factory.functions.accountOf(sid).call(), abi=load_artifact("SessionAccount").abi
+        )
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction({"from": admin, "to": account.address, "value": 10**18})
+        )
+        direct = int(
+            w3.eth.wait_for_transaction_receipt(
+                w3.eth.send_transaction({"from": executor, "to": owner, "value": 1})
+            )["gasUsed"]
+        )
+        rows.append(("ETH transfer sent directly (baseline)", direct))
+        step_first = send(account.functions.execute(1, 0, owner, 1, b""), executor)
+        step_next = send(account.functions.execute(2, 0, owner, 1, b""), executor)
+        rows.append(("SessionAccount.execute (task 1, fresh marker word)", step_first))
+        rows.append(("SessionAccount.execute (task 2, same word)", step_next))
         rows.append(("complete (refund + burn)", send(factory.functions.complete(sid), owner)))
 
     width = max(len(name) for name, _ in rows)
     print(f"{'operation':<{width}}  {'gas':>8}")
     for name, gas in rows:
         print(f"{name:<{width}}  {gas:>8,}")
+    print(
+        f"guarded, exactly-once account call vs a direct transfer: {step_first / direct:.2f}x first, "
+        f"{step_next / direct:.2f}x steady"
+    )
     worst = max(first, steady)
     print(
         f"anchorCheckpoint vs {ANCHOR_GOAL:,} goal: first {first / ANCHOR_GOAL:.2f}, "

@@ -76,9 +76,10 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         address executor;
         uint64 lastSeq;
         uint32 epoch; // bumped on every executor assignment
-        // slot 2
-        uint128 budget; // AGPT still in escrow
-        uint128 spent; // AGPT charged so far
+        // slot 2: everything chargeBudget touches, read and written with one SLOAD/SSTORE
+        uint96 budget; // AGPT still in escrow
+        uint96 spent; // AGPT charged so far
+        uint64 chargedSeq; // highest task seq covered by a charge: each task is charged at most once
         // slot 3, 4
         bytes32 workflowHash;
         bytes32 checkpointHash; // keccak256(abi.encode(keccak256(cid), stateRoot)) of the latest anchor
@@ -118,8 +119,16 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
     event SessionActivated(uint256 indexed sessionId, bytes32 workflowHash, bytes32 allowlistHash, uint256 allowlistLength);
     event ExecutorAssigned(uint256 indexed sessionId, address indexed executor, uint32 epoch);
     event BudgetAdded(uint256 indexed sessionId, address indexed from, uint256 amount, uint256 budget);
+    /// @dev One charge covers the session's tasks (fromSeq, throughSeq]; consecutive charges tile the task
+    ///      sequence without overlap, so the events alone show that no task was paid for twice.
     event BudgetCharged(
-        uint256 indexed sessionId, address indexed executor, uint256 amount, uint256 remaining, bytes32 receiptHash
+        uint256 indexed sessionId,
+        address indexed executor,
+        uint256 amount,
+        uint256 remaining,
+        bytes32 receiptHash,
+        uint64 fromSeq,
+        uint64 throughSeq
     );
     event BudgetRefunded(uint256 indexed sessionId, address indexed to, uint256 amount);
     /// @dev Same shape as AnchorRegistry.CheckpointAnchored; here homeChainId is always block.chainid.
@@ -147,6 +156,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
     error ZeroAmount();
     error ZeroAddress();
     error AmountTooLarge();
+    error AlreadyCharged(uint256 sessionId, uint64 chargedSeq, uint64 throughSeq);
     error InvalidDurations();
     error AllowlistTooLong(uint256 length, uint256 max);
     error ActionNotAllowed(uint256 sessionId, address target, bytes4 selector);
@@ -272,18 +282,25 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         _pull(owner, amount, permit);
     }
 
-    /// @notice The assigned executor is paid `amount` from the escrow for work evidenced by `receiptHash`.
-    function chargeBudget(uint256 sessionId, uint256 amount, bytes32 receiptHash) external {
+    /// @notice The assigned executor is paid `amount` from the escrow for the session's tasks after the last
+    ///         charge up to and including task `throughSeq`, as evidenced by `receiptHash` (the task log head).
+    /// @dev Exactly-once on chain: `throughSeq` must exceed every earlier charge's, so a replayed or
+    ///      duplicated charge (a crashed executor's retry, a second executor after a takeover) reverts with
+    ///      AlreadyCharged whatever the executor's own bookkeeping says.
+    function chargeBudget(uint256 sessionId, uint64 throughSeq, uint256 amount, bytes32 receiptHash) external {
         Session storage s = _existing(sessionId);
         _requireLive(sessionId, s, SessionState.ACTIVE);
         if (msg.sender != s.executor) revert NotAssignedExecutor(sessionId, msg.sender, s.epoch);
         if (amount == 0) revert ZeroAmount();
+        uint64 fromSeq = s.chargedSeq;
+        if (throughSeq <= fromSeq) revert AlreadyCharged(sessionId, fromSeq, throughSeq);
         uint256 available = s.budget;
         if (amount > available) revert BudgetExceeded(sessionId, amount, available);
         uint256 remaining = available - amount;
-        s.budget = uint128(remaining);
-        s.spent += uint128(amount);
-        emit BudgetCharged(sessionId, msg.sender, amount, remaining, receiptHash);
+        s.budget = uint96(remaining);
+        s.spent += uint96(amount);
+        s.chargedSeq = throughSeq;
+        emit BudgetCharged(sessionId, msg.sender, amount, remaining, receiptHash, fromSeq, throughSeq);
         agpt.safeTransfer(msg.sender, amount);
     }
 
@@ -406,6 +423,12 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         return _sessions[sessionId];
     }
 
+    /// @notice What the escrow holds, what was charged, and the highest task seq a charge covered.
+    function budgetOf(uint256 sessionId) external view returns (uint256 budget, uint256 spent, uint64 chargedSeq) {
+        Session storage s = _sessions[sessionId];
+        return (s.budget, s.spent, s.chargedSeq);
+    }
+
     function stateOf(uint256 sessionId) external view returns (SessionState) {
         return _sessions[sessionId].state;
     }
@@ -464,13 +487,13 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
     // ------------------------------------------------------------------ internals
 
     function _create(address owner, bytes32 workflowHash, uint256 initialBudget) private returns (uint256 sessionId) {
-        if (initialBudget > type(uint128).max) revert AmountTooLarge();
+        if (initialBudget > type(uint96).max) revert AmountTooLarge();
         sessionId = ++lastSessionId;
         Session storage s = _sessions[sessionId];
         s.owner = owner;
         s.state = SessionState.DRAFT;
         s.enteredAt = uint40(block.timestamp);
-        s.budget = uint128(initialBudget);
+        s.budget = uint96(initialBudget);
         s.workflowHash = workflowHash;
         _mint(owner, sessionId);
         address account = Clones.cloneDeterministicWithImmutableArgs(
@@ -512,8 +535,8 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         _requireLive(sessionId, s, SessionState.ACTIVE);
         if (amount == 0) revert ZeroAmount();
         uint256 budget = uint256(s.budget) + amount;
-        if (budget > type(uint128).max) revert AmountTooLarge();
-        s.budget = uint128(budget);
+        if (budget > type(uint96).max) revert AmountTooLarge();
+        s.budget = uint96(budget);
         emit BudgetAdded(sessionId, s.owner, amount, budget);
     }
 

@@ -1,8 +1,10 @@
 """Runs a plan's actions: reads, IPFS publishing, and transactions through the session's account.
 
-Every on-chain action is a call of SessionAccount.execute(target, value, data) sent by the executor
-(the account's guard on the factory checks the executor is assigned and the call is allowlisted), so
-the treasury's funds never sit with the executor. Transactions go through TxSender, whose journal
+Every on-chain action is a call of SessionAccount.execute(taskSeq, step, target, value, data) sent by
+the executor (the account's guard on the factory checks the executor is assigned and the call is
+allowlisted), so the treasury's funds never sit with the executor. `(taskSeq, step)` — the task and the
+index of the action in its plan — makes the effect exactly-once on chain: the account refuses a step that
+already ran, whoever sends it. Transactions go through TxSender, whose journal
 callback makes each intent durable before broadcast.
 """
 
@@ -83,6 +85,14 @@ ERC20_ABI = [
 SWAP_DEADLINE_S = 1800
 
 
+@dataclass(frozen=True)
+class Step:
+    """Which effect an action is: action `index` of task `task_seq`'s plan (its on-chain identity)."""
+
+    task_seq: int
+    index: int
+
+
 @dataclass
 class ActionOutcome:
     result: dict[str, Any]
@@ -120,6 +130,7 @@ class ActionRunner:
     async def run(
         self,
         session_id: str,
+        step: Step,
         action: Action,
         plan: Plan,
         memory: Mapping[str, Any],
@@ -141,21 +152,23 @@ class ActionRunner:
             )
         account = await self.account_of(session_id)
         if action.kind == "swap_exact_eth_for_tokens":
-            return await self._swap(session_id, account, action, plan, journal)
+            return await self._swap(step, account, action, plan, journal)
         target = str(p.get("to") or p.get("target"))
         value = int(p.get("value", 0))
         data = bytes.fromhex(str(p.get("data", "0x"))[2:])
-        tx = await self._execute(account, target, value, data, plan, journal)
+        tx = await self._execute(step, account, target, value, data, plan, journal)
         return ActionOutcome({"target": target, "value": value, "tx_hash": "0x" + tx.tx_hash.hex()}, [tx])
 
     async def _execute(
-        self, account: str, target: str, value: int, data: bytes, plan: Plan, journal: Journal
+        self, step: Step, account: str, target: str, value: int, data: bytes, plan: Plan, journal: Journal
     ) -> TxResult:
         handle = self._chains().home
         acct = handle.w3.eth.contract(
             address=to_checksum_address(account), abi=load_artifact("SessionAccount").abi
         )
-        calldata = acct.encode_abi("execute", args=[to_checksum_address(target), value, data])
+        calldata = acct.encode_abi(
+            "execute", args=[step.task_seq, step.index, to_checksum_address(target), value, data]
+        )
         return await handle.sender.send(
             to=account, data=bytes.fromhex(calldata[2:]), journal=journal, fees=plan.fees
         )
@@ -182,7 +195,7 @@ class ActionRunner:
         return out
 
     async def _swap(
-        self, session_id: str, account: str, action: Action, plan: Plan, journal: Journal
+        self, step: Step, account: str, action: Action, plan: Plan, journal: Journal
     ) -> ActionOutcome:
         p = action.params
         handle = self._chains().home
@@ -200,7 +213,9 @@ class ActionRunner:
         swap = router.encode_abi(
             "swapExactETHForTokens", args=[min_out, path, to_checksum_address(account), deadline]
         )
-        tx = await self._execute(account, str(p["router"]), amount_in, bytes.fromhex(swap[2:]), plan, journal)
+        tx = await self._execute(
+            step, account, str(p["router"]), amount_in, bytes.fromhex(swap[2:]), plan, journal
+        )
         after = await token_out.functions.balanceOf(to_checksum_address(account)).call()
         return ActionOutcome(
             {

@@ -60,26 +60,34 @@ def _rail_factory(chains: ChainSet | None) -> Any:
         if name == "agpt_escrow":
             if chains is None:
                 raise KeyError("agpt_escrow needs a network (AGENTGPT_NETWORK)")
-            return AgptEscrowRail(_charge(chains))
+            return AgptEscrowRail(*_escrow(chains))
         raise KeyError(name)
 
     return make
 
 
-def _charge(chains: ChainSet) -> Any:
-    async def charge(session_id: str, amount: int, receipt_hash: bytes) -> bytes:
+def _escrow(chains: ChainSet) -> tuple[Any, Any]:
+    """chargeBudget and the factory's record of what it already paid for (budgetOf)."""
+
+    async def charge(session_id: str, through_seq: int, amount: int, receipt_hash: bytes) -> bytes:
         home = chains.home
         factory = home.contract("SessionFactory")
-        data = factory.encode_abi("chargeBudget", args=[int(session_id), amount, receipt_hash])
+        data = factory.encode_abi("chargeBudget", args=[int(session_id), through_seq, amount, receipt_hash])
 
         async def journal(intent: TxIntentRecord) -> None:
-            # A lost charge undercharges (the executor's loss), never double-charges: no durable intent.
+            # No durable intent needed: the factory refuses a second charge through the same seq, and the
+            # next settlement starts from what the chain says was charged.
             return None
 
         result = await home.sender.send(to=factory.address, data=bytes.fromhex(data[2:]), journal=journal)
         return result.tx_hash
 
-    return charge
+    async def charged_through(session_id: str) -> int:
+        factory = chains.home.contract("SessionFactory")
+        _, _, seq = await factory.functions.budgetOf(int(session_id)).call()
+        return int(seq)
+
+    return charge, charged_through
 
 
 def build_parts(
@@ -130,6 +138,9 @@ def build_parts(
         checkpoint_on_idle=config.checkpoint_on_idle,
         task_fee=config.task_fee,
         agpt_per_gas=config.agpt_per_gas,
+        task_attempts=config.task_attempts,
+        retry_base=config.retry_base,
+        retry_max=config.retry_max,
         # on chain, a session's actions need its assigned executor: lease only sessions assigned to us
         claim_address=key.address if network.chains else "",
     )
@@ -149,6 +160,9 @@ def build_parts(
             chains, engine.on_anchored, retry_base=config.anchor_retry_base, metrics=deps.metrics
         )
     deps.metrics.sessions.set_function(lambda: len(engine.runners))
+    deps.metrics.task_attempts.set_function(
+        lambda: max((n for r in engine.runners.values() for n in r.attempts.values()), default=0)
+    )
     anchors = deps.anchors
     deps.metrics.anchor_backlog.set_function(lambda: anchors.pending() if anchors is not None else 0)
     return ExecutorParts(engine, chains, store, key, registry)

@@ -1,16 +1,22 @@
 """Budget metering and payment rails.
 
-Every task costs a fixed fee plus its gas at a configured AGPT-per-gas rate. A task whose estimate
-would take the session past its budget is refused before anything runs (PlanRejected by "budget").
-Charges accumulate and are settled through the session's payment rail at each checkpoint and at the
-end: on chain that is SessionFactory.chargeBudget (paid from the escrow to the executor), batched so
-off-chain tasks do not each cost a transaction.
+Every task that runs costs a fixed fee plus its gas at a configured AGPT-per-gas rate (a task refused
+before it ran costs nothing). A task whose estimate would take the session past its budget is refused
+before anything runs (PlanRejected by "budget").
+
+Charges are settled from the durable record, never from memory alone: a task's cost is recorded with
+the task in SessionDB when it commits, and a settlement pays for the committed tasks after the last
+settled one, up to a task seq. On chain that is SessionFactory.chargeBudget(session, throughSeq, ...),
+which refuses any seq already covered, so a charge is never paid twice (a retry after a crash, another
+executor after a takeover) and never lost (whoever holds the session next settles what is unsettled).
+Settlements are batched (at checkpoints and when the queue drains), so off-chain tasks do not each cost
+a transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.executor.plan import Plan, PlanRejected
@@ -19,8 +25,14 @@ from services.executor.plan import Plan, PlanRejected
 class PaymentRail(Protocol):
     name: str
 
-    async def settle(self, session_id: str, amount: int, receipt_hash: bytes) -> bytes | None:
-        """Pay `amount` AGPT base units for the work evidenced by `receipt_hash`; the tx hash, if any."""
+    async def settle(self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes) -> bytes | None:
+        """Pay `amount` AGPT base units for the session's unsettled tasks up to `through_seq`, evidenced by
+        `receipt_hash`; the tx hash, if any."""
+        ...
+
+    async def settled_through(self, session_id: str) -> int | None:
+        """The highest task seq already paid for (None: this rail keeps no record; the task records are
+        the settlement)."""
         ...
 
 
@@ -29,7 +41,10 @@ class LedgerRail:
 
     name = "ledger"
 
-    async def settle(self, session_id: str, amount: int, receipt_hash: bytes) -> bytes | None:
+    async def settle(self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes) -> bytes | None:
+        return None
+
+    async def settled_through(self, session_id: str) -> int | None:
         return None
 
 
@@ -38,20 +53,29 @@ class AgptEscrowRail:
 
     name = "agpt_escrow"
 
-    def __init__(self, charge: Callable[[str, int, bytes], Awaitable[bytes]]) -> None:
+    def __init__(
+        self,
+        charge: Callable[[str, int, int, bytes], Awaitable[bytes]],
+        charged_through: Callable[[str], Awaitable[int]],
+    ) -> None:
         self._charge = charge
+        self._charged_through = charged_through
 
-    async def settle(self, session_id: str, amount: int, receipt_hash: bytes) -> bytes | None:
-        return await self._charge(session_id, amount, receipt_hash)
+    async def settle(self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes) -> bytes | None:
+        return await self._charge(session_id, through_seq, amount, receipt_hash)
+
+    async def settled_through(self, session_id: str) -> int | None:
+        return await self._charged_through(session_id)
 
 
 @dataclass
 class BudgetMeter:
     budget: int  # total AGPT the session may spend (base units)
-    spent: int = 0
-    unsettled: int = 0  # charged to tasks, not yet settled through the rail
+    spent: int = 0  # committed charges (what SessionDB records)
     task_fee: int = 10**15  # 0.001 AGPT per task
     agpt_per_gas: int = 10**9  # 1 gwei-equivalent of AGPT per gas unit
+    # (task seq, cost) of committed tasks not known to be settled, in seq order
+    unsettled_tasks: list[tuple[int, int]] = field(default_factory=list)
 
     def estimate(self, plan: Plan) -> int:
         return self.task_fee + plan.est_gas * self.agpt_per_gas
@@ -67,15 +91,20 @@ class BudgetMeter:
             )
         return cost
 
-    def charge(self, gas_used: int) -> int:
-        cost = min(self.task_fee + gas_used * self.agpt_per_gas, self.budget - self.spent)
+    def cost_of(self, gas_used: int) -> int:
+        """What a task that ran and used `gas_used` costs (capped by what is left)."""
+        return max(0, min(self.task_fee + gas_used * self.agpt_per_gas, self.budget - self.spent))
+
+    def commit(self, seq: int, cost: int) -> None:
+        """Task `seq` committed with `cost` (call only once SessionDB holds it)."""
         self.spent += cost
-        self.unsettled += cost
-        return cost
+        if cost:
+            self.unsettled_tasks.append((seq, cost))
 
-    def take_unsettled(self) -> int:
-        amount, self.unsettled = self.unsettled, 0
-        return amount
+    @property
+    def unsettled(self) -> int:
+        return sum(cost for _, cost in self.unsettled_tasks)
 
-    def restore_unsettled(self, amount: int) -> None:
-        self.unsettled += amount
+    def settled_through(self, seq: int) -> None:
+        """Everything up to task `seq` is paid for."""
+        self.unsettled_tasks = [(s, c) for s, c in self.unsettled_tasks if s > seq]

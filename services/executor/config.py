@@ -52,3 +52,10 @@ class ExecutorConfig(IpfsConfig):
     tx_bump_percent: int = setting(20, "Fee increase of a replacement transaction, percent (>= 10)")
     gas_retry_after: float = setting(12.0, "Seconds before a task deferred by gas_optimizer is retried")
     anchor_retry_base: float = setting(1.0, "First delay, seconds, before retrying a failed anchor (doubles)")
+    task_attempts: int = setting(
+        8,
+        "Attempts a task gets when a dependency keeps failing (RPC, IPFS, model down) before it is "
+        "marked FAILED; a task with a transaction in flight is retried until its outcome is known",
+    )
+    retry_base: float = setting(0.5, "First delay, seconds, before a task or the queue is retried (doubles)")
+    retry_max: float = setting(30.0, "Longest delay, seconds, between retries of a task or the queue")

@@ -8,6 +8,10 @@ SessionRunner one per held lease: renews it every ttl/3 and stops the moment the
               decorators and the budget check, executes the actions (intents made durable through
               ReportTask RUNNING before any broadcast), appends the signed log entry and commits the
               result through ReportTask before the next task starts; checkpoints every N tasks.
+              A task that fails deterministically (bad data, a bug, a revert) is recorded FAILED once
+              and the session goes on; a task whose dependency is down (session service, chain RPC,
+              IPFS, model) is retried with capped backoff, never re-running a recorded transaction and
+              never charging twice (charges are settled from committed task records, see budget.py).
 
 The session service is reached through the SessionPort protocol (GrpcSessionPort in production; an
 in-memory port in the benchmark), so this module knows nothing about gRPC.
@@ -27,15 +31,15 @@ from typing import Any, Protocol
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, TaskLogError, checkpoint_document
-from services.executor.actions import ActionRunner
+from services.executor.actions import ActionRunner, Step
 from services.executor.budget import BudgetMeter
 from services.executor.chain_exec import TxError, TxIntentRecord
 from services.executor.checkpoints import Anchor, AnchorQueue, Checkpointer
 from services.executor.context import ContextBuilder, SessionContext
 from services.executor.metrics import ExecutorMetrics
 from services.executor.models.base import SessionView
-from services.executor.models.openai import ModelUnavailable
 from services.executor.plan import PlanDeferred, PlanRejected, TaskRequest
+from services.executor.retry import backoff, failure_kind, printable
 
 log = logging.getLogger("agentgpt.executor.engine")
 
@@ -89,6 +93,9 @@ class EngineConfig:
     task_fee: int = 10**15
     agpt_per_gas: int = 10**9
     settle_min: int = 1  # settle budget charges on chain once at least this much is unsettled
+    task_attempts: int = 8  # attempts of a task whose dependencies keep failing, then FAILED
+    retry_base: float = 0.5  # first retry delay (doubles) for a task or the queue
+    retry_max: float = 30.0  # longest retry delay
     claim_address: str = ""  # lease only sessions assigned to this address on chain ("" = any)
 
 
@@ -141,6 +148,9 @@ class SessionRunner:
         self.ready = asyncio.Event()
         self._checkpoint_failures = 0
         self._checkpoint_retry_at = 0.0
+        self.attempts: dict[int, int] = {}  # task seq -> failed attempts so far (retried tasks only)
+        self._queue_failures = 0
+        self._runner_failures = 0
 
     @property
     def context_epoch(self) -> int:
@@ -157,8 +167,19 @@ class SessionRunner:
             log.warning("session %s: fenced, stopping (%s)", self.session_id, exc)
         except asyncio.CancelledError:
             pass
-        except Exception:
-            log.exception("session %s: runner failed; releasing the lease", self.session_id)
+        except Exception as exc:
+            # Not a task's failure (those are recorded FAILED): setup, the queue or a report broke in a way
+            # a retry cannot mend. Keep the lease a while before letting go, so the same session is not
+            # claimed straight back into the same failure.
+            self.deps.metrics.runner_failures.labels("running" if self.ready.is_set() else "setup").inc()
+            log.error(
+                "session %s: runner failed: %s; releasing the lease",
+                self.session_id,
+                printable(f"{type(exc).__name__}: {exc}"),
+                exc_info=True,
+            )
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(min(self.config.retry_max, self.config.retry_base * 8))
         finally:
             self.ready.set()
             renewer.cancel()
@@ -236,6 +257,11 @@ class SessionRunner:
             int(session.budget_spent or 0),
             task_fee=self.config.task_fee,
             agpt_per_gas=self.config.agpt_per_gas,
+            # Every committed charge may still be unsettled (a previous holder died before settling): the
+            # first settlement asks the rail what it already has and pays for the rest, exactly once.
+            unsettled_tasks=[
+                (t.seq, int(t.cost or 0)) for t in committed if t.status in DONE and int(t.cost or 0) > 0
+            ],
         )
         head, seq = ZERO_HASH, 0
         if session.HasField("latest_checkpoint"):
@@ -298,27 +324,111 @@ class SessionRunner:
 
     async def _loop(self) -> None:
         while not self.stop_requested:
-            pending = await self.deps.port.tasks(self.session_id, self.last_seq)
-            runnable = [t for t in pending if t.status not in DONE]
-            if not runnable:
-                await self._on_idle()
-                session = await self.deps.port.session(self.session_id)
-                if session.state != ACTIVE:
-                    log.info(
-                        "session %s is %s; leaving it", self.session_id, cpb.SessionState.Name(session.state)
-                    )
+            try:
+                if await self._pass():
                     return
-                await asyncio.sleep(self.config.poll_interval)
+                self._queue_failures = 0
+            except (Fenced, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                kind = failure_kind(exc)
+                if kind is None:
+                    raise
+                # The session service (or the chain, for the idle settlement) is down: the lease renewer
+                # keeps trying on its own; the queue is read again after a pause.
+                self._queue_failures += 1
+                delay = backoff(self._queue_failures, self.config.retry_base, self.config.retry_max)
+                log.warning(
+                    "session %s: reading the queue failed (%s: %s); again in %.1f s",
+                    self.session_id,
+                    kind,
+                    printable(str(exc)),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _pass(self) -> bool:
+        """Run what is runnable now, in order; True once the session is no longer ACTIVE."""
+        pending = await self.deps.port.tasks(self.session_id, self.last_seq)
+        if not any(t.status not in DONE for t in pending):
+            await self._on_idle()
+            session = await self.deps.port.session(self.session_id)
+            if session.state != ACTIVE:
+                log.info("session %s is %s; leaving it", self.session_id, cpb.SessionState.Name(session.state))
+                return True
+            await asyncio.sleep(self.config.poll_interval)
+            return False
+        for t in pending:
+            if self.stop_requested or self.fenced:
+                return False
+            if t.seq != self.last_seq + 1:
+                break  # a gap: the queue is read again
+            if t.status in DONE:
+                # Committed by an earlier attempt whose acknowledgement was lost: adopt it, never rerun it.
+                self._adopt(t)
                 continue
-            for t in runnable:
-                if self.stop_requested or self.fenced:
-                    return
-                if t.seq != self.last_seq + 1:
-                    break  # a gap: the queue is read again
-                started = time.perf_counter()
+            started = time.perf_counter()
+            try:
                 await self.run_task(t)
-                if self.last_seq == t.seq:  # committed (not deferred)
-                    self.deps.metrics.task_seconds.observe(time.perf_counter() - started)
+            except (Fenced, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                await self._task_error(t, exc)
+                return False  # read the queue again: the task's record (intents, status) may have moved
+            self.attempts.pop(t.seq, None)
+            if self.last_seq == t.seq:  # committed (not deferred)
+                self.deps.metrics.task_seconds.observe(time.perf_counter() - started)
+        return False
+
+    def _adopt(self, t: ss.Task) -> None:
+        assert self.meter is not None
+        self._relog(t)
+        self._remember(t.input.kind, t.result_json)
+        self.meter.commit(t.seq, int(t.cost or 0))
+        self.last_seq = t.seq
+        self.attempts.pop(t.seq, None)
+
+    async def _task_error(self, t: ss.Task, exc: Exception) -> None:
+        """A task attempt raised: retry it if a dependency failed, else record it FAILED (once)."""
+        m = self.deps.metrics
+        attempts = self.attempts[t.seq] = self.attempts.get(t.seq, 0) + 1
+        kind = failure_kind(exc)
+        reason = printable(f"{type(exc).__name__}: {exc}")
+        in_flight = await self._recorded_intents(t)
+        if kind is not None and (attempts < self.config.task_attempts or in_flight):
+            # A transaction in flight is never given up on: its outcome must be found on chain first.
+            delay = backoff(attempts, self.config.retry_base, self.config.retry_max)
+            m.task_retries.labels(kind).inc()
+            log.warning(
+                "session %s task %d: attempt %d failed (%s); retrying in %.1f s",
+                self.session_id,
+                t.seq,
+                attempts,
+                reason,
+                delay,
+            )
+            with contextlib.suppress(Exception):
+                await self._report(
+                    t,
+                    RUNNING,
+                    error=f"retrying: attempt {attempts} failed ({kind}): {reason}",
+                    intents=in_flight,
+                )
+            await asyncio.sleep(delay)
+            return
+        why = f"gave up after {attempts} attempts: {reason}" if kind is not None else reason
+        log.error("session %s task %d failed: %s", self.session_id, t.seq, why)
+        await self._finish(t, FAILED, {}, error=f"executor: {why}", intents=in_flight)
+        self.attempts.pop(t.seq, None)
+
+    async def _recorded_intents(self, t: ss.Task) -> list[TxIntentRecord]:
+        """The task's transaction intents as SessionDB has them now (a failed attempt may have added some)."""
+        try:
+            fresh = await self.deps.port.tasks(self.session_id, t.seq - 1)
+        except Exception:
+            fresh = []
+        record = next((x for x in fresh if x.seq == t.seq), t)
+        return [_intent_from_pb(i) for i in record.intents]
 
     async def _on_idle(self) -> None:
         assert self.tasklog is not None
@@ -358,10 +468,9 @@ class SessionRunner:
             except PlanRejected as exc:
                 await self._finish(t, REFUSED, {}, error=str(exc))
                 return
-            except (PlanDeferred, ModelUnavailable) as exc:
-                retry = exc.retry_after if isinstance(exc, PlanDeferred) else 5.0
+            except PlanDeferred as exc:  # a decorator's deliberate wait (e.g. fees too high), not a failure
                 await self._report(t, RUNNING, error=f"deferred: {exc}", intents=intents)
-                await asyncio.sleep(retry)
+                await asyncio.sleep(exc.retry_after)
         outputs: list[dict[str, Any]] = []
         txs = []
         try:
@@ -371,9 +480,15 @@ class SessionRunner:
                 txs.append(await handle.sender.resume(intents, self._journal(t, intents)))
                 outputs.append({"resumed_tx": "0x" + txs[-1].tx_hash.hex()})
             else:
-                for action in plan.actions:
+                for index, action in enumerate(plan.actions):
                     outcome = await self.deps.actions.run(
-                        self.session_id, action, plan, self.memory, self.params, self._journal(t, intents)
+                        self.session_id,
+                        Step(t.seq, index),
+                        action,
+                        plan,
+                        self.memory,
+                        self.params,
+                        self._journal(t, intents),
                     )
                     outputs.append(outcome.result)
                     txs.extend(outcome.txs)
@@ -431,7 +546,7 @@ class SessionRunner:
             input=t.input,
             status=status,  # type: ignore[arg-type]
             result_json=result_json(result or {}),
-            error=error[:2000],
+            error=printable(error)[:2000],
             intents=[
                 ss.TxIntent(chain_id=i.chain_id, nonce=i.nonce, tx_hash=i.tx_hash, raw_tx=i.raw_tx)
                 for i in intents
@@ -456,7 +571,8 @@ class SessionRunner:
         tx_hashes: Sequence[bytes] = (),
     ) -> None:
         assert self.tasklog is not None and self.meter is not None and self.ctx is not None
-        cost = self.meter.charge(gas_used) if status == SUCCEEDED or gas_used else 0
+        # A task that ran (succeeded or failed) pays the task fee and its gas; a refused one only its gas.
+        cost = self.meter.cost_of(gas_used) if status != REFUSED or gas_used else 0
         result = {**result, "context_epoch": self.context_epoch}
         if error:
             result["error"] = error
@@ -489,6 +605,7 @@ class SessionRunner:
             self.tasklog.pending.pop()
             self.tasklog.head, self.tasklog.seq = entry.prev_hash, self.last_seq
             raise
+        self.meter.commit(t.seq, cost)  # committed: now it is part of the record settlements pay from
         self.last_seq = t.seq
         self.tasks_run += 1
         self.gas_used += gas_used
@@ -548,25 +665,40 @@ class SessionRunner:
         self.engine.checkpoints_made += 1
 
     async def _settle(self) -> None:
+        """Pay for the committed tasks the rail has not been paid for yet (from the record, exactly once)."""
         if self.ctx is None or self.meter is None or self.tasklog is None:
             return
-        if self.meter.unsettled < self.config.settle_min:
+        meter, rail = self.meter, self.ctx.rail
+        if not meter.unsettled_tasks or meter.unsettled < self.config.settle_min:
             return
-        amount = self.meter.take_unsettled()
         try:
-            tx = await self.ctx.rail.settle(self.session_id, amount, self.tasklog.head)
-            if tx:
-                log.info(
-                    "session %s: charged %d AGPT base units (tx 0x%s)", self.session_id, amount, tx.hex()
-                )
-        except Exception as exc:
-            self.meter.restore_unsettled(amount)
-            log.warning(
-                "session %s: settling %d through %s failed: %s",
+            done = await rail.settled_through(self.session_id)
+            if done is None:  # the rail keeps no record of its own: the task records are the settlement
+                meter.settled_through(self.last_seq)
+                return
+            meter.settled_through(done)  # paid already (by us before a crash, or by a previous holder)
+            if not meter.unsettled_tasks:
+                return
+            through, amount = meter.unsettled_tasks[-1][0], meter.unsettled
+            tx = await rail.settle(self.session_id, through, amount, self.tasklog.head)
+            meter.settled_through(through)
+            self.deps.metrics.settlements.labels("ok").inc()
+            log.info(
+                "session %s: charged %d AGPT base units for tasks %d-%d%s",
                 self.session_id,
                 amount,
-                self.ctx.rail.name,
-                exc,
+                done + 1,
+                through,
+                f" (tx 0x{tx.hex()})" if tx else "",
+            )
+        except Exception as exc:
+            self.deps.metrics.settlements.labels("failed").inc()
+            log.warning(
+                "session %s: settling %d through %s failed (tried again at the next settlement): %s",
+                self.session_id,
+                meter.unsettled,
+                rail.name,
+                printable(str(exc)),
             )
 
 

@@ -55,6 +55,30 @@ class ExecutorMetrics:
         self.sessions = Gauge(
             "agentgpt_executor_sessions", "Sessions this executor holds a lease on", registry=registry
         )
+        self.task_retries = Counter(
+            "agentgpt_executor_task_retries",
+            "Task attempts that failed on a dependency and are retried with backoff, by failure kind",
+            ["reason"],
+            registry=registry,
+        )
+        self.task_attempts = Gauge(
+            "agentgpt_executor_task_attempts",
+            "Attempts so far of the task retried most (0 when none is being retried)",
+            registry=registry,
+        )
+        self.runner_failures = Counter(
+            "agentgpt_executor_runner_failures",
+            "Session runners stopped by an unexpected error (a task that failed deterministically is "
+            "recorded FAILED instead); by where it happened",
+            ["stage"],
+            registry=registry,
+        )
+        self.settlements = Counter(
+            "agentgpt_executor_settlements",
+            "Budget settlements through the payment rail, by result (ok, failed: retried at the next one)",
+            ["result"],
+            registry=registry,
+        )
         self.fenced = Counter(
             "agentgpt_executor_fenced",
             "Sessions stopped because their lease epoch went stale (taken over elsewhere)",

@@ -130,17 +130,44 @@ def test_charge_budget_pays_executor(chain: Chain) -> None:
     sid = c.active_session(budget=10 * E18)
     f = c.factory.functions
     before = c.balance(a.executor)
-    receipt = c.tx(f.chargeBudget(sid, 3 * E18, b"\x99" * 32), a.executor)
+    receipt = c.tx(f.chargeBudget(sid, 3, 3 * E18, b"\x99" * 32), a.executor)
     ev = c.events(receipt, c.factory, "BudgetCharged")[0]["args"]
     assert (ev["amount"], ev["remaining"], ev["receiptHash"]) == (3 * E18, 7 * E18, b"\x99" * 32)
+    assert (ev["fromSeq"], ev["throughSeq"]) == (0, 3)
     assert c.balance(a.executor) == before + 3 * E18
     s = c.session(sid)
-    assert (s["budget"], s["spent"]) == (7 * E18, 3 * E18)
-    c.reverts(f.chargeBudget(sid, 7 * E18 + 1, b"\x99" * 32), a.executor, "BudgetExceeded")
-    c.reverts(f.chargeBudget(sid, 0, b"\x99" * 32), a.executor, "ZeroAmount")
-    c.reverts(f.chargeBudget(sid, E18, b"\x99" * 32), a.owner, "NotAssignedExecutor")
-    c.tx(f.chargeBudget(sid, 7 * E18, b"\x98" * 32), a.executor)  # exactly the rest is fine
+    assert (s["budget"], s["spent"], s["chargedSeq"]) == (7 * E18, 3 * E18, 3)
+    assert f.budgetOf(sid).call() == [7 * E18, 3 * E18, 3]
+    c.reverts(f.chargeBudget(sid, 4, 7 * E18 + 1, b"\x99" * 32), a.executor, "BudgetExceeded")
+    c.reverts(f.chargeBudget(sid, 4, 0, b"\x99" * 32), a.executor, "ZeroAmount")
+    c.reverts(f.chargeBudget(sid, 4, E18, b"\x99" * 32), a.owner, "NotAssignedExecutor")
+    c.tx(f.chargeBudget(sid, 5, 7 * E18, b"\x98" * 32), a.executor)  # exactly the rest is fine
     assert c.session(sid)["budget"] == 0
+
+
+def test_a_task_is_charged_at_most_once(chain: Chain) -> None:
+    c, a = chain, chain.actors
+    sid = c.active_session(budget=10 * E18)
+    f = c.factory.functions
+    c.tx(f.chargeBudget(sid, 2, E18, b"\x01" * 32), a.executor)
+    # a replayed charge (the same tasks again), or one reaching back into charged tasks, reverts
+    data = c.reverts(f.chargeBudget(sid, 2, E18, b"\x01" * 32), a.executor, "AlreadyCharged")
+    assert decode(["uint256", "uint64", "uint64"], data[4:]) == (sid, 2, 2)
+    c.reverts(f.chargeBudget(sid, 1, E18, b"\x01" * 32), a.executor, "AlreadyCharged")
+    # ... also for the executor that takes the session over
+    c.tx(f.pause(sid), a.admin)
+    c.tx(f.reassignExecutor(sid, a.executor2), a.admin)
+    c.tx(f.resume(sid), a.admin)
+    c.reverts(f.chargeBudget(sid, 2, E18, b"\x01" * 32), a.executor2, "AlreadyCharged")
+    receipt = c.tx(f.chargeBudget(sid, 3, E18, b"\x02" * 32), a.executor2)
+    ev = c.events(receipt, c.factory, "BudgetCharged")[0]["args"]
+    assert (ev["fromSeq"], ev["throughSeq"], ev["executor"]) == (2, 3, a.executor2)
+    assert f.budgetOf(sid).call() == [8 * E18, 2 * E18, 3]
+
+
+def test_budgets_beyond_uint96_are_refused(chain: Chain) -> None:
+    c, a = chain, chain.actors
+    c.reverts(c.factory.functions.createSession(b"\x01" * 32, 2**96), a.owner, "AmountTooLarge")
 
 
 # ---------------------------------------------------------------------------- pause / resume / clock
@@ -183,7 +210,7 @@ def test_paused_deadline_blocks_resume(chain: Chain) -> None:
 def test_complete_by_owner_refunds_and_burns(chain: Chain) -> None:
     c, a = chain, chain.actors
     sid = c.active_session(budget=10 * E18)
-    c.tx(c.factory.functions.chargeBudget(sid, 4 * E18, b"\x01" * 32), a.executor)
+    c.tx(c.factory.functions.chargeBudget(sid, 1, 4 * E18, b"\x01" * 32), a.executor)
     before = c.balance(a.owner)
     receipt = c.tx(c.factory.functions.complete(sid), a.owner)
     assert c.balance(a.owner) == before + 6 * E18
@@ -216,7 +243,7 @@ def test_complete_after_active_deadline_reverts_then_expire(chain: Chain) -> Non
     sid = c.active_session(budget=10 * E18)
     c.increase_time(ACTIVE_S)
     c.reverts(c.factory.functions.complete(sid), a.owner, "DeadlinePassed")
-    c.reverts(c.factory.functions.chargeBudget(sid, E18, b"\x01" * 32), a.executor, "DeadlinePassed")
+    c.reverts(c.factory.functions.chargeBudget(sid, 1, E18, b"\x01" * 32), a.executor, "DeadlinePassed")
     c.reverts(c.factory.functions.anchorCheckpoint(sid, 1, b"c", b"\x01" * 32), a.executor, "DeadlinePassed")
     c.reverts(c.factory.functions.terminate(sid), a.owner, "DeadlinePassed")
     before = c.balance(a.owner)
@@ -325,7 +352,7 @@ def test_reassign_executor_fences_the_old_one(chain: Chain) -> None:
     c.tx(f.resume(sid), a.admin)
     data = c.reverts(f.anchorCheckpoint(sid, 2, b"c2", b"\x02" * 32), a.executor, "NotAssignedExecutor")
     assert decode(["uint256", "address", "uint32"], data[4:])[2] == 2
-    c.reverts(f.chargeBudget(sid, E18, b"\x01" * 32), a.executor, "NotAssignedExecutor")
+    c.reverts(f.chargeBudget(sid, 1, E18, b"\x01" * 32), a.executor, "NotAssignedExecutor")
     c.reverts(f.complete(sid), a.executor, "NotOwnerOrExecutor")
     receipt = c.tx(f.anchorCheckpoint(sid, 2, b"c2", b"\x02" * 32), a.executor2)
     assert c.events(receipt, c.factory, "CheckpointAnchored")[0]["args"]["epoch"] == 2

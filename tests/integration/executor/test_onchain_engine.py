@@ -106,7 +106,7 @@ async def test_crash_after_intent_resumes_the_same_transaction(
     account = c.factory.functions.accountOf(sid).call()
     acct = c.contract("SessionAccount", account)
     nonce = c.w3.eth.get_transaction_count(c.actors.executor)
-    tx = acct.functions.execute(RECIPIENT, 555, b"").build_transaction(
+    tx = acct.functions.execute(1, 0, RECIPIENT, 555, b"").build_transaction(
         {
             "from": c.actors.executor,
             "nonce": nonce,

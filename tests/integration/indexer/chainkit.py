@@ -69,7 +69,7 @@ class DeployedChain:
         for seq in range(1, anchors + 1):
             cid = bytes([1, 0x71, 0x12, 0x20]) + bytes([seq]) * 32
             c.tx(c.factory.functions.anchorCheckpoint(sid, seq, cid, bytes([seq]) * 32), c.actors.executor)
-        c.tx(c.factory.functions.chargeBudget(sid, 5 * E18, b"\x33" * 32), c.actors.executor)
+        c.tx(c.factory.functions.chargeBudget(sid, 1, 5 * E18, b"\x33" * 32), c.actors.executor)
         return sid
 
 

@@ -73,8 +73,27 @@ def test_budget_refuses_tasks_over_budget() -> None:
     meter = BudgetMeter(budget=10**15 + 100_000 * 10**9, task_fee=10**15, agpt_per_gas=10**9)
     plan = Plan("x", (Action("note", {}),), est_gas=100_000)
     assert meter.check(plan) == meter.budget
-    meter.charge(gas_used=50_000)
+    meter.commit(1, meter.cost_of(gas_used=50_000))
     with pytest.raises(PlanRejected, match="over budget") as info:
         meter.check(plan)
     assert info.value.by == "budget"
-    assert meter.take_unsettled() == meter.spent and meter.unsettled == 0
+    assert meter.unsettled == meter.spent > 0
+
+
+def test_budget_meter_settles_by_task_seq() -> None:
+    meter = BudgetMeter(budget=10**18, task_fee=10, agpt_per_gas=1)
+    assert meter.cost_of(5) == 15
+    for seq, gas in ((1, 0), (2, 5), (3, 0)):
+        meter.commit(seq, meter.cost_of(gas))
+    meter.commit(4, 0)  # a refused task costs nothing and is nothing to settle
+    assert (meter.spent, meter.unsettled, [s for s, _ in meter.unsettled_tasks]) == (35, 35, [1, 2, 3])
+    meter.settled_through(2)  # what the chain says was paid for
+    assert meter.unsettled_tasks == [(3, 10)] and meter.spent == 35
+    meter.settled_through(3)
+    assert meter.unsettled == 0
+
+
+def test_budget_meter_never_charges_past_the_budget() -> None:
+    meter = BudgetMeter(budget=25, task_fee=10, agpt_per_gas=1)
+    meter.commit(1, meter.cost_of(10))
+    assert meter.cost_of(100) == 5 and meter.cost_of(0) == 5
