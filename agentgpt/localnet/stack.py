@@ -3,12 +3,21 @@ four services as separate processes on loopback, each checked SERVING before it 
 
 Everything it starts lives under one work directory and is stopped in reverse order by `stop()`.
 `stack.json` in that directory tells `agentgpt status` (and the demo) where everything is.
+
+The chains are new on every start, so everything in the work directory that describes chain state
+(SessionDB, the indexer's store, the network manifest and deployments, the IPFS repo, the logs) is
+moved to `<workdir>/previous` first (replacing the one before): a run never meets the stores of another
+run's chains, also after a run was killed half-way. One stack at a time holds `<workdir>/stack.lock`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,8 +51,59 @@ SERVICE_NAMES = {
 }
 
 
+# What a run writes to its work directory (all of it about that run's chains). `reset_workdir` moves these,
+# and only these, aside: a work directory may hold other things.
+RUN_STATE = (
+    "stack.json",
+    "network.json",
+    "owner.key",
+    "deployment-*.json",
+    "anvil-*.log",
+    "sessions.db*",  # with SQLite's -wal / -shm / -journal files
+    "indexer.db*",
+    "*.ready.json",
+    *(f"{name}.log" for name in SERVICES),
+    "ipfs",  # the IPFS node's repo (content of the old chains' sessions)
+    "blocks",  # the embedded content store (--no-ipfs)
+)
+PREVIOUS = "previous"
+LOCK = "stack.lock"
+
+
 class StackError(RuntimeError):
     """The local stack cannot start; the message says why and what to do."""
+
+
+async def _finish_in_thread(start: Callable[[], object]) -> None:
+    """Run a blocking start-up step in a thread; if cancelled (Ctrl-C), let the step finish before the
+    cancellation goes on, so stop() sees (and stops) the process it launched instead of racing it and
+    leaving it running. Each step is bounded by its own start-up timeout."""
+    step = asyncio.ensure_future(asyncio.to_thread(start))
+    try:
+        await asyncio.shield(step)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await step
+        raise
+
+
+def reset_workdir(workdir: Path) -> list[str]:
+    """Move the previous run's state (`RUN_STATE`) to `<workdir>/previous`, replacing an older one.
+
+    Returns the names moved (empty: nothing to move). Safe after a run killed at any point, this one
+    included: the move goes through `previous.new`, and a leftover one is discarded first."""
+    staging = workdir / f"{PREVIOUS}.new"
+    shutil.rmtree(staging, ignore_errors=True)  # a move cut short: what it holds is stale either way
+    found = sorted({p.name for pattern in RUN_STATE for p in workdir.glob(pattern)})
+    if not found:
+        return []
+    staging.mkdir()
+    for name in found:
+        os.replace(workdir / name, staging / name)
+    previous = workdir / PREVIOUS
+    shutil.rmtree(previous, ignore_errors=True)
+    os.replace(staging, previous)
+    return found
 
 
 @dataclass
@@ -71,6 +131,7 @@ class LocalStack:
         self.ipfs: Any = None
         self.network: Network | None = None
         self.services: dict[str, ServiceProcess] = {}
+        self._lock: int | None = None  # fd of <workdir>/stack.lock while this stack owns the work dir
 
     def say(self, msg: str) -> None:
         self._progress(f"[{time.monotonic() - self._t0:6.1f}s] {msg}")
@@ -81,11 +142,33 @@ class LocalStack:
 
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._take_workdir()
         try:
             await self._start()
         except BaseException:
             await self.stop()
             raise
+
+    def _take_workdir(self) -> None:
+        """Hold `<workdir>/stack.lock` until stop() (the OS drops it if this process dies)."""
+        path = self.workdir / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StackError(
+                f"another `agentgpt up` is using {self.workdir} (it holds {path}). Stop it (Ctrl-C in its "
+                "terminal), or start this one with another `--workdir`."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
+
+    def _release_workdir(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
 
     def check_ports(self) -> None:
         """Fail before starting anything if a fixed service port is taken (say which, and what to do)."""
@@ -106,11 +189,20 @@ class LocalStack:
 
     async def _start(self) -> None:
         self.check_ports()
+        moved = reset_workdir(self.workdir)
+        if moved:
+            logs = [n for n in moved if n.endswith((".log", ".ready.json"))]
+            named = [n for n in moved if n not in logs] + (
+                [f"{len(logs)} log and ready files"] if logs else []
+            )
+            self.say(
+                f"fresh chains: the previous stack's state ({', '.join(named)}) moved to {self.workdir / PREVIOUS}"
+            )
         chains: list[ChainInfo] = []
         for name, chain_id in self.options.chains:
             node = AnvilNode(chain_id=chain_id, log_path=self.workdir / f"anvil-{name}.log")
             self.anvils.append(node)
-            await asyncio.to_thread(node.start)
+            await _finish_in_thread(node.start)
             self.say(f"anvil '{name}' (chain {chain_id}) at {node.rpc_url}")
             dep = await deploy_all(
                 node.rpc_url,
@@ -150,7 +242,7 @@ class LocalStack:
             from agentgpt.localnet.ipfs import IpfsNode
 
             self.ipfs = IpfsNode(self.workdir / "ipfs")
-            await asyncio.to_thread(self.ipfs.start)
+            await _finish_in_thread(self.ipfs.start)
             ipfs_api = self.ipfs.api
             self.say(f"IPFS node at {ipfs_api}")
 
@@ -273,7 +365,9 @@ class LocalStack:
         if self.anvils:
             self.say("anvil stopped")
         self.anvils.clear()
-        (self.workdir / "stack.json").unlink(missing_ok=True)
+        if self._lock is not None:  # only the stack that owns the work dir removes its state file
+            (self.workdir / "stack.json").unlink(missing_ok=True)
+        self._release_workdir()
 
 
 def read_state(workdir: Path) -> dict[str, Any]:

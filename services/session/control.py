@@ -365,7 +365,18 @@ class SessionControl:
         sid = str(receipt.session_id)
         existing = await self.db.get(sid)
         respond = self._respond(pb.CreateSessionResponse)
-        if existing is not None:  # reconciled twice: the row is there, just settle the request
+        if existing is not None:
+            if existing.mint_tx_hash != receipt.tx_hash or existing.home_chain_id != self.chain.chain_id:
+                # The chain minted this token id anew (a reset chain, another deployment): the row is
+                # another NFT's, never an answer to this request.
+                raise FailedPrecondition(
+                    f"session {sid}: SessionDB and the home chain disagree: chain {self.chain.chain_id} "
+                    f"minted NFT #{sid} in transaction 0x{receipt.tx_hash.hex()}, but SessionDB's session "
+                    f"{sid} was minted in 0x{existing.mint_tx_hash.hex()} on chain {existing.home_chain_id} "
+                    "(the store describes other chains: point the service at its own chain, or at a fresh "
+                    "SessionDB)"
+                )
+            # reconciled twice: the row is this mint's, just settle the request
             await self.db.finish_request(principal, key, respond(existing))
             return existing
         spec = spec_from_dict(payload["spec"])
