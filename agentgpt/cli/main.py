@@ -6,6 +6,10 @@ agentgpt config    every AGENTGPT_* setting of every service, with defaults
 agentgpt session inspect ID [--detail full]   the session dashboard (also: get, list, tasks, watch)
 agentgpt session create SPEC.yaml --budget 100  as the owner: create, edit-params, attach, activate, submit,
                                                 add-budget, pause, resume, complete, terminate (signed by the owner)
+
+Bad input prints one `error: ...` line naming the option or file and exits 2; a refusal from a service,
+or a service that cannot be reached, exits 1. --debug (or AGENTGPT_DEBUG=1) adds the traceback of an
+internal error.
 """
 
 from __future__ import annotations
@@ -14,25 +18,51 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
+from agentgpt.cli.owner import INT64_MAX, CommandFailed, UsageError, shown
+
 DEFAULT_WORKDIR = Path(".agentgpt/stack")
+DEBUG_ENV = "AGENTGPT_DEBUG"
+# 128 + SIGPIPE: what a shell reports for a command whose reader went away (`agentgpt ... | head`)
+EXIT_BROKEN_PIPE = 128 + int(getattr(signal, "SIGPIPE", 13))
 
 
 def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _error(msg: str) -> None:
+    """One `error: ...` line on stderr."""
+    print("error: " + " ".join(msg.splitlines()), file=sys.stderr, flush=True)
+
+
 async def _up(args: argparse.Namespace) -> int:
+    base_port = 0
+    if args.ports != "auto":
+        if not (args.ports.isascii() and args.ports.isdigit()):
+            raise UsageError(f"--ports {args.ports!r}: pass the first gRPC port (e.g. 50051) or 'auto'")
+        base_port = _in_range(int(args.ports), "--ports", 1, 65535 - 3)
+        _in_range(args.metrics_base, "--metrics-base", 0, 65535 - 3)
+    for option, value in (
+        ("--draft-ttl", args.draft_ttl),
+        ("--active-ttl", args.active_ttl),
+        ("--paused-ttl", args.paused_ttl),
+    ):
+        _in_range(value, option, 1, 10 * 365 * 24 * 3600)
+
     from agentgpt.lifecycle import Durations
     from agentgpt.localnet.stack import LocalStack, StackOptions
 
     options = StackOptions(
         workdir=Path(args.workdir).resolve(),
-        base_port=0 if args.ports == "auto" else int(args.ports),
+        base_port=base_port,
         metrics_base=0 if args.ports == "auto" else args.metrics_base,
         ipfs=not args.no_ipfs,
         durations=Durations(args.draft_ttl, args.active_ttl, args.paused_ttl),
@@ -56,7 +86,7 @@ async def _up(args: argparse.Namespace) -> int:
     try:
         starting.result()
     except Exception as exc:
-        _print(f"error: the stack did not come up: {exc}")
+        _error(f"the stack did not come up: {exc}")
         return 1
     _print("\nall four services SERVING:")
     for name, info in stack.state()["services"].items():
@@ -112,25 +142,24 @@ async def _demo(stack: Any, stop: asyncio.Event) -> int:
     try:
         dashboard = demo.result()
     except Exception as exc:
-        _print(f"demo failed: {exc}")
+        _error(f"demo failed: {exc}")
         return 1
     _print("\n" + render(dashboard))
     return 0
 
 
 async def _status(args: argparse.Namespace) -> int:
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    services = _stack_services(args.workdir)
+
     from agentgpt.clients import check_health
     from agentgpt.errors import RpcError
-    from agentgpt.localnet.stack import SERVICE_NAMES, read_state
+    from agentgpt.localnet.stack import SERVICE_NAMES
 
-    try:
-        state = read_state(Path(args.workdir))
-    except FileNotFoundError as exc:
-        _print(f"error: {exc}")
-        return 1
     worst = 0
     rows = []
-    for name, info in state["services"].items():
+    for name, info in services.items():
         try:
             status = await check_health(info["grpc"], SERVICE_NAMES.get(name, ""), timeout=args.timeout)
         except RpcError as exc:
@@ -147,104 +176,144 @@ async def _status(args: argparse.Namespace) -> int:
     return worst
 
 
+def _stack_services(workdir: str) -> dict[str, dict[str, Any]]:
+    """The services of the local stack started in `workdir`; CommandFailed when there is none."""
+    from agentgpt.cli.owner import stack_state
+
+    path = Path(workdir) / "stack.json"
+    state = stack_state(workdir)
+    if not state:
+        raise CommandFailed(
+            f"no running stack found ({path} does not exist); start one with `agentgpt up` "
+            "(or pass --workdir DIR, or --session-addr HOST:PORT)"
+        )
+    services = state.get("services")
+    if not isinstance(services, dict) or not all(
+        isinstance(info, dict) and isinstance(info.get("grpc"), str) for info in services.values()
+    ):
+        raise UsageError(f"--workdir: {path} is not a stack state file; restart the stack with `agentgpt up`")
+    return services
+
+
 def _session_addr(args: argparse.Namespace) -> str:
-    import os
-
-    from agentgpt.localnet.stack import read_state
-
     if args.session_addr:
         return str(args.session_addr)
     if os.environ.get("AGENTGPT_SESSION_ADDR"):
         return os.environ["AGENTGPT_SESSION_ADDR"]
-    return str(read_state(Path(args.workdir))["services"]["session"]["grpc"])
+    services = _stack_services(args.workdir)
+    if "session" not in services:
+        raise UsageError(f"--workdir: {Path(args.workdir) / 'stack.json'} names no session service")
+    return str(services["session"]["grpc"])
 
 
-def _session_id(text: str) -> str:
-    """Session ids are decimal token ids; the seed's 0x form is accepted too."""
-    return str(int(text, 16)) if text.lower().startswith("0x") else text
+def _in_range(value: int, option: str, lo: int, hi: int) -> int:
+    if not lo <= value <= hi:
+        raise UsageError(f"{option} {value}: must be between {lo} and {hi}")
+    return value
+
+
+def _rpc_failure(exc: Any, target: str) -> CommandFailed:
+    """A service's refusal as `STATUS: details`; a service that cannot be reached, with its address."""
+    import grpc
+
+    code = exc.code
+    details = exc.details or ""
+    if code == grpc.StatusCode.UNAVAILABLE and any(
+        marker in details.lower() for marker in ("connect", "dns", "resolv", "socket", "address")
+    ):
+        return CommandFailed(
+            f"UNAVAILABLE: cannot reach the session service at {target} ({details}); is it running? "
+            "(`agentgpt status`, or pass --session-addr HOST:PORT)"
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return CommandFailed(f"DEADLINE_EXCEEDED: the session service at {target} did not answer in time")
+    return CommandFailed(f"{code.name}: {details}")
 
 
 async def _session(args: argparse.Namespace) -> int:
-    from google.protobuf import json_format
-
     from agentgpt.cli import owner
-    from agentgpt.cli.dashboard import render
-    from agentgpt.clients import SessionClient
-    from agentgpt.common.v1 import common_pb2
-    from agentgpt.errors import RpcError
-    from agentgpt.session.v1 import session_pb2
+
+    target = ""
+
+    def resolve() -> str:
+        nonlocal target
+        target = _session_addr(args)
+        return target
 
     try:
-        target = _session_addr(args)
-    except FileNotFoundError as exc:
-        _print(f"error: {exc} (or pass --session-addr)")
-        return 1
-    if args.action in owner.ACTIONS:
-        try:
-            return await owner.run(args, target, _session_id)
-        except owner.UsageError as exc:
-            _print(f"error: {exc}")
-            return 2
-        except RpcError as exc:
-            _print(f"error: {exc.code.name}: {exc.details}")
-            return 1
-    async with SessionClient(target, identity="cli") as client:
-        try:
-            if args.action == "inspect":
-                resp = await client.inspect_session(_session_id(args.id), args.detail)
-                print(json_format.MessageToJson(resp) if args.json else render(resp))
-            elif args.action == "get":
-                print(json_format.MessageToJson(await client.get_session(_session_id(args.id))))
-            elif args.action == "list":
-                req = session_pb2.ListSessionsRequest(
-                    owner=args.owner or "",
-                    states=[
-                        common_pb2.SessionState.Value("SESSION_STATE_" + st.upper()) for st in args.state
-                    ],
-                    page=common_pb2.PageRequest(page_size=args.limit),
-                )
-                listed = await client.list_sessions(req)
-                _print(f"{'ID':<8} {'STATE':<11} {'TYPE':<24} {'SPENT/BUDGET (AGPT base units)':<40} OWNER")
-                for sess in listed.sessions:
-                    state = common_pb2.SessionState.Name(sess.state).removeprefix("SESSION_STATE_")
-                    _print(
-                        f"{sess.session_id:<8} {state:<11} {sess.spec.type:<24} "
-                        f"{sess.budget_spent + '/' + sess.budget:<40} {sess.owner}"
-                    )
-            elif args.action == "tasks":
-                page = await client.list_tasks(
-                    session_pb2.ListTasksRequest(
-                        session_id=_session_id(args.id),
-                        after_seq=args.after,
-                        statuses=[
-                            session_pb2.TaskStatus.Value("TASK_STATUS_" + st.upper()) for st in args.status
-                        ],
-                        page_size=args.limit,
-                    )
-                )
+        if args.action in owner.ACTIONS:
+            return await owner.run(args, resolve)
+        return await _read(args, resolve)
+    except Exception as exc:
+        errors = sys.modules.get("agentgpt.errors")
+        if errors is not None and isinstance(exc, errors.RpcError):
+            raise _rpc_failure(exc, target) from None
+        raise
+
+
+async def _read(args: argparse.Namespace, resolve: Any) -> int:
+    """inspect, get, list, tasks, watch: the session service's reads (as the CLI's identity)."""
+    from google.protobuf import json_format
+
+    from agentgpt.cli.dashboard import render
+    from agentgpt.cli.owner import address, session_id
+    from agentgpt.clients import SessionClient
+    from agentgpt.common.v1 import common_pb2
+    from agentgpt.session.v1 import session_pb2
+
+    # every value checked before the service is looked for
+    sid = session_id(args.id) if getattr(args, "id", None) is not None else ""
+    if args.action == "list":
+        if args.owner:
+            address(args.owner, "--owner")
+        _in_range(args.limit, "--limit", 1, 500)
+    elif args.action == "tasks":
+        _in_range(args.after, "--after", 0, INT64_MAX)
+        _in_range(args.limit, "--limit", 1, 1000)
+    elif args.action == "watch":
+        _in_range(args.from_cursor, "--from-cursor", 0, INT64_MAX)
+    async with SessionClient(resolve(), identity="cli") as client:
+        if args.action == "inspect":
+            resp = await client.inspect_session(sid, args.detail)
+            _print(json_format.MessageToJson(resp) if args.json else render(resp))
+        elif args.action == "get":
+            _print(json_format.MessageToJson(await client.get_session(sid)))
+        elif args.action == "list":
+            req = session_pb2.ListSessionsRequest(
+                owner=args.owner or "",
+                states=[common_pb2.SessionState.Value("SESSION_STATE_" + st.upper()) for st in args.state],
+                page=common_pb2.PageRequest(page_size=args.limit),
+            )
+            listed = await client.list_sessions(req)
+            _print(f"{'ID':<8} {'STATE':<11} {'TYPE':<24} {'SPENT/BUDGET (AGPT base units)':<40} OWNER")
+            for sess in listed.sessions:
+                state = common_pb2.SessionState.Name(sess.state).removeprefix("SESSION_STATE_")
                 _print(
-                    f"{'SEQ':>6} {'KIND':<20} {'STATUS':<10} {'GAS':>9} {'COST (AGPT base units)':<24} ERROR"
+                    f"{sess.session_id:<8} {state:<11} {sess.spec.type:<24} "
+                    f"{sess.budget_spent + '/' + sess.budget:<40} {sess.owner}"
                 )
-                for t in page.tasks:
-                    st = session_pb2.TaskStatus.Name(t.status).removeprefix("TASK_STATUS_")
-                    _print(
-                        f"{t.seq:>6} {t.input.kind:<20} {st:<10} {t.gas_used:>9} {t.cost:<24} {t.error[:60]}"
-                    )
-                if page.next_after_seq:
-                    _print(f"(more: --after {page.next_after_seq})")
-            elif args.action == "watch":
-                async for item in client.watch_session(
-                    _session_id(args.id), args.from_cursor, args.history_only
-                ):
-                    e = item.event
-                    state = common_pb2.SessionState.Name(e.state).removeprefix("SESSION_STATE_")
-                    _print(f"{e.cursor:>6} {state:<10} {e.type:<22} {e.data_json}")
-        except RpcError as exc:
-            _print(f"error: {exc.code.name}: {exc.details}")
-            return 1
-        except ValueError as exc:
-            _print(f"error: {exc}")
-            return 2
+        elif args.action == "tasks":
+            page = await client.list_tasks(
+                session_pb2.ListTasksRequest(
+                    session_id=sid,
+                    after_seq=args.after,
+                    statuses=[
+                        session_pb2.TaskStatus.Value("TASK_STATUS_" + st.upper()) for st in args.status
+                    ],
+                    page_size=args.limit,
+                )
+            )
+            _print(f"{'SEQ':>6} {'KIND':<20} {'STATUS':<10} {'GAS':>9} {'COST (AGPT base units)':<24} ERROR")
+            for t in page.tasks:
+                st = session_pb2.TaskStatus.Name(t.status).removeprefix("TASK_STATUS_")
+                _print(f"{t.seq:>6} {t.input.kind:<20} {st:<10} {t.gas_used:>9} {t.cost:<24} {t.error[:60]}")
+            if page.next_after_seq:
+                _print(f"(more: --after {page.next_after_seq})")
+        elif args.action == "watch":
+            async for item in client.watch_session(sid, args.from_cursor, args.history_only):
+                e = item.event
+                state = common_pb2.SessionState.Name(e.state).removeprefix("SESSION_STATE_")
+                _print(f"{e.cursor:>6} {state:<10} {e.type:<22} {e.data_json}")
     return 0
 
 
@@ -279,10 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentgpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    debug_help = f"print the traceback of an internal error (also: {DEBUG_ENV}=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    # accepted after the command too (`agentgpt session list --debug`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser(
         "up",
+        parents=[common],
         help="start the local stack (and the demo session); Ctrl-C stops it",
         description="Start two anvil chains, an IPFS node, deploy the contracts, start the four "
         "services on loopback, wait until every one is SERVING, print the endpoints, "
@@ -318,7 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--paused-ttl", type=int, default=24 * 3600, help="PAUSED limit in seconds (default: %(default)s)"
     )
 
-    status = sub.add_parser("status", help="health of every service of the running local stack")
+    status = sub.add_parser(
+        "status", parents=[common], help="health of every service of the running local stack"
+    )
     status.add_argument(
         "--workdir", default=str(DEFAULT_WORKDIR), help="the stack's work directory (default: %(default)s)"
     )
@@ -341,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     session = sub.add_parser(
         "session",
+        parents=[common],
         help="look at sessions (inspect, get, list, tasks, watch) and, as their owner, drive them "
         "(create, edit-params, attach, activate, submit, add-budget, pause, resume, complete, terminate)",
     )
@@ -349,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_action(name: str, help: str) -> argparse.ArgumentParser:
         # the target options are accepted after the action too (`agentgpt session list --workdir X`)
-        parser = ssub.add_parser(name, help=help)
+        parser = ssub.add_parser(name, help=help, parents=[common])
         target_options(parser, argparse.SUPPRESS)
         return parser
 
@@ -391,13 +469,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     owner.add_actions(add_action)
 
-    config = sub.add_parser("config", help="list every AGENTGPT_* setting with its default")
+    config = sub.add_parser("config", parents=[common], help="list every AGENTGPT_* setting with its default")
     config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+# Options whose values are paths: any bytes the file system takes are fine there.
+_PATH_OPTIONS = frozenset({"spec", "owner_key_file", "network", "workdir"})
+_POSITIONALS = frozenset({"id", "kind", "decorators", "params", "spec"})
+
+
+def _check_text_options(args: argparse.Namespace) -> None:
+    """Every text option must be valid Unicode: bytes the locale cannot decode arrive from argv as
+    lone surrogates, which no request can carry."""
+    for dest, value in vars(args).items():
+        if dest in _PATH_OPTIONS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or (dest in ("params", "args") and item.startswith("@")):
+                continue
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                option = dest.upper() if dest in _POSITIONALS else "--" + dest.replace("_", "-")
+                raise UsageError(
+                    f"{option}: is not valid UTF-8 text ({shown(item)}); pass it as UTF-8"
+                ) from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    _check_text_options(args)
     if args.command == "up":
         return asyncio.run(_up(args))
     if args.command == "status":
@@ -405,11 +506,77 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         return _config(args)
     if args.command == "session":
-        try:
-            return asyncio.run(_session(args))
-        except KeyboardInterrupt:
-            return 130
+        return asyncio.run(_session(args))
     return 2
+
+
+def _debug(args: argparse.Namespace | None) -> bool:
+    flag = os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return flag or bool(getattr(args, "debug", False))
+
+
+def _rpc_refusal(exc: Exception) -> str | None:
+    """`STATUS: details` when `exc` is a gRPC error (agentgpt's RpcError, or grpc's own)."""
+    # Only once grpc is loaded can `exc` be one of its errors: bad input fails without loading it.
+    errors, grpc = sys.modules.get("agentgpt.errors"), sys.modules.get("grpc")
+    if errors is not None and isinstance(exc, errors.RpcError):
+        return f"{exc.code.name}: {exc.details}"
+    if grpc is not None and isinstance(exc, grpc.RpcError):  # grpc.aio.AioRpcError, the sync API's
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        return f"{getattr(code, 'name', 'UNKNOWN')}: {details}"
+    return None
+
+
+def _handled(argv: list[str] | None) -> int:
+    """Parse and run; every failure becomes one `error:` line and an exit code (2 for bad input,
+    1 for a service's refusal or an unreachable service, 1 for an internal error)."""
+    args: argparse.Namespace | None = None
+    try:
+        args = build_parser().parse_args(argv)
+        return _run(args)
+    except BrokenPipeError:
+        raise
+    except KeyboardInterrupt:
+        return 130
+    except UsageError as exc:
+        _error(str(exc))
+        return 2
+    except CommandFailed as exc:
+        _error(str(exc))
+        return 1
+    except Exception as exc:
+        refusal = _rpc_refusal(exc)
+        if refusal is not None:
+            _error(refusal)
+            return 1
+        if _debug(args):
+            traceback.print_exc()
+        _error(
+            f"internal error: {type(exc).__name__}: {exc} "
+            f"(run with --debug or {DEBUG_ENV}=1 for the traceback)"
+        )
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `agentgpt` entry point. No input ends in a traceback (unless --debug asks for one)."""
+    try:
+        try:
+            code = _handled(argv)
+        except SystemExit as exc:  # argparse: --help (0) and usage errors (2)
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if isinstance(exc.code, str):
+                _error(exc.code)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`agentgpt session list | head -1`): stop quietly. Python's recipe
+        # (docs: signal, "Note on SIGPIPE"): point stdout at devnull so the final flush at exit
+        # cannot fail again; exit as a command stopped by SIGPIPE would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

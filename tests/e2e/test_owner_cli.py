@@ -91,13 +91,13 @@ async def test_owner_drives_a_session_through_its_lifecycle_from_the_cli(
     listed = await ok(stack, "list")
     assert f"{sid:<8} COMPLETED" in listed
 
-    # Refusals say why, with distinct exit codes: 2 for the command line, 1 for the service's answer.
+    # Refusals say why on stderr, with distinct exit codes: 2 for the command line, 1 for the service's answer.
     bad_args = await cli(stack, "submit", sid, "publish_report", "--args", "[1]")
-    assert bad_args.returncode == 2 and "--args: must be a JSON object" in bad_args.stdout
+    assert bad_args.returncode == 2 and "--args: must be a JSON object" in bad_args.stderr
     bad_budget = await cli(stack, "create", str(spec), "--budget", "-3")
-    assert bad_budget.returncode == 2 and "--budget '-3'" in bad_budget.stdout
+    assert bad_budget.returncode == 2 and "--budget '-3'" in bad_budget.stderr
     too_late = await cli(stack, "pause", sid)
-    assert too_late.returncode == 1 and "FAILED_PRECONDITION" in too_late.stdout
+    assert too_late.returncode == 1 and "FAILED_PRECONDITION" in too_late.stderr
 
 
 async def test_owner_edits_a_draft_tops_up_the_budget_and_terminates(
@@ -117,7 +117,7 @@ async def test_owner_edits_a_draft_tops_up_the_budget_and_terminates(
     assert f"budget now {35 * 10**18} AGPT base units" in await ok(stack, "add-budget", sid, "--amount", "25")
     # DRAFT-only actions are refused once ACTIVE, with the service's reason
     late = await cli(stack, "attach", sid, "kyc_tier4")
-    assert late.returncode == 1 and "FAILED_PRECONDITION" in late.stdout
+    assert late.returncode == 1 and "FAILED_PRECONDITION" in late.stderr
     assert "TERMINATED: no longer needed" in await ok(stack, "terminate", sid, "--reason", "no longer needed")
     async with SessionClient(stack.services["session"].grpc, identity="test") as client:
         final = await client.get_session(sid)
@@ -149,4 +149,4 @@ async def test_without_an_owner_key_the_command_says_how_to_give_one(
         env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "no owner key: pass --owner-key-file FILE or set AGENTGPT_OWNER_KEY" in proc.stdout
+    assert "no owner key: pass --owner-key-file FILE or set AGENTGPT_OWNER_KEY" in proc.stderr
