@@ -6,8 +6,15 @@
       models: {risk: "gpt-4-enterprise-finance", execution: "web3-agent-v4"}
     decorators: ["kyc_tier4", "ofac_filter", "gas_optimizer_v3"]
 
-`chains` and `models` may sit under `params` (as in the seed) or at the top level. The workflow hash
-committed on chain is keccak256 of the spec's canonical JSON encoding.
+`chains` and `models` may sit under `params` (as in the seed) or at the top level, but not in both
+places, even with equal values: a spec has one source of truth for each, so a document giving both is
+refused (SpecError naming both places) rather than one silently winning. In the parsed form
+(`SessionSpec`, the API's SessionSpec message, a stored spec) they are top-level fields only, and
+`params` may not hold them. The workflow hash committed on chain is keccak256 of the spec's canonical
+JSON encoding.
+
+`params` must be plain JSON: string keys, text without lone surrogates, finite numbers (no NaN or
+Infinity, which YAML's `.nan` / `.inf` would give), no YAML-only values such as dates.
 
 `params.allowlist` (optional) lists the calls the session's on-chain account may make, each
 `{target: 0x-address, selector: 0x + 8 hex}` (at most 64, as SessionFactory.MAX_ALLOWLIST); activation
@@ -25,14 +32,22 @@ import yaml
 from eth_utils.crypto import keccak
 
 from agentgpt.errors import InvalidArgument
+from agentgpt.jsonvalue import JsonValueError, check_json_value, check_text
 
-_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
-_CHAIN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_SELECTOR = re.compile(r"^0x[0-9a-fA-F]{8}$")
+_NAME = re.compile(r"[a-z0-9_]{1,64}")
+_CHAIN = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_SELECTOR = re.compile(r"0x[0-9a-fA-F]{8}")
+#: Keys that are spec fields, never params (in the YAML form they may be written under params).
+SPEC_FIELDS_IN_PARAMS = ("chains", "models")
 MAX_ALLOWLIST = 64  # SessionFactory.MAX_ALLOWLIST
 MAX_SPEC_BYTES = 64 * 1024
 DEFAULT_CHECKPOINT_INTERVAL = 50
+
+
+class SpecError(InvalidArgument):
+    """A session spec is malformed. `field` names where (e.g. `spec_yaml.params.chains`); the message
+    starts with it. An InvalidArgument, so the services answer INVALID_ARGUMENT with it."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +96,12 @@ def _check_allowlist(value: Any, field_name: str) -> None:
             "must be a map with exactly `target` (0x address) and `selector` (0x + 8 hex)",
         )
         _check(
-            isinstance(call["target"], str) and bool(_ADDRESS.match(call["target"])),
+            isinstance(call["target"], str) and bool(_ADDRESS.fullmatch(call["target"])),
             f"{where}.target",
             f"must be a 0x-prefixed 20-byte address, got {str(call['target'])[:80]!r}",
         )
         _check(
-            isinstance(call["selector"], str) and bool(_SELECTOR.match(call["selector"])),
+            isinstance(call["selector"], str) and bool(_SELECTOR.fullmatch(call["selector"])),
             f"{where}.selector",
             f"must be a 4-byte function selector like 0x38ed1739, got {str(call['selector'])[:80]!r}",
         )
@@ -94,7 +109,14 @@ def _check_allowlist(value: Any, field_name: str) -> None:
 
 def _check(cond: bool, field_name: str, problem: str) -> None:
     if not cond:
-        raise InvalidArgument(field_name, problem)
+        raise SpecError(field_name, problem)
+
+
+def _checked_json(value: Any, field_name: str) -> None:
+    try:
+        check_json_value(value, field_name)
+    except JsonValueError as exc:
+        raise SpecError(exc.field, exc.problem) from None
 
 
 def build_spec(
@@ -109,7 +131,7 @@ def build_spec(
 ) -> SessionSpec:
     """Validate raw values (from YAML or from the proto message) into a SessionSpec."""
     _check(
-        isinstance(type, str) and bool(_NAME.match(type)),
+        isinstance(type, str) and bool(_NAME.fullmatch(type)),
         f"{prefix}.type",
         f"must match [a-z0-9_]{{1,64}} (e.g. treasury_management), got {str(type)[:80]!r}",
     )
@@ -120,7 +142,7 @@ def build_spec(
     )
     for i, c in enumerate(chains):
         _check(
-            isinstance(c, str | int) and bool(_CHAIN.match(str(c))),
+            isinstance(c, str | int) and bool(_CHAIN.fullmatch(str(c))),
             f"{prefix}.chains[{i}]",
             f"must be a chain name or id, got {str(c)[:80]!r}",
         )
@@ -134,7 +156,7 @@ def build_spec(
     )
     for k, val in models.items():
         _check(
-            isinstance(k, str) and bool(_NAME.match(k)),
+            isinstance(k, str) and bool(_NAME.fullmatch(k)),
             f"{prefix}.models",
             f"role {str(k)[:80]!r} must match [a-z0-9_]{{1,64}}",
         )
@@ -143,6 +165,10 @@ def build_spec(
             f"{prefix}.models.{k}",
             "must be a model name of 1..128 characters",
         )
+        try:
+            check_text(val, f"{prefix}.models.{k}", name=True)
+        except JsonValueError as exc:
+            raise SpecError(exc.field, exc.problem) from None
     decorators = decorators or []
     _check(
         isinstance(decorators, list | tuple) and len(decorators) <= 32,
@@ -151,13 +177,21 @@ def build_spec(
     )
     for i, d in enumerate(decorators):
         _check(
-            isinstance(d, str) and bool(_NAME.match(d)),
+            isinstance(d, str) and bool(_NAME.fullmatch(d)),
             f"{prefix}.decorators[{i}]",
             f"must match [a-z0-9_]{{1,64}}, got {str(d)[:80]!r}",
         )
     _check(len(set(decorators)) == len(decorators), f"{prefix}.decorators", "lists a decorator twice")
     params = params or {}
     _check(isinstance(params, dict), f"{prefix}.params", "must be a map")
+    for key in SPEC_FIELDS_IN_PARAMS:
+        _check(
+            key not in params,
+            f"{prefix}.params.{key}",
+            f"`{key}` is given both as {prefix}.{key} and under params; a spec has one {key} "
+            f"({prefix}.{key}): remove it from params",
+        )
+    _checked_json(params, f"{prefix}.params")
     if "allowlist" in params:
         _check_allowlist(params["allowlist"], f"{prefix}.params.allowlist")
     interval = checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL
@@ -180,7 +214,8 @@ def build_spec(
 
 
 def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
-    """Parse the seed's YAML form. `chains`/`models` are taken from `params` when not at top level."""
+    """Parse the seed's YAML form. `chains`/`models` are taken from `params` when not at top level;
+    given in both places they are a SpecError naming both (whether or not the values are equal)."""
     _check(len(text.encode()) <= MAX_SPEC_BYTES, field_name, f"is larger than {MAX_SPEC_BYTES} bytes")
     try:
         doc = yaml.safe_load(text)
@@ -193,8 +228,16 @@ def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
     _check(not unknown, field_name, f"has unknown keys: {', '.join(sorted(map(str, unknown)))}")
     params = dict(doc.get("params") or {}) if isinstance(doc.get("params") or {}, dict) else doc.get("params")
     _check(isinstance(params, dict), f"{field_name}.params", "must be a mapping")
-    chains = doc.get("chains", params.pop("chains", None))
-    models = doc.get("models", params.pop("models", None))
+    for key in SPEC_FIELDS_IN_PARAMS:
+        _check(
+            not (key in doc and key in params),
+            f"{field_name}.{key}",
+            f"`{key}` is given both at the top level ({field_name}.{key}) and under params "
+            f"({field_name}.params.{key}); give it in one place (even equal values are refused: "
+            "a spec has one source of truth for it)",
+        )
+    chains = doc["chains"] if "chains" in doc else params.pop("chains", None)
+    models = doc["models"] if "models" in doc else params.pop("models", None)
     _check(
         chains is not None, f"{field_name}.params.chains", "is required (the chains the session anchors on)"
     )

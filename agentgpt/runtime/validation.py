@@ -1,16 +1,20 @@
 """Field checks for request validators. Each raises InvalidArgument naming the field.
 
 Services compose these into one validator per RPC (services/<svc>/validation.py); the
-ValidationInterceptor runs them before any servicer code.
+ValidationInterceptor runs them before any servicer code. JSON payloads and text are checked by
+agentgpt.jsonvalue, the same code the executor runs before a task.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from agentgpt import jsonvalue
 from agentgpt.errors import InvalidArgument
+
+T = TypeVar("T")
 
 UINT256_MAX = 2**256 - 1
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -19,11 +23,19 @@ _DECIMAL = re.compile(r"^[0-9]{1,78}$")
 _PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
 
 
+def checked(call: Callable[[], T]) -> T:
+    """`call()` with agentgpt.jsonvalue's errors as InvalidArgument naming the same field."""
+    try:
+        return call()
+    except jsonvalue.JsonValueError as exc:
+        raise InvalidArgument(exc.field, exc.problem) from None
+
+
 def session_id(value: str, field: str = "session_id") -> int:
     """A session id is the decimal NFT token id: 1..2**256-1."""
     if not value:
         raise InvalidArgument(field, "is required (the session's decimal token id, e.g. '1')")
-    if not _DECIMAL.match(value):
+    if not _DECIMAL.fullmatch(value):
         raise InvalidArgument(field, f"must be a decimal token id, got {value[:80]!r}")
     n = int(value)
     if not 0 < n <= UINT256_MAX:
@@ -34,7 +46,7 @@ def session_id(value: str, field: str = "session_id") -> int:
 def uint256(value: str, field: str, *, positive: bool = False) -> int:
     if not value:
         raise InvalidArgument(field, "is required (a decimal amount in base units)")
-    if not _DECIMAL.match(value):
+    if not _DECIMAL.fullmatch(value):
         raise InvalidArgument(field, f"must be a non-negative decimal integer, got {value[:80]!r}")
     n = int(value)
     if n > UINT256_MAX:
@@ -49,47 +61,39 @@ def address(value: str, field: str, *, required: bool = True) -> str | None:
         if required:
             raise InvalidArgument(field, "is required (a 0x-prefixed 20-byte hex address)")
         return None
-    if not _ADDRESS.match(value):
+    if not _ADDRESS.fullmatch(value):
         raise InvalidArgument(field, f"must be a 0x-prefixed 20-byte hex address, got {value[:80]!r}")
     return value
 
 
 def name(value: str, field: str) -> str:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise InvalidArgument(field, f"must match [a-z0-9_]{{1,64}}, got {value[:80]!r}")
     return value
 
 
-def text(value: str, field: str, *, max_len: int, required: bool = True) -> str:
+def text(value: str, field: str, *, max_len: int, required: bool = True, identifier: bool = False) -> str:
+    """Free text of at most `max_len` characters: valid Unicode without NUL characters; with
+    `identifier` (an executor id, a CID), also without other control characters."""
     if required and not value.strip():
         raise InvalidArgument(field, "is required")
     if len(value) > max_len:
         raise InvalidArgument(field, f"is {len(value)} characters; the limit is {max_len}")
-    return value
+    return checked(lambda: jsonvalue.check_text(value, field, name=identifier))
 
 
 def idempotency_key(value: str, field: str = "idempotency_key") -> str:
     if not value:
         raise InvalidArgument(field, "is required (1..128 printable ASCII characters, unique per request)")
-    if len(value) > 128 or not _PRINTABLE.match(value):
+    if len(value) > 128 or not _PRINTABLE.fullmatch(value):
         raise InvalidArgument(field, "must be 1..128 printable ASCII characters without spaces")
     return value
 
 
 def json_object(value: str, field: str, *, max_bytes: int = 65536, required: bool = False) -> dict[str, Any]:
-    if not value:
-        if required:
-            raise InvalidArgument(field, "is required (a JSON object)")
-        return {}
-    if len(value.encode()) > max_bytes:
-        raise InvalidArgument(field, f"is larger than {max_bytes} bytes")
-    try:
-        parsed = json.loads(value)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidArgument(field, f"is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise InvalidArgument(field, f"must be a JSON object, got {type(parsed).__name__}")
-    return parsed
+    """A JSON object under agentgpt.jsonvalue's rules (valid UTF-8, no NaN/Infinity, no duplicate keys,
+    no lone surrogates in any string); empty is {} unless `required`."""
+    return checked(lambda: jsonvalue.parse_json_object(value, field, max_bytes=max_bytes, required=required))
 
 
 def bytes_len(value: bytes, field: str, length: int, *, required: bool = True) -> bytes:

@@ -98,12 +98,16 @@ class ContextBuilder:
         self.default_rail = default_rail
 
     def _decorators(self, names: Sequence[str]) -> list[Decorator]:
+        """For a swap: PlanRejected (the swap is refused and changes nothing) if a name is not a supported
+        decorator. A supported one this executor cannot build is a refusing stand-in rather than an
+        error: a swap that succeeded on another executor is re-applied here and must not be dropped."""
         out = []
         for name in names:
             try:
-                out.append(self.registry.create(name))
-            except (UnknownDecorator, ValueError) as exc:
+                self.registry.supported.resolve(name)
+            except UnknownDecorator as exc:
                 raise PlanRejected(str(exc), by="context") from None
+            out.append(self.registry.create_or_refuse(name))
         return out
 
     def build(
@@ -136,7 +140,9 @@ class ContextBuilder:
             ctx_epoch,
             planners,
             self.rails(rail_name),
-            self._decorators(decorators),
+            # The spec's decorators are the session's compliance: one this executor cannot provide is
+            # a stand-in refusing every plan, never left out (and never a crashed session runner).
+            [self.registry.create_or_refuse(name) for name in decorators],
             owner,
             dict(params or {}),
             tuple(chains),

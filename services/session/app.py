@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from agentgpt.ipfs import ContentStore, open_store
 from agentgpt.lifecycle import Durations
-from agentgpt.network import load_network
+from agentgpt.network import Network, load_network
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.session.v1 import session_pb2, session_pb2_grpc
@@ -20,15 +20,14 @@ from services.session.memory import InMemorySessionChain
 from services.session.servicer import SessionServicer
 from services.session.store import SessionDB
 from services.session.timers import LifecycleTimers
-from services.session.validation import VALIDATORS
+from services.session.validation import Deployment, validators
 
 log = logging.getLogger("agentgpt.session")
 
 CHAIN_RETRY_CAP = 60.0  # seconds: the longest a recovered chain waits for a pending expiry to be retried
 
 
-def _chain(config: SessionConfig) -> tuple[SessionChain, int]:
-    network = load_network(config.network)
+def _chain(config: SessionConfig, network: Network) -> tuple[SessionChain, int]:
     if not network.chains:
         log.warning("no network manifest: sessions are minted on an in-memory chain (development only)")
         return InMemorySessionChain(chain_id=config.auth_chain_id), config.auth_chain_id
@@ -59,8 +58,11 @@ async def build(
     """The session service. Tests pass their own chain/archive; otherwise they come from the config."""
     if min(config.draft_ttl, config.active_ttl, config.paused_ttl) <= 0:
         raise ConfigError("AGENTGPT_DRAFT_TTL/ACTIVE_TTL/PAUSED_TTL must be > 0 seconds")
+    # the chains a spec may name (and anchor on) are the manifest's; none configured: any name
+    network = load_network(config.network)
+    deployment = Deployment(network=network if network.chains else None)
     if chain is None:
-        chain, auth_chain_id = _chain(config)
+        chain, auth_chain_id = _chain(config, network)
     else:
         auth_chain_id = chain.chain_id
     if archive is None:
@@ -82,6 +84,7 @@ async def build(
         # one tick, backing off to at most CHAIN_RETRY_CAP while the chain is unreachable
         chain_retry_base=config.timer_interval,
         chain_retry_cap=max(CHAIN_RETRY_CAP, config.timer_interval),
+        deployment=deployment,
     )
     timers = LifecycleTimers(control, config.timer_interval, registry)
 
@@ -105,7 +108,7 @@ async def build(
                 session_pb2.DESCRIPTOR.services_by_name["SessionService"],
             )
         ],
-        validators=VALIDATORS,
+        validators=validators(deployment),
         probes={"sessiondb": db.ping, "home_chain": chain.ping, "ipfs": archive_probe},
         registry=registry,
         background=[timers.run],

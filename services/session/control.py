@@ -50,6 +50,7 @@ from services.session.chain import ChainRejected, PreparedTx, Receipt, SessionCh
 from services.session.convert import event_to_pb, session_to_pb, task_to_pb
 from services.session.model import ZERO_HASH, Caller, EventRecord, NewEvent, SessionRecord, canonical_json
 from services.session.store import Change, SessionDB, StoredRequest
+from services.session.validation import Deployment, edited_params
 
 log = logging.getLogger("agentgpt.session")
 
@@ -146,6 +147,7 @@ class SessionControl:
         chain_retry_base: float = 1.0,
         chain_retry_cap: float = 60.0,
         clock: Callable[[], float] = time.time,
+        deployment: Deployment | None = None,
     ) -> None:
         self.db = db
         self.chain = chain
@@ -158,6 +160,7 @@ class SessionControl:
         self.chain_retry_base = chain_retry_base
         self.chain_retry_cap = chain_retry_cap
         self.clock = clock
+        self.deployment = deployment or Deployment()  # the decorators and chains a spec may name
         self.bus = EventBus()
 
     def now(self) -> int:
@@ -433,7 +436,7 @@ class SessionControl:
             rec = await self._load_owned(req.session_id, caller)
             self._check_version(req, rec)
             self._next_clock(rec, Action.EDIT_PARAMS)
-            spec = {**rec.spec, "params": json.loads(req.params_json)}
+            spec = {**rec.spec, "params": edited_params(req.params_json, rec.spec)}
             new = spec_from_dict(spec)
             done = await self._commit(
                 Change(
@@ -492,6 +495,8 @@ class SessionControl:
                 raise PermissionDenied("activation needs the owner's signature")
             self._check_version(req, rec)
             self._next_clock(rec, Action.ACTIVATE)
+            # what is committed on chain must still be supported here (the draft may predate a change)
+            self.deployment.check_spec(spec_from_dict(rec.spec), "spec")
             executor = req.executor or self.default_executor
             if not executor:
                 raise FailedPrecondition(

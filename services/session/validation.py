@@ -1,20 +1,85 @@
 """Request validation for the session service: one validator per RPC, run by the
-ValidationInterceptor before any servicer code. Each error names the offending field."""
+ValidationInterceptor before any servicer code. Each error names the offending field.
+
+Besides the shape of each field, a spec is checked against what this deployment supports (`Deployment`):
+its decorators against the decorator registry (agentgpt.decorators, shared with the executor) and its
+chains against the network manifest (AGENTGPT_NETWORK; without one, any well-formed chain name). The
+validators do this at CreateSession and AttachDecorators; SessionControl repeats it on the stored spec
+at ActivateSession (the deployment may have changed since the draft was made).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from agentgpt.common.v1 import common_pb2 as common
+from agentgpt.decorators import DecoratorSet, UnknownDecorator, supported_decorators
 from agentgpt.errors import InvalidArgument
+from agentgpt.network import Network
 from agentgpt.runtime import validation as v
 from agentgpt.session.v1 import session_pb2 as pb
-from agentgpt.spec import build_spec, parse_yaml
+from agentgpt.spec import SPEC_FIELDS_IN_PARAMS, SessionSpec, build_spec, parse_yaml
 
 PREFIX = "/agentgpt.session.v1.SessionService/"
 MAX_TASK_PAGE = 1000
 MAX_SIGNATURE_AHEAD = 3600  # an owner signature may be valid for at most 1 h
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What this deployment supports, for the spec checks that depend on it."""
+
+    network: Network | None = None  # None (or no chains): any well-formed chain name is accepted
+    decorators: DecoratorSet | None = None  # None: agentgpt.decorators.supported_decorators()
+
+    def check_decorators(self, names: Iterable[str], field: Callable[[int], str]) -> None:
+        """Every name a supported decorator; else INVALID_ARGUMENT naming `field(i)`, with the close
+        match and the supported names."""
+        known = self.decorators or supported_decorators()
+        for i, name in enumerate(names):
+            try:
+                known.resolve(name)
+            except UnknownDecorator as exc:
+                raise InvalidArgument(field(i), exc.message) from None
+
+    def check_chains(self, chains: Iterable[str], field: Callable[[int], str]) -> None:
+        """Every chain in the network manifest, by name or chain id (as the executor maps them)."""
+        if self.network is None or not self.network.chains:
+            return
+        keys = {k for c in self.network.chains for k in (c.name, str(c.chain_id))}
+        for i, chain in enumerate(chains):
+            if str(chain) not in keys:
+                listed = ", ".join(f"{c.name} ({c.chain_id})" for c in self.network.chains)
+                raise InvalidArgument(
+                    field(i),
+                    f"chain {str(chain)[:80]!r} is not in this deployment's network manifest; "
+                    f"its chains are: {listed}",
+                )
+
+    def check_spec(self, spec: SessionSpec, prefix: str = "spec") -> None:
+        self.check_chains(spec.chains, lambda i: f"{prefix}.chains[{i}]")
+        self.check_decorators(spec.decorators, lambda i: f"{prefix}.decorators[{i}]")
+
+
+def edited_params(params_json: str, spec: Mapping[str, Any], field: str = "params_json") -> dict[str, Any]:
+    """EditParams' new params for a stored spec. The seed writes `chains` and `models` under params, so
+    a params document may hold them, but only with the session's own values (they are fixed at create;
+    EditParams replaces params only): equal ones are dropped, different ones refused naming both."""
+    params = v.json_object(params_json, field, required=True)
+    for key in SPEC_FIELDS_IN_PARAMS:
+        if key not in params:
+            continue
+        if params[key] != spec.get(key):
+            raise InvalidArgument(
+                f"{field}.{key}",
+                f"is {str(params[key])[:120]}, but the session's spec.{key} is {spec.get(key)}; "
+                f"a session's {key} are fixed when it is created (remove `{key}` from the params)",
+            )
+        params.pop(key)
+    return params
 
 
 def owner_signature(auth: common.OwnerSignature, field: str = "auth", *, required: bool = True) -> None:
@@ -46,9 +111,9 @@ def read_auth(req: Any) -> None:
         owner_signature(req.auth, required=False)
 
 
-def spec_message(spec: pb.SessionSpec) -> None:
+def spec_message(spec: pb.SessionSpec, deployment: Deployment) -> None:
     params = v.json_object(spec.params_json, "spec.params_json")
-    build_spec(
+    parsed = build_spec(
         type=spec.type,
         chains=list(spec.chains),
         models=dict(spec.models),
@@ -56,24 +121,28 @@ def spec_message(spec: pb.SessionSpec) -> None:
         params=params,
         checkpoint_interval=spec.checkpoint_interval,
     )
+    deployment.check_spec(parsed, "spec")
 
 
-def create(req: pb.CreateSessionRequest) -> None:
-    v.idempotency_key(req.idempotency_key)
-    has_yaml, has_spec = bool(req.spec_yaml), req.HasField("spec")
-    if has_yaml == has_spec:
-        raise InvalidArgument("spec_yaml", "exactly one of spec_yaml or spec is required")
-    if has_yaml:
-        parse_yaml(req.spec_yaml)
-    else:
-        spec_message(req.spec)
-    v.uint256(req.initial_budget, "initial_budget", positive=True)
-    owner_signature(req.auth)
-    chain_signature(req.chain_signature)
-    if req.budget_permit:
-        v.bytes_len(req.budget_permit, "budget_permit", 65)
-        if req.budget_permit_deadline <= 0:
-            raise InvalidArgument("budget_permit_deadline", "is required with budget_permit")
+def create(deployment: Deployment) -> Callable[[pb.CreateSessionRequest], None]:
+    def check(req: pb.CreateSessionRequest) -> None:
+        v.idempotency_key(req.idempotency_key)
+        has_yaml, has_spec = bool(req.spec_yaml), req.HasField("spec")
+        if has_yaml == has_spec:
+            raise InvalidArgument("spec_yaml", "exactly one of spec_yaml or spec is required")
+        if has_yaml:
+            deployment.check_spec(parse_yaml(req.spec_yaml), "spec_yaml")
+        else:
+            spec_message(req.spec, deployment)
+        v.uint256(req.initial_budget, "initial_budget", positive=True)
+        owner_signature(req.auth)
+        chain_signature(req.chain_signature)
+        if req.budget_permit:
+            v.bytes_len(req.budget_permit, "budget_permit", 65)
+            if req.budget_permit_deadline <= 0:
+                raise InvalidArgument("budget_permit_deadline", "is required with budget_permit")
+
+    return check
 
 
 def mutating(*, reason: bool = False, auth_required: bool = True) -> Any:
@@ -84,6 +153,8 @@ def mutating(*, reason: bool = False, auth_required: bool = True) -> Any:
         v.session_id(req.session_id)
         if reason:
             v.text(req.reason, "reason", max_len=256)
+        elif getattr(req, "reason", ""):
+            v.text(req.reason, "reason", max_len=256, required=False)
         owner_signature(req.auth, required=auth_required)
 
     return check
@@ -94,12 +165,16 @@ def edit_params(req: pb.EditParamsRequest) -> None:
     v.json_object(req.params_json, "params_json", required=True)
 
 
-def attach(req: pb.AttachDecoratorsRequest) -> None:
-    mutating()(req)
-    if not 1 <= len(req.decorators) <= 32:
-        raise InvalidArgument("decorators", "must list 1 to 32 decorator names")
-    for i, d in enumerate(req.decorators):
-        v.name(d, f"decorators[{i}]")
+def attach(deployment: Deployment) -> Callable[[pb.AttachDecoratorsRequest], None]:
+    def check(req: pb.AttachDecoratorsRequest) -> None:
+        mutating()(req)
+        if not 1 <= len(req.decorators) <= 32:
+            raise InvalidArgument("decorators", "must list 1 to 32 decorator names")
+        for i, d in enumerate(req.decorators):
+            v.name(d, f"decorators[{i}]")
+        deployment.check_decorators(req.decorators, lambda i: f"decorators[{i}]")
+
+    return check
 
 
 def activate(req: pb.ActivateSessionRequest) -> None:
@@ -153,7 +228,7 @@ def submit_tasks(req: pb.SubmitTasksRequest) -> None:
 
 
 def executor_id(value: str, field: str = "executor_id") -> None:
-    v.text(value, field, max_len=128)
+    v.text(value, field, max_len=128, identifier=True)
 
 
 def claim(req: pb.ClaimLeaseRequest) -> None:
@@ -203,7 +278,7 @@ def record_checkpoint(req: pb.RecordCheckpointRequest) -> None:
         raise InvalidArgument("checkpoint.session_id", "must equal session_id")
     if cp.seq == 0:
         raise InvalidArgument("checkpoint.seq", "is required (> 0)")
-    v.text(cp.cid, "checkpoint.cid", max_len=128)
+    v.text(cp.cid, "checkpoint.cid", max_len=128, identifier=True)
     v.bytes_len(cp.state_root, "checkpoint.state_root", 32)
 
 
@@ -223,25 +298,32 @@ def list_tasks(req: pb.ListTasksRequest) -> None:
     read_auth(req)
 
 
-VALIDATORS = {
-    PREFIX + "CreateSession": create,
-    PREFIX + "GetSession": get_session,
-    PREFIX + "ListSessions": list_sessions,
-    PREFIX + "EditParams": edit_params,
-    PREFIX + "AttachDecorators": attach,
-    PREFIX + "ActivateSession": activate,
-    PREFIX + "UpdateBudget": update_budget,
-    PREFIX + "PauseSession": mutating(reason=True, auth_required=False),
-    PREFIX + "ResumeSession": mutating(auth_required=False),
-    PREFIX + "CompleteSession": complete,
-    PREFIX + "TerminateSession": mutating(reason=True, auth_required=False),
-    PREFIX + "SubmitTasks": submit_tasks,
-    PREFIX + "ClaimLease": claim,
-    PREFIX + "RenewLease": renew,
-    PREFIX + "ReleaseLease": leased,
-    PREFIX + "ReportTask": report,
-    PREFIX + "RecordCheckpoint": record_checkpoint,
-    PREFIX + "WatchSession": watch,
-    PREFIX + "InspectSession": inspect,
-    PREFIX + "ListTasks": list_tasks,
-}
+def validators(deployment: Deployment | None = None) -> dict[str, Callable[[Any], None]]:
+    """The validator of every RPC; `deployment` says which decorators and chains a spec may name."""
+    d = deployment or Deployment()
+    return {
+        PREFIX + "CreateSession": create(d),
+        PREFIX + "GetSession": get_session,
+        PREFIX + "ListSessions": list_sessions,
+        PREFIX + "EditParams": edit_params,
+        PREFIX + "AttachDecorators": attach(d),
+        PREFIX + "ActivateSession": activate,
+        PREFIX + "UpdateBudget": update_budget,
+        PREFIX + "PauseSession": mutating(reason=True, auth_required=False),
+        PREFIX + "ResumeSession": mutating(auth_required=False),
+        PREFIX + "CompleteSession": complete,
+        PREFIX + "TerminateSession": mutating(reason=True, auth_required=False),
+        PREFIX + "SubmitTasks": submit_tasks,
+        PREFIX + "ClaimLease": claim,
+        PREFIX + "RenewLease": renew,
+        PREFIX + "ReleaseLease": leased,
+        PREFIX + "ReportTask": report,
+        PREFIX + "RecordCheckpoint": record_checkpoint,
+        PREFIX + "WatchSession": watch,
+        PREFIX + "InspectSession": inspect,
+        PREFIX + "ListTasks": list_tasks,
+    }
+
+
+#: The validators of a deployment without a network manifest (any well-formed chain name).
+VALIDATORS = validators()

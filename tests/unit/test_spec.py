@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from agentgpt.errors import InvalidArgument
-from agentgpt.spec import parse_yaml
+from agentgpt.spec import SpecError, build_spec, parse_yaml
 
 SEED = """
 type: "treasury_management"
@@ -76,3 +76,44 @@ def test_allowlist_is_read_in_order() -> None:
     )
     assert spec.allowlist() == [(router, bytes.fromhex("38ed1739")), (token, bytes.fromhex("095ea7b3"))]
     assert parse_yaml(SEED).allowlist() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "fragment"),
+    [
+        # both places is an error even with equal values: one source of truth per key
+        ("type: t\nchains: [a]\nparams: {chains: [a]}", "spec_yaml.chains", "spec_yaml.params.chains"),
+        ("type: t\nchains: [a]\nparams: {chains: [b]}", "spec_yaml.chains", "give it in one place"),
+        (
+            "type: t\nmodels: {risk: m}\nparams: {chains: [a], models: {risk: n}}",
+            "spec_yaml.models",
+            "both at the top level (spec_yaml.models) and under params (spec_yaml.params.models)",
+        ),
+        ("type: t\nparams: {chains: [a], rate: .nan}", "spec_yaml.params", "the number at .rate is nan"),
+        ("type: t\nparams: {chains: [a], cap: -.inf}", "spec_yaml.params", "must be finite"),
+        ('type: t\nparams: {chains: [a], title: "\\ud800"}', "spec_yaml.params", "lone surrogate U+D800"),
+        ("type: t\nparams: {chains: [a], when: 2024-01-01}", "spec_yaml.params", "is a date"),
+        ('type: t\nparams: {chains: [a]}\nmodels: {risk: "m\\x00"}', "spec_yaml.models.risk", "NUL"),
+        ('type: "t\\n"\nparams: {chains: [a]}', "spec_yaml.type", "must match"),
+        ('type: t\nparams: {chains: ["a\\n"]}', "spec_yaml.chains[0]", "must be a chain name"),
+    ],
+)
+def test_conflicting_and_non_json_specs_are_spec_errors(text: str, field: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_yaml(text)
+    assert err.value.field == field and fragment in str(err.value), str(err.value)
+    assert isinstance(err.value, InvalidArgument)  # the services answer INVALID_ARGUMENT with it
+
+
+def test_chains_and_models_under_params_or_at_top_level_give_the_same_spec() -> None:
+    top = parse_yaml("type: t\nchains: [a, b]\nmodels: {risk: m}\nparams: {x: 1}")
+    nested = parse_yaml("type: t\nparams: {chains: [a, b], models: {risk: m}, x: 1}")
+    assert top == nested and top.params == {"x": 1}
+
+
+def test_the_parsed_form_keeps_chains_and_models_out_of_params() -> None:
+    with pytest.raises(SpecError) as err:
+        build_spec(type="t", chains=["a"], params={"chains": ["a"]})
+    assert err.value.field == "spec.params.chains" and "spec.chains" in str(err.value)
+    with pytest.raises(SpecError, match=r"spec\.params\.models"):
+        build_spec(type="t", chains=["a"], params={"models": {}})

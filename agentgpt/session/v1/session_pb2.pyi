@@ -81,20 +81,33 @@ class SessionSpec(_message.Message):
     type: _builtins.str
     """Workflow type, e.g. "treasury_management". Required; [a-z0-9_]{1,64}."""
     params_json: _builtins.str
-    """Remaining workflow parameters as a JSON object (at most 64 KiB)."""
+    """Remaining workflow parameters as a JSON object: UTF-8, at most 64 KiB, no NaN or Infinity, no key
+    twice in one object, no lone surrogate (an escaped U+D800..U+DFFF without its pair) in any key or
+    string. May not hold `chains` or `models`: those are the fields above.
+    """
     checkpoint_interval: _builtins.int
     """Tasks between checkpoints; 0 means the default (50). At most 10000."""
     @_builtins.property
     def chains(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Chain names or ids the session anchors on; the first is the home chain (holds the NFT). Required, 1..8."""
+        """Chain names or ids the session anchors on; the first is the home chain (holds the NFT). Required, 1..8,
+        each [A-Za-z0-9_-]{1,64}, no repeats. When the deployment has a network manifest (AGENTGPT_NETWORK),
+        each must be one of its chains, by name or chain id; otherwise refused with INVALID_ARGUMENT naming
+        the chain and listing the manifest's chains.
+        """
 
     @_builtins.property
     def models(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Model adapters by role, e.g. {"risk": "gpt-4-enterprise-finance", "execution": "web3-agent-v4"}."""
+        """Model adapters by role, e.g. {"risk": "gpt-4-enterprise-finance", "execution": "web3-agent-v4"}.
+        At most 16; roles [a-z0-9_]{1,64}; model names 1..128 printable characters.
+        """
 
     @_builtins.property
     def decorators(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Decorator names in order, e.g. "kyc_tier4", "ofac_filter", "gas_optimizer_v3". At most 32."""
+        """Decorator names in order, e.g. "kyc_tier4", "ofac_filter", "gas_optimizer_v3". At most 32, no repeats.
+        Each must be one the deployment supports (agentgpt.decorators: kyc_tier1..kyc_tier5, ofac_filter,
+        gas_optimizer_v1..gas_optimizer_v3, and plug-ins of the `agentgpt.decorators` entry-point group);
+        an unknown name is refused with INVALID_ARGUMENT naming it and the supported names.
+        """
 
     def __init__(
         self,
@@ -219,7 +232,10 @@ class CreateSessionRequest(_message.Message):
     idempotency_key: _builtins.str
     """Client-chosen key, 1..128 printable ASCII characters. Required."""
     spec_yaml: _builtins.str
-    """The spec as YAML (seed section 6 form). Exactly one of spec_yaml or spec is required."""
+    """The spec as YAML (seed section 6 form), at most 64 KiB. Exactly one of spec_yaml or spec is required.
+    `chains` and `models` may be written at the top level or under `params`, not in both places (even
+    with equal values). The checks of SessionSpec's fields apply to the parsed spec.
+    """
     initial_budget: _builtins.str
     """Initial budget in AGPT base units, decimal string of a uint256 > 0. Required."""
     budget_permit: _builtins.bytes
@@ -404,7 +420,10 @@ class EditParamsRequest(_message.Message):
     idempotency_key: _builtins.str
     session_id: _builtins.str
     params_json: _builtins.str
-    """New params as a JSON object (replaces the old). Required."""
+    """New params as a JSON object (replaces the old). Required; the rules of SessionSpec.params_json
+    apply, except that `chains` / `models` may appear (as under the YAML form's params) if they equal
+    the session's own, and are then dropped; different values are refused (they are fixed at create).
+    """
     expected_version: _builtins.int
     """Version the caller read; the update fails with ABORTED if it changed. 0 skips the check."""
     @_builtins.property
@@ -460,7 +479,9 @@ class AttachDecoratorsRequest(_message.Message):
     expected_version: _builtins.int
     @_builtins.property
     def decorators(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Decorator names to append; each must be known to the registry. Required, 1..32."""
+        """Decorator names to append, [a-z0-9_]{1,64}; each must be one the deployment supports (see
+        SessionSpec.decorators), else INVALID_ARGUMENT naming `decorators[i]`. Required, 1..32.
+        """
 
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature: ...
@@ -503,6 +524,11 @@ Global___AttachDecoratorsResponse: _TypeAlias = AttachDecoratorsResponse  # noqa
 
 @_typing.final
 class ActivateSessionRequest(_message.Message):
+    """Activation checks the draft's spec again against the deployment (its decorators, its chains in the
+    network manifest): one that is no longer supported is refused with INVALID_ARGUMENT naming
+    `spec.decorators[i]` or `spec.chains[i]`.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
@@ -645,7 +671,7 @@ class PauseSessionRequest(_message.Message):
     idempotency_key: _builtins.str
     session_id: _builtins.str
     reason: _builtins.str
-    """Why, 1..256 characters. Required."""
+    """Why, 1..256 characters of text (no NUL). Required."""
     expected_version: _builtins.int
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature:
@@ -700,6 +726,7 @@ class ResumeSessionRequest(_message.Message):
     idempotency_key: _builtins.str
     session_id: _builtins.str
     reason: _builtins.str
+    """Why, optional; at most 256 characters of text (no NUL)."""
     expected_version: _builtins.int
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature: ...
@@ -817,6 +844,7 @@ class TerminateSessionRequest(_message.Message):
     idempotency_key: _builtins.str
     session_id: _builtins.str
     reason: _builtins.str
+    """Why, 1..256 characters of text (no NUL). Required."""
     expected_version: _builtins.int
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature: ...
@@ -868,7 +896,11 @@ class TaskInput(_message.Message):
     kind: _builtins.str
     """Task kind, e.g. "analyze_market", "rebalance", "publish_report". Required; [a-z0-9_]{1,64}."""
     args_json: _builtins.str
-    """Task arguments as a JSON object, at most 64 KiB."""
+    """Task arguments as a JSON object; empty means {}. UTF-8, at most 64 KiB, no NaN or Infinity, no key
+    twice in one object, no lone surrogate (an escaped U+D800..U+DFFF without its pair) in any key or
+    string. Anything else is refused with INVALID_ARGUMENT naming `tasks[i].args_json`, and nothing
+    of the request is queued; an executor refuses (REFUSED) a task whose args break these rules.
+    """
     def __init__(
         self,
         *,
@@ -977,7 +1009,7 @@ class ClaimLeaseRequest(_message.Message):
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
     EXECUTOR_ADDRESS_FIELD_NUMBER: _builtins.int
     executor_id: _builtins.str
-    """Executor identity, 1..128 characters. Required."""
+    """Executor identity, 1..128 printable characters. Required."""
     session_id: _builtins.str
     """Claim this session; empty claims the next ACTIVE session without a live lease."""
     ttl_seconds: _builtins.int
@@ -1163,7 +1195,7 @@ class Task(_message.Message):
     seq: _builtins.int
     status: Global___TaskStatus.ValueType
     result_json: _builtins.str
-    """Result as a JSON object."""
+    """Result as a JSON object, under the rules of TaskInput.args_json."""
     error: _builtins.str
     """Why it failed or was refused."""
     gas_used: _builtins.int

@@ -14,6 +14,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 
+from agentgpt.decorators import KYC_TIERS
 from services.executor.decorators import DecoratorContext, DecoratorDeps, base_name
 from services.executor.plan import Plan, PlanRejected
 
@@ -103,6 +104,6 @@ class KycTier:
 
 def make_kyc_tier(name: str, deps: DecoratorDeps) -> KycTier:
     _, tier = base_name(name)
-    if tier is None or not 1 <= tier <= 9:
-        raise ValueError(f"{name}: the tier must be a digit 1..9, e.g. kyc_tier4")
+    if tier is None or tier not in KYC_TIERS:
+        raise ValueError(f"{name}: the supported tiers are {', '.join(f'kyc_tier{t}' for t in KYC_TIERS)}")
     return KycTier(name, tier, deps.kyc_issuers)

@@ -164,13 +164,15 @@ async def stack(
     manifest.write_text(
         json.dumps(
             {
+                # the chains the specs name (SPEC_YAML: [arbitrum, polygon]); only the home chain is used
                 "chains": [
                     {
-                        "name": "home",
+                        "name": "arbitrum",
                         "chain_id": deployment.chain_id,
                         "rpc_url": anvil.rpc_url,
                         "contracts": deployment.contracts,
-                    }
+                    },
+                    {"name": "polygon", "chain_id": deployment.chain_id + 1, "rpc_url": "http://127.0.0.1:9"},
                 ]
             }
         )

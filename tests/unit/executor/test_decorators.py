@@ -131,3 +131,71 @@ async def test_kyc_gate_applies_to_on_chain_plans_only() -> None:
     assert await kyc.apply(off_chain, ctx()) is off_chain
     with pytest.raises(PlanRejected):
         await kyc.apply(swap_to(CLEAN), ctx())
+
+
+def test_registry_uses_the_library_names_exactly() -> None:
+    reg = registry()
+    for name in ("kyc_tier9", "ofac_fliter", "ofac_filter2", "gas_optimizer3", "kyc_tier_v4"):
+        assert not reg.known(name), name
+        with pytest.raises(UnknownDecorator, match="unknown decorator"):
+            reg.create(name)
+    with pytest.raises(UnknownDecorator, match=r"did you mean 'ofac_filter'\?"):
+        reg.create("ofac_fliter")
+    assert reg.names[:2] == ["kyc_tier1", "kyc_tier2"] and "gas_optimizer_v3" in reg.names
+
+
+async def test_a_plugin_that_cannot_load_refuses_every_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    import agentgpt.decorators as names
+    from services.executor import decorators as executor_decorators
+
+    eps = {
+        "zk_batch_prover": EntryPoint("zk_batch_prover", "no_such_pkg.zk:make", names.ENTRY_POINT_GROUP),
+        "tagger": EntryPoint(
+            "tagger", "tests.unit.executor.test_decorators:make_tagger", names.ENTRY_POINT_GROUP
+        ),
+    }
+    monkeypatch.setattr(executor_decorators, "plugin_entry_points", lambda: eps)
+    reg = DecoratorRegistry(DecoratorDeps(), supported=names.DecoratorSet(plugins=eps))
+    assert reg.create("tagger").name == "tagger"
+    with pytest.raises(UnknownDecorator, match="'zk_batch_prover' is supported but cannot be loaded here"):
+        reg.create("zk_batch_prover")
+    stand_in = reg.create_or_refuse("zk_batch_prover")
+    with pytest.raises(PlanRejected, match="ModuleNotFoundError") as info:
+        await stand_in.apply(Plan("note", (Action("note", {}),)), ctx())
+    assert info.value.by == "zk_batch_prover"  # off-chain plans too: an unknown check is never skipped
+
+
+class _Tag:
+    name = "tagger"
+
+    async def apply(self, plan: Plan, c: DecoratorContext) -> Plan:
+        return plan
+
+
+def make_tagger(name: str, deps: DecoratorDeps) -> _Tag:
+    return _Tag()
+
+
+async def test_a_decorator_that_cannot_be_built_is_a_refusing_stand_in_in_spec_and_swap(
+    tmp_path: Path,
+) -> None:
+    from services.executor.context import ContextBuilder
+    from services.executor.models import BuiltinPlanner, SessionView
+    from services.executor.plan import TaskRequest
+
+    reg = DecoratorRegistry(DecoratorDeps(ofac_list=str(tmp_path / "missing.txt")), load_entry_points=False)
+    builder = ContextBuilder(reg, BuiltinPlanner, lambda name: None)  # type: ignore[arg-type,return-value]
+    note = TaskRequest("1", 1, "note", {})
+    ctx = builder.build("1", models={}, decorators=["kyc_tier4", "ofac_filter"])
+    with pytest.raises(PlanRejected, match="ofac_filter: FileNotFoundError") as info:
+        await ctx.plan(note, SessionView("1"))
+    assert info.value.by == "ofac_filter"
+    # a swap naming it (one that succeeded elsewhere, re-applied here) keeps refusing rather than dropping it
+    plain = builder.build("2", models={}, decorators=[])
+    builder.swap(plain, {"decorators": ["ofac_filter"]}, at_seq=2)
+    with pytest.raises(PlanRejected, match="FileNotFoundError"):
+        await plain.plan(note, SessionView("2"))
+    with pytest.raises(PlanRejected, match="unknown decorator 'ofac_fliter'"):
+        builder.swap(plain, {"decorators": ["ofac_fliter"]}, at_seq=3)  # not a decorator at all: refused
