@@ -70,6 +70,9 @@ def render(resp: session_pb2.InspectSessionResponse, now: float | None = None) -
     )
     decorators = ", ".join(d.upper() for d in resp.decorators) or "none"
     lines.append(f"Attached Decorators: [{decorators}]")
+    if resp.alerts:
+        lines.append("Alerts:")
+        lines += [f"  {a.severity.upper():<8} {a.code:<16} {a.message}" for a in resp.alerts]
     chains = list(s.spec.chains)
     if chains:
         lines.append("Chains: " + ", ".join([f"{chains[0]} (home)", *chains[1:]]))

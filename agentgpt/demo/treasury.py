@@ -5,8 +5,8 @@
 1. deploys a real Uniswap V2 market (WETH/dUSD) on the home chain and bonds the executor;
 2. creates the session from the seed's YAML (two chains, models, kyc_tier4 + ofac_filter +
    gas_optimizer_v3) through the session service, signed by the owner (request signature + the
-   SessionFactory EIP-712 signature), activates it for the executor, funds its account with ETH and
-   lets the executor anchor on the second chain (AnchorRegistry writer, granted by the oracle key);
+   SessionFactory EIP-712 signature), activates it for the executor and funds its account with ETH
+   (the session service grants the executor the AnchorRegistry writer role on the second chain);
 3. submits the workflow: analyze_market, rebalance (30% ETH -> dUSD), publish_report (to IPFS);
 4. waits until the executor has run them and anchored a checkpoint, completes the session (event log
    archived to IPFS, NFT burned) and returns InspectSession(detail="full"), which
@@ -159,11 +159,6 @@ async def run_demo(
             f"session {sid} ACTIVE, executor {executor}; treasury account {account} holds "
             f"{options.treasury_eth / E18:g} ETH"
         )
-        for other in others:
-            registry = other.contract("AnchorRegistry")
-            await other.call(
-                deployer_key, registry.functions.grantWriter(network.home.chain_id, int(sid), executor)
-            )
         tasks: list[tuple[str, dict[str, Any]]] = [
             ("analyze_market", {}),
             ("rebalance", {"fraction_bps": 3000}),

@@ -260,6 +260,8 @@ class LocalStack:
             "session": {
                 "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'sessions.db'}",
                 "AGENTGPT_RELAYER_KEY": DEPLOYER_KEY,
+                # writer grants and the budget audit react within seconds on a laptop
+                "AGENTGPT_CHAIN_SYNC_INTERVAL": "3",
             },
             "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
             "executor": {

@@ -6,7 +6,10 @@ the session's memory and the executor's public key, so a verifier can recheck th
 signatures and arrive at `state_root`. The CID is computed locally and checked against the node's
 answer (agentgpt.ipfs), recorded with the session service at once, then anchored: the home chain's
 SessionFactory.anchorCheckpoint and AnchorRegistry.anchorCheckpoint on every other chain. Anchoring
-runs in a background queue that retries with backoff, so a slow or failing chain never stops tasks.
+runs in a background queue that retries with backoff, so a slow or failing chain never stops tasks;
+a session that has ended (completed, terminated) is anchored no more, and a chain whose contract keeps
+refusing (counted as result="refused", e.g. NotAuthorizedWriter) shows in the anchors metric and its
+alert.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from multiformats import CID
 
 from agentgpt.ipfs import CheckpointWriter
 from agentgpt.tasklog import ExecutorKey
-from services.executor.chain_exec import ChainSet, TxError, TxIntentRecord
+from services.executor.chain_exec import ChainSet, TxError, TxIntentRecord, TxReverted
 from services.executor.metrics import ExecutorMetrics
 
 log = logging.getLogger("agentgpt.executor.checkpoints")
@@ -49,6 +52,14 @@ class CheckpointMade:
 
 
 AnchorDone = Callable[[str, int, str, bytes, list[Anchor]], Awaitable[None]]
+
+
+# SessionFactory.SessionState values after which nothing is anchored (NONE: burned or never existed).
+_ENDED_STATES = frozenset({0, 4, 5})
+
+
+class SessionEnded(Exception):
+    """The session is final on its home chain: its checkpoints are anchored no more."""
 
 
 @dataclass
@@ -145,11 +156,20 @@ class AnchorQueue:
                 anchor = await self._anchor(job, chain)
             except asyncio.CancelledError:
                 raise
+            except SessionEnded as exc:
+                self._drop(chain, job)
+                if self.metrics is not None:
+                    self.metrics.anchors.labels(chain, "dropped").inc()
+                log.info("not anchoring checkpoint %s/%d on %s: %s", job.session_id, job.seq, chain, exc)
+                continue
             except Exception as exc:
                 job.attempts += 1
                 self.failures += 1
                 if self.metrics is not None:
-                    self.metrics.anchors.labels(chain, "failed").inc()
+                    # refused: the contract said no (retrying only helps if someone fixes the cause)
+                    self.metrics.anchors.labels(
+                        chain, "refused" if isinstance(exc, TxReverted) else "failed"
+                    ).inc()
                 delay = min(self.retry_max, self.retry_base * 2 ** min(job.attempts - 1, 8))
                 job.not_before = time.monotonic() + delay
                 log.warning(
@@ -161,9 +181,7 @@ class AnchorQueue:
                     delay,
                 )
                 continue
-            per_chain = self._pending.get(chain, {})
-            if per_chain.get(job.session_id) is job:
-                del per_chain[job.session_id]
+            self._drop(chain, job)
             if anchor is None:
                 continue
             if self.metrics is not None:
@@ -176,10 +194,20 @@ class AnchorQueue:
             except Exception as exc:  # the anchor is on chain either way; the record is informational
                 log.warning("recording the anchors of %s/%d failed: %s", job.session_id, job.seq, exc)
 
+    def _drop(self, chain: str, job: _AnchorJob) -> None:
+        per_chain = self._pending.get(chain, {})
+        if per_chain.get(job.session_id) is job:
+            del per_chain[job.session_id]
+
     async def _anchor(self, job: _AnchorJob, chain: str) -> Anchor | None:
         handle = self.chains.get(chain)
         cid_bytes = bytes(CID.decode(job.cid))
         sid = int(job.session_id)
+        state = (
+            await self.chains.get(job.home_chain_id).contract("SessionFactory").functions.stateOf(sid).call()
+        )
+        if int(state) in _ENDED_STATES:
+            raise SessionEnded(f"session {sid} has ended on its home chain (state {int(state)})")
         if handle.chain_id == job.home_chain_id:
             contract = handle.contract("SessionFactory")
             last_seq, _ = await contract.functions.latestCheckpoint(sid).call()

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.jsonvalue import parse_json_object
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, TaskLogError, checkpoint_document
 from services.executor.actions import ActionRunner, Step
@@ -220,7 +221,7 @@ class SessionRunner:
     async def _setup(self) -> None:
         session = await self.deps.port.session(self.session_id)
         spec = session.spec
-        self.params = json.loads(spec.params_json or "{}")
+        self.params = parse_json_object(spec.params_json, "spec.params_json", max_bytes=None)
         self.chains = tuple(spec.chains)
         self.interval = int(
             spec.checkpoint_interval
@@ -443,10 +444,8 @@ class SessionRunner:
     # ------------------------------------------------------------------ one task
     async def run_task(self, t: ss.Task) -> None:
         assert self.ctx is not None and self.tasklog is not None and self.meter is not None
-        try:
-            args = json.loads(t.input.args_json or "{}")
-            if not isinstance(args, dict):
-                raise ValueError("args_json must be a JSON object")
+        try:  # the session service's own check again: a record from before it, or written around it
+            args = parse_json_object(t.input.args_json, "args_json", max_bytes=None)
         except ValueError as exc:
             await self._finish(t, REFUSED, {}, error=f"task args: {exc}")
             return

@@ -14,6 +14,7 @@ from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.session.v1 import session_pb2, session_pb2_grpc
 from services.session.chain import SessionChain, Web3SessionChain
+from services.session.chain_sync import ChainSync
 from services.session.config import SessionConfig
 from services.session.control import SessionControl
 from services.session.memory import InMemorySessionChain
@@ -87,8 +88,26 @@ async def build(
         deployment=deployment,
     )
     timers = LifecycleTimers(control, config.timer_interval, registry)
+    background = [timers.run]
+    sync: ChainSync | None = None
+    if network.chains and config.relayer_key:
+        home = network.chain(config.home_chain) if config.home_chain else network.home
+        sync = ChainSync(
+            db,
+            network,
+            home,
+            config.relayer_key,
+            registry,
+            interval=config.chain_sync_interval,
+            receipt_timeout=config.receipt_timeout,
+            notify=control.bus.notify,
+        )
+        control.chain_sync = sync
+        background.append(sync.run)
 
     async def close() -> None:
+        if sync is not None:
+            await sync.close()
         closer: Any = getattr(chain, "close", None)
         if closer is not None:
             await closer()
@@ -111,7 +130,7 @@ async def build(
         validators=validators(deployment),
         probes={"sessiondb": db.ping, "home_chain": chain.ping, "ipfs": archive_probe},
         registry=registry,
-        background=[timers.run],
+        background=background,
         on_stop=[close],
     )
     definition.control = control  # type: ignore[attr-defined]  # for tests and the CLI's local mode

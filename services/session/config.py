@@ -36,3 +36,8 @@ class SessionConfig(IpfsConfig):
     timer_interval: float = setting(1.0, "Seconds between scans for due lifecycle timers")
     default_executor: str = setting("", "Executor address assigned on activation when the request names none")
     receipt_timeout: float = setting(60.0, "Seconds to wait for a relayed transaction's receipt")
+    chain_sync_interval: float = setting(
+        15.0,
+        "Seconds between passes that grant executors the anchor writer role on sessions' secondary chains "
+        "and audit each ACTIVE session's escrow against SessionDB (also run at once after an activation)",
+    )

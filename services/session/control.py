@@ -47,6 +47,7 @@ from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import SessionSpec, allowlist_of, build_spec, parse_yaml
 from services.session import rules
 from services.session.chain import ChainRejected, PreparedTx, Receipt, SessionChain
+from services.session.chain_sync import ChainSync
 from services.session.convert import event_to_pb, session_to_pb, task_to_pb
 from services.session.model import ZERO_HASH, Caller, EventRecord, NewEvent, SessionRecord, canonical_json
 from services.session.store import Change, SessionDB, StoredRequest
@@ -132,6 +133,9 @@ class EventBus:
             ev.set()
 
 
+MAX_ALERTS = 20  # per InspectSession answer
+
+
 class SessionControl:
     def __init__(
         self,
@@ -148,6 +152,7 @@ class SessionControl:
         chain_retry_cap: float = 60.0,
         clock: Callable[[], float] = time.time,
         deployment: Deployment | None = None,
+        chain_sync: ChainSync | None = None,
     ) -> None:
         self.db = db
         self.chain = chain
@@ -162,6 +167,7 @@ class SessionControl:
         self.clock = clock
         self.deployment = deployment or Deployment()  # the decorators and chains a spec may name
         self.bus = EventBus()
+        self.chain_sync = chain_sync  # writer grants and budget audits (None without a network)
 
     def now(self) -> int:
         return int(self.clock())
@@ -735,11 +741,14 @@ class SessionControl:
                     )
                 ]
             try:
-                return await self._commit(
+                done = await self._commit(
                     Change(session_id, rec.version, values, events, finish_request=(principal, key, respond))
                 )
             except Aborted:
                 continue  # a task report or lease renewal landed in between: re-read and apply again
+            if op == "activate" and self.chain_sync is not None:
+                self.chain_sync.kick()  # the executor may anchor on the secondary chains at once
+            return done
         raise Aborted(
             f"session {session_id} keeps changing; the {op} is on chain and will be recorded on retry"
         )
@@ -1174,7 +1183,7 @@ class SessionControl:
             and rec.lease_epoch > 0
             and (rec.lease_expires_at is None or rec.lease_expires_at < self.clock())
         )
-        budget, spent = int(rec.budget), int(rec.budget_spent)
+        alerts = await self._alerts(rec, counts, lease_lost)
         resp = pb.InspectSessionResponse(
             session=session_to_pb(rec),
             tasks_done=done,
@@ -1182,17 +1191,81 @@ class SessionControl:
             gas_used=gas,
             gas_cost_wei=rec.gas_cost_wei,
             completion=(done / total) if total else 0.0,
-            # critical: failed tasks, an ACTIVE session whose executor lease lapsed, budget overrun
-            alerts_critical=failed + int(lease_lost) + int(spent > budget),
-            # warning: refused tasks, budget 90 % used
-            alerts_warning=refused + int(budget > 0 and spent * 10 >= budget * 9 and spent <= budget),
+            # critical: failed tasks, a lapsed executor lease, budget overrun, escrow/SessionDB mismatch
+            alerts_critical=failed
+            + sum(1 for a in alerts if a.severity == "critical" and a.code != "task_failed"),
+            # warning: refused tasks, tasks retrying on a failing dependency, budget 90 % used
+            alerts_warning=refused
+            + sum(1 for a in alerts if a.severity == "warning" and a.code != "task_refused"),
             model_score=score or 0.0,
             decorators=list(rec.spec["decorators"]),
+            alerts=alerts[:MAX_ALERTS],
         )
         if req.detail == "full":
             resp.recent_tasks.extend(task_to_pb(t) for t in await self.db.recent_tasks(rec.session_id))
             resp.recent_events.extend(event_to_pb(e) for e in await self.db.recent_events(rec.session_id))
         return resp
+
+    async def _alerts(self, rec: SessionRecord, counts: dict[int, int], lease_lost: bool) -> list[pb.Alert]:
+        critical: list[pb.Alert] = []
+        warning: list[pb.Alert] = []
+        budget, spent = int(rec.budget), int(rec.budget_spent)
+        mismatch = self.chain_sync.mismatches.get(rec.session_id) if self.chain_sync is not None else None
+        if mismatch is not None:
+            critical.append(pb.Alert(severity="critical", code="budget_mismatch", message=mismatch.message))
+        if lease_lost:
+            critical.append(
+                pb.Alert(
+                    severity="critical",
+                    code="lease_lost",
+                    message="the session is ACTIVE but no executor holds a live lease on it",
+                )
+            )
+        if spent > budget:
+            critical.append(
+                pb.Alert(
+                    severity="critical",
+                    code="budget_overrun",
+                    message=f"spent {spent} of a budget of {budget}",
+                )
+            )
+        elif budget > 0 and spent * 10 >= budget * 9:
+            warning.append(
+                pb.Alert(
+                    severity="warning", code="budget_low", message=f"spent {spent} of {budget} (90 % or more)"
+                )
+            )
+        wanted = [pb.TASK_STATUS_FAILED, pb.TASK_STATUS_REFUSED, pb.TASK_STATUS_RUNNING]
+        if any(counts.get(s, 0) for s in wanted):
+            for t in await self.db.tasks_after(rec.session_id, 0, statuses=wanted, limit=MAX_ALERTS):
+                if t.status == pb.TASK_STATUS_FAILED:
+                    critical.append(
+                        pb.Alert(
+                            severity="critical",
+                            code="task_failed",
+                            message=f"task {t.seq} failed: {t.error[:300]}",
+                            task_seq=t.seq,
+                        )
+                    )
+                elif t.status == pb.TASK_STATUS_REFUSED:
+                    warning.append(
+                        pb.Alert(
+                            severity="warning",
+                            code="task_refused",
+                            message=f"task {t.seq} refused: {t.error[:300]}",
+                            task_seq=t.seq,
+                        )
+                    )
+                elif t.error.startswith("retrying:"):
+                    warning.append(
+                        pb.Alert(
+                            severity="warning",
+                            code="task_retrying",
+                            message=f"task {t.seq} {t.error[:300]}",
+                            task_seq=t.seq,
+                        )
+                    )
+        return critical + warning
 
     async def watch(
         self, req: pb.WatchSessionRequest, ctx: CallContext

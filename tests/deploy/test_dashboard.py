@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentgpt.indexer.v1 import indexer_pb2, indexer_pb2_grpc
-from agentgpt.network import ChainInfo, Network
+from agentgpt.network import ChainInfo, Network, write_network
 from agentgpt.runtime.config import ServerConfig, load
 from agentgpt.runtime.interceptors import go_code_name
 from agentgpt.runtime.server import RunningService
@@ -80,6 +80,16 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ),
         server,
     )
+    # The session service with a two-chain manifest, so its chain-sync series (writer grants on the
+    # secondary chain, budget audits) are exported too.
+    contracts = {n: "0x" + f"{i + 1:02x}" * 20 for i, n in enumerate(("SessionFactory", "AnchorRegistry"))}
+    two_chains = Network(
+        chains=(
+            ChainInfo(name="home", chain_id=31337, rpc_url=network.chains[0].rpc_url, contracts=contracts),
+            ChainInfo(name="other", chain_id=31338, rpc_url=network.chains[0].rpc_url, contracts=contracts),
+        )
+    )
+    write_network(two_chains, tmp / "network.json")
     session = RunningService(
         await build_session(
             load(
@@ -87,6 +97,8 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 env={},
                 database_url=f"sqlite+aiosqlite:///{tmp}/sessions.db",
                 ipfs_embedded_dir=str(tmp / "ipfs"),
+                network=str(tmp / "network.json"),
+                relayer_key="0x" + "11" * 32,
             )
         ),
         server,

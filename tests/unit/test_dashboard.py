@@ -43,3 +43,21 @@ def test_dashboard_shows_what_the_seed_shows() -> None:
     assert "Chains: arbitrum (home), polygon" in text
     assert "(in 1h 00m)" in text
     assert "Latest checkpoint: seq 50  bafyabc  anchored on: 31337" in text
+
+
+def test_dashboard_lists_the_alerts_with_their_reasons() -> None:
+    resp = session_pb2.InspectSessionResponse(
+        session=session_pb2.Session(session_id="8", spec=session_pb2.SessionSpec(type="t")),
+        alerts_critical=1,
+        alerts_warning=1,
+        alerts=[
+            session_pb2.Alert(severity="critical", code="budget_mismatch", message="budget mismatch: escrow 5"),
+            session_pb2.Alert(severity="warning", code="task_retrying", message="task 3 retrying", task_seq=3),
+        ],
+    )
+    lines = render(resp, now=0).splitlines()
+    at = lines.index("Alerts:")
+    assert lines[at + 1].split() == ["CRITICAL", "budget_mismatch", "budget", "mismatch:", "escrow", "5"]
+    assert lines[at + 2].split()[:2] == ["WARNING", "task_retrying"]
+    quiet = session_pb2.InspectSessionResponse(session=resp.session)
+    assert "Alerts:" not in render(quiet, now=0)

@@ -1470,6 +1470,7 @@ class InspectSessionResponse(_message.Message):
     DECORATORS_FIELD_NUMBER: _builtins.int
     RECENT_TASKS_FIELD_NUMBER: _builtins.int
     RECENT_EVENTS_FIELD_NUMBER: _builtins.int
+    ALERTS_FIELD_NUMBER: _builtins.int
     tasks_done: _builtins.int
     tasks_total: _builtins.int
     gas_used: _builtins.int
@@ -1494,6 +1495,12 @@ class InspectSessionResponse(_message.Message):
     def recent_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionEvent]:
         """Recent events (detail=full only), newest first, at most 20."""
 
+    @_builtins.property
+    def alerts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]:
+        """What needs a person's attention, critical first, at most 20 (every detail level). alerts_critical
+        and alerts_warning count the same conditions, failed and refused tasks one each.
+        """
+
     def __init__(
         self,
         *,
@@ -1509,14 +1516,51 @@ class InspectSessionResponse(_message.Message):
         decorators: _abc.Iterable[_builtins.str] | None = ...,
         recent_tasks: _abc.Iterable[Global___Task] | None = ...,
         recent_events: _abc.Iterable[Global___SessionEvent] | None = ...,
+        alerts: _abc.Iterable[Global___Alert] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts_critical", b"alerts_critical", "alerts_warning", b"alerts_warning", "completion", b"completion", "decorators", b"decorators", "gas_cost_wei", b"gas_cost_wei", "gas_used", b"gas_used", "model_score", b"model_score", "recent_events", b"recent_events", "recent_tasks", b"recent_tasks", "session", b"session", "tasks_done", b"tasks_done", "tasks_total", b"tasks_total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alerts", b"alerts", "alerts_critical", b"alerts_critical", "alerts_warning", b"alerts_warning", "completion", b"completion", "decorators", b"decorators", "gas_cost_wei", b"gas_cost_wei", "gas_used", b"gas_used", "model_score", b"model_score", "recent_events", b"recent_events", "recent_tasks", b"recent_tasks", "session", b"session", "tasks_done", b"tasks_done", "tasks_total", b"tasks_total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InspectSessionResponse: _TypeAlias = InspectSessionResponse  # noqa: Y015
+
+@_typing.final
+class Alert(_message.Message):
+    """One condition InspectSession reports."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    TASK_SEQ_FIELD_NUMBER: _builtins.int
+    severity: _builtins.str
+    """"critical" or "warning"."""
+    code: _builtins.str
+    """Stable name: task_failed, task_refused, task_retrying, lease_lost, budget_overrun, budget_low,
+    budget_mismatch.
+    """
+    message: _builtins.str
+    """What is wrong, for a person; names the task where there is one."""
+    task_seq: _builtins.int
+    """The task concerned; 0 when the alert is about the session."""
+    def __init__(
+        self,
+        *,
+        severity: _builtins.str = ...,
+        code: _builtins.str = ...,
+        message: _builtins.str = ...,
+        task_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "severity", b"severity", "task_seq", b"task_seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Alert: _TypeAlias = Alert  # noqa: Y015
 
 @_typing.final
 class ListTasksRequest(_message.Message):

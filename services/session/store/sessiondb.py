@@ -441,6 +441,17 @@ class SessionDB:
         async with self.engine.connect() as conn:
             return [TaskRecord.from_row(r) for r in (await conn.execute(q)).all()]
 
+    async def task_costs_through(self, session_id: str, through_seq: int) -> int:
+        """What SessionDB recorded as charged for the session's tasks 1..through_seq (AGPT base units)."""
+        q = sa.select(tasks.c.cost).where(
+            tasks.c.session_id == session_id,
+            tasks.c.seq <= min(through_seq, INT64_MAX),
+            tasks.c.cost.is_not(None),
+            tasks.c.cost != "0",
+        )
+        async with self.engine.connect() as conn:
+            return sum(int(c or 0) for (c,) in (await conn.execute(q)).all())
+
     async def task_stats(self, session_id: str) -> tuple[dict[int, int], int, float | None]:
         """(count by status, total gas used, mean model score)."""
         async with self.engine.connect() as conn:

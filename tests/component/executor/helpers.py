@@ -49,3 +49,19 @@ def parts(
     if wrap is not None:
         port = wrap(port)
     return build_parts(config, port, store=EmbeddedStore(tmp / "ipfs")), client
+
+
+def poison_outputs(p: ExecutorParts, kind: str = "note") -> None:
+    """Make every `kind` action return text with a lone surrogate, as a remote model or API may: valid in
+    JSON's escapes, impossible to store, hash or sign as UTF-8 (the outside tester's crash, reached through
+    a planner instead of the task's own args, which both services now refuse at the door)."""
+    actions = p.engine.deps.actions
+    run = actions.run
+
+    async def poisoned(session_id: str, step: Any, action: Any, *args: Any) -> Any:
+        outcome = await run(session_id, step, action, *args)
+        if action.kind == kind and action.params.get("poison"):
+            outcome.result = {"text": "\ud800"}
+        return outcome
+
+    actions.run = poisoned  # type: ignore[method-assign]

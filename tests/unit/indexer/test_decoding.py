@@ -71,12 +71,13 @@ def test_dynamic_data_goes_through_the_abi_decoder() -> None:
 
 def test_session_account_events_only_from_known_accounts() -> None:
     ev = topic(DECODER, "", "Executed")
-    data = encode(["uint256", "bytes4"], [0, b"\xa9\x05\x9c\xbb"])
+    data = encode(["uint256", "bytes4", "uint64", "uint8"], [0, b"\xa9\x05\x9c\xbb", 7, 1])
     log = parse_log(raw_log(ACCOUNT, [ev.topic0, word(1), word(2), word(3)], data))
     with pytest.raises(SkippedLog) as skip:
         DECODER.decode(log, set())
     assert skip.value.reason == "foreign"
-    assert DECODER.decode(log, {ACCOUNT}).args["selector"] == "0xa9059cbb"
+    args = DECODER.decode(log, {ACCOUNT}).args
+    assert (args["selector"], args["taskSeq"], args["step"]) == ("0xa9059cbb", "7", "1")  # ints as strings
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,152 @@
+"""What the chains hold agrees with SessionDB, on the local stack as real processes (2 anvil chains, the
+IPFS node, the four services): a session created from the CLI anchors on both its chains (the session
+service grants the executor the writer role on the secondary one), every task is charged exactly once,
+and a charge SessionDB cannot explain is reported as a critical alert and a metric."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from agentgpt.clients import SessionClient
+from agentgpt.contracts import load_artifact
+from agentgpt.localnet.stack import EXECUTOR_KEY, LocalStack, StackOptions
+from agentgpt.session.v1 import session_pb2 as ss
+from tests.support import eventually
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.ipfs, pytest.mark.timeout(300)]
+
+SPEC = """\
+type: treasury_management
+params:
+  chains: [arbitrum, polygon]
+  models: {risk: gpt-4-enterprise-finance, execution: web3-agent-v4}
+checkpoint_interval: 2
+"""
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+    s = LocalStack(StackOptions(workdir=tmp_path_factory.mktemp("consistency"), base_port=0, metrics_base=0))
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+async def cli(stack: LocalStack, *args: str) -> str:
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agentgpt.cli.main", "session", *args, "--workdir", str(stack.workdir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def contract(stack: LocalStack, chain: str, name: str) -> Any:
+    network = json.loads(Path(stack.state()["network"]).read_text())
+    info = next(c for c in network["chains"] if c["name"] == chain)
+    w3 = Web3(Web3.HTTPProvider(info["rpc_url"], request_kwargs={"timeout": 10}))
+    return w3.eth.contract(address=info["contracts"][name], abi=load_artifact(name).abi), info["chain_id"]
+
+
+def scrape(stack: LocalStack, service: str, name: str) -> float:
+    port = stack.services[service].metrics_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} is not exported by {service}"
+    return values[0]
+
+
+async def new_session(stack: LocalStack, tmp_path: Path, tasks: int) -> str:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    sid = (await cli(stack, "create", str(spec), "--budget", "50")).split()[1]
+    await cli(stack, "activate", sid)
+    for i in range(tasks):
+        await cli(stack, "submit", sid, "publish_report", "--args", json.dumps({"title": f"report {i}"}))
+    return sid
+
+
+async def test_a_cli_created_two_chain_session_is_anchored_on_both_and_charged_once(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path, tasks=2)
+    factory, home_id = contract(stack, "arbitrum", "SessionFactory")
+    registry, _ = contract(stack, "polygon", "AnchorRegistry")
+    executor = Account.from_key(EXECUTOR_KEY).address
+
+    async def anchored_on_both() -> None:
+        assert factory.functions.latestCheckpoint(int(sid)).call()[0] == 2
+        writer, _, last_seq, _ = registry.functions.streamOf(home_id, int(sid)).call()
+        assert (writer, last_seq) == (executor, 2)
+
+    await eventually(anchored_on_both, timeout=60)
+    # granted by the session service, recorded as the session's event
+    async with SessionClient(stack.services["session"].grpc, identity="test") as client:
+        page = await client.inspect(ss.InspectSessionRequest(session_id=sid, detail="full"))
+    granted = [json.loads(e.data_json) for e in page.recent_events if e.type == "anchor_writer_granted"]
+    assert [g["chain"] for g in granted] == ["polygon"] and granted[0]["writer"] == executor
+
+    async def charged() -> None:
+        assert factory.functions.budgetOf(int(sid)).call()[2] == 2
+
+    await eventually(charged, timeout=60)
+    logs = factory.events.BudgetCharged().get_logs(from_block=0, argument_filters={"sessionId": int(sid)})
+    ranges = [(e["args"]["fromSeq"], e["args"]["throughSeq"]) for e in logs]
+    assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+    recorded = sum(int(t.cost) for t in page.recent_tasks)
+    assert (
+        sum(e["args"]["amount"] for e in logs) == recorded == factory.functions.budgetOf(int(sid)).call()[1]
+    )
+
+
+async def test_a_charge_sessiondb_cannot_explain_is_a_critical_alert(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path, tasks=1)
+    factory, _ = contract(stack, "arbitrum", "SessionFactory")
+
+    async def charged() -> None:
+        assert factory.functions.budgetOf(int(sid)).call()[2] == 1
+
+    await eventually(charged, timeout=60)
+    assert scrape(stack, "session", "agentgpt_session_budget_mismatches") == 0
+    # a charge sent outside the executors' bookkeeping, for a task SessionDB does not have
+    w3 = factory.w3
+    executor = Account.from_key(EXECUTOR_KEY)
+    tx = factory.functions.chargeBudget(int(sid), 99, 12345, b"\x00" * 32).build_transaction(
+        {"from": executor.address, "nonce": w3.eth.get_transaction_count(executor.address, "pending")}
+    )
+    receipt = w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_raw_transaction(executor.sign_transaction(tx).raw_transaction)
+    )
+    assert receipt["status"] == 1
+
+    async with SessionClient(stack.services["session"].grpc, identity="test") as client:
+
+        async def alerted() -> ss.InspectSessionResponse:
+            resp = await client.inspect(ss.InspectSessionRequest(session_id=sid))
+            assert [a.code for a in resp.alerts if a.severity == "critical"] == ["budget_mismatch"]
+            return resp
+
+        resp = await eventually(alerted, timeout=30)
+    assert resp.alerts_critical == 1
+    assert "through task 99" in resp.alerts[0].message
+    assert scrape(stack, "session", "agentgpt_session_budget_mismatches") == 1
