@@ -59,7 +59,8 @@ _ENDED_STATES = frozenset({0, 4, 5})
 
 
 class SessionEnded(Exception):
-    """The session is final on its home chain: its checkpoints are anchored no more."""
+    """Nothing more can be anchored for this job: the session is final on its home chain (or names a chain
+    this deployment does not have)."""
 
 
 @dataclass
@@ -200,7 +201,10 @@ class AnchorQueue:
             del per_chain[job.session_id]
 
     async def _anchor(self, job: _AnchorJob, chain: str) -> Anchor | None:
-        handle = self.chains.get(chain)
+        try:
+            handle = self.chains.get(chain)
+        except KeyError as exc:  # a spec from before chains were checked against the manifest
+            raise SessionEnded(f"{exc.args[0]}: nothing to anchor on") from None
         cid_bytes = bytes(CID.decode(job.cid))
         sid = int(job.session_id)
         state = (

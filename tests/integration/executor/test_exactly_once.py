@@ -174,3 +174,27 @@ async def test_an_action_is_not_done_twice_even_when_the_record_forgets_it(
     assert fs.tasks[1].status == ss.TASK_STATUS_FAILED and "AlreadyExecuted" in fs.tasks[1].error
     assert int(c.w3.eth.get_balance(RECIPIENT)) == 777  # paid once
     assert Account.from_key(EXECUTOR_KEY).address == c.actors.executor
+
+
+async def test_anchoring_stops_for_ended_sessions_and_unknown_chains(
+    two_chains: TwoChains, executor: ExecutorParts
+) -> None:
+    c = two_chains.home
+    sid = two_chains.session()
+    c.tx(c.factory.functions.complete(sid), c.actors.owner)
+    queue = executor.engine.deps.anchors
+    assert queue is not None
+    cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+    before = queue.failures
+    queue.submit(str(sid), 1, cid, b"\x01" * 32, ["arbitrum", "polygon", "ethereum"], c.chain_id)
+
+    def dropped(chain: str) -> float:
+        return metric(executor, "agentgpt_executor_anchors_total", {"chain": chain, "result": "dropped"})
+
+    await eventually(
+        lambda: all(dropped(ch) >= 1 for ch in ("arbitrum", "polygon", "ethereum")),
+        timeout=15,
+        what="dropped",
+    )
+    assert queue.pending() == 0 and queue.failures == before  # dropped, not retried
+    assert c.factory.functions.latestCheckpoint(sid).call()[0] == 0
