@@ -56,6 +56,7 @@ check: setup  ## generated code is fresh, protos lint/format/breaking, ruff
 	$(PY) scripts/build_contracts.py --check
 	bash scripts/check_protos.sh
 	$(VENV)/bin/ruff check .
+	if [ -f .importlinter ]; then $(VENV)/bin/lint-imports; fi
 
 test: check  ## everything: checks, then unit, component, integration and end-to-end tests
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
