@@ -1,6 +1,6 @@
 # One image for all four services; the command picks one:
 #   docker run IMAGE python -m services.session   (or services.executor, services.recovery_oracle,
-#   services.indexer; `agentgpt` is the CLI). Kubernetes sets the command per Deployment (k8s/base).
+#   services.indexer; `agentgpt` is the CLI, apps/cli). Kubernetes sets the command per Deployment (k8s/base).
 #
 # Base image: python:3.11-slim-bookworm in production (BASE_IMAGE below; pin it by digest in CI).
 # Machines that cannot pull images build an equivalent base from Debian packages first:
@@ -35,8 +35,15 @@ RUN /opt/uv/bin/uv pip sync --python /opt/venv/bin/python /src/requirements-runt
 COPY pyproject.toml /src/
 COPY agentgpt /src/agentgpt
 COPY services /src/services
+# Of the application layer only the CLI: the local stack (apps/localnet) and the demo (apps/demo) are
+# development tools and stay out of the image (`agentgpt up` says so).
+COPY apps/__init__.py /src/apps/__init__.py
+COPY apps/cli /src/apps/cli
 RUN /opt/uv/bin/uv pip install --python /opt/venv/bin/python --no-deps /src \
-    && /opt/venv/bin/python -c "import services.session.app, services.executor.app, services.indexer.app, services.recovery_oracle.app"
+    && /opt/venv/bin/python -c "import services.session.app, services.executor.app, services.indexer.app, services.recovery_oracle.app, apps.cli.main" \
+    && ! /opt/venv/bin/python -c "import apps.localnet" 2>/dev/null \
+    && ! /opt/venv/bin/python -c "import apps.demo" 2>/dev/null \
+    && /opt/venv/bin/agentgpt config > /dev/null
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="agentgpt-sessions" \

@@ -22,7 +22,7 @@ from web3.contract.contract import ContractFunction
 
 from agentgpt.chain.deploy import deploy_all
 from agentgpt.contracts import load_artifact
-from agentgpt.localnet.anvil import AnvilNode
+from apps.localnet.anvil import AnvilNode
 
 ANCHOR_GOAL = 60_000
 E18 = 10**18

@@ -28,7 +28,7 @@ from typing import Any
 import aioipfs
 
 from agentgpt.ipfs import CheckpointReader, CheckpointWriter, KuboStore, encode, generate_key
-from agentgpt.localnet.ipfs import IpfsNode
+from apps.localnet.ipfs import IpfsNode
 
 
 def make_checkpoint(seq: int, tasks: int) -> dict[str, Any]:

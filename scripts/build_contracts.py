@@ -2,7 +2,7 @@
 """Compile the Solidity sources with the pinned solc-js into committed JSON artifacts:
 
     contracts/*.sol       -> agentgpt/contracts/artifacts/<Name>.json   (the product)
-    contracts/demo/*.sol  -> agentgpt/demo/artifacts/<Name>.json        (the local demo's market)
+    contracts/demo/*.sol  -> apps/demo/artifacts/<Name>.json            (the local demo's market)
 
 Why solc-js through `node -e` and standard JSON rather than the `solcjs` CLI: the compiler version is
 exactly the one in node_modules (package.json pins it), imports resolve through an explicit callback
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # (sources, artifacts): each pair is its own compilation unit, so demo contracts never mix with the product's.
 TARGETS = [
     (ROOT / "contracts", ROOT / "agentgpt" / "contracts" / "artifacts"),
-    (ROOT / "contracts" / "demo", ROOT / "agentgpt" / "demo" / "artifacts"),
+    (ROOT / "contracts" / "demo", ROOT / "apps" / "demo" / "artifacts"),
 ]
 
 SETTINGS: dict[str, Any] = {

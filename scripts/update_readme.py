@@ -8,7 +8,7 @@ import io
 import sys
 from pathlib import Path
 
-from agentgpt.cli.main import main as cli
+from apps.cli.main import main as cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- config:start -->", "<!-- config:end -->"

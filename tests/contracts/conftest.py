@@ -12,7 +12,7 @@ import pytest_asyncio
 from web3 import Web3
 
 from agentgpt.chain.deploy import deploy_all
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 
 from .chain import E18, Chain
 

@@ -13,7 +13,7 @@ from eth_account import Account
 from agentgpt.chain import eip712
 from agentgpt.chain.deploy import load_manifest
 from agentgpt.contracts import CONTRACT_NAMES, load_artifact
-from agentgpt.localnet.anvil import DEV_MNEMONIC, DEV_PRIVATE_KEYS, AnvilNode
+from apps.localnet.anvil import DEV_MNEMONIC, DEV_PRIVATE_KEYS, AnvilNode
 
 from .chain import Chain
 

@@ -21,8 +21,8 @@ from web3 import Web3
 
 from agentgpt.clients import SessionClient
 from agentgpt.contracts import load_artifact
-from agentgpt.localnet.stack import EXECUTOR_KEY, LocalStack, StackOptions
 from agentgpt.session.v1 import session_pb2 as ss
+from apps.localnet.stack import EXECUTOR_KEY, LocalStack, StackOptions
 from tests.support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.ipfs, pytest.mark.timeout(300)]
@@ -49,7 +49,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
 async def cli(stack: LocalStack, *args: str) -> str:
     proc = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "agentgpt.cli.main", "session", *args, "--workdir", str(stack.workdir)],
+        [sys.executable, "-m", "apps.cli.main", "session", *args, "--workdir", str(stack.workdir)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from agentgpt.clients import SessionClient
-from agentgpt.localnet.stack import LocalStack, StackOptions
 from agentgpt.session.v1 import session_pb2 as ss
+from apps.localnet.stack import LocalStack, StackOptions
 from tests.support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.ipfs, pytest.mark.timeout(300)]
@@ -42,7 +42,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
 async def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "agentgpt.cli.main", "session", *args, "--workdir", str(stack.workdir)],
+        [sys.executable, "-m", "apps.cli.main", "session", *args, "--workdir", str(stack.workdir)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -134,7 +134,7 @@ async def test_without_an_owner_key_the_command_says_how_to_give_one(
         [
             sys.executable,
             "-m",
-            "agentgpt.cli.main",
+            "apps.cli.main",
             "session",
             "pause",
             "1",

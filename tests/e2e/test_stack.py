@@ -18,7 +18,7 @@ import pytest
 from agentgpt.chain.rpc import connect
 from agentgpt.clients import ExecutorClient, IndexerClient, RecoveryClient, check_health
 from agentgpt.errors import RpcError
-from agentgpt.localnet.stack import SERVICE_NAMES, LocalStack, StackOptions
+from apps.localnet.stack import SERVICE_NAMES, LocalStack, StackOptions
 from tests.support import eventually, metric_value, reflected_services, scrape
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +95,7 @@ async def test_indexer_sees_both_chains(stack: LocalStack) -> None:
 async def test_status_command_reports_every_service(stack: LocalStack) -> None:
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "agentgpt.cli.main", "status", "--workdir", str(stack.workdir), "--json"],
+        [sys.executable, "-m", "apps.cli.main", "status", "--workdir", str(stack.workdir), "--json"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -133,7 +133,7 @@ def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "agentgpt.cli.main",
+            "apps.cli.main",
             "up",
             "--workdir",
             str(tmp_path),
@@ -178,7 +178,7 @@ async def test_contracts_deployed_and_executor_bonded_on_every_chain(stack: Loca
     from eth_account import Account
 
     from agentgpt.contracts import load_artifact
-    from agentgpt.localnet.stack import EXECUTOR_KEY
+    from apps.localnet.stack import EXECUTOR_KEY
 
     assert stack.network is not None and len(stack.network.chains) == 2
     executor = Account.from_key(EXECUTOR_KEY).address

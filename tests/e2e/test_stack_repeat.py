@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 COMPLETED = "SESSION 1 [COMPLETED]  treasury_management"
-UP = [sys.executable, "-m", "agentgpt.cli.main", "up", "--ports", "auto", "--exit-after-demo"]
+UP = [sys.executable, "-m", "apps.cli.main", "up", "--ports", "auto", "--exit-after-demo"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 

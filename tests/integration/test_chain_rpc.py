@@ -17,7 +17,7 @@ import pytest
 from web3._utils.http_session_manager import HTTPSessionManager
 
 from agentgpt.chain.rpc import connect
-from agentgpt.localnet.anvil import AnvilNode
+from apps.localnet.anvil import AnvilNode
 
 pytestmark = pytest.mark.chain
 

@@ -132,7 +132,7 @@ def run_cli(args: list[str], files: Path, env: dict[str, str] | None = None, tim
     argv = [a.replace("{tmp}", str(files)) for a in args]
     extra = {k: v.replace("{tmp}", str(files)) for k, v in (env or {}).items()}
     proc = subprocess.run(
-        [sys.executable, "-m", "agentgpt.cli.main", *argv],
+        [sys.executable, "-m", "apps.cli.main", *argv],
         capture_output=True,
         text=True,
         errors="replace",
@@ -539,7 +539,7 @@ def test_undecodable_bytes_in_an_option_are_refused(files: Path) -> None:
     for option, value in (("--reason", b"closed \xff today"), ("--args", b'{"title": "\xff"}')):
         args = [b"pause", b"1"] if option == "--reason" else [b"submit", b"1", b"publish_report"]
         proc = subprocess.run(
-            [sys.executable.encode(), b"-m", b"agentgpt.cli.main", b"session", *args, option.encode(), value],
+            [sys.executable.encode(), b"-m", b"apps.cli.main", b"session", *args, option.encode(), value],
             capture_output=True,
             timeout=60,
             env={**env, "PYTHONPATH": str(REPO)},
@@ -564,7 +564,7 @@ def test_argparse_usage_errors_still_exit_2(files: Path) -> None:
 
 
 def test_amounts_convert_exactly_to_base_units() -> None:
-    from agentgpt.cli.owner import agpt_units
+    from apps.cli.owner import agpt_units
 
     assert agpt_units("100") == 100 * 10**18
     assert agpt_units("0.5") == 5 * 10**17
@@ -576,7 +576,7 @@ def test_amounts_convert_exactly_to_base_units() -> None:
 
 
 def test_session_ids_are_normalised_to_the_decimal_token_id() -> None:
-    from agentgpt.cli.owner import session_id
+    from apps.cli.owner import session_id
 
     assert session_id("7") == "7"
     assert session_id("007") == "7"
@@ -587,7 +587,7 @@ def test_session_ids_are_normalised_to_the_decimal_token_id() -> None:
 def test_the_key_range_is_secp256k1s() -> None:
     from eth_keys.constants import SECPK1_N
 
-    from agentgpt.cli.owner import SECP256K1_N, private_key
+    from apps.cli.owner import SECP256K1_N, private_key
 
     assert SECP256K1_N == SECPK1_N
     assert private_key(OWNER_KEY[2:] + "\n", "k") == OWNER_KEY
@@ -649,7 +649,7 @@ def test_no_local_stack_says_how_to_start_one(files: Path, args: list[str]) -> N
 def test_an_internal_error_is_one_line_and_the_traceback_only_on_request(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from agentgpt.cli import main as cli
+    from apps.cli import main as cli
 
     def broken(args: Any) -> int:
         raise RuntimeError("the config tables are gone")
@@ -677,7 +677,7 @@ def _closed_pipe_run(args: list[str], files: Path) -> subprocess.CompletedProces
     os.close(read_end)
     try:
         return subprocess.run(
-            [sys.executable, "-m", "agentgpt.cli.main", *args],
+            [sys.executable, "-m", "apps.cli.main", *args],
             stdout=write_end,
             stderr=subprocess.PIPE,
             timeout=60,
@@ -719,7 +719,7 @@ def test_piping_into_head_reads_one_line_and_ends_quietly(
     """`agentgpt ... | head -1`: the reader closes its end after one line."""
     argv = [a.replace("{addr}", fake_service) for a in args]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentgpt.cli.main", *argv],
+        [sys.executable, "-m", "apps.cli.main", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from agentgpt.cli.dashboard import render
 from agentgpt.common.v1 import common_pb2
 from agentgpt.session.v1 import session_pb2
+from apps.cli.dashboard import render
 
 
 def test_dashboard_shows_what_the_seed_shows() -> None:

@@ -17,7 +17,7 @@ from agentgpt.decorators import (
 from agentgpt.spec import parse_yaml
 from services.executor.decorators import gas
 
-DEMO_SPEC_DECORATORS = ("kyc_tier4", "ofac_filter", "gas_optimizer_v3")  # README / agentgpt/demo
+DEMO_SPEC_DECORATORS = ("kyc_tier4", "ofac_filter", "gas_optimizer_v3")  # README / apps/demo
 
 
 def test_every_builtin_the_demo_uses_resolves() -> None:
@@ -28,7 +28,7 @@ def test_every_builtin_the_demo_uses_resolves() -> None:
         "gas_optimizer",
     ]
     assert reg.resolve("kyc_tier4").parameter == 4 and reg.resolve("gas_optimizer_v3").parameter == 3
-    from agentgpt.demo.treasury import treasury_spec_yaml
+    from apps.demo.treasury import treasury_spec_yaml
 
     demo = parse_yaml(treasury_spec_yaml(["arbitrum", "polygon"], {"max_base_fee_gwei": 50}))
     assert demo.decorators == DEMO_SPEC_DECORATORS and all(reg.known(n) for n in demo.decorators)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agentgpt.localnet.ports import free_port, ports_in_use
-from agentgpt.localnet.stack import LocalStack, StackError, StackOptions
+from apps.localnet.ports import free_port, ports_in_use
+from apps.localnet.stack import LocalStack, StackError, StackOptions
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentgpt.localnet.stack import LocalStack, StackError, StackOptions, reset_workdir
+from apps.localnet.stack import LocalStack, StackError, StackOptions, reset_workdir
 
 A_RUN = [
     "stack.json",

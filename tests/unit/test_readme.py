@@ -6,7 +6,7 @@ import contextlib
 import io
 from pathlib import Path
 
-from agentgpt.cli.main import main
+from apps.cli.main import main
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

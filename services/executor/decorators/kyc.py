@@ -1,55 +1,19 @@
 """kyc_tier<N>: on-chain actions need the session owner's KYC attestation of tier >= N from a trusted issuer.
 
 The attestation sits in the session params as `kyc_attestation` = {subject, tier, expires, issuer,
-signature}: an EIP-712 signature by the issuer over KycAttestation(subject, tier, expires). Issuers
-are configured (AGENTGPT_KYC_ISSUERS); the seed's Polygon ID credential is realised as this signed
-claim. A verified attestation is cached per (session, signature) so the check costs one lookup per task.
+signature}: an EIP-712 signature by the issuer over KycAttestation(subject, tier, expires), in the
+format of agentgpt.kyc (shared with the issuers that sign it). Issuers are configured
+(AGENTGPT_KYC_ISSUERS); the seed's Polygon ID credential is realised as this signed claim. A verified attestation is cached per (session, signature) so the check costs one lookup per task.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
-from eth_utils.address import to_checksum_address
-
 from agentgpt.decorators import KYC_TIERS
+from agentgpt.kyc import attestation_signer
 from services.executor.decorators import DecoratorContext, DecoratorDeps, base_name
 from services.executor.plan import Plan, PlanRejected
-
-DOMAIN = {"name": "AgentGPT KYC", "version": "1"}
-TYPES = {
-    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"}],
-    "KycAttestation": [
-        {"name": "subject", "type": "address"},
-        {"name": "tier", "type": "uint8"},
-        {"name": "expires", "type": "uint64"},
-    ],
-}
-
-
-def attestation_message(subject: str, tier: int, expires: int) -> dict[str, Any]:
-    return {
-        "domain": DOMAIN,
-        "types": TYPES,
-        "primaryType": "KycAttestation",
-        "message": {"subject": to_checksum_address(subject), "tier": tier, "expires": expires},
-    }
-
-
-def sign_attestation(issuer_key: str, subject: str, tier: int, expires: int) -> dict[str, Any]:
-    """The `kyc_attestation` params entry an issuer hands a session owner."""
-    signed = Account.sign_message(
-        encode_typed_data(full_message=attestation_message(subject, tier, expires)), issuer_key
-    )
-    return {
-        "subject": to_checksum_address(subject),
-        "tier": tier,
-        "expires": expires,
-        "issuer": Account.from_key(issuer_key).address,
-        "signature": "0x" + bytes(signed.signature).hex(),
-    }
 
 
 class KycTier:
@@ -67,10 +31,7 @@ class KycTier:
         try:
             subject, tier, expires = str(att["subject"]), int(att["tier"]), int(att["expires"])
             signature = bytes.fromhex(str(att["signature"]).removeprefix("0x"))
-            signer = Account.recover_message(
-                encode_typed_data(full_message=attestation_message(subject, tier, expires)),
-                signature=signature,
-            )
+            signer = attestation_signer(subject, tier, expires, signature)
         except Exception as exc:
             raise PlanRejected(
                 f"kyc_attestation is malformed: {type(exc).__name__}: {exc}", by=self.name

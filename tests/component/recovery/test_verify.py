@@ -16,8 +16,8 @@ from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import NotFound, RpcError, Unavailable
 from agentgpt.indexer.v1 import indexer_pb2 as ix
 from agentgpt.ipfs import CheckpointReader, CheckpointWriter, EmbeddedStore, generate_key
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
 from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.recovery_oracle.verify import CheckpointVerifier
 
 EXECUTOR = ExecutorKey(DEV_PRIVATE_KEYS[1])

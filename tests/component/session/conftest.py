@@ -8,9 +8,9 @@ import pytest
 import pytest_asyncio
 
 from agentgpt.ipfs import EmbeddedStore
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
 from agentgpt.runtime.config import load
 from agentgpt.runtime.server import RunningService
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.session.app import build
 from services.session.config import SessionConfig
 from services.session.memory import InMemorySessionChain

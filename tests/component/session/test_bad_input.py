@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
 from agentgpt.session.v1 import session_pb2 as pb
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.session.model import verify_chain
 
 from .harness import SERVICE_MD, Harness, Owner

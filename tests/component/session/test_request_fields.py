@@ -65,7 +65,7 @@ async def test_read_auth_field_authenticates_reads(service: Harness, owner: Owne
 
 
 async def test_deprecated_metadata_headers_still_accepted(service: Harness, owner: Owner) -> None:
-    """Older clients (agentgpt/demo) send both signatures as metadata; one more release accepts them."""
+    """Older clients (apps/demo) send both signatures as metadata; one more release accepts them."""
     create = owner.sign(
         pb.CreateSessionRequest(idempotency_key=new_key(), spec_yaml=SPEC_YAML, initial_budget="10")
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.session.chain import Receipt
 from services.session.memory import InMemorySessionChain
 

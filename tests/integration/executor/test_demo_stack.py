@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agentgpt.cli.dashboard import render
 from agentgpt.clients import RecoveryClient
 from agentgpt.common.v1 import common_pb2 as cpb
-from agentgpt.demo.treasury import run_demo
-from agentgpt.localnet.stack import (
+from agentgpt.recovery.v1 import recovery_pb2 as rc
+from agentgpt.session.v1 import session_pb2 as ss
+from apps.cli.dashboard import render
+from apps.demo.treasury import run_demo
+from apps.localnet.stack import (
     DEPLOYER_KEY,
     EXECUTOR_KEY,
     KYC_ISSUER_KEY,
@@ -21,8 +23,6 @@ from agentgpt.localnet.stack import (
     LocalStack,
     StackOptions,
 )
-from agentgpt.recovery.v1 import recovery_pb2 as rc
-from agentgpt.session.v1 import session_pb2 as ss
 from tests.support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.ipfs, pytest.mark.timeout(600)]
@@ -60,7 +60,7 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
                 [
                     sys.executable,
                     "-m",
-                    "agentgpt.cli.main",
+                    "apps.cli.main",
                     "session",
                     *args,
                     "--workdir",

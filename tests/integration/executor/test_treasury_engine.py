@@ -10,12 +10,12 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from agentgpt.demo.uniswap import deploy_uniswap, read_market, token_balance
 from agentgpt.ipfs import KuboStore
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
+from agentgpt.kyc import sign_attestation
 from agentgpt.session.v1 import session_pb2 as ss
+from apps.demo.uniswap import deploy_uniswap, read_market, token_balance
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.executor.app import ExecutorParts
-from services.executor.decorators.kyc import sign_attestation
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import eventually
 from tests.integration.executor.conftest import KYC_ISSUER_KEY as ISSUER_KEY  # trusted by the fixture

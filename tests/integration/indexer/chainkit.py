@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from web3 import Web3
 
 from agentgpt.chain.deploy import deploy_all
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from agentgpt.network import ChainInfo
+from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from services.indexer.follower import ChainFollower, FollowerTuning
 from services.indexer.metrics import IndexerMetrics
 from services.indexer.rpc import ChainRpc

@@ -20,7 +20,7 @@ from agentgpt.ipfs import codec
 from agentgpt.ipfs.cid import CHUNK_SIZE, MAX_LINKS, codec_of, dag_cbor_cid, file_cid, normalize, raw_cid
 from agentgpt.ipfs.errors import ContentNotFound
 from agentgpt.ipfs.store import EmbeddedStore, KuboStore
-from agentgpt.localnet.ipfs import IpfsNode, pid_alive
+from apps.localnet.ipfs import IpfsNode, pid_alive
 
 pytestmark = pytest.mark.ipfs
 

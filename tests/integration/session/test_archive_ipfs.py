@@ -11,10 +11,10 @@ import pytest
 import pytest_asyncio
 
 from agentgpt.ipfs import KuboStore, codec_of
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
 from agentgpt.runtime.config import load
 from agentgpt.runtime.server import RunningService
 from agentgpt.session.v1 import session_pb2 as pb
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.session.app import build
 from services.session.config import SessionConfig
 from services.session.memory import InMemorySessionChain

@@ -23,11 +23,11 @@ from agentgpt.common.v1 import common_pb2 as common
 from agentgpt.contracts import load_artifact
 from agentgpt.ipfs import KuboStore
 from agentgpt.lifecycle import Durations
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from agentgpt.runtime.config import load
 from agentgpt.runtime.server import RunningService
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import allowlist_of
+from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from services.session.app import build
 from services.session.config import SessionConfig
 from services.session.model import verify_chain

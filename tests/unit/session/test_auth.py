@@ -5,8 +5,8 @@ from __future__ import annotations
 from eth_utils.crypto import keccak
 
 from agentgpt import auth
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
 from agentgpt.session.v1 import session_pb2 as pb
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 
 KEY = DEV_PRIVATE_KEYS[1]
 

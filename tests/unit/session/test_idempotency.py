@@ -6,8 +6,8 @@ import pytest
 
 from agentgpt import auth
 from agentgpt.errors import InvalidArgument
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
 from agentgpt.session.v1 import session_pb2 as pb
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.session.control import (
     CallContext,
     chain_signature,

@@ -10,7 +10,7 @@
 3. submits the workflow: analyze_market, rebalance (30% ETH -> dUSD), publish_report (to IPFS);
 4. waits until the executor has run them and anchored a checkpoint, completes the session (event log
    archived to IPFS, NFT burned) and returns InspectSession(detail="full"), which
-   `agentgpt.cli.dashboard.render` prints like the seed's `agentgpt session inspect`.
+   `apps.cli.dashboard.render` prints like the seed's `agentgpt session inspect`.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from agentgpt.chain.rpc import connect
 from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.contracts import load_artifact
-from agentgpt.demo.uniswap import deploy_uniswap
+from agentgpt.kyc import sign_attestation
 from agentgpt.network import ChainInfo, load_network
 from agentgpt.owner import SessionOwner
 from agentgpt.session.v1 import session_pb2 as ss
+from apps.demo.uniswap import deploy_uniswap
 
 SWAP_SELECTOR = keccak(text="swapExactETHForTokens(uint256,address[],address,uint256)")[:4]
 E18 = 10**18
@@ -185,8 +186,6 @@ async def run_demo(
 
 
 def _attestation(issuer_key: str, subject: str) -> dict[str, Any]:
-    from services.executor.decorators.kyc import sign_attestation
-
     return sign_attestation(issuer_key, subject, 4, int(time.time()) + 24 * 3600)
 
 

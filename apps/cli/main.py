@@ -26,7 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from agentgpt.cli.owner import INT64_MAX, CommandFailed, UsageError, shown
+from apps.cli.owner import INT64_MAX, CommandFailed, UsageError, shown
 
 DEFAULT_WORKDIR = Path(".agentgpt/stack")
 DEBUG_ENV = "AGENTGPT_DEBUG"
@@ -58,7 +58,14 @@ async def _up(args: argparse.Namespace) -> int:
         _in_range(value, option, 1, 10 * 365 * 24 * 3600)
 
     from agentgpt.lifecycle import Durations
-    from agentgpt.localnet.stack import LocalStack, StackOptions
+
+    try:
+        from apps.localnet.stack import LocalStack, StackOptions
+    except ImportError:  # the image carries the CLI but not the development stack
+        raise CommandFailed(
+            "`agentgpt up` starts the development stack, which this installation does not include; "
+            "run it from a checkout of the repository (`make up`)"
+        ) from None
 
     options = StackOptions(
         workdir=Path(args.workdir).resolve(),
@@ -116,9 +123,9 @@ async def _up(args: argparse.Namespace) -> int:
 
 
 async def _demo(stack: Any, stop: asyncio.Event) -> int:
-    from agentgpt.cli.dashboard import render
-    from agentgpt.demo.treasury import run_demo
-    from agentgpt.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEY, KYC_ISSUER_KEY, OWNER_KEY
+    from apps.cli.dashboard import render
+    from apps.demo.treasury import run_demo
+    from apps.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEY, KYC_ISSUER_KEY, OWNER_KEY
 
     _print("\nrunning the seed's treasury session demo ...")
     state = stack.state()
@@ -153,15 +160,20 @@ async def _status(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
     services = _stack_services(args.workdir)
 
-    from agentgpt.clients import check_health
+    from agentgpt.clients import ExecutorClient, IndexerClient, RecoveryClient, SessionClient, check_health
     from agentgpt.errors import RpcError
-    from agentgpt.localnet.stack import SERVICE_NAMES
 
+    names = {
+        "session": SessionClient.service,
+        "indexer": IndexerClient.service,
+        "executor": ExecutorClient.service,
+        "recovery_oracle": RecoveryClient.service,
+    }
     worst = 0
     rows = []
     for name, info in services.items():
         try:
-            status = await check_health(info["grpc"], SERVICE_NAMES.get(name, ""), timeout=args.timeout)
+            status = await check_health(info["grpc"], names.get(name, ""), timeout=args.timeout)
         except RpcError as exc:
             status = f"UNREACHABLE ({exc.code.name})"
         if status != "SERVING":
@@ -178,7 +190,7 @@ async def _status(args: argparse.Namespace) -> int:
 
 def _stack_services(workdir: str) -> dict[str, dict[str, Any]]:
     """The services of the local stack started in `workdir`; CommandFailed when there is none."""
-    from agentgpt.cli.owner import stack_state
+    from apps.cli.owner import stack_state
 
     path = Path(workdir) / "stack.json"
     state = stack_state(workdir)
@@ -231,7 +243,7 @@ def _rpc_failure(exc: Any, target: str) -> CommandFailed:
 
 
 async def _session(args: argparse.Namespace) -> int:
-    from agentgpt.cli import owner
+    from apps.cli import owner
 
     target = ""
 
@@ -255,11 +267,11 @@ async def _read(args: argparse.Namespace, resolve: Any) -> int:
     """inspect, get, list, tasks, watch: the session service's reads (as the CLI's identity)."""
     from google.protobuf import json_format
 
-    from agentgpt.cli.dashboard import render
-    from agentgpt.cli.owner import address, session_id
     from agentgpt.clients import SessionClient
     from agentgpt.common.v1 import common_pb2
     from agentgpt.session.v1 import session_pb2
+    from apps.cli.dashboard import render
+    from apps.cli.owner import address, session_id
 
     # every value checked before the service is looked for
     sid = session_id(args.id) if getattr(args, "id", None) is not None else ""
@@ -465,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--from-cursor", type=int, default=0, help="resume after this event cursor")
     watch.add_argument("--history-only", action="store_true", help="stop after the recorded history")
 
-    from agentgpt.cli import owner
+    from apps.cli import owner
 
     owner.add_actions(add_action)
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from agentgpt.localnet.ports import free_port
+from apps.localnet.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NODE_DIR = REPO_ROOT / "tools" / "ipfs-node"

@@ -31,10 +31,10 @@ from agentgpt.chain.devnet import fund_and_bond
 from agentgpt.clients import check_health
 from agentgpt.errors import RpcError
 from agentgpt.lifecycle import Durations
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
-from agentgpt.localnet.ports import ports_in_use
-from agentgpt.localnet.processes import ServiceProcess
 from agentgpt.network import ChainInfo, Network, write_network
+from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from apps.localnet.ports import ports_in_use
+from apps.localnet.processes import ServiceProcess
 
 # Dev accounts (anvil's public test keys) and their roles in the local stack.
 DEPLOYER_KEY = DEV_PRIVATE_KEYS[0]  # deploys, holds ORACLE_ROLE, relays owner requests
@@ -239,7 +239,7 @@ class LocalStack:
 
         ipfs_api = ""
         if self.options.ipfs:
-            from agentgpt.localnet.ipfs import IpfsNode
+            from apps.localnet.ipfs import IpfsNode
 
             self.ipfs = IpfsNode(self.workdir / "ipfs")
             await _finish_in_thread(self.ipfs.start)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from agentgpt.localnet.ports import free_port
+from apps.localnet.ports import free_port
 
 PG_USER = "agentgpt-pg"
 DB_NAME = "agentgpt"
