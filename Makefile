@@ -13,6 +13,8 @@ STAMP_IPFS := tools/ipfs-node/node_modules/.installed
 PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# mypy --strict covers the library, the services and the application package once it exists.
+MYPY_PACKAGES := agentgpt services $(wildcard apps)
 
 .PHONY: setup up test check protos contracts docs lint bench image lock clean help
 
@@ -51,11 +53,13 @@ protos: $(STAMP_PY)  ## regenerate the protobuf stubs
 contracts: setup  ## recompile the contracts (and the demo market) into their artifacts
 	$(PY) scripts/build_contracts.py
 
-check: setup  ## generated code is fresh, protos lint/format/breaking, ruff
+check: setup  ## generated code fresh; protos lint/format/breaking; ruff lint + format; mypy --strict; import contracts
 	$(PY) scripts/gen_protos.py --check
 	$(PY) scripts/build_contracts.py --check
 	bash scripts/check_protos.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(MYPY_PACKAGES)
 	if [ -f .importlinter ]; then $(VENV)/bin/lint-imports; fi
 
 test: check  ## everything: checks, then unit, component, integration and end-to-end tests
@@ -64,9 +68,7 @@ test: check  ## everything: checks, then unit, component, integration and end-to
 docs: $(STAMP_PY)  ## regenerate the README's configuration table
 	$(PY) scripts/update_readme.py
 
-lint: setup  ## ruff + mypy --strict (advisory)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy agentgpt services
+lint: check  ## alias of check
 
 bench: setup  ## benchmarks; each prints a ratio against a baseline measured in the same run
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -47,7 +47,7 @@ def failure_kind(exc: BaseException) -> str | None:
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Delay before retry number `attempt` (1-based): base, 2·base, 4·base, ... at most `cap`."""
-    return min(cap, base * 2 ** max(0, min(attempt - 1, 30)))
+    return float(min(cap, base * 2 ** max(0, min(attempt - 1, 30))))
 
 
 def printable(text: str) -> str:

@@ -75,7 +75,9 @@ def test_owner_controls_account_in_draft_and_after_the_end(chain: Chain) -> None
         a.executor,
         "AccountCallNotAllowed",
     )
-    c.tx(acc.functions.execute(11, 0, c.agpt.address, 0, _transfer_data(c, a.owner, E18)), a.owner)  # unrestricted
+    c.tx(
+        acc.functions.execute(11, 0, c.agpt.address, 0, _transfer_data(c, a.owner, E18)), a.owner
+    )  # unrestricted
     c.activate(sid)
     c.tx(c.factory.functions.complete(sid), a.owner)
     before = c.balance(a.owner)
@@ -84,7 +86,9 @@ def test_owner_controls_account_in_draft_and_after_the_end(chain: Chain) -> None
         a.executor,
         "AccountCallNotAllowed",
     )
-    c.tx(acc.functions.execute(13, 0, c.agpt.address, 0, _transfer_data(c, a.owner, 3 * E18)), a.owner)  # sweep
+    c.tx(
+        acc.functions.execute(13, 0, c.agpt.address, 0, _transfer_data(c, a.owner, 3 * E18)), a.owner
+    )  # sweep
     assert c.balance(a.owner) == before + 3 * E18
 
 
@@ -123,7 +127,9 @@ def test_a_reverted_step_can_run_again(chain: Chain) -> None:
     sid = c.active_session(allowlist=[(c.agpt.address, TRANSFER)])
     acc = c.account_contract(sid)
     too_much = _transfer_data(c, a.stranger, E18)
-    c.reverts(acc.functions.execute(3, 0, c.agpt.address, 0, too_much), a.executor, "ERC20InsufficientBalance")
+    c.reverts(
+        acc.functions.execute(3, 0, c.agpt.address, 0, too_much), a.executor, "ERC20InsufficientBalance"
+    )
     assert not acc.functions.executed(3, 0).call()  # the revert undid the marker
     c.tx(c.agpt.functions.transfer(acc.address, E18), a.owner)
     c.tx(acc.functions.execute(3, 0, c.agpt.address, 0, too_much), a.executor)

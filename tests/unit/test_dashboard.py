@@ -51,8 +51,12 @@ def test_dashboard_lists_the_alerts_with_their_reasons() -> None:
         alerts_critical=1,
         alerts_warning=1,
         alerts=[
-            session_pb2.Alert(severity="critical", code="budget_mismatch", message="budget mismatch: escrow 5"),
-            session_pb2.Alert(severity="warning", code="task_retrying", message="task 3 retrying", task_seq=3),
+            session_pb2.Alert(
+                severity="critical", code="budget_mismatch", message="budget mismatch: escrow 5"
+            ),
+            session_pb2.Alert(
+                severity="warning", code="task_retrying", message="task 3 retrying", task_seq=3
+            ),
         ],
     )
     lines = render(resp, now=0).splitlines()
