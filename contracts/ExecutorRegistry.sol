@@ -10,8 +10,10 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 /// @notice An executor bonds AGPT; the SessionFactory only assigns executors whose active bond is at least
 ///         `minBond`. Withdrawing takes two steps separated by `unbondingDelay`, and stake that is waiting
 ///         to unbond can still be slashed, so an executor cannot outrun a penalty.
-///         Penalties (seed section 4): the oracle slashes 15% (1500 bps) to a beneficiary for a false
-///         recovery claim and burns 5% (500 bps) for data loss; both carry the evidence hash.
+///         Penalties (the recovery protocol): the oracle slashes 15% (1500 bps) to a beneficiary for a false
+///         recovery claim and burns 5% (500 bps) for data loss. Each penalty carries its evidence (a text
+///         naming session, checkpoint and reason) in its event, and one piece of evidence is penalised at
+///         most once: a repeated claim reverts with AlreadyPenalized.
 contract ExecutorRegistry is AccessControl {
     using SafeERC20 for IERC20;
 
@@ -31,14 +33,20 @@ contract ExecutorRegistry is AccessControl {
     uint64 public immutable unbondingDelay;
 
     mapping(address executor => Bond) private _bonds;
+    mapping(bytes32 evidenceHash => bool) public penalized;
 
     event Bonded(address indexed executor, uint256 amount, uint256 activeBond);
     event UnbondRequested(address indexed executor, uint256 amount, uint256 activeBond, uint64 unlockAt);
     event Withdrawn(address indexed executor, uint256 amount);
     event Slashed(
-        address indexed executor, uint16 bps, uint256 amount, address indexed beneficiary, bytes32 indexed evidenceHash
+        address indexed executor,
+        uint16 bps,
+        uint256 amount,
+        address indexed beneficiary,
+        bytes32 indexed evidenceHash,
+        string evidence
     );
-    event Burned(address indexed executor, uint16 bps, uint256 amount, bytes32 indexed evidenceHash);
+    event Burned(address indexed executor, uint16 bps, uint256 amount, bytes32 indexed evidenceHash, string evidence);
 
     error ZeroAmount();
     error InsufficientBond(uint256 requested, uint256 available);
@@ -47,6 +55,8 @@ contract ExecutorRegistry is AccessControl {
     error InvalidBps(uint16 bps);
     error ZeroAddress();
     error AmountTooLarge();
+    error AlreadyPenalized(bytes32 evidenceHash);
+    error EmptyEvidence();
 
     constructor(IERC20 token_, uint256 minBond_, uint64 unbondingDelay_, address admin) {
         if (address(token_) == address(0) || admin == address(0)) revert ZeroAddress();
@@ -91,26 +101,28 @@ contract ExecutorRegistry is AccessControl {
         token.safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Slash `bps` of the executor's total stake (active + unbonding) to `beneficiary`.
-    function slash(address executor, uint16 bps, address beneficiary, bytes32 evidenceHash)
+    /// @notice Slash `bps` of the executor's total stake (active + unbonding) to `beneficiary`, for `evidence`.
+    function slash(address executor, uint16 bps, address beneficiary, string calldata evidence)
         external
         onlyRole(ORACLE_ROLE)
         returns (uint256 amount)
     {
         if (beneficiary == address(0)) revert ZeroAddress();
+        bytes32 evidenceHash = _useEvidence(evidence);
         amount = _take(executor, bps);
-        emit Slashed(executor, bps, amount, beneficiary, evidenceHash);
+        emit Slashed(executor, bps, amount, beneficiary, evidenceHash, evidence);
         if (amount > 0) token.safeTransfer(beneficiary, amount);
     }
 
-    /// @notice Burn `bps` of the executor's total stake (active + unbonding).
-    function burn(address executor, uint16 bps, bytes32 evidenceHash)
+    /// @notice Burn `bps` of the executor's total stake (active + unbonding), for `evidence`.
+    function burn(address executor, uint16 bps, string calldata evidence)
         external
         onlyRole(ORACLE_ROLE)
         returns (uint256 amount)
     {
+        bytes32 evidenceHash = _useEvidence(evidence);
         amount = _take(executor, bps);
-        emit Burned(executor, bps, amount, evidenceHash);
+        emit Burned(executor, bps, amount, evidenceHash, evidence);
         if (amount > 0) ERC20Burnable(address(token)).burn(amount);
     }
 
@@ -123,6 +135,13 @@ contract ExecutorRegistry is AccessControl {
     function bondOf(address executor) external view returns (uint256 active, uint256 unbonding, uint64 unlockAt) {
         Bond storage b = _bonds[executor];
         return (b.active, b.unbonding, b.unlockAt);
+    }
+
+    function _useEvidence(string calldata evidence) private returns (bytes32 evidenceHash) {
+        if (bytes(evidence).length == 0) revert EmptyEvidence();
+        evidenceHash = keccak256(bytes(evidence));
+        if (penalized[evidenceHash]) revert AlreadyPenalized(evidenceHash);
+        penalized[evidenceHash] = true;
     }
 
     /// @dev Takes the penalty from the active bond first, then from unbonding stake.

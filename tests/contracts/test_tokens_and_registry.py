@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from eth_account import Account
+from eth_utils.crypto import keccak
 
 from agentgpt.chain.eip712 import sign_permit
 
@@ -104,8 +105,9 @@ def test_slash_false_recovery_claim(chain: Chain) -> None:
     r = c.registry.functions
     assert r.FALSE_RECOVERY_SLASH_BPS().call() == 1500
     c.tx(r.requestUnbond(MIN_BOND), a.executor)  # unbonding stake is still slashable
-    evidence = b"\xee" * 32
+    evidence = "false_recovery_claim session=1 seq=50 cid=bafy-example"
     c.reverts(r.slash(a.executor, 1500, a.stranger, evidence), a.stranger, "AccessControlUnauthorizedAccount")
+    c.reverts(r.slash(a.executor, 1500, a.stranger, ""), a.admin, "EmptyEvidence")
     c.reverts(r.slash(a.executor, 0, a.stranger, evidence), a.admin, "InvalidBps")
     c.reverts(r.slash(a.executor, 10_001, a.stranger, evidence), a.admin, "InvalidBps")
     c.reverts(r.slash(a.executor, 1500, "0x" + "00" * 20, evidence), a.admin, "ZeroAddress")
@@ -113,15 +115,26 @@ def test_slash_false_recovery_claim(chain: Chain) -> None:
     receipt = c.tx(r.slash(a.executor, 1500, a.stranger, evidence), a.admin)
     ev = c.events(receipt, c.registry, "Slashed")[0]["args"]
     expected = MIN_BOND * 1500 // 10_000
-    assert (ev["executor"], ev["bps"], ev["amount"], ev["beneficiary"], ev["evidenceHash"]) == (
+    assert (
+        ev["executor"],
+        ev["bps"],
+        ev["amount"],
+        ev["beneficiary"],
+        ev["evidenceHash"],
+        ev["evidence"],
+    ) == (
         a.executor,
         1500,
         expected,
         a.stranger,
+        keccak(text=evidence),
         evidence,
     )
     assert c.balance(a.stranger) == before + expected
     assert r.bondOf(a.executor).call()[:2] == [0, MIN_BOND - expected]
+    # the same evidence is penalised once
+    assert r.penalized(keccak(text=evidence)).call()
+    c.reverts(r.slash(a.executor, 1500, a.stranger, evidence), a.admin, "AlreadyPenalized")
 
 
 def test_burn_data_loss(chain: Chain) -> None:
@@ -129,12 +142,18 @@ def test_burn_data_loss(chain: Chain) -> None:
     r = c.registry.functions
     assert r.DATA_LOSS_BURN_BPS().call() == 500
     supply = c.agpt.functions.totalSupply().call()
-    evidence = b"\xdd" * 32
+    evidence = "data_loss session=1 seq=50 cid=bafy-example"
     c.reverts(r.burn(a.executor, 500, evidence), a.executor, "AccessControlUnauthorizedAccount")
     receipt = c.tx(r.burn(a.executor, 500, evidence), a.admin)
     burned = MIN_BOND * 500 // 10_000
     ev = c.events(receipt, c.registry, "Burned")[0]["args"]
-    assert (ev["amount"], ev["bps"], ev["evidenceHash"]) == (burned, 500, evidence)
+    assert (ev["amount"], ev["bps"], ev["evidenceHash"], ev["evidence"]) == (
+        burned,
+        500,
+        keccak(text=evidence),
+        evidence,
+    )
     assert c.agpt.functions.totalSupply().call() == supply - burned
     assert r.bondOf(a.executor).call()[0] == MIN_BOND - burned
     assert not r.isBonded(a.executor).call()  # now under the minimum
+    c.reverts(r.burn(a.executor, 500, evidence), a.admin, "AlreadyPenalized")
