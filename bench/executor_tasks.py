@@ -37,8 +37,8 @@ from agentgpt.runtime.config import load
 from agentgpt.session.v1 import session_pb2 as ss
 from services.executor.app import build_parts
 from services.executor.config import ExecutorConfig
-from services.executor.models import BuiltinPlanner, SessionView
 from services.executor.plan import TaskRequest
+from services.executor.planners import BuiltinPlanner, SessionView
 
 KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 DONE = {ss.TASK_STATUS_SUCCEEDED, ss.TASK_STATUS_FAILED, ss.TASK_STATUS_REFUSED}
@@ -135,12 +135,12 @@ async def checkpoint_cost(n: int) -> None:
 
     from agentgpt.chain.deploy import deploy_all
     from agentgpt.ipfs import CheckpointWriter, KuboStore, encode
+    from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+    from agentgpt.localnet.ipfs import IpfsNode
     from agentgpt.network import ChainInfo, Network
     from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
-    from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
-    from apps.localnet.ipfs import IpfsNode
-    from services.executor.chain_exec import ChainSet
-    from services.executor.checkpoints import AnchorQueue, Checkpointer, _AnchorJob
+    from services.executor.anchoring import AnchorQueue, Checkpointer, _AnchorJob
+    from services.executor.transactions import ChainSet
 
     with AnvilNode(chain_id=31337) as anvil, IpfsNode() as ipfs:
         dep = await deploy_all(anvil.rpc_url, DEV_PRIVATE_KEYS[0], min_bond=10**18)

@@ -10,7 +10,6 @@ callback makes each intent durable before broadcast.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,10 +17,11 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
+from agentgpt.canonical import canonical_json_ascii
 from agentgpt.contracts import load_artifact
 from agentgpt.ipfs import ContentStore
-from services.executor.chain_exec import ChainSet, Journal, TxResult
 from services.executor.plan import Action, Plan, PlanRejected
+from services.executor.transactions import ChainSet, Journal, TxResult
 
 # Minimal ABIs of the Uniswap V2 / ERC-20 functions the actions use (the full artifacts live in npm
 # packages that an executor image does not carry).
@@ -252,6 +252,6 @@ class ActionRunner:
                 }
             report["holdings"] = holdings
             report["block"] = await handle.w3.eth.block_number
-        data = json.dumps(report, sort_keys=True, separators=(",", ":"), default=str).encode()
+        data = canonical_json_ascii(report, default=str).encode()
         cid = await self.store.put(data, "raw")
         return {"cid": cid, "size": len(data), "title": title}

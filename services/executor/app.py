@@ -16,18 +16,18 @@ from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.tasklog import ExecutorKey
 from services.executor.actions import ActionRunner
+from services.executor.anchoring import AnchorQueue, Checkpointer
 from services.executor.budget import AgptEscrowRail, LedgerRail, PaymentRail
-from services.executor.chain_exec import ChainSet, TxIntentRecord
-from services.executor.checkpoints import AnchorQueue, Checkpointer
 from services.executor.config import ExecutorConfig
 from services.executor.context import ContextBuilder
 from services.executor.decorators import DecoratorDeps, DecoratorRegistry
 from services.executor.engine import Engine, EngineConfig, EngineDeps, SessionPort
+from services.executor.grpc_port import GrpcSessionPort, session_client
 from services.executor.metrics import ExecutorMetrics
-from services.executor.models import BuiltinPlanner, OpenAIPlanner
-from services.executor.models.base import Planner
+from services.executor.planners import BuiltinPlanner, OpenAIPlanner
+from services.executor.planners.base import Planner
 from services.executor.servicer import ExecutorServicer
-from services.executor.session_port import GrpcSessionPort, session_client
+from services.executor.transactions import ChainSet, TxIntentRecord
 from services.executor.validation import VALIDATORS
 
 log = logging.getLogger("agentgpt.executor")

@@ -16,8 +16,8 @@ from typing import Any
 
 from services.executor.budget import PaymentRail
 from services.executor.decorators import Decorator, DecoratorContext, DecoratorRegistry, UnknownDecorator
-from services.executor.models.base import Planner, SessionView
 from services.executor.plan import Plan, PlanRejected, TaskRequest
+from services.executor.planners.base import Planner, SessionView
 
 #: Which model role plans which task kind; anything else uses "execution" (or the only model given).
 ROLE_OF_KIND = {"analyze_market": "risk"}

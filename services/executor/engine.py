@@ -28,19 +28,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentgpt.canonical import sorted_json
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.jsonvalue import parse_json_object
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, TaskLogError, checkpoint_document
+from agentgpt.timestamps import set_timestamp
 from services.executor.actions import ActionRunner, Step
+from services.executor.anchoring import Anchor, AnchorQueue, Checkpointer
 from services.executor.budget import BudgetMeter
-from services.executor.chain_exec import TxError, TxIntentRecord
-from services.executor.checkpoints import Anchor, AnchorQueue, Checkpointer
 from services.executor.context import ContextBuilder, SessionContext
 from services.executor.metrics import ExecutorMetrics
-from services.executor.models.base import SessionView
 from services.executor.plan import PlanDeferred, PlanRejected, TaskRequest
+from services.executor.planners.base import SessionView
 from services.executor.retry import backoff, failure_kind, printable
+from services.executor.transactions import TxError, TxIntentRecord
 
 log = logging.getLogger("agentgpt.executor.engine")
 
@@ -703,7 +705,7 @@ class SessionRunner:
 
 def result_json(result: Mapping[str, Any]) -> str:
     """A task result as reported and logged: canonical JSON (sorted keys; other types as strings)."""
-    return json.dumps(result, sort_keys=True, default=str)
+    return sorted_json(result, default=str)
 
 
 def _intent_from_pb(i: ss.TxIntent) -> TxIntentRecord:
@@ -722,7 +724,7 @@ def _checkpoint_pb(
             cpb.BlockRef(chain_id=a.chain_id, number=a.block_number, hash=a.block_hash) for a in anchors
         ],
     )
-    cp.created_at.FromNanoseconds(int(created_at * 1e9))
+    set_timestamp(cp.created_at, created_at)
     return cp
 
 

@@ -15,7 +15,7 @@ import grpc
 from web3.exceptions import ProviderConnectionError, TimeExhausted
 
 from agentgpt.errors import Aborted, DeadlineExceeded, RpcError, Unavailable
-from services.executor.models.openai import ModelUnavailable
+from services.executor.planners.openai import ModelUnavailable
 
 # Remote statuses that mean "not now" rather than "never".
 _RETRYABLE_CODES = frozenset(

@@ -10,9 +10,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from services.executor.models import OpenAIPlanner, SessionView
-from services.executor.models.openai import ModelUnavailable
 from services.executor.plan import PlanRejected, TaskRequest
+from services.executor.planners import OpenAIPlanner, SessionView
+from services.executor.planners.openai import ModelUnavailable
 
 TO = "0x" + "ab" * 20
 

@@ -14,12 +14,12 @@ from eth_account import Account
 
 from agentgpt.chain.deploy import deploy_all
 from agentgpt.clients import SessionClient
+from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from agentgpt.network import Network, write_network
 from agentgpt.runtime.config import load
-from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from services.executor.app import ExecutorParts, build_parts
 from services.executor.config import ExecutorConfig
-from services.executor.session_port import GrpcSessionPort
+from services.executor.grpc_port import GrpcSessionPort
 from tests.component.executor import conftest as component
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.contracts.chain import Chain

@@ -14,8 +14,8 @@ from web3 import AsyncWeb3, Web3
 from web3.exceptions import TransactionNotFound
 
 from agentgpt.chain.rpc import connect
-from apps.localnet.anvil import DEV_PRIVATE_KEYS
-from services.executor.chain_exec import TxError, TxIntentRecord, TxReverted, TxSender
+from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
+from services.executor.transactions import TxError, TxIntentRecord, TxReverted, TxSender
 from tests.integration.executor.conftest import TX_CHAIN_ID
 
 pytestmark = pytest.mark.chain

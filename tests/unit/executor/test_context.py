@@ -5,8 +5,8 @@ import pytest
 from services.executor.budget import BudgetMeter, LedgerRail
 from services.executor.context import ContextBuilder
 from services.executor.decorators import DecoratorDeps, DecoratorRegistry
-from services.executor.models import BuiltinPlanner, SessionView
 from services.executor.plan import Action, Plan, PlanRejected, TaskRequest
+from services.executor.planners import BuiltinPlanner, SessionView
 
 SANCTIONED = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"
 

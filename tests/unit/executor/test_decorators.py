@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from agentgpt.kyc import sign_attestation
 from services.executor.decorators import (
     DecoratorContext,
     DecoratorDeps,
@@ -14,6 +13,7 @@ from services.executor.decorators import (
     UnknownDecorator,
     base_name,
 )
+from services.executor.decorators.kyc import sign_attestation
 from services.executor.decorators.ofac import default_list_path, load_sanctions_list
 from services.executor.plan import Action, Plan, PlanDeferred, PlanRejected
 
@@ -182,8 +182,8 @@ async def test_a_decorator_that_cannot_be_built_is_a_refusing_stand_in_in_spec_a
     tmp_path: Path,
 ) -> None:
     from services.executor.context import ContextBuilder
-    from services.executor.models import BuiltinPlanner, SessionView
     from services.executor.plan import TaskRequest
+    from services.executor.planners import BuiltinPlanner, SessionView
 
     reg = DecoratorRegistry(DecoratorDeps(ofac_list=str(tmp_path / "missing.txt")), load_entry_points=False)
     builder = ContextBuilder(reg, BuiltinPlanner, lambda name: None)  # type: ignore[arg-type,return-value]

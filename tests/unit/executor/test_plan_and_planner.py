@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.executor.models import BuiltinPlanner, SessionView
 from services.executor.plan import PlanRejected, TaskRequest, plan_from_json
+from services.executor.planners import BuiltinPlanner, SessionView
 
 A = "0x" + "11" * 20
 B = "0x" + "22" * 20

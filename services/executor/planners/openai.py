@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from services.executor.models.base import SessionView
 from services.executor.plan import ACTION_KINDS, Plan, PlanRejected, TaskRequest, plan_from_json
+from services.executor.planners.base import SessionView
 
 SYSTEM_PROMPT = (
     "You plan one task of an on-chain automation session. Answer with one JSON object: "

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.executor.models.base import Planner, SessionView
-from services.executor.models.builtin import BuiltinPlanner
-from services.executor.models.openai import OpenAIPlanner
+from services.executor.planners.base import Planner, SessionView
+from services.executor.planners.builtin import BuiltinPlanner
+from services.executor.planners.openai import OpenAIPlanner
 
 __all__ = ["BuiltinPlanner", "OpenAIPlanner", "Planner", "SessionView"]

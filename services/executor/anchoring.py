@@ -26,8 +26,8 @@ from multiformats import CID
 
 from agentgpt.ipfs import CheckpointWriter
 from agentgpt.tasklog import ExecutorKey
-from services.executor.chain_exec import ChainSet, TxError, TxIntentRecord, TxReverted
 from services.executor.metrics import ExecutorMetrics
+from services.executor.transactions import ChainSet, TxError, TxIntentRecord, TxReverted
 
 log = logging.getLogger("agentgpt.executor.checkpoints")
 

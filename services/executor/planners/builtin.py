@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.executor.models.base import SessionView
 from services.executor.plan import Action, Plan, PlanRejected, TaskRequest, plan_from_json
+from services.executor.planners.base import SessionView
 
 SWAP_GAS = 180_000  # swapExactETHForTokens through the session account (~91k for the swap itself)
 TRANSFER_GAS = 60_000
