@@ -139,7 +139,8 @@ async def checkpoint_cost(n: int) -> None:
     from agentgpt.localnet.ipfs import IpfsNode
     from agentgpt.network import ChainInfo, Network
     from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
-    from services.executor.anchoring import AnchorQueue, Checkpointer, _AnchorJob
+    from services.executor.anchoring import AnchorQueue, _AnchorJob
+    from services.executor.checkpoints import Checkpointer
     from services.executor.transactions import ChainSet
 
     with AnvilNode(chain_id=31337) as anvil, IpfsNode() as ipfs:

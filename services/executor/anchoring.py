@@ -1,15 +1,10 @@
-"""Checkpoints: the session's state every N tasks, stored on IPFS and anchored on every spec chain.
+"""Anchoring: each checkpoint's (seq, CID, state root) written on every chain of its session.
 
-The document (canonical dag-cbor, optionally sealed with AES-256-GCM by agentgpt.ipfs) holds the task
-log entries since the previous checkpoint, a link to that checkpoint, the context epochs, the budget,
-the session's memory and the executor's public key, so a verifier can recheck the hash chain and the
-signatures and arrive at `state_root`. The CID is computed locally and checked against the node's
-answer (agentgpt.ipfs), recorded with the session service at once, then anchored: the home chain's
-SessionFactory.anchorCheckpoint and AnchorRegistry.anchorCheckpoint on every other chain. Anchoring
-runs in a background queue that retries with backoff, so a slow or failing chain never stops tasks;
-a session that has ended (completed, terminated) is anchored no more, and a chain whose contract keeps
-refusing (counted as result="refused", e.g. NotAuthorizedWriter) shows in the anchors metric and its
-alert.
+The home chain's SessionFactory.anchorCheckpoint and AnchorRegistry.anchorCheckpoint on every other
+chain. Anchoring runs in a background queue that retries with backoff, so a slow or failing chain never
+stops tasks; a session that has ended (completed, terminated) is anchored no more, and a chain whose
+contract keeps refusing (counted as result="refused", e.g. NotAuthorizedWriter) shows in the anchors
+metric and its alert. The checkpoint documents themselves are written by checkpoints.Checkpointer.
 """
 
 from __future__ import annotations
@@ -18,14 +13,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from multiformats import CID
 
-from agentgpt.ipfs import CheckpointWriter
-from agentgpt.tasklog import ExecutorKey
 from services.executor.metrics import ExecutorMetrics
 from services.executor.transactions import ChainSet, TxError, TxIntentRecord, TxReverted
 
@@ -38,17 +30,6 @@ class Anchor:
     block_number: int
     block_hash: bytes
     tx_hash: bytes
-
-
-@dataclass(frozen=True)
-class CheckpointMade:
-    session_id: str
-    seq: int
-    cid: str
-    state_root: bytes
-    size: int
-    created_at: float
-    encode_add_s: float  # encode + (encrypt) + IPFS add, seconds
 
 
 AnchorDone = Callable[[str, int, str, bytes, list[Anchor]], Awaitable[None]]
@@ -103,7 +84,6 @@ class AnchorQueue:
         self._done: dict[tuple[str, int], list[Anchor]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self.failures = 0  # total failed attempts (a metric; checked by tests)
-        self.anchored: list[tuple[str, int, Anchor]] = []
 
     def submit(
         self,
@@ -187,7 +167,6 @@ class AnchorQueue:
                 continue
             if self.metrics is not None:
                 self.metrics.anchors.labels(chain, "ok").inc()
-            self.anchored.append((job.session_id, job.seq, anchor))
             done = self._done.setdefault((job.session_id, job.seq), [])
             done.append(anchor)
             try:
@@ -237,24 +216,3 @@ class AnchorQueue:
             raise
         block = await handle.w3.eth.get_block(result.block_number)
         return Anchor(handle.chain_id, result.block_number, bytes(block["hash"]), result.tx_hash)
-
-
-class Checkpointer:
-    """Writes checkpoint documents for one executor (all its sessions)."""
-
-    def __init__(self, writer: CheckpointWriter, key: ExecutorKey) -> None:
-        self.writer = writer
-        self.key = key
-
-    async def make(self, doc: Mapping[str, Any]) -> CheckpointMade:
-        start = time.perf_counter()
-        stored = await self.writer.write(doc)
-        return CheckpointMade(
-            str(doc["session_id"]),
-            int(doc["seq"]),
-            stored.cid,
-            bytes(doc["state_root"]),
-            stored.size,
-            time.time(),
-            time.perf_counter() - start,
-        )

@@ -16,16 +16,18 @@ from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.tasklog import ExecutorKey
 from services.executor.actions import ActionRunner
-from services.executor.anchoring import AnchorQueue, Checkpointer
+from services.executor.anchoring import AnchorQueue
 from services.executor.budget import AgptEscrowRail, LedgerRail, PaymentRail
+from services.executor.checkpoints import Checkpointer
 from services.executor.config import ExecutorConfig
 from services.executor.context import ContextBuilder
 from services.executor.decorators import DecoratorDeps, DecoratorRegistry
-from services.executor.engine import Engine, EngineConfig, EngineDeps, SessionPort
+from services.executor.engine import Engine, EngineConfig, EngineDeps
 from services.executor.grpc_port import GrpcSessionPort, session_client
 from services.executor.metrics import ExecutorMetrics
 from services.executor.planners import BuiltinPlanner, OpenAIPlanner
 from services.executor.planners.base import Planner
+from services.executor.ports import SessionPort
 from services.executor.servicer import ExecutorServicer
 from services.executor.transactions import ChainSet, TxIntentRecord
 from services.executor.validation import VALIDATORS

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from agentgpt.canonical import sorted_json
 from agentgpt.common.v1 import common_pb2 as cpb
@@ -35,12 +35,14 @@ from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, TaskLogError, checkpoint_document
 from agentgpt.timestamps import set_timestamp
 from services.executor.actions import ActionRunner, Step
-from services.executor.anchoring import Anchor, AnchorQueue, Checkpointer
+from services.executor.anchoring import Anchor, AnchorQueue
 from services.executor.budget import BudgetMeter
+from services.executor.checkpoints import Checkpointer
 from services.executor.context import ContextBuilder, SessionContext
 from services.executor.metrics import ExecutorMetrics
 from services.executor.plan import PlanDeferred, PlanRejected, TaskRequest
 from services.executor.planners.base import SessionView
+from services.executor.ports import Fenced, ResumePoint, SessionPort
 from services.executor.retry import backoff, failure_kind, printable
 from services.executor.transactions import TxError, TxIntentRecord
 
@@ -58,33 +60,6 @@ STATUS_NAME: dict[int, str] = {SUCCEEDED: "succeeded", FAILED: "failed", REFUSED
 ACTIVE = cpb.SESSION_STATE_ACTIVE
 
 
-class Fenced(Exception):
-    """This executor's lease epoch is stale: another executor owns the session now."""
-
-
-class SessionPort(Protocol):
-    """What the engine needs from the session service (the system of record)."""
-
-    async def claim(self, executor_id: str, session_id: str, ttl: int, address: str = "") -> ss.Lease | None:
-        """A lease on `session_id` (empty: the next unleased ACTIVE session); with `address`, only a
-        session assigned to that executor address on chain."""
-        ...
-
-    async def renew(self, lease: ss.Lease, ttl: int) -> ss.Lease: ...
-
-    async def release(self, lease: ss.Lease) -> None: ...
-
-    async def session(self, session_id: str) -> ss.Session: ...
-
-    async def tasks(self, session_id: str, after_seq: int) -> list[ss.Task]:
-        """The session's tasks with seq > after_seq, in seq order, with their current status."""
-        ...
-
-    async def report(self, lease: ss.Lease, task: ss.Task) -> None: ...
-
-    async def record_checkpoint(self, lease: ss.Lease, checkpoint: cpb.Checkpoint) -> None: ...
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     executor_id: str = "executor-1"
@@ -100,15 +75,6 @@ class EngineConfig:
     retry_base: float = 0.5  # first retry delay (doubles) for a task or the queue
     retry_max: float = 30.0  # longest retry delay
     claim_address: str = ""  # lease only sessions assigned to this address on chain ("" = any)
-
-
-@dataclass
-class ResumePoint:
-    """Where a rehydrated session starts: the verified checkpoint from the recovery oracle."""
-
-    seq: int
-    cid: str
-    state_root: bytes
 
 
 @dataclass

@@ -16,7 +16,7 @@ from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import RpcError
 from agentgpt.session.v1 import session_pb2 as ss
-from services.executor.engine import Fenced
+from services.executor.ports import Fenced
 
 TASK_PAGE = 1000  # the session service's largest ListTasks page
 

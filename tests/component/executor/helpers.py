@@ -11,8 +11,8 @@ from agentgpt.ipfs import EmbeddedStore
 from agentgpt.runtime.config import load
 from services.executor.app import ExecutorParts, build_parts
 from services.executor.config import ExecutorConfig
-from services.executor.engine import SessionPort
 from services.executor.grpc_port import GrpcSessionPort, session_client
+from services.executor.ports import SessionPort
 
 KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 

@@ -15,7 +15,7 @@ import grpc
 from agentgpt.errors import RpcError
 from agentgpt.session.v1 import session_pb2 as ss
 from services.executor.app import ExecutorParts
-from services.executor.engine import SessionPort
+from services.executor.ports import SessionPort
 from services.executor.retry import backoff, failure_kind, printable
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import eventually, parts, poison_outputs

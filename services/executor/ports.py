@@ -1,0 +1,52 @@
+"""What the executor needs from the outside, as types: the session service (SessionPort) and its leases.
+
+The engine and its session runners speak only these; grpc_port.GrpcSessionPort is the production
+implementation (the benchmark and some tests use in-memory ones).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.session.v1 import session_pb2 as ss
+
+
+class Fenced(Exception):
+    """This executor's lease epoch is stale: another executor owns the session now."""
+
+
+class SessionPort(Protocol):
+    """What the engine needs from the session service (the system of record).
+
+    `renew`, `report` and `record_checkpoint` raise Fenced when the lease they name is no longer this
+    executor's (stale epoch, taken over, session no longer ACTIVE)."""
+
+    async def claim(self, executor_id: str, session_id: str, ttl: int, address: str = "") -> ss.Lease | None:
+        """A lease on `session_id` (empty: the next unleased ACTIVE session); with `address`, only a
+        session assigned to that executor address on chain."""
+        ...
+
+    async def renew(self, lease: ss.Lease, ttl: int) -> ss.Lease: ...
+
+    async def release(self, lease: ss.Lease) -> None: ...
+
+    async def session(self, session_id: str) -> ss.Session: ...
+
+    async def tasks(self, session_id: str, after_seq: int) -> list[ss.Task]:
+        """The session's tasks with seq > after_seq, in seq order, with their current status."""
+        ...
+
+    async def report(self, lease: ss.Lease, task: ss.Task) -> None: ...
+
+    async def record_checkpoint(self, lease: ss.Lease, checkpoint: cpb.Checkpoint) -> None: ...
+
+
+@dataclass
+class ResumePoint:
+    """Where a rehydrated session starts: the verified checkpoint from the recovery oracle."""
+
+    seq: int
+    cid: str
+    state_root: bytes
