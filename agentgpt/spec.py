@@ -23,7 +23,6 @@ commits exactly this list on chain, so the owner signs it.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import yaml
 from eth_utils.crypto import keccak
 
+from agentgpt.canonical import canonical_json
 from agentgpt.errors import InvalidArgument
 from agentgpt.jsonvalue import JsonValueError, check_json_value, check_text
 
@@ -68,7 +68,7 @@ class SessionSpec:
             "params": self.params,
             "checkpoint_interval": self.checkpoint_interval,
         }
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        return canonical_json(doc).encode()
 
     def workflow_hash(self) -> bytes:
         return keccak(self.canonical())

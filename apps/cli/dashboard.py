@@ -6,6 +6,7 @@ import time
 
 from agentgpt.common.v1 import common_pb2
 from agentgpt.session.v1 import session_pb2
+from agentgpt.timestamps import whole_seconds
 
 AGPT_DECIMALS = 18
 WEI_PER_ETH = 10**18
@@ -81,7 +82,7 @@ def render(resp: session_pb2.InspectSessionResponse, now: float | None = None) -
     if s.state_reason:
         lines.append(f"State reason: {s.state_reason}")
     if s.HasField("deadline"):
-        deadline = s.deadline.ToSeconds()
+        deadline = whole_seconds(s.deadline)
         lines.append(
             f"Timer: {_state(s.state).lower()} deadline "
             f"{time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(deadline))} ({_ago(deadline - now)})"
@@ -99,6 +100,6 @@ def render(resp: session_pb2.InspectSessionResponse, now: float | None = None) -
     if resp.recent_events:
         lines.append("Recent events:")
         for e in resp.recent_events:
-            at = time.strftime("%H:%M:%S", time.gmtime(e.at.ToSeconds()))
+            at = time.strftime("%H:%M:%S", time.gmtime(whole_seconds(e.at)))
             lines.append(f"  {e.cursor:>5} {at} {e.type:<20} {e.data_json[:70]}")
     return "\n".join(lines)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from agentgpt.executor.v1 import executor_pb2 as pb
 from agentgpt.executor.v1 import executor_pb2_grpc as pb_grpc
+from agentgpt.timestamps import to_timestamp
 from services.executor.engine import Engine
 
 
@@ -14,8 +14,7 @@ class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
     def __init__(self, engine: Engine, address: str, started_at: float) -> None:
         self.engine = engine
         self.address = address
-        self.started_at = Timestamp()
-        self.started_at.FromNanoseconds(int(started_at * 1e9))
+        self.started_at = to_timestamp(started_at)
 
     async def AssignSession(
         self, request: pb.AssignSessionRequest, context: aio.ServicerContext

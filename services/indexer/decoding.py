@@ -22,6 +22,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_utils.address import to_checksum_address as _to_checksum_address
 from eth_utils.crypto import keccak
 
+from agentgpt.canonical import canonical_json_ascii
 from agentgpt.contracts import load_artifact
 
 _QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,16}")
@@ -96,10 +97,6 @@ class DecodedEvent(NamedTuple):
     args: dict[str, Any]  # JSON-ready: ints as decimal strings, bytes as 0x hex, addresses checksummed
     session_id: str
     args_json: str  # `args` as canonical JSON (sorted keys, no spaces): what the store keeps
-
-
-def canonical_json(args: dict[str, Any]) -> str:
-    return json.dumps(args, sort_keys=True, separators=(",", ":"))
 
 
 def _hex(value: Any, what: str, pattern: re.Pattern[str], memo: dict[str, str] | None) -> str:
@@ -388,7 +385,7 @@ class EventAbi:
             raise SkippedLog("undecodable", f"{self.name}: {type(exc).__name__}: {exc}"[:200]) from None
         for name, value in zip(self.data_names, values, strict=True):
             args[name] = _jsonable(value)
-        return args, canonical_json(args)
+        return args, canonical_json_ascii(args)
 
 
 class EventDecoder:

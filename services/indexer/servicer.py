@@ -6,7 +6,6 @@ import base64
 from collections.abc import AsyncIterator, Sequence
 from typing import cast
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 
 from agentgpt.common.v1 import common_pb2 as common
@@ -14,6 +13,7 @@ from agentgpt.errors import InvalidArgument, NotFound
 from agentgpt.indexer.v1 import indexer_pb2 as pb
 from agentgpt.indexer.v1 import indexer_pb2_grpc as pb_grpc
 from agentgpt.network import Network
+from agentgpt.timestamps import to_timestamp
 from services.indexer.follower import ChainFollower, Health
 from services.indexer.queries import Anchor, IndexerQueries
 from services.indexer.store import EventQuery, IndexerStore, StoredEvent
@@ -181,8 +181,7 @@ class IndexerServicer(pb_grpc.IndexerServiceServicer):
         out = []
         for f in self.followers:
             s = f.status
-            updated = Timestamp()
-            updated.FromNanoseconds(int(s.updated_at * 1e9))
+            updated = to_timestamp(s.updated_at)
             out.append(
                 pb.ChainStatus(
                     chain_id=s.chain_id,

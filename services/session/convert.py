@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import cast
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from agentgpt.canonical import sorted_json
 from agentgpt.common.v1 import common_pb2 as common
 from agentgpt.session.v1 import session_pb2 as pb
+from agentgpt.timestamps import to_timestamp as timestamp
 from services.session.model import EventRecord, SessionRecord, TaskRecord
-
-
-def timestamp(seconds: float) -> Timestamp:
-    """A float of unix seconds as a Timestamp, to the microsecond (what a float near 1.7e9 holds: scaling it
-    to nanoseconds first, as `int(seconds * 1e9)` did, turns .25 s into 249999872 ns)."""
-    whole = math.floor(seconds)
-    micros = round((seconds - whole) * 1_000_000)
-    if micros == 1_000_000:
-        whole, micros = whole + 1, 0
-    return Timestamp(seconds=int(whole), nanos=micros * 1000)
 
 
 def spec_to_pb(spec: dict[str, object]) -> pb.SessionSpec:
@@ -29,7 +18,7 @@ def spec_to_pb(spec: dict[str, object]) -> pb.SessionSpec:
         chains=[str(c) for c in spec["chains"]],  # type: ignore[attr-defined]
         models={str(k): str(v) for k, v in dict(spec["models"]).items()},  # type: ignore[call-overload]
         decorators=[str(d) for d in spec["decorators"]],  # type: ignore[attr-defined]
-        params_json=json.dumps(spec["params"], sort_keys=True),
+        params_json=sorted_json(spec["params"]),
         checkpoint_interval=int(spec["checkpoint_interval"]),  # type: ignore[call-overload]
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from eth_utils.crypto import keccak
 
+from agentgpt.canonical import canonical_json
 from agentgpt.lifecycle import SessionClock, SessionState, TerminalReason
 
 ZERO_HASH = b"\x00" * 32
@@ -117,10 +118,6 @@ class NewEvent:
 
     type: str
     data: dict[str, Any] = field(default_factory=dict)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def event_hash(
