@@ -135,10 +135,10 @@ async def checkpoint_cost(n: int) -> None:
 
     from agentgpt.chain.deploy import deploy_all
     from agentgpt.ipfs import CheckpointWriter, KuboStore, encode
-    from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
-    from agentgpt.localnet.ipfs import IpfsNode
     from agentgpt.network import ChainInfo, Network
     from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
+    from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+    from apps.localnet.ipfs import IpfsNode
     from services.executor.anchoring import AnchorQueue, _AnchorJob
     from services.executor.checkpoints import Checkpointer
     from services.executor.transactions import ChainSet

@@ -14,9 +14,9 @@ from eth_account import Account
 
 from agentgpt.chain.deploy import deploy_all
 from agentgpt.clients import SessionClient
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from agentgpt.network import Network, write_network
 from agentgpt.runtime.config import load
+from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from services.executor.app import ExecutorParts, build_parts
 from services.executor.config import ExecutorConfig
 from services.executor.grpc_port import GrpcSessionPort

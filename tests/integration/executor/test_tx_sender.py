@@ -14,7 +14,7 @@ from web3 import AsyncWeb3, Web3
 from web3.exceptions import TransactionNotFound
 
 from agentgpt.chain.rpc import connect
-from agentgpt.localnet.anvil import DEV_PRIVATE_KEYS
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.executor.transactions import TxError, TxIntentRecord, TxReverted, TxSender
 from tests.integration.executor.conftest import TX_CHAIN_ID
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from agentgpt.kyc import sign_attestation
 from services.executor.decorators import (
     DecoratorContext,
     DecoratorDeps,
@@ -13,7 +14,6 @@ from services.executor.decorators import (
     UnknownDecorator,
     base_name,
 )
-from services.executor.decorators.kyc import sign_attestation
 from services.executor.decorators.ofac import default_list_path, load_sanctions_list
 from services.executor.plan import Action, Plan, PlanDeferred, PlanRejected
 
