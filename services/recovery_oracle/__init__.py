@@ -1,1 +1,1 @@
-"""Recovery oracle: detects failed executors and rehydrates their sessions from verified checkpoints (DESIGN.md §3)."""
+"""Recovery oracle: detects failed executors and rehydrates their sessions from verified checkpoints (docs/design.md §3)."""

@@ -14,3 +14,10 @@ class RecoveryConfig(IpfsConfig):
     checkpoint_key: str = setting(
         "", "AES-256-GCM key (64 hex chars) opening sealed checkpoints (the executors' key). Secret"
     )
+    oracle_key: str = setting(
+        "",
+        "Private key (hex) holding ORACLE_ROLE on the home chain's ExecutorRegistry: applies penalties "
+        "for upheld claims. Secret: use AGENTGPT_ORACLE_KEY_FILE in production. Empty: claims are refused",
+    )
+    claim_attempts: int = setting(3, "Fetches of a checkpoint from IPFS before a data-loss claim is upheld")
+    claim_window: float = setting(30.0, "Seconds the fetches of a data-loss claim are spread over")

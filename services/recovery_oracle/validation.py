@@ -26,6 +26,8 @@ def claim(req: pb.SubmitClaimRequest) -> None:
     v.enum_value(req.kind, "kind", pb.ClaimKind)
     v.address(req.executor, "executor")
     v.text(req.evidence, "evidence", max_len=1024)
+    if req.challenger:
+        v.address(req.challenger, "challenger")
 
 
 def list_recoveries(req: pb.ListRecoveriesRequest) -> None:

@@ -1,26 +1,37 @@
 """Checkpoint verification: what the recovery oracle trusts before a session is brought back.
 
-For a session, the indexer names the latest anchored checkpoint on each chain. Newest first, each
-candidate is fetched from IPFS and rechecked end to end:
+What the chains say about a session comes from the indexer's events: every CheckpointAnchored (the home
+chain's SessionFactory and every secondary chain's AnchorRegistry) and every ExecutorAssigned (the home
+chain: who was assigned at which epoch). Newest first, each anchored checkpoint is rechecked end to end:
 
-1. the bytes hash to the anchored CID (content addressing; a sealed checkpoint must open with the
+1. its anchors agree: every chain that anchored this seq anchored the same CID and state root;
+2. the bytes hash to the anchored CID (content addressing; a sealed checkpoint must open with the
    configured key, its envelope bound to the session and seq);
-2. the document's task log links from its `prev_root`, every entry hash matches its content, and the
-   head equals the state root anchored on chain;
-3. every entry is signed by the executor key the document names, and that key's address is the
-   executor assigned to the session on its home chain (after a reassignment, checkpoints signed by the
-   previous executor need the anchor's writer instead: the recovery milestone adds it).
+3. its task log links from its `prev_root`, every entry hash matches its content, every entry is signed
+   by the key the document names, and the head equals the anchored state root;
+4. its signer wrote its anchors (each anchor's `writer`) and was the executor assigned on the home chain
+   at the anchor's epoch — read from the chain's assignment events, not from whoever is assigned now;
+5. its history holds: `prev_cid` names the previous checkpoint, whose state root is this one's
+   `prev_root` and whose seq ends where this one's entries begin, whose CID is the one anchored at that
+   seq if that seq was anchored, and whose signer was assigned no later than this one's — and so on back
+   to the first checkpoint (empty `prev_cid`, zero `prev_root`, entries from task 1). An emptied or
+   rewritten `prev_cid` therefore fails.
 
-The first candidate that passes is the verified state; the newer ones that failed are reported as
-rejected, with the reason. An IPFS or indexer outage is UNAVAILABLE (retry), never a rejection.
+The first checkpoint that passes is the verified state; the newer ones that failed are reported as
+rejected, with the reason. A session the indexer has no assignment record of fails every check (a missing
+record is a failure, never a skipped check). An IPFS or indexer outage is UNAVAILABLE (retry), never a
+rejection. Histories already verified are remembered by CID, so a re-verification reads only what is new.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import grpc
+from multiformats import CID
 
 from agentgpt.clients import IndexerClient
 from agentgpt.common.v1 import common_pb2 as cpb
@@ -29,103 +40,261 @@ from agentgpt.indexer.v1 import indexer_pb2 as ix
 from agentgpt.ipfs import CheckpointReader
 from agentgpt.ipfs.errors import ContentIntegrityError, ContentNotFound, DocumentFormatError
 from agentgpt.recovery.v1 import recovery_pb2 as pb
-from agentgpt.tasklog import TaskLogError, verify_checkpoint_log
+from agentgpt.tasklog import ZERO_HASH, TaskLogError, VerifiedLog, verify_checkpoint_log
+
+EVENT_NAMES = ("CheckpointAnchored", "ExecutorAssigned")
+PAGE = 500
 
 
 @dataclass(frozen=True)
-class Candidate:
-    checkpoint: cpb.Checkpoint
-    chains: tuple[int, ...]  # chains whose latest anchor is this checkpoint
+class Anchor:
+    chain_id: int
+    seq: int
+    cid: str
+    state_root: bytes
+    writer: str
+    epoch: int
 
 
-def candidates(anchors: ix.GetLatestAnchorResponse) -> list[Candidate]:
-    """The distinct anchored checkpoints, newest first, with the chains that anchor each."""
-    by_key: dict[tuple[int, str, bytes], list[ix.AnchorOnChain]] = defaultdict(list)
-    for a in anchors.per_chain:
-        cp = a.checkpoint
-        by_key[(cp.seq, cp.cid, bytes(cp.state_root))].append(a)
-    out = [
-        Candidate(found[0].checkpoint, tuple(sorted(a.chain_id for a in found)))
-        for _, found in sorted(by_key.items(), key=lambda kv: -kv[0][0])
-    ]
-    return out
+@dataclass
+class ChainRecord:
+    """A session's checkpoints and executors as its chains record them."""
+
+    home_chain_id: int = 0
+    anchors: dict[int, list[Anchor]] = field(default_factory=lambda: defaultdict(list))  # seq -> anchors
+    assignments: list[tuple[int, str]] = field(default_factory=list)  # (epoch, executor), home chain
+
+    def epochs_of(self, executor: str) -> list[int]:
+        return sorted(e for e, who in self.assignments if who.lower() == executor.lower())
+
+    def checkpoint(self, seq: int) -> cpb.Checkpoint:
+        a = self.anchors[seq][0]
+        return cpb.Checkpoint(seq=seq, cid=a.cid, state_root=a.state_root)
+
+
+class Rejected(Exception):
+    """A checkpoint, or its history, does not verify: the message says why."""
+
+
+def _cid_text(value: str) -> str:
+    raw = bytes.fromhex(value.removeprefix("0x"))
+    return str(CID.decode(raw).encode("base32"))
+
+
+def record_from_events(events: list[ix.ChainEvent]) -> ChainRecord:
+    """The ChainRecord of one session from its indexed events (removed ones, retracted by a reorg, skipped)."""
+    rec = ChainRecord()
+    assigned = [e for e in events if e.name == "ExecutorAssigned" and not e.removed]
+    if assigned:
+        rec.home_chain_id = assigned[0].chain_id
+    for e in assigned:
+        args = json.loads(e.args_json)
+        rec.assignments.append((int(args["epoch"]), str(args["executor"])))
+    for e in events:
+        if e.name != "CheckpointAnchored" or e.removed:
+            continue
+        args = json.loads(e.args_json)
+        if rec.home_chain_id and int(args.get("homeChainId", e.chain_id)) != rec.home_chain_id:
+            continue  # another home chain's session with the same id
+        try:
+            cid = _cid_text(str(args["cid"]))
+        except ValueError:
+            cid = str(args["cid"])  # not a CID at all: it will not match any document
+        a = Anchor(
+            chain_id=e.chain_id,
+            seq=int(args["seq"]),
+            cid=cid,
+            state_root=bytes.fromhex(str(args["stateRoot"]).removeprefix("0x")),
+            writer=str(args["writer"]),
+            epoch=int(args["epoch"]),
+        )
+        rec.anchors[a.seq].append(a)
+    rec.assignments.sort()
+    return rec
+
+
+@dataclass(frozen=True)
+class _Verified:
+    seq: int
+    epoch: int  # the assignment epoch its signer held
 
 
 class CheckpointVerifier:
     def __init__(self, indexer: IndexerClient, reader: CheckpointReader) -> None:
         self.indexer = indexer
         self.reader = reader
+        self._histories: dict[tuple[str, str], _Verified] = {}  # (session, cid) whose history verified
+
+    async def record(self, session_id: str) -> ChainRecord:
+        events: list[ix.ChainEvent] = []
+        token = ""
+        while True:
+            req = ix.ListEventsRequest(
+                filter=ix.EventFilter(session_id=session_id, names=list(EVENT_NAMES)),
+                page=cpb.PageRequest(page_size=PAGE, page_token=token),
+            )
+            try:
+                resp = await self.indexer.list_events(req)
+            except RpcError as exc:
+                raise Unavailable(f"indexer: {exc.details}") from None
+            events.extend(resp.events)
+            token = resp.page.next_page_token
+            if not token:
+                return record_from_events(events)
 
     async def verified_state(self, session_id: str) -> pb.GetVerifiedStateResponse:
-        try:
-            anchors = await self.indexer.get_latest_anchor(session_id)
-        except RpcError as exc:
-            if exc.code != grpc.StatusCode.NOT_FOUND:
-                raise Unavailable(f"indexer: {exc.details}") from None
-            anchors = ix.GetLatestAnchorResponse()
-        found = candidates(anchors)
-        if not found:
+        rec = await self.record(session_id)
+        if not rec.anchors:
             raise NotFound(f"session {session_id} has no anchored checkpoint on any chain")
-        executor = await self._assigned_executor(session_id)
-        rejected: list[pb.Verification] = []
         resp = pb.GetVerifiedStateResponse()
-        for cand in found:
-            v = await self.check(cand.checkpoint, executor)
-            v.anchored_on.extend(cand.chains)
+        reasons: list[str] = []
+        for seq in sorted(rec.anchors, reverse=True):
+            cp = rec.checkpoint(seq)
+            cp.session_id = session_id
+            v = await self.check(cp, rec)
+            v.anchored_on.extend(sorted({a.chain_id for a in rec.anchors[seq]}))
             if v.verified:
-                resp.checkpoint.CopyFrom(cand.checkpoint)
+                resp.checkpoint.CopyFrom(cp)
                 resp.verification.CopyFrom(v)
                 return resp
-            resp.rejected.append(cand.checkpoint)
-            rejected.append(v)
-        reasons = "; ".join(f"seq {c.seq}: {v.failure}" for c, v in zip(resp.rejected, rejected, strict=True))
+            resp.rejected.append(cp)
+            reasons.append(f"seq {seq}: {v.failure}")
         resp.verification.CopyFrom(
-            pb.Verification(verified=False, failure=f"no anchored checkpoint verifies ({reasons})")
+            pb.Verification(verified=False, failure=f"no anchored checkpoint verifies ({'; '.join(reasons)})")
         )
         return resp
 
-    async def check(self, cp: cpb.Checkpoint, executor: str) -> pb.Verification:
-        """Every check on one anchored checkpoint; `executor` is the assigned executor ("" = unknown)."""
+    async def check(self, cp: cpb.Checkpoint, rec: ChainRecord) -> pb.Verification:
+        """Every check on one anchored checkpoint and its history, against what the chains record."""
         v = pb.Verification()
         try:
-            doc = await self.reader.read(cp.cid, session_id=cp.session_id, seq=cp.seq)
-        except DocumentFormatError as exc:
-            v.cid_matches_content = True
-            v.failure = exc.message
+            anchors = rec.anchors.get(cp.seq, [])
+            different = {(a.cid, a.state_root) for a in anchors} - {(cp.cid, bytes(cp.state_root))}
+            if different:
+                shown = ", ".join(f"chain {a.chain_id}: {a.cid}" for a in anchors)
+                raise Rejected(f"the anchors of checkpoint {cp.seq} disagree across chains ({shown})")
+            if not rec.assignments:
+                raise Rejected(
+                    f"the indexer has no record of the executors assigned to session {cp.session_id} on "
+                    "its home chain, so no signer can be checked"
+                )
+            doc, log = await self._open(cp.session_id, cp.cid, cp.seq, v)
+            root = bytes(cp.state_root)
+            v.state_root_matches = doc["state_root"] == root and log.head == root
+            if not v.state_root_matches:
+                raise Rejected(
+                    f"checkpoint {cp.cid}: its task log ends at 0x{log.head.hex()}, the anchor says 0x{root.hex()}"
+                )
+            epoch = self._signer_epoch(cp.cid, log.executor, anchors, rec, bound=None)
+            v.signatures_valid = True
+            await self._history(cp.session_id, cp.cid, doc, log, epoch, rec)
+        except Rejected as exc:
+            v.failure = str(exc)
             return v
-        except ContentIntegrityError as exc:
-            v.failure = exc.message
-            return v
-        except ContentNotFound as exc:  # anchored but gone: the data loss a claim can be filed for
-            v.failure = f"checkpoint {cp.cid} is not retrievable from IPFS: {exc.message}"
-            return v
-        except Unavailable as exc:
-            raise Unavailable(f"IPFS: cannot fetch checkpoint {cp.cid}: {exc.message}") from None
-        v.cid_matches_content = True
-        try:
-            log = verify_checkpoint_log(doc)
-        except TaskLogError as exc:
-            v.failure = f"checkpoint {cp.cid}: task log: {exc}"
-            return v
-        root = bytes(cp.state_root)
-        v.state_root_matches = doc["state_root"] == root and log.head == root
-        if not v.state_root_matches:
-            v.failure = f"checkpoint {cp.cid}: its task log ends at 0x{log.head.hex()}, the anchor says 0x{root.hex()}"
-            return v
-        if executor and log.executor.lower() != executor.lower():
-            v.failure = (
-                f"checkpoint {cp.cid} is signed by {log.executor}, not the assigned executor {executor}"
-            )
-            return v
-        v.signatures_valid = True
         v.verified = True
         return v
 
-    async def _assigned_executor(self, session_id: str) -> str:
+    async def _open(
+        self, session_id: str, cid: str, seq: int, v: pb.Verification | None = None
+    ) -> tuple[Mapping[str, Any], VerifiedLog]:
         try:
-            state = await self.indexer.get_on_chain_session(session_id)
-        except RpcError as exc:
-            if exc.code == grpc.StatusCode.NOT_FOUND:
-                return ""
-            raise Unavailable(f"indexer: {exc.details}") from None
-        return state.executor
+            doc = await self.reader.read(cid, session_id=session_id, seq=seq)
+        except DocumentFormatError as exc:
+            if v is not None:
+                v.cid_matches_content = True
+            raise Rejected(exc.message) from None
+        except ContentIntegrityError as exc:
+            raise Rejected(exc.message) from None
+        except ContentNotFound as exc:  # anchored but gone: the data loss a claim can be filed for
+            raise Rejected(f"checkpoint {cid} is not retrievable from IPFS: {exc.message}") from None
+        except Unavailable as exc:
+            raise Unavailable(f"IPFS: cannot fetch checkpoint {cid}: {exc.message}") from None
+        if v is not None:
+            v.cid_matches_content = True
+        try:
+            log = verify_checkpoint_log(doc)
+        except TaskLogError as exc:
+            raise Rejected(f"checkpoint {cid}: task log: {exc}") from None
+        return doc, log
+
+    @staticmethod
+    def _signer_epoch(
+        cid: str, signer: str, anchors: list[Anchor], rec: ChainRecord, *, bound: int | None
+    ) -> int:
+        """The assignment epoch under which `signer` wrote this checkpoint; Rejected if there is none."""
+        for a in anchors:
+            if a.writer.lower() != signer.lower():
+                raise Rejected(
+                    f"checkpoint {cid} is signed by {signer}, but chain {a.chain_id} shows {a.writer} anchoring it"
+                )
+        epochs = rec.epochs_of(signer)
+        home = [a.epoch for a in anchors if a.chain_id == rec.home_chain_id]
+        if home:
+            epochs = [e for e in epochs if e == home[0]]
+        if not epochs:
+            assigned = ", ".join(f"{who} (epoch {e})" for e, who in rec.assignments)
+            raise Rejected(
+                f"checkpoint {cid} is signed by {signer}, who was not the assigned executor when it was "
+                f"written (assigned on chain: {assigned})"
+            )
+        if bound is not None and epochs[0] > bound:
+            raise Rejected(
+                f"checkpoint {cid} was signed by {signer} at epoch {epochs[0]}, later than the checkpoint "
+                f"after it (epoch {bound}): that one was written by an executor fenced out before"
+            )
+        return max(e for e in epochs if bound is None or e <= bound)
+
+    async def _history(
+        self,
+        session_id: str,
+        cid: str,
+        doc: Mapping[str, Any],
+        log: VerifiedLog,
+        epoch: int,
+        rec: ChainRecord,
+    ) -> None:
+        """Walk `prev_cid` back to the first checkpoint; Rejected at the first link that does not hold."""
+        chain: list[tuple[str, _Verified]] = [(cid, _Verified(int(doc["seq"]), epoch))]
+        while True:
+            prev_cid, prev_root = log.prev_cid, bytes(doc["prev_root"])
+            prev_seq = int(doc["seq"]) - log.entries
+            if not prev_cid:
+                if prev_root != ZERO_HASH or prev_seq != 0:
+                    raise Rejected(
+                        f"checkpoint {cid} names no previous checkpoint, yet its log starts after task "
+                        f"{prev_seq} from 0x{prev_root.hex()}: its history is cut"
+                    )
+                break
+            anchored = rec.anchors.get(prev_seq, [])
+            if anchored and any(a.cid != prev_cid for a in anchored):
+                raise Rejected(
+                    f"checkpoint {cid} names {prev_cid} as its previous checkpoint, but seq {prev_seq} was "
+                    f"anchored as {anchored[0].cid}"
+                )
+            known = self._histories.get((session_id, prev_cid))
+            if known is not None:  # verified before, with all of its own history
+                if known.seq != prev_seq:
+                    raise Rejected(
+                        f"checkpoint {cid} names {prev_cid} as its previous checkpoint, but that one ends at "
+                        f"task {known.seq}, not task {prev_seq}"
+                    )
+                if known.epoch > epoch:
+                    raise Rejected(
+                        f"checkpoint {cid} was written at epoch {epoch}, after {prev_cid} of epoch "
+                        f"{known.epoch}: it was written by an executor fenced out before"
+                    )
+                break
+            try:
+                prev_doc, prev_log = await self._open(session_id, prev_cid, prev_seq)
+            except Rejected as exc:
+                raise Rejected(f"checkpoint {cid}: its previous checkpoint {prev_cid}: {exc}") from None
+            if int(prev_doc["seq"]) != prev_seq or prev_log.head != prev_root:
+                raise Rejected(
+                    f"checkpoint {cid} names {prev_cid} as its previous checkpoint, but that one ends at task "
+                    f"{prev_doc['seq']} with 0x{prev_log.head.hex()}, not task {prev_seq} with 0x{prev_root.hex()}"
+                )
+            epoch = self._signer_epoch(prev_cid, prev_log.executor, anchored, rec, bound=epoch)
+            chain.append((prev_cid, _Verified(prev_seq, epoch)))
+            cid, doc, log = prev_cid, prev_doc, prev_log
+        for c, verified in chain:
+            self._histories[(session_id, c)] = verified

@@ -25,6 +25,8 @@ from services.executor.app import build as build_executor
 from services.executor.config import ExecutorConfig
 from services.indexer.app import build as build_indexer
 from services.indexer.config import IndexerConfig
+from services.recovery_oracle.app import build as build_oracle
+from services.recovery_oracle.config import RecoveryConfig
 from services.session.app import build as build_session
 from services.session.config import SessionConfig
 from tests.deploy.manifests import DASHBOARD_FILE, RULES_FILE
@@ -115,9 +117,21 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         ),
         server,
     )
+    oracle = RunningService(
+        await build_oracle(
+            load(
+                RecoveryConfig,
+                env={},
+                session_addr=f"127.0.0.1:{_closed_port()}",
+                indexer_addr=f"127.0.0.1:{_closed_port()}",
+                ipfs_embedded_dir=str(tmp / "oracle-ipfs"),
+            )
+        ),
+        server,
+    )
     started: list[RunningService] = []
     try:
-        for s in (indexer, session, executor):
+        for s in (indexer, session, executor, oracle):
             await s.start()
             started.append(s)
         async with grpc.aio.insecure_channel(indexer.address) as channel:
@@ -126,7 +140,7 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 await stub.GetLatestAnchor(indexer_pb2.GetLatestAnchorRequest(session_id=""), timeout=5)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         await session.probe_once()
-        text = "".join(_scrape(s.metrics_port) for s in (indexer, session, executor))
+        text = "".join(_scrape(s.metrics_port) for s in (indexer, session, executor, oracle))
     finally:
         for s in reversed(started):
             await s.stop()

@@ -26,17 +26,17 @@ from agentgpt.common.v1 import common_pb2 as agentgpt_dot_common_dot_v1_dot_comm
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentgpt/recovery/v1/recovery.proto\x12\x14\x61gentgpt.recovery.v1\x1a\x1f\x61gentgpt/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\x0cVerification\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x1b\n\x13\x63id_matches_content\x18\x02 \x01(\x08\x12\x1a\n\x12state_root_matches\x18\x03 \x01(\x08\x12\x18\n\x10signatures_valid\x18\x04 \x01(\x08\x12\x13\n\x0b\x61nchored_on\x18\x05 \x03(\x04\x12\x0f\n\x07\x66\x61ilure\x18\x06 \x01(\t\"-\n\x17GetVerifiedStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xba\x01\n\x18GetVerifiedStateResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x38\n\x0cverification\x18\x02 \x01(\x0b\x32\".agentgpt.recovery.v1.Verification\x12\x30\n\x08rejected\x18\x03 \x03(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\";\n\x15RecoverSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x16RecoverSessionResponse\x12\x30\n\x08recovery\x18\x01 \x01(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\"\xbd\x02\n\x08Recovery\x12\x13\n\x0brecovery_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.agentgpt.recovery.v1.RecoveryStatus\x12\x17\n\x0f\x66\x61iled_executor\x18\x04 \x01(\t\x12\x14\n\x0cnew_executor\x18\x05 \x01(\t\x12\x32\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x94\x01\n\x12SubmitClaimRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.agentgpt.recovery.v1.ClaimKind\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x10\n\x08\x65vidence\x18\x05 \x01(\t\"K\n\x13SubmitClaimResponse\x12\x0e\n\x06upheld\x18\x01 \x01(\x08\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\x12\x13\n\x0b\x65xplanation\x18\x03 \x01(\t\"Z\n\x15ListRecoveriesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.agentgpt.common.v1.PageRequest\"|\n\x16ListRecoveriesResponse\x12\x32\n\nrecoveries\x18\x01 \x03(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .agentgpt.common.v1.PageResponse*\xc6\x01\n\x0eRecoveryStatus\x12\x1f\n\x1bRECOVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECOVERY_STATUS_PAUSED\x10\x01\x12\x1d\n\x19RECOVERY_STATUS_VERIFYING\x10\x02\x12\x1f\n\x1bRECOVERY_STATUS_REHYDRATING\x10\x03\x12\x1b\n\x17RECOVERY_STATUS_RESUMED\x10\x04\x12\x1a\n\x16RECOVERY_STATUS_FAILED\x10\x05*f\n\tClaimKind\x12\x1a\n\x16\x43LAIM_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LAIM_KIND_DATA_LOSS\x10\x01\x12#\n\x1f\x43LAIM_KIND_FALSE_RECOVERY_CLAIM\x10\x02\x32\xc2\x03\n\x0fRecoveryService\x12q\n\x10GetVerifiedState\x12-.agentgpt.recovery.v1.GetVerifiedStateRequest\x1a..agentgpt.recovery.v1.GetVerifiedStateResponse\x12k\n\x0eRecoverSession\x12+.agentgpt.recovery.v1.RecoverSessionRequest\x1a,.agentgpt.recovery.v1.RecoverSessionResponse\x12\x62\n\x0bSubmitClaim\x12(.agentgpt.recovery.v1.SubmitClaimRequest\x1a).agentgpt.recovery.v1.SubmitClaimResponse\x12k\n\x0eListRecoveries\x12+.agentgpt.recovery.v1.ListRecoveriesRequest\x1a,.agentgpt.recovery.v1.ListRecoveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentgpt/recovery/v1/recovery.proto\x12\x14\x61gentgpt.recovery.v1\x1a\x1f\x61gentgpt/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\x0cVerification\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x1b\n\x13\x63id_matches_content\x18\x02 \x01(\x08\x12\x1a\n\x12state_root_matches\x18\x03 \x01(\x08\x12\x18\n\x10signatures_valid\x18\x04 \x01(\x08\x12\x13\n\x0b\x61nchored_on\x18\x05 \x03(\x04\x12\x0f\n\x07\x66\x61ilure\x18\x06 \x01(\t\"-\n\x17GetVerifiedStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xba\x01\n\x18GetVerifiedStateResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x38\n\x0cverification\x18\x02 \x01(\x0b\x32\".agentgpt.recovery.v1.Verification\x12\x30\n\x08rejected\x18\x03 \x03(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\";\n\x15RecoverSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x16RecoverSessionResponse\x12\x30\n\x08recovery\x18\x01 \x01(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\"\xbd\x02\n\x08Recovery\x12\x13\n\x0brecovery_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.agentgpt.recovery.v1.RecoveryStatus\x12\x17\n\x0f\x66\x61iled_executor\x18\x04 \x01(\t\x12\x14\n\x0cnew_executor\x18\x05 \x01(\t\x12\x32\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x12SubmitClaimRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.agentgpt.recovery.v1.ClaimKind\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x10\n\x08\x65vidence\x18\x05 \x01(\t\x12\x12\n\nchallenger\x18\x06 \x01(\t\"K\n\x13SubmitClaimResponse\x12\x0e\n\x06upheld\x18\x01 \x01(\x08\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\x12\x13\n\x0b\x65xplanation\x18\x03 \x01(\t\"Z\n\x15ListRecoveriesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.agentgpt.common.v1.PageRequest\"|\n\x16ListRecoveriesResponse\x12\x32\n\nrecoveries\x18\x01 \x03(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .agentgpt.common.v1.PageResponse*\xc6\x01\n\x0eRecoveryStatus\x12\x1f\n\x1bRECOVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECOVERY_STATUS_PAUSED\x10\x01\x12\x1d\n\x19RECOVERY_STATUS_VERIFYING\x10\x02\x12\x1f\n\x1bRECOVERY_STATUS_REHYDRATING\x10\x03\x12\x1b\n\x17RECOVERY_STATUS_RESUMED\x10\x04\x12\x1a\n\x16RECOVERY_STATUS_FAILED\x10\x05*f\n\tClaimKind\x12\x1a\n\x16\x43LAIM_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LAIM_KIND_DATA_LOSS\x10\x01\x12#\n\x1f\x43LAIM_KIND_FALSE_RECOVERY_CLAIM\x10\x02\x32\xc2\x03\n\x0fRecoveryService\x12q\n\x10GetVerifiedState\x12-.agentgpt.recovery.v1.GetVerifiedStateRequest\x1a..agentgpt.recovery.v1.GetVerifiedStateResponse\x12k\n\x0eRecoverSession\x12+.agentgpt.recovery.v1.RecoverSessionRequest\x1a,.agentgpt.recovery.v1.RecoverSessionResponse\x12\x62\n\x0bSubmitClaim\x12(.agentgpt.recovery.v1.SubmitClaimRequest\x1a).agentgpt.recovery.v1.SubmitClaimResponse\x12k\n\x0eListRecoveries\x12+.agentgpt.recovery.v1.ListRecoveriesRequest\x1a,.agentgpt.recovery.v1.ListRecoveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentgpt.recovery.v1.recovery_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECOVERYSTATUS']._serialized_start=1423
-  _globals['_RECOVERYSTATUS']._serialized_end=1621
-  _globals['_CLAIMKIND']._serialized_start=1623
-  _globals['_CLAIMKIND']._serialized_end=1725
+  _globals['_RECOVERYSTATUS']._serialized_start=1443
+  _globals['_RECOVERYSTATUS']._serialized_end=1641
+  _globals['_CLAIMKIND']._serialized_start=1643
+  _globals['_CLAIMKIND']._serialized_end=1745
   _globals['_VERIFICATION']._serialized_start=128
   _globals['_VERIFICATION']._serialized_end=281
   _globals['_GETVERIFIEDSTATEREQUEST']._serialized_start=283
@@ -50,13 +50,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECOVERY']._serialized_start=657
   _globals['_RECOVERY']._serialized_end=974
   _globals['_SUBMITCLAIMREQUEST']._serialized_start=977
-  _globals['_SUBMITCLAIMREQUEST']._serialized_end=1125
-  _globals['_SUBMITCLAIMRESPONSE']._serialized_start=1127
-  _globals['_SUBMITCLAIMRESPONSE']._serialized_end=1202
-  _globals['_LISTRECOVERIESREQUEST']._serialized_start=1204
-  _globals['_LISTRECOVERIESREQUEST']._serialized_end=1294
-  _globals['_LISTRECOVERIESRESPONSE']._serialized_start=1296
-  _globals['_LISTRECOVERIESRESPONSE']._serialized_end=1420
-  _globals['_RECOVERYSERVICE']._serialized_start=1728
-  _globals['_RECOVERYSERVICE']._serialized_end=2178
+  _globals['_SUBMITCLAIMREQUEST']._serialized_end=1145
+  _globals['_SUBMITCLAIMRESPONSE']._serialized_start=1147
+  _globals['_SUBMITCLAIMRESPONSE']._serialized_end=1222
+  _globals['_LISTRECOVERIESREQUEST']._serialized_start=1224
+  _globals['_LISTRECOVERIESREQUEST']._serialized_end=1314
+  _globals['_LISTRECOVERIESRESPONSE']._serialized_start=1316
+  _globals['_LISTRECOVERIESRESPONSE']._serialized_end=1440
+  _globals['_RECOVERYSERVICE']._serialized_start=1748
+  _globals['_RECOVERYSERVICE']._serialized_end=2198
 # @@protoc_insertion_point(module_scope)

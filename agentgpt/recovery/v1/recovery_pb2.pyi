@@ -263,13 +263,19 @@ class SubmitClaimRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     EXECUTOR_FIELD_NUMBER: _builtins.int
     EVIDENCE_FIELD_NUMBER: _builtins.int
+    CHALLENGER_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     session_id: _builtins.str
     kind: Global___ClaimKind.ValueType
     executor: _builtins.str
     """Executor address accused (0x, 20 bytes). Required."""
     evidence: _builtins.str
-    """Evidence: the checkpoint CID or task sequence involved. Required."""
+    """Evidence, required: the checkpoint's CID (base32 CIDv1), or `seq=N cid=CID` for a sealed checkpoint.
+    Data loss: a checkpoint the executor anchored. False recovery claim: the checkpoint document the
+    executor answered with (signed by it).
+    """
+    challenger: _builtins.str
+    """Address the slash is paid to (0x, 20 bytes). Required for CLAIM_KIND_FALSE_RECOVERY_CLAIM."""
     def __init__(
         self,
         *,
@@ -278,10 +284,11 @@ class SubmitClaimRequest(_message.Message):
         kind: Global___ClaimKind.ValueType = ...,
         executor: _builtins.str = ...,
         evidence: _builtins.str = ...,
+        challenger: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence", b"evidence", "executor", b"executor", "idempotency_key", b"idempotency_key", "kind", b"kind", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["challenger", b"challenger", "evidence", b"evidence", "executor", b"executor", "idempotency_key", b"idempotency_key", "kind", b"kind", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -295,10 +302,13 @@ class SubmitClaimResponse(_message.Message):
     TX_HASH_FIELD_NUMBER: _builtins.int
     EXPLANATION_FIELD_NUMBER: _builtins.int
     upheld: _builtins.bool
-    """True when the evidence verified and the penalty was applied."""
+    """True when the evidence holds and the penalty was applied (now, or by an earlier claim with the same
+    evidence: the registry penalises one piece of evidence once).
+    """
     tx_hash: _builtins.bytes
-    """Penalty transaction hash, when upheld."""
+    """Penalty transaction hash, when it was applied by this claim."""
     explanation: _builtins.str
+    """Why the claim was upheld or refused, and what was done."""
     def __init__(
         self,
         *,

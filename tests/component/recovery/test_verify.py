@@ -8,77 +8,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
-import grpc
 import pytest
 
 from agentgpt.clients import IndexerClient
 from agentgpt.common.v1 import common_pb2 as cpb
-from agentgpt.errors import NotFound, RpcError, Unavailable
-from agentgpt.indexer.v1 import indexer_pb2 as ix
+from agentgpt.errors import NotFound, Unavailable
 from agentgpt.ipfs import CheckpointReader, CheckpointWriter, EmbeddedStore, generate_key
-from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
+from agentgpt.tasklog import ExecutorKey
 from apps.localnet.anvil import DEV_PRIVATE_KEYS
-from services.recovery_oracle.verify import CheckpointVerifier
+from services.recovery_oracle.verify import ChainRecord, CheckpointVerifier
 
-EXECUTOR = ExecutorKey(DEV_PRIVATE_KEYS[1])
-OTHER = ExecutorKey(DEV_PRIVATE_KEYS[3])
-SID = "7"
-
-
-class Indexer:
-    """What the verifier asks the indexer: the latest anchor per chain and the assigned executor."""
-
-    def __init__(self) -> None:
-        self.anchors: list[ix.AnchorOnChain] = []
-        self.executor = EXECUTOR.address
-        self.down = False
-
-    def anchor(self, chain_id: int, cp: cpb.Checkpoint) -> None:
-        self.anchors = [a for a in self.anchors if a.chain_id != chain_id]
-        self.anchors.append(ix.AnchorOnChain(chain_id=chain_id, checkpoint=cp))
-
-    async def get_latest_anchor(self, session_id: str) -> ix.GetLatestAnchorResponse:
-        if self.down:
-            raise RpcError("indexer", "GetLatestAnchor", grpc.StatusCode.UNAVAILABLE, "connection refused")
-        if not self.anchors:
-            raise RpcError("indexer", "GetLatestAnchor", grpc.StatusCode.NOT_FOUND, "no anchors")
-        return ix.GetLatestAnchorResponse(per_chain=self.anchors)
-
-    async def get_on_chain_session(self, session_id: str) -> ix.GetOnChainSessionResponse:
-        return ix.GetOnChainSessionResponse(session_id=session_id, executor=self.executor)
-
-
-class Checkpoints:
-    """Writes checkpoints the way the executor does: a signed task log, then the document."""
-
-    def __init__(self, writer: CheckpointWriter, key: ExecutorKey = EXECUTOR) -> None:
-        self.writer, self.log = writer, TaskLog(SID, key)
-        self.prev_cid, self.prev_root = "", ZERO_HASH
-
-    async def make(self, tasks: int, **tamper: Any) -> cpb.Checkpoint:
-        start = self.log.seq
-        for i in range(start + 1, start + tasks + 1):
-            self.log.append(i, "analyze_market", "succeeded", {"i": i}, context_epoch=1)
-        entries = self.log.take_pending()
-        if "entries" in tamper:
-            entries = tamper.pop("entries")(entries)
-        doc = checkpoint_document(
-            session_id=SID,
-            seq=self.log.seq,
-            state_root=self.log.head,
-            prev_cid=self.prev_cid,
-            prev_root=self.prev_root,
-            entries=entries,
-            key=self.log.key,
-            context=[{"epoch": 1}],
-            budget={"spent": 0},
-            memory={},
-            chains=["arbitrum", "polygon"],
-        )
-        doc.update(tamper)
-        cid, _ = await self.writer.write(doc)
-        self.prev_cid, self.prev_root = cid, self.log.head
-        return cpb.Checkpoint(session_id=SID, seq=self.log.seq, cid=cid, state_root=self.log.head)
+from .fakes import EXECUTOR, HOME, OTHER, OTHER_CHAIN, SID, Checkpoints, Indexer
 
 
 @pytest.fixture
@@ -127,7 +67,8 @@ async def test_a_bad_newest_checkpoint_falls_back_to_the_last_good_one(
     assert resp.verification.verified and resp.checkpoint.cid == good.cid
     assert list(resp.verification.anchored_on) == [31338]
     assert [c.cid for c in resp.rejected] == [bad.cid]
-    check = await verifier.check(bad, EXECUTOR.address)
+    bad.session_id = SID
+    check = await verifier.check(bad, await verifier.record(SID))
     assert not check.verified and check.cid_matches_content and reason in check.failure
 
 
@@ -139,7 +80,7 @@ async def test_rejections_say_why(store: EmbeddedStore) -> None:
     verifier = CheckpointVerifier(cast(IndexerClient, indexer), CheckpointReader(store))
     resp = await verifier.verified_state(SID)
     assert not resp.verification.verified and not resp.HasField("checkpoint")
-    assert f"signed by {OTHER.address}, not the assigned executor" in resp.verification.failure
+    assert f"signed by {OTHER.address}, but chain 31337 shows {EXECUTOR.address}" in resp.verification.failure
     # an anchored CID whose content is nowhere: data loss, rejected (not an outage)
     missing = cpb.Checkpoint(
         session_id=SID,
@@ -153,15 +94,112 @@ async def test_rejections_say_why(store: EmbeddedStore) -> None:
     # a document that is not a task log at all
     cid, _ = await CheckpointWriter(store).write({"session_id": SID, "seq": 11, "state_root": b"\x04" * 32})
     indexer.anchor(31338, cpb.Checkpoint(session_id=SID, seq=11, cid=cid, state_root=b"\x04" * 32))
-    check = await verifier.check(indexer.anchors[-1].checkpoint, EXECUTOR.address)
-    assert check.cid_matches_content and not check.verified and "task log" in check.failure
+    resp = await verifier.verified_state(SID)
+    assert [c.seq for c in resp.rejected] == [11, 9, 2] and "seq 11: checkpoint" in resp.verification.failure
+    assert "task log" in resp.verification.failure
 
 
 async def test_no_anchor_is_not_found_and_an_outage_is_unavailable(store: EmbeddedStore) -> None:
     indexer = Indexer()
     verifier = CheckpointVerifier(cast(IndexerClient, indexer), CheckpointReader(store))
+    assert isinstance(await verifier.record(SID), ChainRecord)
     with pytest.raises(NotFound, match="no anchored checkpoint"):
         await verifier.verified_state(SID)
     indexer.down = True
     with pytest.raises(Unavailable, match="connection refused"):
         await verifier.verified_state(SID)
+
+
+async def test_the_whole_history_is_checked_back_to_the_first_checkpoint(store: EmbeddedStore) -> None:
+    indexer = Indexer()
+    cps = Checkpoints(CheckpointWriter(store))
+    first = await cps.make(2)
+    await cps.make(2)  # never anchored (a newer one overtook it in the anchor queue): read from IPFS
+    third = await cps.make(2)
+    indexer.anchor(HOME, first)
+    indexer.anchor(HOME, third)
+    verifier = CheckpointVerifier(cast(IndexerClient, indexer), CheckpointReader(store))
+    resp = await verifier.verified_state(SID)
+    assert resp.verification.verified and resp.checkpoint.seq == 6
+
+    # a checkpoint whose prev_cid is rewritten to an older checkpoint, or emptied, does not verify
+    for tamper, reason in (
+        ({"prev_cid": first.cid}, f"but seq 6 was anchored as {third.cid}"),
+        ({"prev_cid": ""}, "its history is cut"),
+    ):
+        bad = await _continue(cps, 2, tamper)
+        indexer.anchor(HOME, bad)
+        resp = await verifier.verified_state(SID)
+        assert resp.checkpoint.seq == 6 and resp.rejected[0].seq == 8, tamper
+        bad.session_id = SID
+        check = await verifier.check(bad, await verifier.record(SID))
+        assert check.cid_matches_content and check.state_root_matches and reason in check.failure, tamper
+        indexer.events = [e for e in indexer.events if '"seq": "8"' not in e.args_json]
+
+
+async def _continue(cps: Checkpoints, tasks: int, tamper: dict[str, Any]) -> cpb.Checkpoint:
+    """One more checkpoint after `cps`'s last, with `tamper` applied, without advancing `cps`."""
+    saved = (cps.log.head, cps.log.seq, cps.prev_cid, cps.prev_root)
+    cp = await cps.make(tasks, **tamper)
+    cps.log.head, cps.log.seq, cps.prev_cid, cps.prev_root = saved
+    return cp
+
+
+async def test_signers_are_checked_per_epoch_across_an_executor_change(store: EmbeddedStore) -> None:
+    indexer = Indexer()
+    cps = Checkpoints(CheckpointWriter(store))
+    old = await cps.make(3)  # executor 1 at epoch 1
+    indexer.anchor(HOME, old)
+    indexer.assign(OTHER.address, epoch=2)  # reassigned: the new executor continues the same log
+    cps.log.key = OTHER
+    new = await cps.make(3)
+    indexer.anchor(HOME, new, writer=OTHER.address, epoch=2)
+    indexer.anchor(OTHER_CHAIN, new, writer=OTHER.address, epoch=1)  # the registry's own epoch
+    verifier = CheckpointVerifier(cast(IndexerClient, indexer), CheckpointReader(store))
+    resp = await verifier.verified_state(SID)
+    assert resp.verification.verified and resp.checkpoint.seq == 6  # both signers, each in its epoch
+    assert list(resp.verification.anchored_on) == [HOME, OTHER_CHAIN]
+
+    # the fenced executor signs a later checkpoint and gets it anchored somewhere: a foreign signer
+    cps.log.key = EXECUTOR
+    foreign = await cps.make(1)
+    indexer.anchor(OTHER_CHAIN, foreign)
+    resp = await verifier.verified_state(SID)
+    assert resp.checkpoint.seq == 6 and [c.seq for c in resp.rejected] == [7]
+    foreign.session_id = SID
+    check = await verifier.check(foreign, await verifier.record(SID))
+    assert "written by an executor fenced out before" in check.failure
+    # signed by a key that was never assigned at all
+    cps.log.key = ExecutorKey(DEV_PRIVATE_KEYS[5])
+    stranger = await _continue(cps, 1, {})
+    indexer.anchor(OTHER_CHAIN, stranger, writer=cps.log.key.address)
+    stranger.session_id = SID
+    check = await verifier.check(stranger, await verifier.record(SID))
+    assert "who was not the assigned executor when it was written" in check.failure
+
+
+async def test_anchors_that_disagree_and_a_missing_record_are_failures(store: EmbeddedStore) -> None:
+    indexer = Indexer()
+    cps = Checkpoints(CheckpointWriter(store))
+    good = await cps.make(2)
+    indexer.anchor(HOME, good)
+    other = await Checkpoints(CheckpointWriter(store)).make(4)
+    indexer.anchor(HOME, other)
+    indexer.anchor(OTHER_CHAIN, replace_cid(other, good.cid))
+    verifier = CheckpointVerifier(cast(IndexerClient, indexer), CheckpointReader(store))
+    resp = await verifier.verified_state(SID)
+    assert resp.checkpoint.seq == 2 and [c.seq for c in resp.rejected] == [4]
+    check = await verifier.check(resp.rejected[0], await verifier.record(SID))
+    assert not check.verified and "disagree across chains" in check.failure
+
+    indexer.events = [e for e in indexer.events if e.name != "ExecutorAssigned"]
+    resp = await verifier.verified_state(SID)
+    assert not resp.verification.verified
+    assert "has no record of the executors assigned" in resp.verification.failure
+
+
+def replace_cid(cp: cpb.Checkpoint, cid: str) -> cpb.Checkpoint:
+    out = cpb.Checkpoint()
+    out.CopyFrom(cp)
+    out.cid = cid
+    return out
