@@ -1,4 +1,4 @@
-"""The session lifecycle (DESIGN.md §4, seed sections 2 and 4) as a pure state machine.
+"""The session lifecycle (docs/design.md §4) as a pure state machine.
 
 This module is the single Python statement of the lifecycle rules. The session service drives it,
 the SessionFactory contract mirrors it on chain, and the contract tests check the two agree.
@@ -48,7 +48,7 @@ class TerminalReason(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-# The seed's allowed_actions per state, plus the transitions DESIGN.md §4 adds.
+# The seed's allowed_actions per state, plus the transitions docs/design.md §4 adds.
 ALLOWED_ACTIONS: dict[SessionState, frozenset[Action]] = {
     SessionState.DRAFT: frozenset(
         {Action.EDIT_PARAMS, Action.ATTACH_DECORATORS, Action.ACTIVATE, Action.TERMINATE, Action.EXPIRE}

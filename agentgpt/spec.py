@@ -1,4 +1,4 @@
-"""Session specs in the seed's YAML form (seed section 6), validated with errors naming the field.
+"""Session specs in the seed's YAML form (docs/design.md §6), validated with errors naming the field.
 
     type: "treasury_management"
     params:

@@ -1,4 +1,4 @@
-"""The executor-signed, hash-chained task log: the session's verifiable execution proof (DESIGN.md §2),
+"""The executor-signed, hash-chained task log: the session's verifiable execution proof (docs/design.md §2),
 and the checkpoint document that carries it (written by the executor, verified by the recovery oracle).
 
 Each entry commits to the previous one: hash = keccak256(prev_hash || dag-cbor(entry body)). The

@@ -4,7 +4,7 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 /// @title AnchorRegistry — checkpoint anchors of sessions that live on another (home) chain.
-/// @notice A session may anchor on several chains (DESIGN.md §2, cross-chain state sync). On its home chain
+/// @notice A session may anchor on several chains (docs/design.md §2, cross-chain state sync). On its home chain
 ///         the SessionFactory anchors; on every secondary chain this contract does, keyed by
 ///         (homeChainId, sessionId). The oracle authorises one writer per session at a time; each grant or
 ///         revoke bumps the session's epoch so a fenced writer's anchors revert. Sequence numbers are

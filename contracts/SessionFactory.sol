@@ -16,7 +16,7 @@ interface IExecutorRegistry {
     function isBonded(address executor) external view returns (bool);
 }
 
-/// @title SessionFactory — the on-chain half of a session (DESIGN.md §2, §4, §5).
+/// @title SessionFactory — the on-chain half of a session (docs/design.md §2, §4, §5).
 /// @notice Each session is an ERC-721 whose token id is the session id. The factory escrows the session's
 ///         AGPT budget, mirrors the lifecycle of `agentgpt/lifecycle.py` (same states, same deadlines, same
 ///         rule that only `expire` is accepted once a deadline has passed), fences executors with an epoch,

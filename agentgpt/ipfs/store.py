@@ -8,7 +8,7 @@ Two implementations of one `ContentStore` protocol, giving identical CIDs for id
   timeout; connection failures are retried a bounded number of times with backoff; everything else
   surfaces as `Unavailable` (retryable) naming the endpoint and the operation.
 * `EmbeddedStore` is a directory of blocks named by CID, used when no IPFS endpoint is configured
-  (DESIGN §8) so a single process still has content-addressed, verifiable checkpoints.
+  (docs/design.md §8) so a single process still has content-addressed, verifiable checkpoints.
 
 `put(data, "raw")` stores opaque bytes as a UnixFS file (`ipfs add --cid-version=1 --raw-leaves
 --chunker=size-262144`): a raw CID up to 256 KiB, a dag-pb root above (see agentgpt.ipfs.cid).

@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         target_options(parser, argparse.SUPPRESS)
         return parser
 
-    inspect = add_action("inspect", help="the session dashboard (seed section 7)")
+    inspect = add_action("inspect", help="the session dashboard (docs/design.md §6)")
     inspect.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     inspect.add_argument(
         "--detail", choices=["summary", "full"], default="summary", help="full adds recent tasks and events"

@@ -1,1 +1,1 @@
-"""Executor: the task execution engine (DESIGN.md §3)."""
+"""Executor: the task execution engine (docs/design.md §3)."""

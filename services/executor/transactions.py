@@ -1,4 +1,4 @@
-"""On-chain execution with exactly-once effects (DESIGN.md §5).
+"""On-chain execution with exactly-once effects (docs/design.md §5).
 
 TxSender sends one logical transaction from the executor's key:
 

@@ -1,1 +1,1 @@
-"""Chain indexer: follows every configured chain, survives reorgs, serves events (DESIGN.md §3)."""
+"""Chain indexer: follows every configured chain, survives reorgs, serves events (docs/design.md §3)."""

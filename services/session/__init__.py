@@ -1,1 +1,1 @@
-"""Session service: system of record and control plane for sessions (DESIGN.md §3)."""
+"""Session service: system of record and control plane for sessions (docs/design.md §3)."""

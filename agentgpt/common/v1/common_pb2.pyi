@@ -39,7 +39,7 @@ class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionS
     """Final: expired, timed out, paused too long, or cancelled."""
 
 class SessionState(_SessionState, metaclass=_SessionStateEnumTypeWrapper):
-    """Lifecycle state of a session (DESIGN.md §4). Numbering matches agentgpt.lifecycle.SessionState."""
+    """Lifecycle state of a session (docs/design.md §4). Numbering matches agentgpt.lifecycle.SessionState."""
 
 SESSION_STATE_UNSPECIFIED: SessionState.ValueType  # 0
 SESSION_STATE_DRAFT: SessionState.ValueType  # 1

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class ExecutorServiceStub:
-    """The executor: the task execution engine (DESIGN.md §3). Horizontally scalable; each instance
+    """The executor: the task execution engine (docs/design.md §3). Horizontally scalable; each instance
     works only on sessions it holds a lease for.
     """
 
@@ -59,7 +59,7 @@ class ExecutorServiceStub:
 
 
 class ExecutorServiceServicer:
-    """The executor: the task execution engine (DESIGN.md §3). Horizontally scalable; each instance
+    """The executor: the task execution engine (docs/design.md §3). Horizontally scalable; each instance
     works only on sessions it holds a lease for.
     """
 
@@ -123,7 +123,7 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ExecutorService:
-    """The executor: the task execution engine (DESIGN.md §3). Horizontally scalable; each instance
+    """The executor: the task execution engine (docs/design.md §3). Horizontally scalable; each instance
     works only on sessions it holds a lease for.
     """
 

@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ExecutorServiceStub:
-    """The executor: the task execution engine (DESIGN.md §3). Horizontally scalable; each instance
+    """The executor: the task execution engine (docs/design.md §3). Horizontally scalable; each instance
     works only on sessions it holds a lease for.
     """
 
@@ -46,7 +46,7 @@ class ExecutorServiceStub:
 
 @_typing.type_check_only
 class ExecutorServiceAsyncStub(ExecutorServiceStub):
-    """The executor: the task execution engine (DESIGN.md §3). Horizontally scalable; each instance
+    """The executor: the task execution engine (docs/design.md §3). Horizontally scalable; each instance
     works only on sessions it holds a lease for.
     """
 
@@ -61,7 +61,7 @@ class ExecutorServiceAsyncStub(ExecutorServiceStub):
     """This executor's identity, capacity and the sessions it runs."""
 
 class ExecutorServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The executor: the task execution engine (DESIGN.md §3). Horizontally scalable; each instance
+    """The executor: the task execution engine (docs/design.md §3). Horizontally scalable; each instance
     works only on sessions it holds a lease for.
     """
 

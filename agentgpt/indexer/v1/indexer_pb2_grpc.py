@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class IndexerServiceStub:
-    """The chain indexer (DESIGN.md §3): follows every configured chain, survives reorgs, serves
+    """The chain indexer (docs/design.md §3): follows every configured chain, survives reorgs, serves
     the contracts' events and the sessions' on-chain state.
     """
 
@@ -64,7 +64,7 @@ class IndexerServiceStub:
 
 
 class IndexerServiceServicer:
-    """The chain indexer (DESIGN.md §3): follows every configured chain, survives reorgs, serves
+    """The chain indexer (docs/design.md §3): follows every configured chain, survives reorgs, serves
     the contracts' events and the sessions' on-chain state.
     """
 
@@ -140,7 +140,7 @@ def add_IndexerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class IndexerService:
-    """The chain indexer (DESIGN.md §3): follows every configured chain, survives reorgs, serves
+    """The chain indexer (docs/design.md §3): follows every configured chain, survives reorgs, serves
     the contracts' events and the sessions' on-chain state.
     """
 

@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class IndexerServiceStub:
-    """The chain indexer (DESIGN.md §3): follows every configured chain, survives reorgs, serves
+    """The chain indexer (docs/design.md §3): follows every configured chain, survives reorgs, serves
     the contracts' events and the sessions' on-chain state.
     """
 
@@ -48,7 +48,7 @@ class IndexerServiceStub:
 
 @_typing.type_check_only
 class IndexerServiceAsyncStub(IndexerServiceStub):
-    """The chain indexer (DESIGN.md §3): follows every configured chain, survives reorgs, serves
+    """The chain indexer (docs/design.md §3): follows every configured chain, survives reorgs, serves
     the contracts' events and the sessions' on-chain state.
     """
 
@@ -65,7 +65,7 @@ class IndexerServiceAsyncStub(IndexerServiceStub):
     """Head, lag and status of every followed chain."""
 
 class IndexerServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The chain indexer (DESIGN.md §3): follows every configured chain, survives reorgs, serves
+    """The chain indexer (docs/design.md §3): follows every configured chain, survives reorgs, serves
     the contracts' events and the sessions' on-chain state.
     """
 

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class RecoveryServiceStub:
-    """The recovery oracle (DESIGN.md §3): detects failed executors, verifies checkpoints and
+    """The recovery oracle (docs/design.md §3): detects failed executors, verifies checkpoints and
     rehydrates sessions on healthy executors; applies penalties.
     """
 
@@ -59,7 +59,7 @@ class RecoveryServiceStub:
 
 
 class RecoveryServiceServicer:
-    """The recovery oracle (DESIGN.md §3): detects failed executors, verifies checkpoints and
+    """The recovery oracle (docs/design.md §3): detects failed executors, verifies checkpoints and
     rehydrates sessions on healthy executors; applies penalties.
     """
 
@@ -123,7 +123,7 @@ def add_RecoveryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RecoveryService:
-    """The recovery oracle (DESIGN.md §3): detects failed executors, verifies checkpoints and
+    """The recovery oracle (docs/design.md §3): detects failed executors, verifies checkpoints and
     rehydrates sessions on healthy executors; applies penalties.
     """
 

@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RecoveryServiceStub:
-    """The recovery oracle (DESIGN.md §3): detects failed executors, verifies checkpoints and
+    """The recovery oracle (docs/design.md §3): detects failed executors, verifies checkpoints and
     rehydrates sessions on healthy executors; applies penalties.
     """
 
@@ -46,7 +46,7 @@ class RecoveryServiceStub:
 
 @_typing.type_check_only
 class RecoveryServiceAsyncStub(RecoveryServiceStub):
-    """The recovery oracle (DESIGN.md §3): detects failed executors, verifies checkpoints and
+    """The recovery oracle (docs/design.md §3): detects failed executors, verifies checkpoints and
     rehydrates sessions on healthy executors; applies penalties.
     """
 
@@ -61,7 +61,7 @@ class RecoveryServiceAsyncStub(RecoveryServiceStub):
     """Lists past and in-flight recoveries."""
 
 class RecoveryServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The recovery oracle (DESIGN.md §3): detects failed executors, verifies checkpoints and
+    """The recovery oracle (docs/design.md §3): detects failed executors, verifies checkpoints and
     rehydrates sessions on healthy executors; applies penalties.
     """
 

@@ -232,7 +232,7 @@ class CreateSessionRequest(_message.Message):
     idempotency_key: _builtins.str
     """Client-chosen key, 1..128 printable ASCII characters. Required."""
     spec_yaml: _builtins.str
-    """The spec as YAML (seed section 6 form), at most 64 KiB. Exactly one of spec_yaml or spec is required.
+    """The spec as YAML (the form of docs/design.md §6), at most 64 KiB. Exactly one of spec_yaml or spec is required.
     `chains` and `models` may be written at the top level or under `params`, not in both places (even
     with equal values). The checks of SessionSpec's fields apply to the parsed spec.
     """
@@ -1146,7 +1146,7 @@ Global___ReleaseLeaseResponse: _TypeAlias = ReleaseLeaseResponse  # noqa: Y015
 
 @_typing.final
 class TxIntent(_message.Message):
-    """The durable record of an on-chain intent, written before broadcast (DESIGN.md §5)."""
+    """The durable record of an on-chain intent, written before broadcast (docs/design.md §5)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

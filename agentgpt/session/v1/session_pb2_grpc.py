@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class SessionServiceStub:
-    """The session service: system of record and control plane for sessions (DESIGN.md §3).
+    """The session service: system of record and control plane for sessions (docs/design.md §3).
     Mutating RPCs carry an idempotency key: the same key with the same request returns the first
     response; the same key with a different request fails with FAILED_PRECONDITION.
     """
@@ -140,7 +140,7 @@ class SessionServiceStub:
 
 
 class SessionServiceServicer:
-    """The session service: system of record and control plane for sessions (DESIGN.md §3).
+    """The session service: system of record and control plane for sessions (docs/design.md §3).
     Mutating RPCs carry an idempotency key: the same key with the same request returns the first
     response; the same key with a different request fails with FAILED_PRECONDITION.
     """
@@ -272,7 +272,7 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def InspectSession(self, request, context):
-        """What the CLI dashboard shows (seed section 7).
+        """What the CLI dashboard shows (docs/design.md §6).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -397,7 +397,7 @@ def add_SessionServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SessionService:
-    """The session service: system of record and control plane for sessions (DESIGN.md §3).
+    """The session service: system of record and control plane for sessions (docs/design.md §3).
     Mutating RPCs carry an idempotency key: the same key with the same request returns the first
     response; the same key with a different request fails with FAILED_PRECONDITION.
     """

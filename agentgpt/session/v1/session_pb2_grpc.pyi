@@ -27,7 +27,7 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SessionServiceStub:
-    """The session service: system of record and control plane for sessions (DESIGN.md §3).
+    """The session service: system of record and control plane for sessions (docs/design.md §3).
     Mutating RPCs carry an idempotency key: the same key with the same request returns the first
     response; the same key with a different request fails with FAILED_PRECONDITION.
     """
@@ -73,13 +73,13 @@ class SessionServiceStub:
     WatchSession: _grpc.UnaryStreamMultiCallable[_session_pb2.WatchSessionRequest, _session_pb2.WatchSessionResponse]
     """Streams the session's events from a cursor (resumable)."""
     InspectSession: _grpc.UnaryUnaryMultiCallable[_session_pb2.InspectSessionRequest, _session_pb2.InspectSessionResponse]
-    """What the CLI dashboard shows (seed section 7)."""
+    """What the CLI dashboard shows (docs/design.md §6)."""
     ListTasks: _grpc.UnaryUnaryMultiCallable[_session_pb2.ListTasksRequest, _session_pb2.ListTasksResponse]
     """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
-    """The session service: system of record and control plane for sessions (DESIGN.md §3).
+    """The session service: system of record and control plane for sessions (docs/design.md §3).
     Mutating RPCs carry an idempotency key: the same key with the same request returns the first
     response; the same key with a different request fails with FAILED_PRECONDITION.
     """
@@ -122,12 +122,12 @@ class SessionServiceAsyncStub(SessionServiceStub):
     WatchSession: _aio.UnaryStreamMultiCallable[_session_pb2.WatchSessionRequest, _session_pb2.WatchSessionResponse]  # type: ignore[assignment]
     """Streams the session's events from a cursor (resumable)."""
     InspectSession: _aio.UnaryUnaryMultiCallable[_session_pb2.InspectSessionRequest, _session_pb2.InspectSessionResponse]  # type: ignore[assignment]
-    """What the CLI dashboard shows (seed section 7)."""
+    """What the CLI dashboard shows (docs/design.md §6)."""
     ListTasks: _aio.UnaryUnaryMultiCallable[_session_pb2.ListTasksRequest, _session_pb2.ListTasksResponse]  # type: ignore[assignment]
     """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The session service: system of record and control plane for sessions (DESIGN.md §3).
+    """The session service: system of record and control plane for sessions (docs/design.md §3).
     Mutating RPCs carry an idempotency key: the same key with the same request returns the first
     response; the same key with a different request fails with FAILED_PRECONDITION.
     """
@@ -282,7 +282,7 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _session_pb2.InspectSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_session_pb2.InspectSessionResponse, _abc.Awaitable[_session_pb2.InspectSessionResponse]]:
-        """What the CLI dashboard shows (seed section 7)."""
+        """What the CLI dashboard shows (docs/design.md §6)."""
 
     @_abc_1.abstractmethod
     def ListTasks(
