@@ -11,7 +11,7 @@ callback makes each intent durable before broadcast.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from agentgpt.canonical import canonical_json_ascii
 from agentgpt.contracts import load_artifact
 from agentgpt.ipfs import ContentStore
 from services.executor.plan import Action, Plan, PlanRejected
-from services.executor.transactions import ChainSet, Journal, TxResult
+from services.executor.transactions import ChainSet, Journal, TxIntentRecord, TxResult
 
 # Minimal ABIs of the Uniswap V2 / ERC-20 functions the actions use (the full artifacts live in npm
 # packages that an executor image does not carry).
@@ -117,6 +117,11 @@ class ActionRunner:
         if self.chains is None:
             raise PlanRejected("this executor has no chains configured (AGENTGPT_NETWORK)", by="executor")
         return self.chains
+
+    async def resume(self, intents: Sequence[TxIntentRecord], journal: Journal) -> TxResult:
+        """Finish the transaction a previous attempt of a step recorded (`intents`, on the home chain, where
+        on-chain actions run): its mined receipt, or the same raw transaction rebroadcast; never a new one."""
+        return await self._chains().home.sender.resume(intents, journal)
 
     async def account_of(self, session_id: str) -> str:
         """The session's SessionAccount address (on its home chain)."""

@@ -25,7 +25,9 @@ from services.executor.plan import Plan, PlanRejected
 class PaymentRail(Protocol):
     name: str
 
-    async def settle(self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes) -> bytes | None:
+    async def settle(
+        self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes
+    ) -> bytes | None:
         """Pay `amount` AGPT base units for the session's unsettled tasks up to `through_seq`, evidenced by
         `receipt_hash`; the tx hash, if any."""
         ...
@@ -41,7 +43,9 @@ class LedgerRail:
 
     name = "ledger"
 
-    async def settle(self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes) -> bytes | None:
+    async def settle(
+        self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes
+    ) -> bytes | None:
         return None
 
     async def settled_through(self, session_id: str) -> int | None:
@@ -61,7 +65,9 @@ class AgptEscrowRail:
         self._charge = charge
         self._charged_through = charged_through
 
-    async def settle(self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes) -> bytes | None:
+    async def settle(
+        self, session_id: str, through_seq: int, amount: int, receipt_hash: bytes
+    ) -> bytes | None:
         return await self._charge(session_id, through_seq, amount, receipt_hash)
 
     async def settled_through(self, session_id: str) -> int | None:

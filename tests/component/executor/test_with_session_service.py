@@ -28,8 +28,8 @@ from agentgpt.ipfs import CheckpointReader
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.tasklog import ZERO_HASH, verify_checkpoint_log
 from services.executor.app import ExecutorParts
-from services.executor.engine import DONE
 from services.executor.ports import Fenced, SessionPort
+from services.executor.records import DONE
 from tests.component.executor.helpers import KEY, parts
 from tests.component.session.harness import SERVICE_MD, Harness, Owner, new_key
 from tests.support import eventually
