@@ -15,6 +15,7 @@ from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.session.v1 import session_pb2, session_pb2_grpc
 from services.session.chain import SessionChain, Web3SessionChain
 from services.session.chain_sync import ChainSync
+from services.session.clock import Clock, system_clock
 from services.session.config import SessionConfig
 from services.session.control import SessionControl
 from services.session.memory import InMemorySessionChain
@@ -55,8 +56,10 @@ async def build(
     chain: SessionChain | None = None,
     archive: ContentStore | None = None,
     registry: CollectorRegistry | None = None,
+    clock: Clock = system_clock,
 ) -> ServiceDefinition:
-    """The session service. Tests pass their own chain/archive; otherwise they come from the config."""
+    """The session service. Tests pass their own chain/archive (and may pass a clock); otherwise they come
+    from the config. `clock` is the one clock of the control plane, SessionDB and the validators."""
     if min(config.draft_ttl, config.active_ttl, config.paused_ttl) <= 0:
         raise ConfigError("AGENTGPT_DRAFT_TTL/ACTIVE_TTL/PAUSED_TTL must be > 0 seconds")
     # the chains a spec may name (and anchor on) are the manifest's; none configured: any name
@@ -70,7 +73,7 @@ async def build(
         archive = open_store(config)
     own_db = db is None
     if db is None:
-        db = await SessionDB.open(config.database_url)
+        db = await SessionDB.open(config.database_url, clock=clock)
     registry = registry or CollectorRegistry()
     control = SessionControl(
         db,
@@ -85,6 +88,7 @@ async def build(
         # one tick, backing off to at most CHAIN_RETRY_CAP while the chain is unreachable
         chain_retry_base=config.timer_interval,
         chain_retry_cap=max(CHAIN_RETRY_CAP, config.timer_interval),
+        clock=clock,
         deployment=deployment,
     )
     timers = LifecycleTimers(control, config.timer_interval, registry)
@@ -127,7 +131,7 @@ async def build(
                 session_pb2.DESCRIPTOR.services_by_name["SessionService"],
             )
         ],
-        validators=validators(deployment),
+        validators=validators(deployment, clock),
         probes={"sessiondb": db.ping, "home_chain": chain.ping, "ipfs": archive_probe},
         registry=registry,
         background=background,

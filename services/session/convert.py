@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import cast
 
 from agentgpt.canonical import sorted_json
 from agentgpt.common.v1 import common_pb2 as common
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.timestamps import to_timestamp as timestamp
-from services.session.model import EventRecord, SessionRecord, TaskRecord
+from services.session.model import Alert, EventRecord, Inspection, SessionRecord, TaskRecord
 
 
 def spec_to_pb(spec: dict[str, object]) -> pb.SessionSpec:
@@ -87,4 +88,40 @@ def task_to_pb(t: TaskRecord) -> pb.Task:
         gas_used=t.gas_used,
         cost=t.cost,
         log_hash=t.log_hash,
+    )
+
+
+def intents_to_bytes(intents: Iterable[pb.TxIntent]) -> bytes:
+    """A task's on-chain intents as its SessionDB column holds them (read back by task_to_pb)."""
+    return pb.Task(intents=intents).SerializeToString()
+
+
+def lease_to_pb(rec: SessionRecord) -> pb.Lease:
+    return pb.Lease(
+        session_id=rec.session_id,
+        executor_id=rec.lease_executor,
+        epoch=rec.lease_epoch,
+        expires_at=timestamp(rec.lease_expires_at or 0),
+    )
+
+
+def alert_to_pb(a: Alert) -> pb.Alert:
+    return pb.Alert(severity=a.severity, code=a.code, message=a.message, task_seq=a.task_seq)
+
+
+def inspection_to_pb(i: Inspection) -> pb.InspectSessionResponse:
+    return pb.InspectSessionResponse(
+        session=session_to_pb(i.session),
+        tasks_done=i.tasks_done,
+        tasks_total=i.tasks_total,
+        gas_used=i.gas_used,
+        gas_cost_wei=i.session.gas_cost_wei,
+        completion=i.completion,
+        alerts_critical=i.alerts_critical,
+        alerts_warning=i.alerts_warning,
+        model_score=i.model_score,
+        decorators=i.decorators,
+        alerts=[alert_to_pb(a) for a in i.alerts],
+        recent_tasks=[task_to_pb(t) for t in i.recent_tasks],
+        recent_events=[event_to_pb(e) for e in i.recent_events],
     )

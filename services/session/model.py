@@ -113,6 +113,34 @@ class TaskRecord:
 
 
 @dataclass(frozen=True)
+class Alert:
+    """One alert of an inspection: severity "critical" or "warning", a stable code, a message."""
+
+    severity: str
+    code: str
+    message: str
+    task_seq: int = 0  # the task it is about (0: the session)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """InspectSession's dashboard of one session."""
+
+    session: SessionRecord
+    tasks_done: int
+    tasks_total: int
+    gas_used: int
+    completion: float
+    alerts_critical: int
+    alerts_warning: int
+    model_score: float
+    decorators: list[str]
+    alerts: list[Alert]
+    recent_tasks: list[TaskRecord] = field(default_factory=list)  # detail "full" only
+    recent_events: list[EventRecord] = field(default_factory=list)  # detail "full" only
+
+
+@dataclass(frozen=True)
 class NewEvent:
     """An event to append; cursor, state and hash are assigned when it is committed."""
 

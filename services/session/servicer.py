@@ -1,4 +1,5 @@
-"""gRPC surface of the session service: metadata -> CallContext, then the control plane. Nothing else."""
+"""gRPC surface of the session service: metadata -> CallContext, the request to its plane, the domain
+records answered -> API messages. Nothing else."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from agentgpt.errors import InvalidArgument
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.session.v1 import session_pb2_grpc as pb_grpc
 from services.session.control import CallContext, SessionControl
+from services.session.convert import event_to_pb, inspection_to_pb, lease_to_pb, session_to_pb, task_to_pb
 
 
 def call_context(context: aio.ServicerContext) -> CallContext:
@@ -41,73 +43,91 @@ def call_context(context: aio.ServicerContext) -> CallContext:
 
 class SessionServicer(pb_grpc.SessionServiceServicer):
     def __init__(self, control: SessionControl) -> None:
-        self.control = control
+        self.commands = control.commands
+        self.work = control.work
+        self.reads = control.reads
+
+    # ------------------------------------------------------------------ owner commands
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.create(request, call_context(context))
-
-    async def GetSession(self, request: pb.GetSessionRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.get(request, call_context(context))
-
-    async def ListSessions(self, request: pb.ListSessionsRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.list_sessions(request, call_context(context))
+        return await self.commands.create(request, call_context(context))
 
     async def EditParams(self, request: pb.EditParamsRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.edit_params(request, call_context(context))
+        return await self.commands.edit_params(request, call_context(context))
 
     async def AttachDecorators(
         self, request: pb.AttachDecoratorsRequest, context: aio.ServicerContext
     ) -> Any:
-        return await self.control.attach_decorators(request, call_context(context))
+        return await self.commands.attach_decorators(request, call_context(context))
 
     async def ActivateSession(self, request: pb.ActivateSessionRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.activate(request, call_context(context))
+        return await self.commands.activate(request, call_context(context))
 
     async def UpdateBudget(self, request: pb.UpdateBudgetRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.update_budget(request, call_context(context))
+        return await self.commands.update_budget(request, call_context(context))
 
     async def PauseSession(self, request: pb.PauseSessionRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.pause(request, call_context(context))
+        return await self.commands.pause(request, call_context(context))
 
     async def ResumeSession(self, request: pb.ResumeSessionRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.resume(request, call_context(context))
+        return await self.commands.resume(request, call_context(context))
 
     async def CompleteSession(self, request: pb.CompleteSessionRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.complete(request, call_context(context))
+        return await self.commands.complete(request, call_context(context))
 
     async def TerminateSession(
         self, request: pb.TerminateSessionRequest, context: aio.ServicerContext
     ) -> Any:
-        return await self.control.terminate(request, call_context(context))
+        return await self.commands.terminate(request, call_context(context))
+
+    # ------------------------------------------------------------------ executor work
 
     async def SubmitTasks(self, request: pb.SubmitTasksRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.submit_tasks(request, call_context(context))
+        return await self.work.submit_tasks(request, call_context(context))
 
     async def ClaimLease(self, request: pb.ClaimLeaseRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.claim_lease(request, call_context(context))
+        rec = await self.work.claim_lease(request, call_context(context))
+        return pb.ClaimLeaseResponse() if rec is None else pb.ClaimLeaseResponse(lease=lease_to_pb(rec))
 
     async def RenewLease(self, request: pb.RenewLeaseRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.renew_lease(request, call_context(context))
+        rec = await self.work.renew_lease(request, call_context(context))
+        return pb.RenewLeaseResponse(lease=lease_to_pb(rec))
 
     async def ReleaseLease(self, request: pb.ReleaseLeaseRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.release_lease(request, call_context(context))
+        await self.work.release_lease(request, call_context(context))
+        return pb.ReleaseLeaseResponse()
 
     async def ReportTask(self, request: pb.ReportTaskRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.report_task(request, call_context(context))
+        version = await self.work.report_task(request, call_context(context))
+        return pb.ReportTaskResponse(version=version)
 
     async def RecordCheckpoint(
         self, request: pb.RecordCheckpointRequest, context: aio.ServicerContext
     ) -> Any:
-        return await self.control.record_checkpoint(request, call_context(context))
+        await self.work.record_checkpoint(request, call_context(context))
+        return pb.RecordCheckpointResponse()
+
+    # ------------------------------------------------------------------ reads
+
+    async def GetSession(self, request: pb.GetSessionRequest, context: aio.ServicerContext) -> Any:
+        rec = await self.reads.get(request, call_context(context))
+        return pb.GetSessionResponse(session=session_to_pb(rec))
+
+    async def ListSessions(self, request: pb.ListSessionsRequest, context: aio.ServicerContext) -> Any:
+        rows, token = await self.reads.list_sessions(request, call_context(context))
+        return pb.ListSessionsResponse(
+            sessions=[session_to_pb(r) for r in rows], page=common.PageResponse(next_page_token=token)
+        )
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> Any:
+        rows, next_after = await self.reads.list_tasks(request, call_context(context))
+        return pb.ListTasksResponse(tasks=[task_to_pb(t) for t in rows], next_after_seq=next_after)
+
+    async def InspectSession(self, request: pb.InspectSessionRequest, context: aio.ServicerContext) -> Any:
+        return inspection_to_pb(await self.reads.inspect(request, call_context(context)))
 
     async def WatchSession(
         self, request: pb.WatchSessionRequest, context: aio.ServicerContext
     ) -> AsyncIterator[pb.WatchSessionResponse]:
-        async for item in self.control.watch(request, call_context(context)):
-            yield item
-
-    async def InspectSession(self, request: pb.InspectSessionRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.inspect(request, call_context(context))
-
-    async def ListTasks(self, request: pb.ListTasksRequest, context: aio.ServicerContext) -> Any:
-        return await self.control.list_tasks(request, call_context(context))
+        async for event in self.reads.watch(request, call_context(context)):
+            yield pb.WatchSessionResponse(event=event_to_pb(event))

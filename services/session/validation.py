@@ -5,12 +5,12 @@ Besides the shape of each field, a spec is checked against what this deployment 
 its decorators against the decorator registry (agentgpt.decorators, shared with the executor) and its
 chains against the network manifest (AGENTGPT_NETWORK; without one, any well-formed chain name). The
 validators do this at CreateSession and AttachDecorators; SessionControl repeats it on the stored spec
-at ActivateSession (the deployment may have changed since the draft was made).
+at ActivateSession (the deployment may have changed since the draft was made). An owner signature's
+deadline is judged at the service's clock (`validators(..., clock=)`, the one SessionControl uses).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +22,7 @@ from agentgpt.network import Network
 from agentgpt.runtime import validation as v
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import SPEC_FIELDS_IN_PARAMS, SessionSpec, build_spec, parse_yaml
+from services.session.clock import Clock, system_clock
 
 PREFIX = "/agentgpt.session.v1.SessionService/"
 MAX_TASK_PAGE = 1000
@@ -82,20 +83,6 @@ def edited_params(params_json: str, spec: Mapping[str, Any], field: str = "param
     return params
 
 
-def owner_signature(auth: common.OwnerSignature, field: str = "auth", *, required: bool = True) -> None:
-    if not required and not auth.signer and not auth.signature:
-        return
-    v.address(auth.signer, f"{field}.signer")
-    if len(auth.signature) != 65:
-        raise InvalidArgument(
-            f"{field}.signature", f"must be a 65-byte EIP-712 signature, got {len(auth.signature)} bytes"
-        )
-    if auth.deadline <= 0:
-        raise InvalidArgument(f"{field}.deadline", "is required (unix seconds)")
-    if auth.deadline > time.time() + MAX_SIGNATURE_AHEAD:
-        raise InvalidArgument(f"{field}.deadline", f"may be at most {MAX_SIGNATURE_AHEAD} s in the future")
-
-
 def chain_signature(value: bytes, field: str = "chain_signature") -> None:
     """The owner's SessionFactory signature: optional here (an in-memory chain needs none; the service
     demands it when it relays), but when present exactly 65 bytes (r, s, v)."""
@@ -103,12 +90,6 @@ def chain_signature(value: bytes, field: str = "chain_signature") -> None:
         raise InvalidArgument(
             field, f"must be empty or a 65-byte EIP-712 signature (r, s, v), got {len(value)} bytes"
         )
-
-
-def read_auth(req: Any) -> None:
-    """Reads may omit `auth` (service identities); when present it is checked like any owner signature."""
-    if req.HasField("auth"):
-        owner_signature(req.auth, required=False)
 
 
 def spec_message(spec: pb.SessionSpec, deployment: Deployment) -> None:
@@ -124,107 +105,135 @@ def spec_message(spec: pb.SessionSpec, deployment: Deployment) -> None:
     deployment.check_spec(parsed, "spec")
 
 
-def create(deployment: Deployment) -> Callable[[pb.CreateSessionRequest], None]:
-    def check(req: pb.CreateSessionRequest) -> None:
+class Signed:
+    """The validators of the RPCs that carry an owner signature (and of those that depend on what the
+    deployment supports): a signature's deadline may lie at most MAX_SIGNATURE_AHEAD past `clock()`."""
+
+    def __init__(self, deployment: Deployment, clock: Clock) -> None:
+        self.deployment = deployment
+        self.clock = clock
+
+    def owner_signature(
+        self, auth: common.OwnerSignature, field: str = "auth", *, required: bool = True
+    ) -> None:
+        if not required and not auth.signer and not auth.signature:
+            return
+        v.address(auth.signer, f"{field}.signer")
+        if len(auth.signature) != 65:
+            raise InvalidArgument(
+                f"{field}.signature", f"must be a 65-byte EIP-712 signature, got {len(auth.signature)} bytes"
+            )
+        if auth.deadline <= 0:
+            raise InvalidArgument(f"{field}.deadline", "is required (unix seconds)")
+        if auth.deadline > self.clock() + MAX_SIGNATURE_AHEAD:
+            raise InvalidArgument(
+                f"{field}.deadline", f"may be at most {MAX_SIGNATURE_AHEAD} s in the future"
+            )
+
+    def read_auth(self, req: Any) -> None:
+        """Reads may omit `auth` (service identities); when present it is checked like any owner signature."""
+        if req.HasField("auth"):
+            self.owner_signature(req.auth, required=False)
+
+    def create(self, req: pb.CreateSessionRequest) -> None:
         v.idempotency_key(req.idempotency_key)
         has_yaml, has_spec = bool(req.spec_yaml), req.HasField("spec")
         if has_yaml == has_spec:
             raise InvalidArgument("spec_yaml", "exactly one of spec_yaml or spec is required")
         if has_yaml:
-            deployment.check_spec(parse_yaml(req.spec_yaml), "spec_yaml")
+            self.deployment.check_spec(parse_yaml(req.spec_yaml), "spec_yaml")
         else:
-            spec_message(req.spec, deployment)
+            spec_message(req.spec, self.deployment)
         v.uint256(req.initial_budget, "initial_budget", positive=True)
-        owner_signature(req.auth)
+        self.owner_signature(req.auth)
         chain_signature(req.chain_signature)
         if req.budget_permit:
             v.bytes_len(req.budget_permit, "budget_permit", 65)
             if req.budget_permit_deadline <= 0:
                 raise InvalidArgument("budget_permit_deadline", "is required with budget_permit")
 
-    return check
+    def mutating(self, *, reason: bool = False, auth_required: bool = True) -> Callable[[Any], None]:
+        """Validator for the lifecycle RPCs sharing idempotency_key, session_id, auth (and reason)."""
 
+        def check(req: Any) -> None:
+            v.idempotency_key(req.idempotency_key)
+            v.session_id(req.session_id)
+            if reason:
+                v.text(req.reason, "reason", max_len=256)
+            elif getattr(req, "reason", ""):
+                v.text(req.reason, "reason", max_len=256, required=False)
+            self.owner_signature(req.auth, required=auth_required)
 
-def mutating(*, reason: bool = False, auth_required: bool = True) -> Any:
-    """Validator for the lifecycle RPCs sharing idempotency_key, session_id, auth (and reason)."""
+        return check
 
-    def check(req: Any) -> None:
-        v.idempotency_key(req.idempotency_key)
-        v.session_id(req.session_id)
-        if reason:
-            v.text(req.reason, "reason", max_len=256)
-        elif getattr(req, "reason", ""):
-            v.text(req.reason, "reason", max_len=256, required=False)
-        owner_signature(req.auth, required=auth_required)
+    def edit_params(self, req: pb.EditParamsRequest) -> None:
+        self.mutating()(req)
+        v.json_object(req.params_json, "params_json", required=True)
 
-    return check
-
-
-def edit_params(req: pb.EditParamsRequest) -> None:
-    mutating()(req)
-    v.json_object(req.params_json, "params_json", required=True)
-
-
-def attach(deployment: Deployment) -> Callable[[pb.AttachDecoratorsRequest], None]:
-    def check(req: pb.AttachDecoratorsRequest) -> None:
-        mutating()(req)
+    def attach(self, req: pb.AttachDecoratorsRequest) -> None:
+        self.mutating()(req)
         if not 1 <= len(req.decorators) <= 32:
             raise InvalidArgument("decorators", "must list 1 to 32 decorator names")
         for i, d in enumerate(req.decorators):
             v.name(d, f"decorators[{i}]")
-        deployment.check_decorators(req.decorators, lambda i: f"decorators[{i}]")
+        self.deployment.check_decorators(req.decorators, lambda i: f"decorators[{i}]")
 
-    return check
+    def activate(self, req: pb.ActivateSessionRequest) -> None:
+        self.mutating()(req)
+        v.address(req.executor, "executor", required=False)
+        chain_signature(req.chain_signature)
 
+    def update_budget(self, req: pb.UpdateBudgetRequest) -> None:
+        self.mutating()(req)
+        v.uint256(req.add_amount, "add_amount", positive=True)
+        if req.budget_permit:
+            v.bytes_len(req.budget_permit, "budget_permit", 65)
+        chain_signature(req.chain_signature)
 
-def activate(req: pb.ActivateSessionRequest) -> None:
-    mutating()(req)
-    v.address(req.executor, "executor", required=False)
-    chain_signature(req.chain_signature)
+    def complete(self, req: pb.CompleteSessionRequest) -> None:
+        self.mutating()(req)
+        chain_signature(req.chain_signature)
 
+    def get_session(self, req: pb.GetSessionRequest) -> None:
+        v.session_id(req.session_id)
+        self.read_auth(req)
 
-def update_budget(req: pb.UpdateBudgetRequest) -> None:
-    mutating()(req)
-    v.uint256(req.add_amount, "add_amount", positive=True)
-    if req.budget_permit:
-        v.bytes_len(req.budget_permit, "budget_permit", 65)
-    chain_signature(req.chain_signature)
+    def watch(self, req: pb.WatchSessionRequest) -> None:
+        v.session_id(req.session_id)
+        self.read_auth(req)
 
+    def list_sessions(self, req: pb.ListSessionsRequest) -> None:
+        v.address(req.owner, "owner", required=False)
+        for i, s in enumerate(req.states):
+            v.enum_value(s, f"states[{i}]", common.SessionState)
+        if req.type:
+            v.name(req.type, "type")
+        v.page(req.page)
+        self.read_auth(req)
 
-def complete(req: pb.CompleteSessionRequest) -> None:
-    mutating()(req)
-    chain_signature(req.chain_signature)
+    def submit_tasks(self, req: pb.SubmitTasksRequest) -> None:
+        v.idempotency_key(req.idempotency_key)
+        v.session_id(req.session_id)
+        if not 1 <= len(req.tasks) <= 1000:
+            raise InvalidArgument("tasks", f"must hold 1 to 1000 tasks, got {len(req.tasks)}")
+        for i, t in enumerate(req.tasks):
+            v.name(t.kind, f"tasks[{i}].kind")
+            v.json_object(t.args_json, f"tasks[{i}].args_json")
+        self.owner_signature(req.auth)
 
+    def inspect(self, req: pb.InspectSessionRequest) -> None:
+        v.session_id(req.session_id)
+        if req.detail not in ("", "summary", "full"):
+            raise InvalidArgument("detail", f"must be 'summary' or 'full', got {req.detail[:40]!r}")
+        self.read_auth(req)
 
-def get_session(req: pb.GetSessionRequest) -> None:
-    v.session_id(req.session_id)
-    read_auth(req)
-
-
-def watch(req: pb.WatchSessionRequest) -> None:
-    v.session_id(req.session_id)
-    read_auth(req)
-
-
-def list_sessions(req: pb.ListSessionsRequest) -> None:
-    v.address(req.owner, "owner", required=False)
-    for i, s in enumerate(req.states):
-        v.enum_value(s, f"states[{i}]", common.SessionState)
-    if req.type:
-        v.name(req.type, "type")
-    v.page(req.page)
-    read_auth(req)
-
-
-def submit_tasks(req: pb.SubmitTasksRequest) -> None:
-    v.idempotency_key(req.idempotency_key)
-    v.session_id(req.session_id)
-    if not 1 <= len(req.tasks) <= 1000:
-        raise InvalidArgument("tasks", f"must hold 1 to 1000 tasks, got {len(req.tasks)}")
-    for i, t in enumerate(req.tasks):
-        v.name(t.kind, f"tasks[{i}].kind")
-        v.json_object(t.args_json, f"tasks[{i}].args_json")
-    owner_signature(req.auth)
+    def list_tasks(self, req: pb.ListTasksRequest) -> None:
+        v.session_id(req.session_id)
+        v.int64(req.after_seq, "after_seq")
+        for i, s in enumerate(req.statuses):
+            v.enum_value(s, f"statuses[{i}]", pb.TaskStatus)
+        v.in_range(req.page_size, "page_size", 1, MAX_TASK_PAGE)
+        self.read_auth(req)
 
 
 def executor_id(value: str, field: str = "executor_id") -> None:
@@ -282,46 +291,33 @@ def record_checkpoint(req: pb.RecordCheckpointRequest) -> None:
     v.bytes_len(cp.state_root, "checkpoint.state_root", 32)
 
 
-def inspect(req: pb.InspectSessionRequest) -> None:
-    v.session_id(req.session_id)
-    if req.detail not in ("", "summary", "full"):
-        raise InvalidArgument("detail", f"must be 'summary' or 'full', got {req.detail[:40]!r}")
-    read_auth(req)
-
-
-def list_tasks(req: pb.ListTasksRequest) -> None:
-    v.session_id(req.session_id)
-    v.int64(req.after_seq, "after_seq")
-    for i, s in enumerate(req.statuses):
-        v.enum_value(s, f"statuses[{i}]", pb.TaskStatus)
-    v.in_range(req.page_size, "page_size", 1, MAX_TASK_PAGE)
-    read_auth(req)
-
-
-def validators(deployment: Deployment | None = None) -> dict[str, Callable[[Any], None]]:
-    """The validator of every RPC; `deployment` says which decorators and chains a spec may name."""
-    d = deployment or Deployment()
+def validators(
+    deployment: Deployment | None = None, clock: Clock = system_clock
+) -> dict[str, Callable[[Any], None]]:
+    """The validator of every RPC; `deployment` says which decorators and chains a spec may name, `clock`
+    is the service's clock (owner signatures' deadlines)."""
+    c = Signed(deployment or Deployment(), clock)
     return {
-        PREFIX + "CreateSession": create(d),
-        PREFIX + "GetSession": get_session,
-        PREFIX + "ListSessions": list_sessions,
-        PREFIX + "EditParams": edit_params,
-        PREFIX + "AttachDecorators": attach(d),
-        PREFIX + "ActivateSession": activate,
-        PREFIX + "UpdateBudget": update_budget,
-        PREFIX + "PauseSession": mutating(reason=True, auth_required=False),
-        PREFIX + "ResumeSession": mutating(auth_required=False),
-        PREFIX + "CompleteSession": complete,
-        PREFIX + "TerminateSession": mutating(reason=True, auth_required=False),
-        PREFIX + "SubmitTasks": submit_tasks,
+        PREFIX + "CreateSession": c.create,
+        PREFIX + "GetSession": c.get_session,
+        PREFIX + "ListSessions": c.list_sessions,
+        PREFIX + "EditParams": c.edit_params,
+        PREFIX + "AttachDecorators": c.attach,
+        PREFIX + "ActivateSession": c.activate,
+        PREFIX + "UpdateBudget": c.update_budget,
+        PREFIX + "PauseSession": c.mutating(reason=True, auth_required=False),
+        PREFIX + "ResumeSession": c.mutating(auth_required=False),
+        PREFIX + "CompleteSession": c.complete,
+        PREFIX + "TerminateSession": c.mutating(reason=True, auth_required=False),
+        PREFIX + "SubmitTasks": c.submit_tasks,
         PREFIX + "ClaimLease": claim,
         PREFIX + "RenewLease": renew,
         PREFIX + "ReleaseLease": leased,
         PREFIX + "ReportTask": report,
         PREFIX + "RecordCheckpoint": record_checkpoint,
-        PREFIX + "WatchSession": watch,
-        PREFIX + "InspectSession": inspect,
-        PREFIX + "ListTasks": list_tasks,
+        PREFIX + "WatchSession": c.watch,
+        PREFIX + "InspectSession": c.inspect,
+        PREFIX + "ListTasks": c.list_tasks,
     }
 
 

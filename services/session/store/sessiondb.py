@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,20 +22,26 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from agentgpt.canonical import canonical_json
 from agentgpt.errors import Aborted, FailedPrecondition, NotFound, PermissionDenied
 from agentgpt.runtime.validation import INT64_MAX
+from services.session.clock import Clock, system_clock
 from services.session.model import (
     ZERO_HASH,
     EventRecord,
     NewEvent,
     SessionRecord,
     TaskRecord,
-    canonical_json,
     event_hash,
 )
 from services.session.store.tables import events, nonces, requests, sessions, tasks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class VersionConflict(Aborted):
+    """Another writer committed first: the session is no longer at the expected version. Re-reading and
+    applying the change again is safe (what the control plane's retry-on-conflict helper does)."""
 
 
 @dataclass(frozen=True)
@@ -82,14 +87,15 @@ def _sqlite_url_path(url: str) -> str | None:
 
 
 class SessionDB:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = system_clock) -> None:
         self.engine = engine
+        self.clock = clock  # stamps updated_at, event times, nonce and request records
         self.is_sqlite = engine.dialect.name == "sqlite"
         # SQLite allows one writer at a time; serializing writes here avoids "database is locked".
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, url: str, *, migrate: bool = True) -> SessionDB:
+    async def open(cls, url: str, *, migrate: bool = True, clock: Clock = system_clock) -> SessionDB:
         kwargs: dict[str, Any] = {}
         path = _sqlite_url_path(url)
         if path is not None:
@@ -99,7 +105,7 @@ class SessionDB:
         else:
             kwargs["pool_pre_ping"] = True
         engine = create_async_engine(url, **kwargs)
-        db = cls(engine)
+        db = cls(engine, clock=clock)
         if migrate:
             await db.migrate()
         return db
@@ -183,7 +189,7 @@ class SessionDB:
             if cur is None:
                 raise NotFound(f"session {change.session_id} does not exist")
             if cur.version != change.expected_version:
-                raise Aborted(
+                raise VersionConflict(
                     f"session {change.session_id} changed (version {cur.version}, expected {change.expected_version}); "
                     "re-read and retry"
                 )
@@ -191,7 +197,7 @@ class SessionDB:
             cursor, head = await self._append_events(
                 conn, change.session_id, state, cur.event_cursor, cur.event_head, change.events
             )
-            values = {**change.values, "version": cur.version + 1, "updated_at": time.time()}
+            values = {**change.values, "version": cur.version + 1, "updated_at": self.clock()}
             if change.events:
                 values.update(event_cursor=cursor, event_head=head)
             result = await conn.execute(
@@ -202,7 +208,7 @@ class SessionDB:
                 .values(**values)
             )
             if result.rowcount != 1:
-                raise Aborted(f"session {change.session_id} changed concurrently; re-read and retry")
+                raise VersionConflict(f"session {change.session_id} changed concurrently; re-read and retry")
             for t in change.new_tasks:
                 await conn.execute(sa.insert(tasks).values(**t))
             if change.task_update is not None:
@@ -232,7 +238,7 @@ class SessionDB:
     ) -> tuple[int, bytes]:
         for ev in new:
             cursor += 1
-            at = round(time.time(), 6)
+            at = round(self.clock(), 6)
             data_json = canonical_json(ev.data)
             head = event_hash(
                 head,
@@ -404,7 +410,7 @@ class SessionDB:
                     lease_epoch=row.lease_epoch + 1,
                     lease_expires_at=now + ttl,
                     version=row.version + 1,
-                    updated_at=time.time(),
+                    updated_at=self.clock(),
                 )
             )
             got = (
@@ -501,7 +507,7 @@ class SessionDB:
         try:
             async with self._writing() as conn:
                 await conn.execute(
-                    sa.insert(nonces).values(owner=owner.lower(), nonce=str(nonce), used_at=time.time())
+                    sa.insert(nonces).values(owner=owner.lower(), nonce=str(nonce), used_at=self.clock())
                 )
         except IntegrityError:
             raise PermissionDenied(
@@ -541,7 +547,7 @@ class SessionDB:
                             method=method,
                             request_hash=req_hash,
                             status="pending",
-                            created_at=time.time(),
+                            created_at=self.clock(),
                         )
                     )
                 return None

@@ -58,5 +58,5 @@ async def test_finishing_the_same_mint_twice_answers_the_same_record(
     rec = await h.control.db.require(s.session_id)
     receipt = Receipt(rec.mint_tx_hash, True, 1, 21000, int(s.session_id))
     # The reconciler settling a create whose row is already there: the row is this mint's.
-    again = await h.control._finish_create("p", new_key(), {}, receipt)
+    again = await h.control.relay.finish_create("p", new_key(), {}, receipt)
     assert again == rec

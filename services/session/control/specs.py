@@ -1,0 +1,39 @@
+"""Session specs as SessionDB stores them (canonical JSON) and as requests carry them (YAML or a message)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agentgpt.session.v1 import session_pb2 as pb
+from agentgpt.spec import SessionSpec, build_spec, parse_yaml
+
+
+def spec_to_dict(spec: SessionSpec) -> dict[str, Any]:
+    return dict(json.loads(spec.canonical()))
+
+
+def spec_from_dict(d: dict[str, Any]) -> SessionSpec:
+    return build_spec(
+        type=d["type"],
+        chains=d["chains"],
+        models=d["models"],
+        decorators=d["decorators"],
+        params=d["params"],
+        checkpoint_interval=d["checkpoint_interval"],
+    )
+
+
+def spec_from_request(req: pb.CreateSessionRequest) -> SessionSpec:
+    if req.spec_yaml:
+        return parse_yaml(req.spec_yaml)
+    s = req.spec
+    params = json.loads(s.params_json) if s.params_json else {}
+    return build_spec(
+        type=s.type,
+        chains=list(s.chains),
+        models=dict(s.models),
+        decorators=list(s.decorators),
+        params=params,
+        checkpoint_interval=s.checkpoint_interval,
+    )
