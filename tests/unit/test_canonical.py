@@ -114,7 +114,7 @@ def test_the_ascii_and_sorted_variants_are_unchanged() -> None:
 
 
 def test_task_results_digest_and_log_entries_as_before() -> None:
-    from services.executor.engine import result_json
+    from services.executor.records import result_json
 
     assert result_json(RESULT) == RESULT_JSON
     assert result_digest(json.loads(result_json(RESULT))).hex() == RESULT_DIGEST
