@@ -23,15 +23,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from agentgpt.chain.rpc import connect
-from agentgpt.contracts import load_artifact
+from agentgpt.chain.sender import KeySender
 from agentgpt.errors import Aborted
 from agentgpt.lifecycle import SessionState
 from agentgpt.network import ChainInfo, Network
@@ -81,44 +77,6 @@ class ChainSyncMetrics:
         )
 
 
-class _Chain:
-    """One chain as the relayer sees it: contracts, and one transaction at a time from the relayer key."""
-
-    def __init__(self, info: ChainInfo, account: LocalAccount, timeout: float) -> None:
-        self.info = info
-        self.w3 = connect(info.rpc_url, timeout=timeout)
-        self.account = account
-        self.lock = asyncio.Lock()
-
-    def contract(self, name: str) -> Any:
-        return self.w3.eth.contract(
-            address=to_checksum_address(self.info.contracts[name]), abi=load_artifact(name).abi
-        )
-
-    async def transact(self, fn: Any, receipt_timeout: float) -> bytes:
-        async with self.lock:
-            sender = self.account.address
-            await fn.call({"from": sender}, block_identifier="pending")  # surfaces a revert before signing
-            tx = await fn.build_transaction(
-                {
-                    "from": sender,
-                    "nonce": await self.w3.eth.get_transaction_count(sender, "pending"),
-                    "chainId": self.info.chain_id,
-                }
-            )
-            signed = self.account.sign_transaction(tx)
-            await self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            receipt = await self.w3.eth.wait_for_transaction_receipt(
-                signed.hash, timeout=receipt_timeout, poll_latency=0.1
-            )
-            if receipt["status"] != 1:
-                raise RuntimeError(f"transaction 0x{bytes(signed.hash).hex()} reverted")
-            return bytes(signed.hash)
-
-    async def close(self) -> None:
-        await self.w3.provider.disconnect()
-
-
 class ChainSync:
     def __init__(
         self,
@@ -138,8 +96,7 @@ class ChainSync:
         self.interval = interval
         self.receipt_timeout = receipt_timeout
         self.notify = notify
-        account: LocalAccount = Account.from_key(relayer_key)
-        self.chains = {c.name: _Chain(c, account, rpc_timeout) for c in network.chains}
+        self.chains = {c.name: KeySender(c, relayer_key, timeout=rpc_timeout) for c in network.chains}
         self.metrics = ChainSyncMetrics(registry)
         for c in network.chains:  # every series exists from the start (at 0), so rate() and alerts see it
             if c.chain_id != home.chain_id:
@@ -241,7 +198,7 @@ class ChainSync:
                 ),
             )
 
-    def _chain(self, name: str) -> _Chain | None:
+    def _chain(self, name: str) -> KeySender | None:
         if name in self.chains:
             return self.chains[name]
         return next((c for c in self.chains.values() if str(c.info.chain_id) == name), None)
