@@ -1,6 +1,5 @@
-"""Contract tests run against a real anvil: started here once per session (AnvilNode), or the node at
-$AGENTGPT_TEST_ETH_RPC (which must accept anvil's dev keys and evm_* methods). Every test runs inside an
-evm_snapshot that is reverted afterwards, so tests are isolated and the deployment is done only once."""
+"""Contract tests run against the session's anvil (`eth_rpc`, tests/fixtures/anvil.py: started once, or the
+node at $AGENTGPT_TEST_ETH_RPC). Every test runs inside an evm_snapshot that is reverted afterwards, so tests are isolated and the deployment is done only once."""
 
 from __future__ import annotations
 
@@ -12,22 +11,12 @@ import pytest_asyncio
 from web3 import Web3
 
 from agentgpt.chain.deploy import deploy_all
-from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 
 from .chain import E18, Chain
 
 MIN_BOND = 100 * E18
 UNBONDING_DELAY = 7 * 24 * 3600
-
-
-@pytest.fixture(scope="session")
-def eth_rpc() -> Iterator[str]:
-    url = os.environ.get("AGENTGPT_TEST_ETH_RPC")
-    if url:
-        yield url
-        return
-    with AnvilNode(chain_id=31337) as node:
-        yield node.rpc_url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -17,15 +17,8 @@ import pytest
 from web3._utils.http_session_manager import HTTPSessionManager
 
 from agentgpt.chain.rpc import connect
-from apps.localnet.anvil import AnvilNode
 
 pytestmark = pytest.mark.chain
-
-
-@pytest.fixture(scope="module")
-def anvil() -> Iterator[AnvilNode]:
-    with AnvilNode(chain_id=31777) as node:
-        yield node
 
 
 @pytest.fixture
@@ -37,21 +30,23 @@ def leaked_lock() -> Iterator[None]:
         HTTPSessionManager._lock.release()
 
 
-async def test_requests_go_through_with_the_session_lock_leaked(anvil: AnvilNode, leaked_lock: None) -> None:
-    ours = connect(anvil.rpc_url)
+async def test_requests_go_through_with_the_session_lock_leaked(
+    eth_rpc: str, eth_chain_id: int, leaked_lock: None
+) -> None:
+    ours = connect(eth_rpc)
     try:
-        assert await asyncio.wait_for(ours.eth.chain_id, 10) == 31777
+        assert await asyncio.wait_for(ours.eth.chain_id, 10) == eth_chain_id
         # concurrent requests, some cancelled midway, never wedge the next ones
         calls = [asyncio.ensure_future(ours.eth.block_number) for _ in range(20)]
         for c in calls[::2]:
             c.cancel()
         await asyncio.gather(*calls, return_exceptions=True)
-        assert await asyncio.wait_for(ours.eth.chain_id, 10) == 31777
+        assert await asyncio.wait_for(ours.eth.chain_id, 10) == eth_chain_id
     finally:
         await ours.provider.disconnect()  # type: ignore[attr-defined]
 
 
-def test_a_plain_provider_hangs_on_the_leaked_lock(anvil: AnvilNode) -> None:
+def test_a_plain_provider_hangs_on_the_leaked_lock(eth_rpc: str) -> None:
     # The upstream defect this module works around. When this test fails, web3.py fixed it: drop
     # agentgpt.chain.rpc.LoopSessionManager and this test. It runs in its own process: the stuck
     # request's worker thread may end up owning the process-wide lock for good, which would wedge
@@ -65,7 +60,7 @@ def test_a_plain_provider_hangs_on_the_leaked_lock(anvil: AnvilNode) -> None:
         HTTPSessionManager._lock.acquire()  # what a request cancelled mid-acquire leaves behind
 
         async def main():
-            plain = AsyncWeb3(AsyncHTTPProvider({anvil.rpc_url!r}))
+            plain = AsyncWeb3(AsyncHTTPProvider({eth_rpc!r}))
             try:
                 await asyncio.wait_for(plain.eth.chain_id, 2)
                 print("answered", flush=True)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from grpc import aio
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -14,15 +15,31 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1) -> T:
-    """Retry `check` until it returns without raising (an AssertionError or any error), or time out."""
+async def eventually(
+    check: Callable[[], T | Awaitable[T]],
+    timeout: float = 20.0,
+    *,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Call `check` (plain or async) until it succeeds, and return what it returned. It fails by raising
+    (an AssertionError or any error) or by returning False, so both an assertion function and a
+    predicate (`lambda: len(done) == 3`) work. After `timeout` s the last error is raised, or an
+    AssertionError naming `what` when the last call returned False."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return await check()
+            result = check()
+            if inspect.isawaitable(result):
+                result = await result
         except Exception:
             if time.monotonic() > deadline:
                 raise
+        else:
+            if result is not False:
+                return cast(T, result)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not met within {timeout}s")
         await asyncio.sleep(interval)
 
 

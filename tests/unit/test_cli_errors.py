@@ -732,6 +732,7 @@ def test_piping_into_head_reads_one_line_and_ends_quietly(
     first = proc.stdout.readline()
     proc.stdout.close()
     stderr = proc.stderr.read()
+    proc.stderr.close()
     code = proc.wait(timeout=60)
     assert first.endswith(b"\n")
     assert stderr == b"", stderr.decode(errors="replace")

@@ -14,7 +14,8 @@ from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
 from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import eventually, parts
+from tests.component.executor.helpers import parts
+from tests.support import eventually
 
 SANCTIONED = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"
 

@@ -18,7 +18,8 @@ from services.executor.app import ExecutorParts
 from services.executor.ports import SessionPort
 from services.executor.retry import backoff, failure_kind, printable
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import eventually, parts, poison_outputs
+from tests.component.executor.helpers import parts, poison_outputs
+from tests.support import eventually
 
 
 @contextlib.asynccontextmanager

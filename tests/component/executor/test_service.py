@@ -20,8 +20,8 @@ from agentgpt.runtime.server import RunningService
 from services.executor.app import build
 from services.executor.config import ExecutorConfig
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import KEY, eventually
-from tests.support import metric_value, scrape
+from tests.component.executor.helpers import KEY
+from tests.support import eventually, metric_value, scrape
 
 
 @pytest_asyncio.fixture(loop_scope="session")

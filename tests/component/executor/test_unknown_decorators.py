@@ -7,8 +7,8 @@ from pathlib import Path
 
 from agentgpt.session.v1 import session_pb2 as ss
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import eventually
 from tests.component.executor.test_engine import running_engine
+from tests.support import eventually
 
 
 async def test_unknown_decorator_refuses_tasks_instead_of_skipping(

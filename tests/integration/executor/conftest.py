@@ -1,14 +1,13 @@
-"""A real anvil for the executor's chain tests (or $AGENTGPT_TEST_ETH_RPC)."""
+"""The executor's chain tests: the session's anvil (`eth_rpc`, tests/fixtures/anvil.py) for single-chain
+tests, and two anvils of their own (two chain ids at once) for the cross-chain ones."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 from eth_account import Account
 
@@ -25,25 +24,14 @@ from tests.component.executor.fake_session import FakeSessionServer
 from tests.contracts.chain import Chain
 from tests.integration.executor.two_chains import TwoChains, chain_info, web3
 
-TX_CHAIN_ID = 31991
 HOME_ID, OTHER_ID = 31981, 31982
-
-
-@pytest.fixture(scope="session")
-def executor_anvil() -> Iterator[str]:
-    url = os.environ.get("AGENTGPT_TEST_ETH_RPC")
-    if url:
-        yield url
-        return
-    # Chain ids no other suite uses: a node that answers on a reused port with another id is refused
-    # by AnvilNode's readiness check instead of being mistaken for ours.
-    with AnvilNode(chain_id=TX_CHAIN_ID) as node:
-        yield node.rpc_url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def two_chains() -> AsyncIterator[TwoChains]:
-    """Two anvil chains (HOME_ID, OTHER_ID), contracts deployed on both (deployer = oracle = dev key 0)."""
+    """Two anvil chains (HOME_ID, OTHER_ID), contracts deployed on both (deployer = oracle = dev key 0).
+    Chain ids no other suite uses: a node that answers on a reused port with another id is refused by
+    AnvilNode's readiness check instead of being mistaken for ours."""
     nodes = [AnvilNode(chain_id=HOME_ID), AnvilNode(chain_id=OTHER_ID)]
     try:
         chains = []

@@ -19,10 +19,11 @@ from web3 import Web3
 from agentgpt.session.v1 import session_pb2 as ss
 from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import eventually, poison_outputs
+from tests.component.executor.helpers import poison_outputs
 from tests.integration.executor.conftest import EXECUTOR_KEY, TASK_FEE
 from tests.integration.executor.test_onchain_engine import spec
 from tests.integration.executor.two_chains import TwoChains
+from tests.support import eventually
 
 pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
 
@@ -85,7 +86,7 @@ async def test_a_poison_task_fails_once_is_charged_once_and_the_session_goes_on(
     assert after.status == ss.TASK_STATUS_SUCCEEDED
     assert [r[3] for r in fs.reports if r[2] == 1].count(ss.TASK_STATUS_FAILED) == 1  # recorded once
 
-    await eventually(lambda: charges(two_chains, sid), timeout=30, what="a charge on chain")
+    await eventually(lambda: len(charges(two_chains, sid)) > 0, timeout=30, what="a charge on chain")
     await asyncio.sleep(3)  # the executor goes on polling: nothing more may be charged
     events = charges(two_chains, sid)
     assert_tiled(events)

@@ -18,9 +18,9 @@ from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
 from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import eventually
 from tests.integration.executor.conftest import CHECKPOINT_KEY, EXECUTOR_KEY, HOME_ID, OTHER_ID, TASK_FEE
 from tests.integration.executor.two_chains import TwoChains
+from tests.support import eventually
 
 pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
 

@@ -17,9 +17,9 @@ from apps.demo.uniswap import deploy_uniswap, read_market, token_balance
 from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import eventually
 from tests.integration.executor.conftest import KYC_ISSUER_KEY as ISSUER_KEY  # trusted by the fixture
 from tests.integration.executor.two_chains import TwoChains
+from tests.support import eventually
 
 pytestmark = [pytest.mark.chain, pytest.mark.ipfs]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,15 +15,16 @@ from web3.exceptions import TransactionNotFound
 from agentgpt.chain.rpc import connect
 from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.executor.transactions import TxError, TxIntentRecord, TxReverted, TxSender
-from tests.integration.executor.conftest import TX_CHAIN_ID
+from tests.fixtures.anvil import rpc_chain_id
+from tests.support import eventually
 
 pytestmark = pytest.mark.chain
 RECIPIENT = Web3.to_checksum_address("0x" + "5a" * 20)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def w3(executor_anvil: str) -> AsyncIterator[AsyncWeb3[Any]]:
-    w = connect(executor_anvil)
+async def w3(eth_rpc: str) -> AsyncIterator[AsyncWeb3[Any]]:
+    w = connect(eth_rpc)
     yield w
     await w.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
     await w.provider.disconnect()  # type: ignore[attr-defined]
@@ -48,18 +48,10 @@ class Journal:
             raise RuntimeError("executor crashed right after recording the intent")
 
 
-async def eventually(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 def sender(w3: AsyncWeb3[Any], key_index: int, **kw: Any) -> TxSender:
     kw.setdefault("receipt_timeout", 20.0)  # fail fast instead of hanging on a lost transaction
-    return TxSender(w3, DEV_PRIVATE_KEYS[key_index], TX_CHAIN_ID, poll_interval=0.05, **kw)
+    chain_id = rpc_chain_id(w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    return TxSender(w3, DEV_PRIVATE_KEYS[key_index], chain_id, poll_interval=0.05, **kw)
 
 
 async def test_intent_is_recorded_before_broadcast_and_receipt_returned(w3: AsyncWeb3[Any]) -> None:
@@ -108,7 +100,7 @@ async def test_stuck_transaction_is_replaced_with_a_fee_bump(w3: AsyncWeb3[Any])
         async def replaced() -> bool:
             return len(journal.intents) >= 2
 
-        await eventually(replaced)
+        await eventually(replaced, 10, what="the replacement recorded")
         await w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         result = await asyncio.wait_for(task, 10)
     finally:

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from tests.integration.indexer.chainkit import (
     emit_sessions,
     rebuild_snapshot,
 )
+from tests.support import eventually
 
 pytestmark = pytest.mark.chain
 REPO = Path(__file__).resolve().parents[3]
@@ -38,10 +38,14 @@ def start_indexer(tmp: Path, network_path: Path, db: Path, log_name: str) -> sub
         "AGENTGPT_POLL_INTERVAL": "0.05",
         "AGENTGPT_READY_FILE": str(tmp / f"{log_name}.ready"),
     }
-    out = open(tmp / f"{log_name}.log", "wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.indexer"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
-    )
+    with open(tmp / f"{log_name}.log", "wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.indexer"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def next_block(db: Path) -> int:
@@ -51,14 +55,6 @@ def next_block(db: Path) -> int:
             return int(row[0]) if row else 0
     except sqlite3.OperationalError:
         return 0  # not created yet
-
-
-def wait_for(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 async def test_sigkill_mid_batch_resumes_without_gap_or_duplicate(
@@ -73,7 +69,12 @@ async def test_sigkill_mid_batch_resumes_without_gap_or_duplicate(
 
     proc = start_indexer(tmp_path, network_path, db, "first")
     try:
-        wait_for(lambda: next_block(db) > start + 50, 60, "the first process to ingest some blocks")
+        await eventually(
+            lambda: next_block(db) > start + 50,
+            60,
+            interval=0.01,
+            what="the first process to ingest some blocks",
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -85,7 +86,9 @@ async def test_sigkill_mid_batch_resumes_without_gap_or_duplicate(
 
     proc = start_indexer(tmp_path, network_path, db, "second")
     try:
-        wait_for(lambda: next_block(db) == head + 1, 120, "the restarted process to catch up")
+        await eventually(
+            lambda: next_block(db) == head + 1, 120, interval=0.01, what="the restarted process to catch up"
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from agentgpt.runtime.config import load
 from agentgpt.runtime.server import RunningService
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import allowlist_of
-from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from services.session.app import build
 from services.session.config import SessionConfig
 from services.session.model import verify_chain
@@ -60,17 +60,11 @@ ADMIN, OWNER, EXECUTOR, RELAYER = (
 )
 
 
-@pytest.fixture(scope="module")
-def anvil() -> Iterator[AnvilNode]:
-    with AnvilNode(chain_id=31337) as node:
-        yield node
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def deployment(anvil: AnvilNode) -> Deployment:
+async def deployment(eth_rpc: str) -> Deployment:
     relayer = Account.from_key(RELAYER).address
-    dep = await deploy_all(anvil.rpc_url, ADMIN, oracle=relayer, durations=DURATIONS, min_bond=100 * E18)
-    w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+    dep = await deploy_all(eth_rpc, ADMIN, oracle=relayer, durations=DURATIONS, min_bond=100 * E18)
+    w3 = Web3(Web3.HTTPProvider(eth_rpc))
     agpt = w3.eth.contract(address=dep.contracts["AGPT"], abi=load_artifact("AGPT").abi)
     registry = w3.eth.contract(
         address=dep.contracts["ExecutorRegistry"], abi=load_artifact("ExecutorRegistry").abi
@@ -157,7 +151,7 @@ async def _database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 @pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, anvil: AnvilNode, deployment: Deployment, ipfs_api: str
+    request: pytest.FixtureRequest, tmp_path: Path, eth_rpc: str, deployment: Deployment, ipfs_api: str
 ) -> AsyncIterator[dict[str, Any]]:
     url, drop = await _database(request.param, tmp_path, request)
     manifest = tmp_path / "network.json"
@@ -169,7 +163,7 @@ async def stack(
                     {
                         "name": "arbitrum",
                         "chain_id": deployment.chain_id,
-                        "rpc_url": anvil.rpc_url,
+                        "rpc_url": eth_rpc,
                         "contracts": deployment.contracts,
                     },
                     {"name": "polygon", "chain_id": deployment.chain_id + 1, "rpc_url": "http://127.0.0.1:9"},
@@ -208,7 +202,7 @@ async def stack(
         yield {
             "start": start,
             "stop": stop,
-            "w3": Web3(Web3.HTTPProvider(anvil.rpc_url)),
+            "w3": Web3(Web3.HTTPProvider(eth_rpc)),
             "deployment": deployment,
             "ipfs_api": ipfs_api,
         }
