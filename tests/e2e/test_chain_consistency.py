@@ -121,23 +121,33 @@ async def test_a_charge_sessiondb_cannot_explain_is_a_critical_alert(
     stack: LocalStack, tmp_path: Path
 ) -> None:
     sid = await new_session(stack, tmp_path, tasks=1)
-    factory, _ = contract(stack, "arbitrum", "SessionFactory")
+    factory, home_id = contract(stack, "arbitrum", "SessionFactory")
 
     async def charged() -> None:
         assert factory.functions.budgetOf(int(sid)).call()[2] == 1
 
     await eventually(charged, timeout=60)
     assert scrape(stack, "session", "agentgpt_session_budget_mismatches") == 0
-    # a charge sent outside the executors' bookkeeping, for a task SessionDB does not have
+    # once the executor has nothing left to send (its checkpoint anchored on both chains, the task charged),
+    # a charge sent outside its bookkeeping, for a task SessionDB does not have
+    registry, _ = contract(stack, "polygon", "AnchorRegistry")
+
+    async def quiet() -> None:
+        assert factory.functions.latestCheckpoint(int(sid)).call()[0] == 1
+        assert registry.functions.streamOf(home_id, int(sid)).call()[2] == 1
+
+    await eventually(quiet, timeout=60)
     w3 = factory.w3
     executor = Account.from_key(EXECUTOR_KEY)
-    tx = factory.functions.chargeBudget(int(sid), 99, 12345, b"\x00" * 32).build_transaction(
-        {"from": executor.address, "nonce": w3.eth.get_transaction_count(executor.address, "pending")}
-    )
-    receipt = w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(executor.sign_transaction(tx).raw_transaction)
-    )
-    assert receipt["status"] == 1
+
+    async def charged_outside() -> None:
+        tx = factory.functions.chargeBudget(int(sid), 99, 12345, b"\x00" * 32).build_transaction(
+            {"from": executor.address, "nonce": w3.eth.get_transaction_count(executor.address, "pending")}
+        )
+        sent = w3.eth.send_raw_transaction(executor.sign_transaction(tx).raw_transaction)
+        assert w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
+
+    await eventually(charged_outside, timeout=20)  # retried if the executor's own transaction took the nonce
 
     async with SessionClient(stack.services["session"].grpc, identity="test") as client:
 

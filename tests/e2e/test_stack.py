@@ -60,8 +60,8 @@ async def test_service_to_service_call_over_grpc_is_counted(stack: LocalStack) -
     before = metric_value(
         scrape(indexer.metrics_port),
         "grpc_server_handled_total",
-        grpc_method="GetLatestAnchor",
-        grpc_code="NotFound",
+        grpc_method="ListEvents",
+        grpc_code="OK",
     )
     async with RecoveryClient(stack.services["recovery_oracle"].grpc) as oracle:
         for _ in range(3):
@@ -71,8 +71,8 @@ async def test_service_to_service_call_over_grpc_is_counted(stack: LocalStack) -
     after = metric_value(
         scrape(indexer.metrics_port),
         "grpc_server_handled_total",
-        grpc_method="GetLatestAnchor",
-        grpc_code="NotFound",
+        grpc_method="ListEvents",
+        grpc_code="OK",
     )
     # The oracle's three calls reached the indexer process over gRPC.
     assert after - before == 3
