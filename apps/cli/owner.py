@@ -39,6 +39,8 @@ ACTIONS = (
 AGPT_DECIMALS = 18
 AGPT = Decimal(10**AGPT_DECIMALS)
 UINT256_MAX = 2**256 - 1
+# What one session's escrow can hold: SessionFactory keeps budgets as uint96 (AmountTooLarge beyond).
+ESCROW_MAX = 2**96 - 1
 INT64_MAX = 2**63 - 1
 # secp256k1's group order: a private key is an integer in 1 .. N-1
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -169,7 +171,7 @@ def session_id(text: str) -> str:
 
 
 def agpt_units(text: str, option: str = "--budget") -> int:
-    """AGPT amount ("100", "0.5") -> base units (18 decimals), checked to fit a uint256."""
+    """AGPT amount ("100", "0.5") -> base units (18 decimals), checked to fit the session escrow (uint96)."""
     try:
         amount = Decimal(text.strip())
     except (InvalidOperation, ValueError):
@@ -179,8 +181,8 @@ def agpt_units(text: str, option: str = "--budget") -> int:
             f"{option} {shown(text)}: must be a positive amount with at most 18 decimals (e.g. 100 or 0.5)"
         )
     too_large = UsageError(
-        f"{option} {shown(text)}: too large; in base units (x 10**18) it must fit a uint256 "
-        f"(at most about {Decimal(UINT256_MAX) / AGPT:.4e} AGPT)"
+        f"{option} {shown(text)}: too large; a session's escrow holds at most 2**96-1 base units "
+        f"(x 10**18), about {Decimal(ESCROW_MAX) / AGPT:,.0f} AGPT"
     )
     if amount.adjusted() > 80:  # far beyond a uint256; spare the exact arithmetic below
         raise too_large
@@ -193,7 +195,7 @@ def agpt_units(text: str, option: str = "--budget") -> int:
                 "(e.g. 100 or 0.5)"
             )
     n = int(units)
-    if n > UINT256_MAX:
+    if n > ESCROW_MAX:
         raise too_large
     return n
 

@@ -237,7 +237,7 @@ CASES = [
         "spec file a-directory: is a directory",
     ),
     Case("spec-no-name", session("create", "", "--budget", "1"), "spec file: no file name given"),
-    # budgets and amounts (AGPT, 18 decimals; base units must fit a uint256)
+    # budgets and amounts (AGPT, 18 decimals; base units must fit the escrow's uint96)
     *[
         Case(f"budget-{b!r}", session("create", "good.yaml", f"--budget={b}"), f"--budget {b!r}")
         for b in [
@@ -255,10 +255,10 @@ CASES = [
             "0.0000000000000000001",
             "1e999999999",
             str(UINT256_MAX),
-            "115792089237316195423570985008687907853269984665640564039457.584007913129639936",
+            "79228162514.264337593543950336",  # one base unit over 2**96-1
         ]
     ],
-    Case("amount-too-large", session("add-budget", "1", "--amount", "2e59"), "--amount '2e59': too large"),
+    Case("amount-too-large", session("add-budget", "1", "--amount", "1e11"), "--amount '1e11': too large"),
     Case("amount-negative", session("add-budget", "1", "--amount", "-1"), "--amount '-1'"),
     Case("amount-nan", session("add-budget", "1", "--amount", "nan"), "--amount 'nan'"),
     Case("amount-not-a-number", session("add-budget", "1", "--amount", "abc"), "--amount 'abc'"),
@@ -571,8 +571,8 @@ def test_amounts_convert_exactly_to_base_units() -> None:
     assert agpt_units("1e-18") == 1
     # more digits than Decimal's default precision (28): no rounding
     assert agpt_units("12345678901.123456789012345678") == 12345678901123456789012345678
-    largest = "115792089237316195423570985008687907853269984665640564039457.584007913129639935"
-    assert agpt_units(largest) == UINT256_MAX
+    largest = "79228162514.264337593543950335"
+    assert agpt_units(largest) == 2**96 - 1
 
 
 def test_session_ids_are_normalised_to_the_decimal_token_id() -> None:
