@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +56,27 @@ def poison_outputs(p: ExecutorParts, kind: str = "note") -> None:
         return outcome
 
     actions.run = poisoned  # type: ignore[method-assign]
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    address: str,
+    tmp: Path,
+    *,
+    prepare: Callable[[ExecutorParts], None] | None = None,
+    **overrides: Any,
+) -> AsyncIterator[ExecutorParts]:
+    """An executor engine leasing from the session API at `address` until the block ends; `prepare` may
+    adjust the parts before the engine starts (e.g. to inject a fault)."""
+    p, client = parts(address, tmp, **overrides)
+    if prepare is not None:
+        prepare(p)
+    task = asyncio.create_task(p.engine.run())
+    try:
+        yield p
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await p.engine.stop()
+        await client.close()

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from agentgpt.ipfs import CheckpointReader, EmbeddedStore
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
-from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import parts
+from tests.component.executor.helpers import running_engine
 from tests.support import eventually
 
 SANCTIONED = "0x098B716B8Aaf21512996dC57EB0615e2383E2f96"
-
-
-@contextlib.asynccontextmanager
-async def running_engine(address: str, tmp: Path, **overrides: Any) -> AsyncIterator[ExecutorParts]:
-    """An executor engine leasing from the fake session API until the block ends."""
-    p, client = parts(address, tmp, **overrides)
-    task = asyncio.create_task(p.engine.run())
-    try:
-        yield p
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await p.engine.stop()
-        await client.close()
 
 
 async def test_runs_tasks_in_order_commits_each_and_checkpoints(

@@ -5,8 +5,6 @@ re-charges committed work; a runner that cannot go on is counted and does not sp
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +16,8 @@ from services.executor.app import ExecutorParts
 from services.executor.ports import SessionPort
 from services.executor.retry import backoff, failure_kind, printable
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.helpers import parts, poison_outputs
+from tests.component.executor.helpers import poison_outputs, running_engine
 from tests.support import eventually
-
-
-@contextlib.asynccontextmanager
-async def engine(address: str, tmp: Path, **overrides: Any) -> AsyncIterator[ExecutorParts]:
-    p, client = parts(address, tmp, **overrides)
-    task = asyncio.create_task(p.engine.run())
-    try:
-        yield p
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await p.engine.stop()
-        await client.close()
 
 
 def sample(p: ExecutorParts, name: str, **labels: str) -> float:
@@ -67,10 +51,7 @@ async def test_a_poison_task_is_failed_once_and_later_tasks_run(
     svc = fake_session.service
     svc.add_session("301", spec=ss.SessionSpec(type="t"))
     svc.submit("301", [("count", {"poison": True}), ("count", {"x": "fine"})])
-    p, client = parts(fake_session.address, tmp_path)
-    poison_outputs(p)
-    task = asyncio.create_task(p.engine.run())
-    try:
+    async with running_engine(fake_session.address, tmp_path, prepare=poison_outputs) as p:
         await eventually(lambda: len(svc.done("301")) == 2, what="both tasks done")
         fs = svc.sessions["301"]
         assert fs.tasks[1].status == ss.TASK_STATUS_FAILED and "UnicodeEncodeError" in fs.tasks[1].error
@@ -81,12 +62,6 @@ async def test_a_poison_task_is_failed_once_and_later_tasks_run(
         assert int(fs.session.budget_spent) == 2 * 10**15
         assert sample(p, "agentgpt_executor_runner_failures_total", stage="running") == 0
         assert fs.session.lease_epoch == 1  # never released into a claim-retry loop
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await p.engine.stop()
-        await client.close()
 
 
 async def test_args_the_session_service_refuses_are_refused_by_the_executor_too(
@@ -98,7 +73,7 @@ async def test_args_the_session_service_refuses_are_refused_by_the_executor_too(
     svc.add_session("306", spec=ss.SessionSpec(type="t"))
     svc.submit("306", [("count", {"title": "\ud800"}), ("count", {}), ("count", {})])
     svc.sessions["306"].tasks[2].input.args_json = '{"a": NaN}'
-    async with engine(fake_session.address, tmp_path) as p:
+    async with running_engine(fake_session.address, tmp_path) as p:
         await eventually(lambda: len(svc.done("306")) == 3, what="all tasks done")
         fs = svc.sessions["306"]
         assert [fs.tasks[s].status for s in (1, 2, 3)] == [
@@ -140,15 +115,13 @@ async def test_a_dependency_outage_is_retried_with_backoff_not_failed(
     svc = fake_session.service
     svc.add_session("302", spec=ss.SessionSpec(type="t"))
     svc.submit("302", [("count", {}), ("count", {})])
-    p, client = parts(
+    async with running_engine(
         fake_session.address,
         tmp_path,
         wrap=lambda port: FlakyReports(port, 3),
         retry_base=0.05,
         retry_max=0.2,
-    )
-    task = asyncio.create_task(p.engine.run())
-    try:
+    ) as p:
         await eventually(lambda: len(svc.done("302")) == 2, what="both tasks done")
         fs = svc.sessions["302"]
         assert [fs.tasks[s].status for s in (1, 2)] == [ss.TASK_STATUS_SUCCEEDED] * 2
@@ -156,12 +129,6 @@ async def test_a_dependency_outage_is_retried_with_backoff_not_failed(
         assert int(fs.session.budget_spent) == 2 * 10**15  # charged once each
         # each failed attempt was reported (RUNNING, "retrying: ...") for inspect to show
         assert [s for (_, _, seq, s) in fs.reports if seq == 1].count(ss.TASK_STATUS_RUNNING) == 3
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await p.engine.stop()
-        await client.close()
 
 
 async def test_a_lost_acknowledgement_is_adopted_not_rerun(
@@ -170,26 +137,18 @@ async def test_a_lost_acknowledgement_is_adopted_not_rerun(
     svc = fake_session.service
     svc.add_session("303", spec=ss.SessionSpec(type="t"))
     svc.submit("303", [("count", {}), ("count", {})])
-    p, client = parts(
+    async with running_engine(
         fake_session.address,
         tmp_path,
         wrap=lambda port: FlakyReports(port, 1, after_commit=True),
         retry_base=0.05,
-    )
-    task = asyncio.create_task(p.engine.run())
-    try:
+    ):
         await eventually(lambda: len(svc.done("303")) == 2, what="both tasks done")
         fs = svc.sessions["303"]
         finals = [(seq, s) for (_, _, seq, s) in fs.reports if s == ss.TASK_STATUS_SUCCEEDED]
         assert finals == [(1, ss.TASK_STATUS_SUCCEEDED), (2, ss.TASK_STATUS_SUCCEEDED)]  # task 1 not rerun
         assert fs.refused_reports == 0
         assert int(fs.session.budget_spent) == 2 * 10**15
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await p.engine.stop()
-        await client.close()
 
 
 async def test_a_dependency_that_stays_down_fails_the_task_after_its_attempts(
@@ -198,27 +157,19 @@ async def test_a_dependency_that_stays_down_fails_the_task_after_its_attempts(
     svc = fake_session.service
     svc.add_session("304", spec=ss.SessionSpec(type="t"))
     svc.submit("304", [("count", {}), ("count", {})])
-    p, client = parts(
+    async with running_engine(
         fake_session.address,
         tmp_path,
         wrap=lambda port: FlakyReports(port, 3),
         retry_base=0.01,
         retry_max=0.05,
         task_attempts=3,
-    )
-    task = asyncio.create_task(p.engine.run())
-    try:
+    ):
         await eventually(lambda: len(svc.done("304")) == 2, what="both tasks done")
         fs = svc.sessions["304"]
         # three attempts failed on the session service; the third gave up and recorded FAILED
         assert fs.tasks[1].status == ss.TASK_STATUS_FAILED and "gave up after 3 attempts" in fs.tasks[1].error
         assert fs.tasks[2].status == ss.TASK_STATUS_SUCCEEDED
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await p.engine.stop()
-        await client.close()
 
 
 async def test_a_runner_that_cannot_start_is_counted_and_does_not_spin(
@@ -228,7 +179,7 @@ async def test_a_runner_that_cannot_start_is_counted_and_does_not_spin(
     # a payment rail this executor does not have: the session cannot be set up, whatever the task
     svc.add_session("305", spec=ss.SessionSpec(type="t", params_json='{"payment_rail": "barter"}'))
     svc.submit("305", [("count", {})])
-    async with engine(fake_session.address, tmp_path, retry_base=0.1) as p:
+    async with running_engine(fake_session.address, tmp_path, retry_base=0.1) as p:
         await eventually(
             lambda: sample(p, "agentgpt_executor_runner_failures_total", stage="setup") >= 1, what="counted"
         )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agentgpt.session.v1 import session_pb2 as ss
 from tests.component.executor.fake_session import FakeSessionServer
-from tests.component.executor.test_engine import running_engine
+from tests.component.executor.helpers import running_engine
 from tests.support import eventually
 
 

@@ -53,6 +53,16 @@ def recorded_costs(fake: FakeSessionServer, sid: int) -> int:
     return sum(int(t.cost or 0) for t in fake.service.sessions[str(sid)].tasks.values())
 
 
+def first_task_committed_unsettled(chains: TwoChains, fake: FakeSessionServer, sid: int) -> None:
+    """Two tasks, the first committed with its cost in SessionDB by an executor that never settled it."""
+    svc = fake.service
+    fs = svc.add_session(str(sid), spec=spec(chains), budget=100 * 10**18)
+    svc.submit(str(sid), [("count", {}), ("count", {})])
+    committed = fs.tasks[1]
+    committed.status, committed.cost, committed.result_json = ss.TASK_STATUS_SUCCEEDED, str(TASK_FEE), "{}"
+    fs.session.budget_spent = str(TASK_FEE)
+
+
 def metric(parts: ExecutorParts, name: str, labels: dict[str, str] | None = None) -> float:
     value = parts.engine.deps.metrics.registry.get_sample_value(name, labels or {})
     return float(value or 0.0)
@@ -106,12 +116,7 @@ async def test_a_crash_before_settling_loses_no_charge(
     # next holder pays for it from the record, once, together with its own work.
     sid = two_chains.session()
     svc = fake_session.service
-    svc.add_session(str(sid), spec=spec(two_chains), budget=100 * 10**18)
-    fs = svc.sessions[str(sid)]
-    svc.submit(str(sid), [("count", {}), ("count", {})])
-    committed = fs.tasks[1]
-    committed.status, committed.cost, committed.result_json = ss.TASK_STATUS_SUCCEEDED, str(TASK_FEE), "{}"
-    fs.session.budget_spent = str(TASK_FEE)
+    first_task_committed_unsettled(two_chains, fake_session, sid)
     await eventually(lambda: len(svc.done(str(sid))) == 2, timeout=30, what="task 2 done")
     await eventually(
         lambda: two_chains.home.session(sid)["spent"] == 2 * TASK_FEE, timeout=30, what="both charged"
@@ -132,12 +137,7 @@ async def test_a_charge_already_on_chain_is_not_paid_again(
     sid = two_chains.session()
     c.tx(c.factory.functions.chargeBudget(sid, 1, TASK_FEE, b"\x01" * 32), c.actors.executor)
     svc = fake_session.service
-    svc.add_session(str(sid), spec=spec(two_chains), budget=100 * 10**18)
-    fs = svc.sessions[str(sid)]
-    svc.submit(str(sid), [("count", {}), ("count", {})])
-    committed = fs.tasks[1]
-    committed.status, committed.cost, committed.result_json = ss.TASK_STATUS_SUCCEEDED, str(TASK_FEE), "{}"
-    fs.session.budget_spent = str(TASK_FEE)
+    first_task_committed_unsettled(two_chains, fake_session, sid)
     await eventually(lambda: len(svc.done(str(sid))) == 2, timeout=30, what="task 2 done")
     await eventually(lambda: c.session(sid)["chargedSeq"] == 2, timeout=30, what="task 2 charged")
     await asyncio.sleep(1)
