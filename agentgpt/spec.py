@@ -16,6 +16,18 @@ JSON encoding.
 `params` must be plain JSON: string keys, text without lone surrogates, finite numbers (no NaN or
 Infinity, which YAML's `.nan` / `.inf` would give), no YAML-only values such as dates.
 
+The seed's `recovery:` block (docs/design.md §5) is accepted and honoured:
+
+    recovery:
+      checkpoints: {interval: "every 50 tasks", storage: "IPFS"}
+      penalties: {data_loss: 5% AGPT burn, false_recovery_claim: 15% AGPT slash}
+
+`interval` ("every N tasks", or N) is the session's checkpoint interval (given with a different top-level
+`checkpoint_interval` it is an error); `storage` is where checkpoints are kept ("IPFS", or
+"IPFS+Filecoin" where the deployment pins to Filecoin); `penalties` are the recovery protocol's, which
+ExecutorRegistry applies to every session alike, so a value other than those is refused rather than
+silently ignored. The block is kept, normalised, as `params.recovery`.
+
 `params.allowlist` (optional) lists the calls the session's on-chain account may make, each
 `{target: 0x-address, selector: 0x + 8 hex}` (at most 64, as SessionFactory.MAX_ALLOWLIST); activation
 commits exactly this list on chain, so the owner signs it.
@@ -43,6 +55,12 @@ SPEC_FIELDS_IN_PARAMS = ("chains", "models")
 MAX_ALLOWLIST = 64  # SessionFactory.MAX_ALLOWLIST
 MAX_SPEC_BYTES = 64 * 1024
 DEFAULT_CHECKPOINT_INTERVAL = 50
+#: Where checkpoints may be kept (a deployment supports a subset: see the session service's Deployment).
+RECOVERY_STORAGE = ("IPFS", "IPFS+Filecoin")
+#: The recovery protocol's penalties: ExecutorRegistry.DATA_LOSS_BURN_BPS / FALSE_RECOVERY_SLASH_BPS.
+PENALTIES = {"data_loss": (500, "burn"), "false_recovery_claim": (1500, "slash")}
+_INTERVAL = re.compile(r"(?:every\s+)?(\d{1,5})(?:\s+tasks?)?", re.IGNORECASE)
+_PENALTY = re.compile(r"(\d{1,3}(?:\.\d{1,2})?)\s*%\s*AGPT\s+(burn|slash)", re.IGNORECASE)
 
 
 class SpecError(InvalidArgument):
@@ -224,7 +242,15 @@ def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
     except RecursionError:
         raise InvalidArgument(field_name, "is nested too deeply") from None
     _check(isinstance(doc, dict), field_name, "must be a YAML mapping with type, params and decorators")
-    unknown = set(doc) - {"type", "params", "chains", "models", "decorators", "checkpoint_interval"}
+    unknown = set(doc) - {
+        "type",
+        "params",
+        "chains",
+        "models",
+        "decorators",
+        "checkpoint_interval",
+        "recovery",
+    }
     _check(not unknown, field_name, f"has unknown keys: {', '.join(sorted(map(str, unknown)))}")
     params = dict(doc.get("params") or {}) if isinstance(doc.get("params") or {}, dict) else doc.get("params")
     _check(isinstance(params, dict), f"{field_name}.params", "must be a mapping")
@@ -236,6 +262,20 @@ def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
             f"({field_name}.params.{key}); give it in one place (even equal values are refused: "
             "a spec has one source of truth for it)",
         )
+    interval = doc.get("checkpoint_interval", 0)
+    if "recovery" in doc:
+        _check(
+            "recovery" not in params,
+            f"{field_name}.params.recovery",
+            "give the recovery block once, at top level",
+        )
+        every, params["recovery"] = recovery_block(doc["recovery"], f"{field_name}.recovery")
+        _check(
+            not interval or not every or interval == every,
+            f"{field_name}.recovery.checkpoints.interval",
+            f"says every {every} tasks, but checkpoint_interval says {interval}: give one",
+        )
+        interval = interval or every
     chains = doc["chains"] if "chains" in doc else params.pop("chains", None)
     models = doc["models"] if "models" in doc else params.pop("models", None)
     _check(
@@ -247,6 +287,66 @@ def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
         models=models,
         decorators=doc.get("decorators"),
         params=params,
-        checkpoint_interval=doc.get("checkpoint_interval", 0),
+        checkpoint_interval=interval,
         prefix=field_name,
     )
+
+
+def recovery_block(block: Any, field: str) -> tuple[int, dict[str, Any]]:
+    """The seed's `recovery:` block: (checkpoint interval or 0, the normalised block); SpecError naming
+    the field when it says something this protocol does not do."""
+    _check(isinstance(block, dict), field, "must be a mapping with `checkpoints` and/or `penalties`")
+    unknown = set(block) - {"checkpoints", "penalties"}
+    _check(not unknown, field, f"has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    out: dict[str, Any] = {}
+    interval = 0
+    cps = block.get("checkpoints") or {}
+    _check(isinstance(cps, dict), f"{field}.checkpoints", "must be a mapping with `interval` and `storage`")
+    unknown = set(cps) - {"interval", "storage"}
+    _check(not unknown, f"{field}.checkpoints", f"has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    if "interval" in cps:
+        m = _INTERVAL.fullmatch(str(cps["interval"]).strip())
+        _check(
+            m is not None and not isinstance(cps["interval"], bool) and 1 <= int(m.group(1)) <= 10000,
+            f"{field}.checkpoints.interval",
+            f'must be "every N tasks" (or N) with N from 1 to 10000, got {str(cps["interval"])[:60]!r}',
+        )
+        assert m is not None
+        interval = int(m.group(1))
+    if "storage" in cps:
+        storage = next(
+            (s for s in RECOVERY_STORAGE if s.lower() == str(cps["storage"]).strip().lower()), None
+        )
+        _check(
+            storage is not None,
+            f"{field}.checkpoints.storage",
+            f"must be one of {', '.join(RECOVERY_STORAGE)}, got {str(cps['storage'])[:60]!r}",
+        )
+        out["storage"] = storage
+    penalties = block.get("penalties") or {}
+    _check(
+        isinstance(penalties, dict),
+        f"{field}.penalties",
+        'must be a mapping of penalty -> "N% AGPT burn|slash"',
+    )
+    for name, text in penalties.items():
+        where = f"{field}.penalties.{name}"
+        _check(
+            name in PENALTIES, where, f"is not a penalty of the recovery protocol ({', '.join(PENALTIES)})"
+        )
+        bps, how = PENALTIES[name]
+        m = _PENALTY.fullmatch(str(text).strip())
+        said = (round(float(m.group(1)) * 100), m.group(2).lower()) if m else None
+        _check(
+            said == (bps, how),
+            where,
+            f"the recovery protocol's {name} penalty is {bps / 100:g}% AGPT {how} (ExecutorRegistry applies it "
+            f"to every session alike); {str(text)[:60]!r} cannot be chosen per session",
+        )
+    if penalties:
+        out["penalties"] = {
+            name: f"{PENALTIES[name][0] / 100:g}% AGPT {PENALTIES[name][1]}" for name in penalties
+        }
+    if interval:
+        out["checkpoint_interval"] = interval
+    return interval, out

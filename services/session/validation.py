@@ -35,6 +35,9 @@ class Deployment:
 
     network: Network | None = None  # None (or no chains): any well-formed chain name is accepted
     decorators: DecoratorSet | None = None  # None: agentgpt.decorators.supported_decorators()
+    # Where this deployment keeps checkpoints: its IPFS nodes, pinned. ("IPFS+Filecoin" needs a remote
+    # pinning service backed by Filecoin, which the executors do not have yet.)
+    storage: tuple[str, ...] = ("IPFS",)
 
     def check_decorators(self, names: Iterable[str], field: Callable[[int], str]) -> None:
         """Every name a supported decorator; else INVALID_ARGUMENT naming `field(i)`, with the close
@@ -63,6 +66,14 @@ class Deployment:
     def check_spec(self, spec: SessionSpec, prefix: str = "spec") -> None:
         self.check_chains(spec.chains, lambda i: f"{prefix}.chains[{i}]")
         self.check_decorators(spec.decorators, lambda i: f"{prefix}.decorators[{i}]")
+        recovery = spec.params.get("recovery")
+        storage = recovery.get("storage") if isinstance(recovery, dict) else None
+        if storage is not None and storage not in self.storage:
+            raise InvalidArgument(
+                f"{prefix}.recovery.checkpoints.storage",
+                f"{storage!r} is not available in this deployment, which keeps checkpoints on "
+                f"{' or '.join(self.storage)} (pinned on its IPFS nodes; no Filecoin pinning is configured)",
+            )
 
 
 def edited_params(params_json: str, spec: Mapping[str, Any], field: str = "params_json") -> dict[str, Any]:

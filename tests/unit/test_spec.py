@@ -117,3 +117,61 @@ def test_the_parsed_form_keeps_chains_and_models_out_of_params() -> None:
     assert err.value.field == "spec.params.chains" and "spec.chains" in str(err.value)
     with pytest.raises(SpecError, match=r"spec\.params\.models"):
         build_spec(type="t", chains=["a"], params={"models": {}})
+
+
+SEED_RECOVERY = """\
+type: treasury_management
+params:
+  chains: [arbitrum, polygon]
+recovery:
+  checkpoints:
+    interval: "every 50 tasks"
+    storage: "IPFS+Filecoin"
+  penalties:
+    data_loss: 5% AGPT burn
+    false_recovery_claim: 15% AGPT slash
+"""
+
+
+def test_the_seeds_recovery_block_is_read_and_kept() -> None:
+    spec = parse_yaml(SEED_RECOVERY.replace('"every 50 tasks"', '"every 25 tasks"'))
+    assert spec.checkpoint_interval == 25
+    assert spec.params["recovery"] == {
+        "checkpoint_interval": 25,
+        "storage": "IPFS+Filecoin",
+        "penalties": {"data_loss": "5% AGPT burn", "false_recovery_claim": "15% AGPT slash"},
+    }
+    assert parse_yaml(SEED_RECOVERY.replace('"every 50 tasks"', "10")).checkpoint_interval == 10
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "says"),
+    [
+        (
+            ("data_loss: 5% AGPT burn", "data_loss: 10% AGPT burn"),
+            "recovery.penalties.data_loss",
+            "5% AGPT burn",
+        ),
+        (
+            ("false_recovery_claim: 15% AGPT slash", "false_recovery_claim: 15% AGPT burn"),
+            "recovery.penalties.false_recovery_claim",
+            "15% AGPT slash",
+        ),
+        (("data_loss: 5% AGPT burn", "theft: 5% AGPT burn"), "recovery.penalties.theft", "not a penalty"),
+        (('"every 50 tasks"', '"every week"'), "recovery.checkpoints.interval", "every N tasks"),
+        (('"every 50 tasks"', '"every 0 tasks"'), "recovery.checkpoints.interval", "from 1 to 10000"),
+        (('"IPFS+Filecoin"', "S3"), "recovery.checkpoints.storage", "one of IPFS, IPFS+Filecoin"),
+        (("  penalties:", "  rewards: {}\n  penalties:"), "recovery", "unknown keys: rewards"),
+        (
+            ("type: treasury_management", "type: treasury_management\ncheckpoint_interval: 20"),
+            "recovery.checkpoints.interval",
+            "give one",
+        ),
+    ],
+)
+def test_a_recovery_block_that_asks_for_what_the_protocol_does_not_do_is_refused(
+    change: tuple[str, str], field: str, says: str
+) -> None:
+    with pytest.raises(SpecError) as err:
+        parse_yaml(SEED_RECOVERY.replace(*change))
+    assert err.value.field == f"spec_yaml.{field}" and says in err.value.message

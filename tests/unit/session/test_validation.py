@@ -9,6 +9,7 @@ import pytest
 from agentgpt.errors import InvalidArgument
 from agentgpt.network import ChainInfo, Network
 from agentgpt.session.v1 import session_pb2 as pb
+from agentgpt.spec import parse_yaml
 from services.session import validation
 
 PREFIX = validation.PREFIX
@@ -135,3 +136,15 @@ def test_edited_params_may_repeat_the_sessions_chains_and_models_but_not_change_
     with pytest.raises(InvalidArgument) as info:
         validation.edited_params('{"chains": ["polygon"], "cap": 5}', stored)
     assert info.value.field == "params_json.chains" and "spec.chains is ['arbitrum']" in info.value.message
+
+
+def test_recovery_storage_must_be_one_this_deployment_keeps() -> None:
+    yaml_spec = "type: t\nparams: {chains: [arbitrum]}\nrecovery: {checkpoints: {storage: %s}}"
+    here = validation.Deployment()
+    here.check_spec(parse_yaml(yaml_spec % "IPFS"), "spec_yaml")
+    with pytest.raises(InvalidArgument) as info:
+        validation.validators(here)[PREFIX + "CreateSession"](_create(yaml_spec % "IPFS+Filecoin"))
+    assert info.value.field == "spec_yaml.recovery.checkpoints.storage"
+    assert "no Filecoin pinning is configured" in info.value.message
+    filecoin = validation.Deployment(storage=("IPFS", "IPFS+Filecoin"))
+    filecoin.check_spec(parse_yaml(yaml_spec % "IPFS+Filecoin"), "spec_yaml")
