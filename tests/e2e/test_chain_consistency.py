@@ -5,11 +5,8 @@ and a charge SessionDB cannot explain is reported as a critical alert and a metr
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,8 +19,9 @@ from web3 import Web3
 from agentgpt.clients import SessionClient
 from agentgpt.contracts import load_artifact
 from agentgpt.session.v1 import session_pb2 as ss
-from apps.localnet.stack import EXECUTOR_KEY, LocalStack, StackOptions
+from apps.localnet.stack import EXECUTOR_KEY, LocalStack
 from tests.support import eventually
+from tests.support.stack import local_stack, session_ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.ipfs, pytest.mark.timeout(300)]
 
@@ -38,24 +36,8 @@ checkpoint_interval: 2
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    s = LocalStack(StackOptions(workdir=tmp_path_factory.mktemp("consistency"), base_port=0, metrics_base=0))
-    await s.start()
-    try:
+    async with local_stack(tmp_path_factory.mktemp("consistency")) as s:
         yield s
-    finally:
-        await s.stop()
-
-
-async def cli(stack: LocalStack, *args: str) -> str:
-    proc = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "apps.cli.main", "session", *args, "--workdir", str(stack.workdir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
-    return proc.stdout
 
 
 def contract(stack: LocalStack, chain: str, name: str) -> Any:
@@ -77,10 +59,12 @@ def scrape(stack: LocalStack, service: str, name: str) -> float:
 async def new_session(stack: LocalStack, tmp_path: Path, tasks: int) -> str:
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
-    sid = (await cli(stack, "create", str(spec), "--budget", "50")).split()[1]
-    await cli(stack, "activate", sid)
+    sid = (await session_ok(stack, "create", str(spec), "--budget", "50")).split()[1]
+    await session_ok(stack, "activate", sid)
     for i in range(tasks):
-        await cli(stack, "submit", sid, "publish_report", "--args", json.dumps({"title": f"report {i}"}))
+        await session_ok(
+            stack, "submit", sid, "publish_report", "--args", json.dumps({"title": f"report {i}"})
+        )
     return sid
 
 
