@@ -70,7 +70,9 @@ class RehydrateSessionRequest(_message.Message):
     session_id: _builtins.str
     """Required: decimal token id."""
     epoch: _builtins.int
-    """Fencing epoch assigned by the oracle for the new lease. Required, > 0."""
+    """This executor's on-chain assignment epoch for the session (ExecutorAssigned), > 0 when the session is
+    on chain: the executor refuses to rehydrate an assignment the chain does not show as its own.
+    """
     @_builtins.property
     def checkpoint(self) -> _common_pb2.Checkpoint:
         """The verified checkpoint to start from (from the recovery oracle). Required."""
@@ -202,12 +204,15 @@ class GetExecutorStatusResponse(_message.Message):
     CAPACITY_FIELD_NUMBER: _builtins.int
     SESSIONS_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
     executor_id: _builtins.str
     """Executor id (also its lease identity)."""
     address: _builtins.str
     """The executor's on-chain address (signs task receipts and transactions)."""
     capacity: _builtins.int
     """Maximum concurrent sessions."""
+    draining: _builtins.bool
+    """Shutting down (SIGTERM): hands its sessions off and takes no new ones."""
     @_builtins.property
     def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunningSession]: ...
     @_builtins.property
@@ -220,10 +225,11 @@ class GetExecutorStatusResponse(_message.Message):
         capacity: _builtins.int = ...,
         sessions: _abc.Iterable[Global___RunningSession] | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        draining: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "executor_id", b"executor_id", "sessions", b"sessions", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "draining", b"draining", "executor_id", b"executor_id", "sessions", b"sessions", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

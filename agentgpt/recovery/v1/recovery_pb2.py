@@ -26,17 +26,17 @@ from agentgpt.common.v1 import common_pb2 as agentgpt_dot_common_dot_v1_dot_comm
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentgpt/recovery/v1/recovery.proto\x12\x14\x61gentgpt.recovery.v1\x1a\x1f\x61gentgpt/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\x0cVerification\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x1b\n\x13\x63id_matches_content\x18\x02 \x01(\x08\x12\x1a\n\x12state_root_matches\x18\x03 \x01(\x08\x12\x18\n\x10signatures_valid\x18\x04 \x01(\x08\x12\x13\n\x0b\x61nchored_on\x18\x05 \x03(\x04\x12\x0f\n\x07\x66\x61ilure\x18\x06 \x01(\t\"-\n\x17GetVerifiedStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xba\x01\n\x18GetVerifiedStateResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x38\n\x0cverification\x18\x02 \x01(\x0b\x32\".agentgpt.recovery.v1.Verification\x12\x30\n\x08rejected\x18\x03 \x03(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\";\n\x15RecoverSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"J\n\x16RecoverSessionResponse\x12\x30\n\x08recovery\x18\x01 \x01(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\"\xbd\x02\n\x08Recovery\x12\x13\n\x0brecovery_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.agentgpt.recovery.v1.RecoveryStatus\x12\x17\n\x0f\x66\x61iled_executor\x18\x04 \x01(\t\x12\x14\n\x0cnew_executor\x18\x05 \x01(\t\x12\x32\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x01\n\x12SubmitClaimRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.agentgpt.recovery.v1.ClaimKind\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x10\n\x08\x65vidence\x18\x05 \x01(\t\x12\x12\n\nchallenger\x18\x06 \x01(\t\"K\n\x13SubmitClaimResponse\x12\x0e\n\x06upheld\x18\x01 \x01(\x08\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\x12\x13\n\x0b\x65xplanation\x18\x03 \x01(\t\"Z\n\x15ListRecoveriesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.agentgpt.common.v1.PageRequest\"|\n\x16ListRecoveriesResponse\x12\x32\n\nrecoveries\x18\x01 \x03(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .agentgpt.common.v1.PageResponse*\xc6\x01\n\x0eRecoveryStatus\x12\x1f\n\x1bRECOVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECOVERY_STATUS_PAUSED\x10\x01\x12\x1d\n\x19RECOVERY_STATUS_VERIFYING\x10\x02\x12\x1f\n\x1bRECOVERY_STATUS_REHYDRATING\x10\x03\x12\x1b\n\x17RECOVERY_STATUS_RESUMED\x10\x04\x12\x1a\n\x16RECOVERY_STATUS_FAILED\x10\x05*f\n\tClaimKind\x12\x1a\n\x16\x43LAIM_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LAIM_KIND_DATA_LOSS\x10\x01\x12#\n\x1f\x43LAIM_KIND_FALSE_RECOVERY_CLAIM\x10\x02\x32\xc2\x03\n\x0fRecoveryService\x12q\n\x10GetVerifiedState\x12-.agentgpt.recovery.v1.GetVerifiedStateRequest\x1a..agentgpt.recovery.v1.GetVerifiedStateResponse\x12k\n\x0eRecoverSession\x12+.agentgpt.recovery.v1.RecoverSessionRequest\x1a,.agentgpt.recovery.v1.RecoverSessionResponse\x12\x62\n\x0bSubmitClaim\x12(.agentgpt.recovery.v1.SubmitClaimRequest\x1a).agentgpt.recovery.v1.SubmitClaimResponse\x12k\n\x0eListRecoveries\x12+.agentgpt.recovery.v1.ListRecoveriesRequest\x1a,.agentgpt.recovery.v1.ListRecoveriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#agentgpt/recovery/v1/recovery.proto\x12\x14\x61gentgpt.recovery.v1\x1a\x1f\x61gentgpt/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x01\n\x0cVerification\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x1b\n\x13\x63id_matches_content\x18\x02 \x01(\x08\x12\x1a\n\x12state_root_matches\x18\x03 \x01(\x08\x12\x18\n\x10signatures_valid\x18\x04 \x01(\x08\x12\x13\n\x0b\x61nchored_on\x18\x05 \x03(\x04\x12\x0f\n\x07\x66\x61ilure\x18\x06 \x01(\t\"-\n\x17GetVerifiedStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\xba\x01\n\x18GetVerifiedStateResponse\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x38\n\x0cverification\x18\x02 \x01(\x0b\x32\".agentgpt.recovery.v1.Verification\x12\x30\n\x08rejected\x18\x03 \x03(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\"L\n\x15RecoverSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07handoff\x18\x03 \x01(\x08\"J\n\x16RecoverSessionResponse\x12\x30\n\x08recovery\x18\x01 \x01(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\"\x9f\x01\n\x0cRecoveryStep\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"X\n\x12RejectedCheckpoint\x12\x32\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xf5\x03\n\x08Recovery\x12\x13\n\x0brecovery_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x34\n\x06status\x18\x03 \x01(\x0e\x32$.agentgpt.recovery.v1.RecoveryStatus\x12\x17\n\x0f\x66\x61iled_executor\x18\x04 \x01(\t\x12\x14\n\x0cnew_executor\x18\x05 \x01(\t\x12\x32\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x1e.agentgpt.common.v1.Checkpoint\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x05steps\x18\n \x03(\x0b\x32\".agentgpt.recovery.v1.RecoveryStep\x12:\n\x08rejected\x18\x0b \x03(\x0b\x32(.agentgpt.recovery.v1.RejectedCheckpoint\x12\x0e\n\x06holder\x18\x0c \x01(\t\x12\r\n\x05\x66\x65nce\x18\r \x01(\x04\x12\x0f\n\x07handoff\x18\x0e \x01(\x08\x12\x17\n\x0fresume_from_seq\x18\x0f \x01(\x04\"\xa8\x01\n\x12SubmitClaimRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12-\n\x04kind\x18\x03 \x01(\x0e\x32\x1f.agentgpt.recovery.v1.ClaimKind\x12\x10\n\x08\x65xecutor\x18\x04 \x01(\t\x12\x10\n\x08\x65vidence\x18\x05 \x01(\t\x12\x12\n\nchallenger\x18\x06 \x01(\t\"K\n\x13SubmitClaimResponse\x12\x0e\n\x06upheld\x18\x01 \x01(\x08\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\x12\x13\n\x0b\x65xplanation\x18\x03 \x01(\t\"o\n\x15ListRecoveriesRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.agentgpt.common.v1.PageRequest\x12\x13\n\x0brecovery_id\x18\x03 \x01(\t\"|\n\x16ListRecoveriesResponse\x12\x32\n\nrecoveries\x18\x01 \x03(\x0b\x32\x1e.agentgpt.recovery.v1.Recovery\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .agentgpt.common.v1.PageResponse*\x85\x02\n\x0eRecoveryStatus\x12\x1f\n\x1bRECOVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RECOVERY_STATUS_PAUSED\x10\x01\x12\x1d\n\x19RECOVERY_STATUS_VERIFYING\x10\x02\x12\x1f\n\x1bRECOVERY_STATUS_REHYDRATING\x10\x03\x12\x1b\n\x17RECOVERY_STATUS_RESUMED\x10\x04\x12\x1a\n\x16RECOVERY_STATUS_FAILED\x10\x05\x12\x1c\n\x18RECOVERY_STATUS_DETECTED\x10\x06\x12\x1f\n\x1bRECOVERY_STATUS_REASSIGNING\x10\x07*f\n\tClaimKind\x12\x1a\n\x16\x43LAIM_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LAIM_KIND_DATA_LOSS\x10\x01\x12#\n\x1f\x43LAIM_KIND_FALSE_RECOVERY_CLAIM\x10\x02\x32\xc2\x03\n\x0fRecoveryService\x12q\n\x10GetVerifiedState\x12-.agentgpt.recovery.v1.GetVerifiedStateRequest\x1a..agentgpt.recovery.v1.GetVerifiedStateResponse\x12k\n\x0eRecoverSession\x12+.agentgpt.recovery.v1.RecoverSessionRequest\x1a,.agentgpt.recovery.v1.RecoverSessionResponse\x12\x62\n\x0bSubmitClaim\x12(.agentgpt.recovery.v1.SubmitClaimRequest\x1a).agentgpt.recovery.v1.SubmitClaimResponse\x12k\n\x0eListRecoveries\x12+.agentgpt.recovery.v1.ListRecoveriesRequest\x1a,.agentgpt.recovery.v1.ListRecoveriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentgpt.recovery.v1.recovery_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECOVERYSTATUS']._serialized_start=1443
-  _globals['_RECOVERYSTATUS']._serialized_end=1641
-  _globals['_CLAIMKIND']._serialized_start=1643
-  _globals['_CLAIMKIND']._serialized_end=1745
+  _globals['_RECOVERYSTATUS']._serialized_start=1917
+  _globals['_RECOVERYSTATUS']._serialized_end=2178
+  _globals['_CLAIMKIND']._serialized_start=2180
+  _globals['_CLAIMKIND']._serialized_end=2282
   _globals['_VERIFICATION']._serialized_start=128
   _globals['_VERIFICATION']._serialized_end=281
   _globals['_GETVERIFIEDSTATEREQUEST']._serialized_start=283
@@ -44,19 +44,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETVERIFIEDSTATERESPONSE']._serialized_start=331
   _globals['_GETVERIFIEDSTATERESPONSE']._serialized_end=517
   _globals['_RECOVERSESSIONREQUEST']._serialized_start=519
-  _globals['_RECOVERSESSIONREQUEST']._serialized_end=578
-  _globals['_RECOVERSESSIONRESPONSE']._serialized_start=580
-  _globals['_RECOVERSESSIONRESPONSE']._serialized_end=654
-  _globals['_RECOVERY']._serialized_start=657
-  _globals['_RECOVERY']._serialized_end=974
-  _globals['_SUBMITCLAIMREQUEST']._serialized_start=977
-  _globals['_SUBMITCLAIMREQUEST']._serialized_end=1145
-  _globals['_SUBMITCLAIMRESPONSE']._serialized_start=1147
-  _globals['_SUBMITCLAIMRESPONSE']._serialized_end=1222
-  _globals['_LISTRECOVERIESREQUEST']._serialized_start=1224
-  _globals['_LISTRECOVERIESREQUEST']._serialized_end=1314
-  _globals['_LISTRECOVERIESRESPONSE']._serialized_start=1316
-  _globals['_LISTRECOVERIESRESPONSE']._serialized_end=1440
-  _globals['_RECOVERYSERVICE']._serialized_start=1748
-  _globals['_RECOVERYSERVICE']._serialized_end=2198
+  _globals['_RECOVERSESSIONREQUEST']._serialized_end=595
+  _globals['_RECOVERSESSIONRESPONSE']._serialized_start=597
+  _globals['_RECOVERSESSIONRESPONSE']._serialized_end=671
+  _globals['_RECOVERYSTEP']._serialized_start=674
+  _globals['_RECOVERYSTEP']._serialized_end=833
+  _globals['_REJECTEDCHECKPOINT']._serialized_start=835
+  _globals['_REJECTEDCHECKPOINT']._serialized_end=923
+  _globals['_RECOVERY']._serialized_start=926
+  _globals['_RECOVERY']._serialized_end=1427
+  _globals['_SUBMITCLAIMREQUEST']._serialized_start=1430
+  _globals['_SUBMITCLAIMREQUEST']._serialized_end=1598
+  _globals['_SUBMITCLAIMRESPONSE']._serialized_start=1600
+  _globals['_SUBMITCLAIMRESPONSE']._serialized_end=1675
+  _globals['_LISTRECOVERIESREQUEST']._serialized_start=1677
+  _globals['_LISTRECOVERIESREQUEST']._serialized_end=1788
+  _globals['_LISTRECOVERIESRESPONSE']._serialized_start=1790
+  _globals['_LISTRECOVERIESRESPONSE']._serialized_end=1914
+  _globals['_RECOVERYSERVICE']._serialized_start=2285
+  _globals['_RECOVERYSERVICE']._serialized_end=2735
 # @@protoc_insertion_point(module_scope)

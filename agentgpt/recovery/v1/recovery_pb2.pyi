@@ -33,6 +33,10 @@ class _RecoveryStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Recove
     RECOVERY_STATUS_REHYDRATING: _RecoveryStatus.ValueType  # 3
     RECOVERY_STATUS_RESUMED: _RecoveryStatus.ValueType  # 4
     RECOVERY_STATUS_FAILED: _RecoveryStatus.ValueType  # 5
+    RECOVERY_STATUS_DETECTED: _RecoveryStatus.ValueType  # 6
+    """Detected; nothing done yet."""
+    RECOVERY_STATUS_REASSIGNING: _RecoveryStatus.ValueType  # 7
+    """Choosing an executor and reassigning the session on chain."""
 
 class RecoveryStatus(_RecoveryStatus, metaclass=_RecoveryStatusEnumTypeWrapper): ...
 
@@ -42,6 +46,10 @@ RECOVERY_STATUS_VERIFYING: RecoveryStatus.ValueType  # 2
 RECOVERY_STATUS_REHYDRATING: RecoveryStatus.ValueType  # 3
 RECOVERY_STATUS_RESUMED: RecoveryStatus.ValueType  # 4
 RECOVERY_STATUS_FAILED: RecoveryStatus.ValueType  # 5
+RECOVERY_STATUS_DETECTED: RecoveryStatus.ValueType  # 6
+"""Detected; nothing done yet."""
+RECOVERY_STATUS_REASSIGNING: RecoveryStatus.ValueType  # 7
+"""Choosing an executor and reassigning the session on chain."""
 Global___RecoveryStatus: _TypeAlias = RecoveryStatus  # noqa: Y015
 
 class _ClaimKind:
@@ -165,19 +173,23 @@ class RecoverSessionRequest(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    HANDOFF_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Required: decimal token id."""
     reason: _builtins.str
     """Why, 1..256 characters. Required."""
+    handoff: _builtins.bool
+    """The executor released the session cleanly (graceful shutdown): reassign it without pausing."""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        handoff: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handoff", b"handoff", "reason", b"reason", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -204,6 +216,71 @@ class RecoverSessionResponse(_message.Message):
 Global___RecoverSessionResponse: _TypeAlias = RecoverSessionResponse  # noqa: Y015
 
 @_typing.final
+class RecoveryStep(_message.Message):
+    """One step of a recovery, as it ran."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"pause", "choose", "reassign", "verify", "resume", "rehydrate"."""
+    attempts: _builtins.int
+    """Attempts so far (a step whose dependency fails is retried)."""
+    detail: _builtins.str
+    """What it did (a transaction, the executor chosen) or why its last attempt failed."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """Unset while the step is running."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _builtins.int = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "detail", b"detail", "finished_at", b"finished_at", "name", b"name", "started_at", b"started_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoveryStep: _TypeAlias = RecoveryStep  # noqa: Y015
+
+@_typing.final
+class RejectedCheckpoint(_message.Message):
+    """A checkpoint newer than the one used, and why it did not verify."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    @_builtins.property
+    def checkpoint(self) -> _common_pb2.Checkpoint: ...
+    def __init__(
+        self,
+        *,
+        checkpoint: _common_pb2.Checkpoint | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectedCheckpoint: _TypeAlias = RejectedCheckpoint  # noqa: Y015
+
+@_typing.final
 class Recovery(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -216,6 +293,12 @@ class Recovery(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    FENCE_FIELD_NUMBER: _builtins.int
+    HANDOFF_FIELD_NUMBER: _builtins.int
+    RESUME_FROM_SEQ_FIELD_NUMBER: _builtins.int
     recovery_id: _builtins.str
     """Unique recovery id."""
     session_id: _builtins.str
@@ -225,6 +308,13 @@ class Recovery(_message.Message):
     new_executor: _builtins.str
     """Executor chosen to continue."""
     reason: _builtins.str
+    holder: _builtins.str
+    """The oracle replica running it, and its fencing token (bumped when another replica takes it over)."""
+    fence: _builtins.int
+    handoff: _builtins.bool
+    """A graceful handoff (no pause), not a failure."""
+    resume_from_seq: _builtins.int
+    """The session's first task seq the new executor runs."""
     @_builtins.property
     def checkpoint(self) -> _common_pb2.Checkpoint:
         """Checkpoint it resumed from."""
@@ -233,6 +323,14 @@ class Recovery(_message.Message):
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___RecoveryStep]:
+        """The steps in the order they ran."""
+
+    @_builtins.property
+    def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedCheckpoint]:
+        """Checkpoints newer than `checkpoint` that failed verification."""
+
     def __init__(
         self,
         *,
@@ -245,10 +343,16 @@ class Recovery(_message.Message):
         reason: _builtins.str = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        steps: _abc.Iterable[Global___RecoveryStep] | None = ...,
+        rejected: _abc.Iterable[Global___RejectedCheckpoint] | None = ...,
+        holder: _builtins.str = ...,
+        fence: _builtins.int = ...,
+        handoff: _builtins.bool = ...,
+        resume_from_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "failed_executor", b"failed_executor", "finished_at", b"finished_at", "new_executor", b"new_executor", "reason", b"reason", "recovery_id", b"recovery_id", "session_id", b"session_id", "started_at", b"started_at", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "failed_executor", b"failed_executor", "fence", b"fence", "finished_at", b"finished_at", "handoff", b"handoff", "holder", b"holder", "new_executor", b"new_executor", "reason", b"reason", "recovery_id", b"recovery_id", "rejected", b"rejected", "resume_from_seq", b"resume_from_seq", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -330,8 +434,11 @@ class ListRecoveriesRequest(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
+    RECOVERY_ID_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Only this session's recoveries; empty for all."""
+    recovery_id: _builtins.str
+    """Only this recovery (its recovery_id); empty for all."""
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
@@ -339,10 +446,11 @@ class ListRecoveriesRequest(_message.Message):
         *,
         session_id: _builtins.str = ...,
         page: _common_pb2.PageRequest | None = ...,
+        recovery_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "recovery_id", b"recovery_id", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

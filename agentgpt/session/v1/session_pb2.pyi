@@ -351,10 +351,14 @@ class ListSessionsRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
+    LEASE_LAPSED_BEFORE_FIELD_NUMBER: _builtins.int
+    EXECUTOR_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """Only sessions owned by this address; empty for all (service identities only)."""
     type: _builtins.str
     """Only sessions of this spec type; empty for all."""
+    executor: _builtins.str
+    """Only sessions assigned to this executor address on chain (0x, 20 bytes); empty for all."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.SessionState.ValueType]:
         """Only sessions in these states; empty for all."""
@@ -367,6 +371,13 @@ class ListSessionsRequest(_message.Message):
         "get_session"); omit when calling as a service identity.
         """
 
+    @_builtins.property
+    def lease_lapsed_before(self) -> _timestamp_pb2.Timestamp:
+        """Only ACTIVE sessions without a live lease since before this time: their lease expired before it, or
+        none is held and the session has not changed since before it. Service identities only (the recovery
+        oracle's detection query; served from the lease index).
+        """
+
     def __init__(
         self,
         *,
@@ -375,10 +386,12 @@ class ListSessionsRequest(_message.Message):
         type: _builtins.str = ...,
         page: _common_pb2.PageRequest | None = ...,
         auth: _common_pb2.OwnerSignature | None = ...,
+        lease_lapsed_before: _timestamp_pb2.Timestamp | None = ...,
+        executor: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "page", b"page"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "lease_lapsed_before", b"lease_lapsed_before", "page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "owner", b"owner", "page", b"page", "states", b"states", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "executor", b"executor", "lease_lapsed_before", b"lease_lapsed_before", "owner", b"owner", "page", b"page", "states", b"states", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -864,6 +877,67 @@ class TerminateSessionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TerminateSessionRequest: _TypeAlias = TerminateSessionRequest  # noqa: Y015
+
+@_typing.final
+class ReassignExecutorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    EXECUTOR_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    idempotency_key: _builtins.str
+    session_id: _builtins.str
+    executor: _builtins.str
+    """The bonded executor address to assign (0x, 20 bytes). Required; must differ from the current one."""
+    reason: _builtins.str
+    """Why, 1..256 characters of text (no NUL). Required."""
+    expected_version: _builtins.int
+    def __init__(
+        self,
+        *,
+        idempotency_key: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        executor: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executor", b"executor", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "reason", b"reason", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReassignExecutorRequest: _TypeAlias = ReassignExecutorRequest  # noqa: Y015
+
+@_typing.final
+class ReassignExecutorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_FIELD_NUMBER: _builtins.int
+    TX_HASH_FIELD_NUMBER: _builtins.int
+    CHAIN_EPOCH_FIELD_NUMBER: _builtins.int
+    tx_hash: _builtins.bytes
+    """Hash of the reassignExecutor transaction (32 bytes)."""
+    chain_epoch: _builtins.int
+    """The new executor's on-chain assignment epoch (ExecutorAssigned)."""
+    @_builtins.property
+    def session(self) -> Global___Session: ...
+    def __init__(
+        self,
+        *,
+        session: Global___Session | None = ...,
+        tx_hash: _builtins.bytes = ...,
+        chain_epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_epoch", b"chain_epoch", "session", b"session", "tx_hash", b"tx_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReassignExecutorResponse: _TypeAlias = ReassignExecutorResponse  # noqa: Y015
 
 @_typing.final
 class TerminateSessionResponse(_message.Message):

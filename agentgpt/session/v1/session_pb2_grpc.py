@@ -137,6 +137,11 @@ class SessionServiceStub:
                 request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.ReassignExecutor = channel.unary_unary(
+                '/agentgpt.session.v1.SessionService/ReassignExecutor',
+                request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorRequest.SerializeToString,
+                response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -285,6 +290,15 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReassignExecutor(self, request, context):
+        """Assigns another bonded executor on the home chain (ACTIVE or PAUSED; recovery oracle only): bumps the
+        on-chain epoch, voids the current lease and grants the new executor the writer role on every
+        secondary chain.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -387,6 +401,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksRequest.FromString,
                     response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'ReassignExecutor': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReassignExecutor,
+                    request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorRequest.FromString,
+                    response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -932,6 +951,33 @@ class SessionService:
             '/agentgpt.session.v1.SessionService/ListTasks',
             agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksRequest.SerializeToString,
             agentgpt_dot_session_dot_v1_dot_session__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReassignExecutor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentgpt.session.v1.SessionService/ReassignExecutor',
+            agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorRequest.SerializeToString,
+            agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorResponse.FromString,
             options,
             channel_credentials,
             insecure,

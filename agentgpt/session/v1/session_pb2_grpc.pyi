@@ -76,6 +76,11 @@ class SessionServiceStub:
     """What the CLI dashboard shows (docs/design.md §6)."""
     ListTasks: _grpc.UnaryUnaryMultiCallable[_session_pb2.ListTasksRequest, _session_pb2.ListTasksResponse]
     """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
+    ReassignExecutor: _grpc.UnaryUnaryMultiCallable[_session_pb2.ReassignExecutorRequest, _session_pb2.ReassignExecutorResponse]
+    """Assigns another bonded executor on the home chain (ACTIVE or PAUSED; recovery oracle only): bumps the
+    on-chain epoch, voids the current lease and grants the new executor the writer role on every
+    secondary chain.
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -125,6 +130,11 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """What the CLI dashboard shows (docs/design.md §6)."""
     ListTasks: _aio.UnaryUnaryMultiCallable[_session_pb2.ListTasksRequest, _session_pb2.ListTasksResponse]  # type: ignore[assignment]
     """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
+    ReassignExecutor: _aio.UnaryUnaryMultiCallable[_session_pb2.ReassignExecutorRequest, _session_pb2.ReassignExecutorResponse]  # type: ignore[assignment]
+    """Assigns another bonded executor on the home chain (ACTIVE or PAUSED; recovery oracle only): bumps the
+    on-chain epoch, voids the current lease and grants the new executor the writer role on every
+    secondary chain.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """The session service: system of record and control plane for sessions (docs/design.md §3).
@@ -291,5 +301,16 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_session_pb2.ListTasksResponse, _abc.Awaitable[_session_pb2.ListTasksResponse]]:
         """Lists a session's tasks in seq order after a given seq (an executor's queue, an owner's history)."""
+
+    @_abc_1.abstractmethod
+    def ReassignExecutor(
+        self,
+        request: _session_pb2.ReassignExecutorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.ReassignExecutorResponse, _abc.Awaitable[_session_pb2.ReassignExecutorResponse]]:
+        """Assigns another bonded executor on the home chain (ACTIVE or PAUSED; recovery oracle only): bumps the
+        on-chain epoch, voids the current lease and grants the new executor the writer role on every
+        secondary chain.
+        """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
