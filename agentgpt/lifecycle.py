@@ -38,6 +38,7 @@ class Action(enum.StrEnum):
     COMPLETE = "complete"
     TERMINATE = "terminate"  # operator or owner cancels (DRAFT, ACTIVE or PAUSED)
     EXPIRE = "expire"  # a timer ran out: anyone may ask once the deadline has passed
+    REASSIGN = "reassign_executor"  # the recovery oracle moves the session to another executor
 
 
 class TerminalReason(enum.StrEnum):
@@ -58,12 +59,13 @@ ALLOWED_ACTIONS: dict[SessionState, frozenset[Action]] = {
             Action.EXECUTE_TASKS,
             Action.UPDATE_BUDGET,
             Action.PAUSE,
+            Action.REASSIGN,
             Action.COMPLETE,
             Action.TERMINATE,
             Action.EXPIRE,
         }
     ),
-    SessionState.PAUSED: frozenset({Action.RESUME, Action.TERMINATE, Action.EXPIRE}),
+    SessionState.PAUSED: frozenset({Action.RESUME, Action.REASSIGN, Action.TERMINATE, Action.EXPIRE}),
     SessionState.COMPLETED: frozenset(),
     SessionState.TERMINATED: frozenset(),
 }

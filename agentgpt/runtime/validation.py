@@ -140,5 +140,16 @@ def page(req_page: Any, field: str = "page") -> None:
         raise InvalidArgument(f"{field}.page_token", "is not a token this service issued")
 
 
+MAX_TIMESTAMP_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, protobuf Timestamp's own range
+
+
+def timestamp(value: Any, field: str) -> None:
+    """A google.protobuf.Timestamp inside its documented range (0001..9999; seconds since 1970 here)."""
+    if not 0 <= value.seconds <= MAX_TIMESTAMP_SECONDS or not 0 <= value.nanos <= 999_999_999:
+        raise InvalidArgument(
+            field, f"must be a time between 1970 and 9999, got seconds={value.seconds} nanos={value.nanos}"
+        )
+
+
 def no_validation(_: Any) -> None:
     """For requests with no fields (status calls)."""

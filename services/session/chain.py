@@ -55,6 +55,7 @@ class Receipt:
     block_number: int
     gas_used: int
     session_id: int | None = None  # from SessionCreated, for mints
+    assigned_epoch: int | None = None  # from ExecutorAssigned, for activations and reassignments
 
 
 class ChainRejected(FailedPrecondition):
@@ -109,6 +110,7 @@ class SessionChain(Protocol):
         self, session_id: int, *, nonce: int, deadline: int, signature: bytes
     ) -> PreparedTx: ...
     async def prepare_oracle(self, action: str, session_id: int) -> PreparedTx: ...
+    async def prepare_reassign(self, session_id: int, executor: str) -> PreparedTx: ...
     async def send(self, tx: PreparedTx, timeout: float) -> Receipt: ...
     async def receipt(self, tx_hash: bytes) -> Receipt | None: ...
     async def state_of(self, session_id: int) -> int: ...
@@ -262,6 +264,10 @@ class Web3SessionChain:
             raise ValueError(f"unknown oracle action {action!r}")
         return await self._prepare(action, getattr(self.factory.functions, action)(session_id))
 
+    async def prepare_reassign(self, session_id: int, executor: str) -> PreparedTx:
+        fn = self.factory.functions.reassignExecutor(session_id, to_checksum_address(executor))
+        return await self._prepare("reassignExecutor", fn)
+
     async def send(self, tx: PreparedTx, timeout: float) -> Receipt:
         try:
             await self.w3.eth.send_raw_transaction(tx.raw)
@@ -292,15 +298,19 @@ class Web3SessionChain:
         return self._receipt(raw)
 
     def _receipt(self, raw: Any) -> Receipt:
-        session_id = None
+        session_id = epoch = None
         if raw["status"] == 1:
             created = self.factory.events.SessionCreated().process_receipt(raw, errors=DISCARD)
             if created:
                 session_id = int(created[0]["args"]["sessionId"])
+            assigned = self.factory.events.ExecutorAssigned().process_receipt(raw, errors=DISCARD)
+            if assigned:
+                epoch = int(assigned[-1]["args"]["epoch"])
         return Receipt(
             tx_hash=bytes(raw["transactionHash"]),
             ok=raw["status"] == 1,
             block_number=int(raw["blockNumber"]),
             gas_used=int(raw["gasUsed"]),
             session_id=session_id,
+            assigned_epoch=epoch,
         )

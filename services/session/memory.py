@@ -51,6 +51,7 @@ class InMemorySessionChain:
     _receipts: dict[bytes, Receipt] = field(default_factory=dict)
     _counter: int = 0
     calls: list[str] = field(default_factory=list)
+    epochs: dict[int, int] = field(default_factory=dict)  # session -> executor assignment epoch
 
     async def ping(self) -> None:
         if self.down:
@@ -148,6 +149,10 @@ class InMemorySessionChain:
             self._require_state(session_id, before)
         return self._prep(action, session_id)
 
+    async def prepare_reassign(self, session_id: int, executor: str) -> PreparedTx:
+        self._require_state(session_id, ACTIVE, PAUSED)
+        return self._prep("reassign", session_id, executor)
+
     def _execute(self, tx_hash: bytes) -> Receipt:
         if tx_hash in self._receipts:
             return self._receipts[tx_hash]
@@ -156,6 +161,10 @@ class InMemorySessionChain:
             raise FailedPrecondition("unknown transaction")
         self.calls.append(p.action)
         sid: int | None = None
+        epoch: int | None = None
+        if p.action in ("activate", "reassign"):
+            target = int(p.args[0])  # type: ignore[call-overload]
+            epoch = self.epochs[target] = self.epochs.get(target, 0) + 1
         if p.owner:
             self.owner_nonces[p.owner.lower()] = self.owner_nonces.get(p.owner.lower(), 0) + 1
         if p.action == "create":
@@ -169,7 +178,7 @@ class InMemorySessionChain:
             self.states[int(p.args[0])] = COMPLETED  # type: ignore[call-overload]
         elif p.action in _ORACLE:
             self.states[int(p.args[0])] = _ORACLE[p.action][1]  # type: ignore[call-overload]
-        r = Receipt(tx_hash, True, len(self._receipts) + 1, 21000, sid)
+        r = Receipt(tx_hash, True, len(self._receipts) + 1, 21000, sid, epoch)
         self._receipts[tx_hash] = r
         return r
 

@@ -80,6 +80,11 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
     ) -> Any:
         return await self.commands.terminate(request, call_context(context))
 
+    async def ReassignExecutor(
+        self, request: pb.ReassignExecutorRequest, context: aio.ServicerContext
+    ) -> Any:
+        return await self.commands.reassign(request, call_context(context))
+
     # ------------------------------------------------------------------ executor work
 
     async def SubmitTasks(self, request: pb.SubmitTasksRequest, context: aio.ServicerContext) -> Any:

@@ -219,8 +219,17 @@ class Signed:
             v.enum_value(s, f"states[{i}]", common.SessionState)
         if req.type:
             v.name(req.type, "type")
+        v.address(req.executor, "executor", required=False)
+        if req.HasField("lease_lapsed_before"):
+            v.timestamp(req.lease_lapsed_before, "lease_lapsed_before")
         v.page(req.page)
         self.read_auth(req)
+
+    def reassign(self, req: pb.ReassignExecutorRequest) -> None:
+        v.idempotency_key(req.idempotency_key)
+        v.session_id(req.session_id)
+        v.address(req.executor, "executor", required=True)
+        v.text(req.reason, "reason", max_len=256)
 
     def submit_tasks(self, req: pb.SubmitTasksRequest) -> None:
         v.idempotency_key(req.idempotency_key)
@@ -329,6 +338,7 @@ def validators(
         PREFIX + "WatchSession": c.watch,
         PREFIX + "InspectSession": c.inspect,
         PREFIX + "ListTasks": c.list_tasks,
+        PREFIX + "ReassignExecutor": c.reassign,
     }
 
 

@@ -218,6 +218,39 @@ class Commands:
 
         return await self.relay.idempotent(req, ctx, op.response, body, service_allowed=True)
 
+    async def reassign(
+        self, req: pb.ReassignExecutorRequest, ctx: CallContext
+    ) -> pb.ReassignExecutorResponse:
+        """The recovery oracle moves a session to another bonded executor (services only)."""
+        core = self.core
+
+        async def body(caller: Caller, key: str) -> pb.ReassignExecutorResponse:
+            if caller.owner is not None:
+                raise PermissionDenied(
+                    "ReassignExecutor is reserved to the recovery oracle (a service identity)"
+                )
+            rec = await core.load_owned(req.session_id, caller)
+            core.check_version(req, rec)
+            core.next_clock(rec, Action.REASSIGN)
+            executor = to_checksum_address(req.executor)
+            if rec.executor and executor == to_checksum_address(rec.executor):
+                raise FailedPrecondition(
+                    f"executor: session {rec.session_id} is already assigned to {executor}"
+                )
+            payload = {
+                "executor": executor,
+                "from": rec.executor,
+                "reason": req.reason[:256],
+                "by": f"service {caller.service}",
+            }
+
+            async def prepare() -> PreparedTx:
+                return await core.chain.prepare_reassign(int(rec.session_id), executor)
+
+            return await self.relay.run(ops.REASSIGN, caller, key, rec.session_id, payload, prepare)
+
+        return await self.relay.idempotent(req, ctx, ops.REASSIGN.response, body, service_allowed=True)
+
     async def pause(self, req: pb.PauseSessionRequest, ctx: CallContext) -> pb.PauseSessionResponse:
         return await self._oracle_transition(req, ctx, ops.PAUSE)
 

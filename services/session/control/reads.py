@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+from eth_utils.address import to_checksum_address
+
 from agentgpt import auth as owner_auth
 from agentgpt.errors import PermissionDenied
 from agentgpt.lifecycle import SessionState
@@ -41,13 +43,20 @@ class Reads:
                 raise PermissionDenied(
                     "owner: owners may only list their own sessions (set owner to your address)"
                 )
+        lapsed: float | None = None
+        if req.HasField("lease_lapsed_before"):
+            if not caller.service:
+                raise PermissionDenied("lease_lapsed_before: the lease query is reserved to services")
+            lapsed = req.lease_lapsed_before.seconds + req.lease_lapsed_before.nanos / 1e9
         size = req.page.page_size or DEFAULT_PAGE_SIZE
         return await self.core.db.list_sessions(
             owner=req.owner or None,
-            states=list(req.states),
+            states=[int(SessionState.ACTIVE)] if lapsed is not None else list(req.states),
             type=req.type or None,
             page_token=req.page.page_token,
             limit=size,
+            lease_lapsed_before=lapsed,
+            executor=to_checksum_address(req.executor) if req.executor else None,
         )
 
     async def list_tasks(self, req: pb.ListTasksRequest, ctx: CallContext) -> tuple[list[TaskRecord], int]:

@@ -113,6 +113,26 @@ def _oracle_effect(
     return effect
 
 
+def _reassigned(rec: SessionRecord, payload: dict[str, Any], receipt: Receipt) -> Effect:
+    """The chain fenced the old executor out: its SessionDB lease goes too (the new one claims its own)."""
+    return Effect(
+        {"executor": payload["executor"], "lease_expires_at": None},
+        [
+            NewEvent(
+                "executor_reassigned",
+                {
+                    "from": payload["from"],
+                    "to": payload["executor"],
+                    "reason": payload["reason"],
+                    "by": payload["by"],
+                    "chain_epoch": receipt.assigned_epoch or 0,
+                    "tx": _tx(receipt),
+                },
+            )
+        ],
+    )
+
+
 def _no_extra(payload: dict[str, Any], receipt: Receipt) -> dict[str, Any]:
     return {}
 
@@ -150,6 +170,13 @@ COMPLETE = ChainOp(
     _completed,
     extra=lambda p, r: {"log_cid": p["log_cid"], "burn_tx_hash": r.tx_hash},
 )
+REASSIGN = ChainOp(
+    Action.REASSIGN,
+    pb.ReassignExecutorResponse,
+    _reassigned,
+    extra=lambda _p, r: {"tx_hash": r.tx_hash, "chain_epoch": r.assigned_epoch or 0},
+    kicks_chain_sync=True,
+)
 PAUSE = ChainOp(Action.PAUSE, pb.PauseSessionResponse, _oracle_effect("paused", fence=True))
 RESUME = ChainOp(Action.RESUME, pb.ResumeSessionResponse, _oracle_effect("resumed"))
 TERMINATE = ChainOp(
@@ -159,7 +186,7 @@ TERMINATE = ChainOp(
 )
 
 OPS: dict[str, ChainOp[Any]] = {
-    op.name: op for op in (ACTIVATE, UPDATE_BUDGET, COMPLETE, PAUSE, RESUME, TERMINATE)
+    op.name: op for op in (ACTIVATE, UPDATE_BUDGET, COMPLETE, PAUSE, RESUME, TERMINATE, REASSIGN)
 }
 
 

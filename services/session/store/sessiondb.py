@@ -276,9 +276,12 @@ class SessionDB:
         type: str | None,
         page_token: str,
         limit: int,
-        lease_expired_before: float | None = None,
+        lease_lapsed_before: float | None = None,
+        executor: str | None = None,
     ) -> tuple[list[SessionRecord], str]:
-        """Newest first; the page token is the last row's insertion number."""
+        """Newest first; the page token is the last row's insertion number. `lease_lapsed_before`: only
+        sessions without a live lease since before that time (expired before it, or none held and
+        unchanged since before it); `executor`: only sessions assigned to that address."""
         q = sa.select(sessions).order_by(sessions.c.pk.desc()).limit(limit + 1)
         if owner:
             q = q.where(sa.func.lower(sessions.c.owner) == owner.lower())
@@ -286,10 +289,17 @@ class SessionDB:
             q = q.where(sessions.c.state.in_(list(states)))
         if type:
             q = q.where(sessions.c.type == type)
-        if lease_expired_before is not None:
+        if lease_lapsed_before is not None:
             q = q.where(
-                sessions.c.lease_expires_at.is_not(None), sessions.c.lease_expires_at < lease_expired_before
+                sa.or_(
+                    sessions.c.lease_expires_at < lease_lapsed_before,
+                    sa.and_(
+                        sessions.c.lease_expires_at.is_(None), sessions.c.updated_at < lease_lapsed_before
+                    ),
+                )
             )
+        if executor:
+            q = q.where(sa.func.lower(sessions.c.executor) == executor.lower())
         if page_token:
             q = q.where(sessions.c.pk < decode_page_token(page_token))
         async with self.engine.connect() as conn:

@@ -99,6 +99,7 @@ BASES: dict[str, dict[str, Any]] = {
     "WatchSession": {"history_only": True},
     "InspectSession": {"detail": "full"},
     "ListTasks": {"page_size": 10},
+    "ReassignExecutor": {"executor": "0x" + "cd" * 20, "reason": "node_failure"},
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 import pytest
@@ -410,3 +411,84 @@ async def test_watch_replays_then_follows_and_resumes(service: Harness, owner: O
     resumed = pb.WatchSessionRequest(session_id=s.session_id, from_cursor=1, history_only=True)
     got = [r.event.type async for r in service.stub.WatchSession(owner.read(resumed))]
     assert got == ["activated"]
+
+
+async def test_reassign_fences_the_lease_and_the_lapsed_query_finds_orphans(
+    service: Harness, owner: Owner
+) -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    other = "0x" + "cd" * 20
+    s = await service.create(owner)
+    await service.activate(owner, s, EXECUTOR)
+    lease = (
+        await service.stub.ClaimLease(
+            pb.ClaimLeaseRequest(executor_id="ex-1", executor_address=EXECUTOR, ttl_seconds=1),
+            metadata=SERVICE_MD,
+        )
+    ).lease
+    assert lease.session_id == s.session_id
+
+    def mine(req: pb.ListSessionsRequest) -> pb.ListSessionsRequest:
+        req.owner = owner.address
+        return req
+
+    def lapsed(before: float, executor: str = "") -> pb.ListSessionsRequest:
+        ts = Timestamp()
+        ts.FromNanoseconds(int(before * 1e9))
+        return pb.ListSessionsRequest(lease_lapsed_before=ts, executor=executor)
+
+    now = time.time()
+    assert not (await service.stub.ListSessions(lapsed(now), metadata=SERVICE_MD)).sessions  # live lease
+    later = (await service.stub.ListSessions(lapsed(now + 5, EXECUTOR), metadata=SERVICE_MD)).sessions
+    assert [x.session_id for x in later] == [s.session_id]  # expired by then, assigned to EXECUTOR
+    # owners may not run the detection query
+    await expect_status(
+        service.stub.ListSessions(owner.read(mine(lapsed(now)))),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "reserved to services",
+    )
+
+    req = pb.ReassignExecutorRequest(
+        idempotency_key=new_key(), session_id=s.session_id, executor=other, reason="node_failure: ex-1"
+    )
+    moved = await service.stub.ReassignExecutor(req, metadata=SERVICE_MD)
+    assert moved.session.executor.lower() == other and moved.chain_epoch == 2 and len(moved.tx_hash) == 32
+    again = await service.stub.ReassignExecutor(req, metadata=SERVICE_MD)  # same key: same answer, one tx
+    assert again == moved and service.control.chain.calls.count("reassign") == 1  # type: ignore[attr-defined]
+    # the old holder is fenced: its lease is void, the new executor claims its own
+    await expect_status(
+        service.stub.RenewLease(
+            pb.RenewLeaseRequest(session_id=s.session_id, executor_id="ex-1", epoch=lease.epoch),
+            metadata=SERVICE_MD,
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    got = await service.stub.ClaimLease(
+        pb.ClaimLeaseRequest(executor_id="ex-2", executor_address=other), metadata=SERVICE_MD
+    )
+    assert got.lease.session_id == s.session_id and got.lease.epoch > lease.epoch
+    evs = await service.control.db.events_after(s.session_id, 0)
+    reassigned = [json.loads(e.data_json) for e in evs if e.type == "executor_reassigned"]
+    assert reassigned[0]["from"] == EXECUTOR and reassigned[0]["to"].lower() == other
+    # the same executor again, an owner's signature, a bad address: refused with the reason
+    await expect_status(
+        service.stub.ReassignExecutor(
+            pb.ReassignExecutorRequest(
+                idempotency_key=new_key(), session_id=s.session_id, executor=other, reason="x"
+            ),
+            metadata=SERVICE_MD,
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "already assigned",
+    )
+    await expect_status(
+        service.stub.ReassignExecutor(
+            pb.ReassignExecutorRequest(
+                idempotency_key=new_key(), session_id=s.session_id, executor="0x12", reason="x"
+            ),
+            metadata=SERVICE_MD,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "executor",
+    )

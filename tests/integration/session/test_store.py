@@ -169,9 +169,19 @@ async def test_leases_claim_next_skips_live_and_bumps_epoch(db: SessionDB) -> No
     again = await db.claim(executor_id="other", session_id="1", ttl=30, now=2000.0, active_state=2)  # expired
     assert again is not None and again.lease_epoch == 2 and again.lease_executor == "other"
     expired, _ = await db.list_sessions(
-        owner=None, states=[], type=None, page_token="", limit=10, lease_expired_before=1500.0
+        owner=None, states=[], type=None, page_token="", limit=10, lease_lapsed_before=1500.0
     )
     assert sorted(r.session_id for r in expired) == ["2", "3"]
+    # a session nobody ever leased counts once it has been unchanged since before the cut-off
+    await db.insert(row("4", state=2), [], None)
+    lapsed, _ = await db.list_sessions(
+        owner=None, states=[2], type=None, page_token="", limit=10, lease_lapsed_before=1500.0
+    )
+    assert sorted(r.session_id for r in lapsed) == ["2", "3", "4"]
+    assigned, _ = await db.list_sessions(
+        owner=None, states=[], type=None, page_token="", limit=10, executor="0x" + "ab" * 20
+    )
+    assert assigned == []
 
 
 async def test_due_timers_and_listing(db: SessionDB) -> None:

@@ -174,11 +174,19 @@ async def test_callers_judge_signatures_at_the_injected_clock(
 
 
 def test_relay_has_one_table_entry_per_chain_operation() -> None:
-    assert set(OPS) == {"activate", "update_budget", "pause", "resume", "terminate", "complete"}
+    assert set(OPS) == {
+        "activate",
+        "update_budget",
+        "pause",
+        "resume",
+        "terminate",
+        "complete",
+        "reassign_executor",
+    }
     for name, op in OPS.items():
         assert op.name == name and op.action is Action(name)
         assert op.response.DESCRIPTOR.name.endswith("Response")
-    assert [n for n, op in OPS.items() if op.kicks_chain_sync] == ["activate"]
+    assert [n for n, op in OPS.items() if op.kicks_chain_sync] == ["activate", "reassign_executor"]
 
 
 async def test_relay_answers_a_retried_request_from_its_record(
