@@ -55,6 +55,9 @@ class SessionClient(ServiceClient):
     async def terminate_session(self, req: ss.TerminateSessionRequest) -> ss.TerminateSessionResponse:
         return cast(ss.TerminateSessionResponse, await self.unary("TerminateSession", req, timeout=60))
 
+    async def reassign_executor(self, req: ss.ReassignExecutorRequest) -> ss.ReassignExecutorResponse:
+        return cast(ss.ReassignExecutorResponse, await self.unary("ReassignExecutor", req, timeout=120))
+
     async def submit_tasks(self, req: ss.SubmitTasksRequest) -> ss.SubmitTasksResponse:
         return cast(ss.SubmitTasksResponse, await self.unary("SubmitTasks", req))
 
@@ -111,9 +114,14 @@ class ExecutorClient(ServiceClient):
             await self.unary("ReleaseSession", ex.ReleaseSessionRequest(session_id=session_id)),
         )
 
-    async def get_status(self) -> ex.GetExecutorStatusResponse:
+    async def get_status(
+        self, *, timeout: float | None = None, retry: bool = True
+    ) -> ex.GetExecutorStatusResponse:
         return cast(
-            ex.GetExecutorStatusResponse, await self.unary("GetExecutorStatus", ex.GetExecutorStatusRequest())
+            ex.GetExecutorStatusResponse,
+            await self.unary(
+                "GetExecutorStatus", ex.GetExecutorStatusRequest(), timeout=timeout, retry=retry
+            ),
         )
 
 
@@ -129,11 +137,15 @@ class RecoveryClient(ServiceClient):
             ),
         )
 
-    async def recover_session(self, session_id: str, reason: str) -> rc.RecoverSessionResponse:
+    async def recover_session(
+        self, session_id: str, reason: str, *, handoff: bool = False
+    ) -> rc.RecoverSessionResponse:
         return cast(
             rc.RecoverSessionResponse,
             await self.unary(
-                "RecoverSession", rc.RecoverSessionRequest(session_id=session_id, reason=reason), timeout=120
+                "RecoverSession",
+                rc.RecoverSessionRequest(session_id=session_id, reason=reason, handoff=handoff),
+                timeout=30,
             ),
         )
 

@@ -58,6 +58,8 @@ class ServiceDefinition:
     probes: Mapping[str, Probe] = field(default_factory=dict)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     background: Sequence[Callable[[], Awaitable[None]]] = ()
+    # Run first on SIGTERM, while the server still answers (an executor hands its sessions off here).
+    on_drain: Sequence[Callable[[], Awaitable[None]]] = ()
     on_stop: Sequence[Callable[[], Awaitable[None]]] = ()
 
 
@@ -191,6 +193,11 @@ class RunningService:
         self._stopping = True
         await self.health.enter_graceful_shutdown()
         log.info("%s shutting down", self.definition.name, extra={"grace_s": self.config.shutdown_grace})
+        for drain in self.definition.on_drain:
+            try:
+                await asyncio.wait_for(drain(), timeout=max(1.0, self.config.shutdown_grace))
+            except Exception:
+                log.exception("error while draining %s", self.definition.name)
         await asyncio.sleep(self.config.drain_delay)
         for t in self._tasks:
             t.cancel()

@@ -8,9 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from agentgpt.clients import SessionClient, health_probe
+from agentgpt.clients import RecoveryClient, SessionClient, health_probe
 from agentgpt.executor.v1 import executor_pb2, executor_pb2_grpc
-from agentgpt.ipfs import CheckpointWriter, ContentStore, checkpoint_key, open_store
+from agentgpt.ipfs import CheckpointReader, CheckpointWriter, ContentStore, checkpoint_key, open_store
 from agentgpt.network import load_network
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
@@ -92,6 +92,17 @@ def _escrow(chains: ChainSet) -> tuple[Any, Any]:
     return charge, charged_through
 
 
+def _assignment(chains: ChainSet) -> Any:
+    """The home chain's executor and epoch of a session (SessionFactory.getSession)."""
+
+    async def assignment(session_id: str) -> tuple[str, int]:
+        factory = chains.home.contract("SessionFactory")
+        s = await factory.functions.getSession(int(session_id)).call()
+        return str(s[5]), int(s[7])  # Session.executor, Session.epoch
+
+    return assignment
+
+
 def build_parts(
     config: ExecutorConfig, port: SessionPort, *, store: ContentStore | None = None
 ) -> ExecutorParts:
@@ -152,6 +163,8 @@ def build_parts(
         actions=ActionRunner(chains, store),
         key=key,
         checkpointer=Checkpointer(CheckpointWriter(store, key=sealing_key), key),
+        reader=CheckpointReader(store, key=sealing_key),
+        assignment=_assignment(chains) if chains is not None else None,
         home_chain_id=network.home.chain_id if network.chains else 0,
         chain_names={k: c.name for c in network.chains for k in (c.name, str(c.chain_id))},
         metrics=ExecutorMetrics(),
@@ -177,6 +190,17 @@ async def build(
     parts = build_parts(config, GrpcSessionPort(session), store=store)
     engine = parts.engine
     servicer = ExecutorServicer(engine, address=parts.key.address, started_at=time.time())
+    oracle: RecoveryClient | None = None
+    if config.oracle_addr:
+        oracle = RecoveryClient(config.oracle_addr, identity=f"executor:{config.executor_id}")
+        client = oracle
+
+        async def handoff(session_id: str) -> None:
+            await client.recover_session(
+                session_id, f"handoff: executor {config.executor_id} is shutting down", handoff=True
+            )
+
+        engine.deps.handoff = handoff
     background = []
     if config.claim_sessions:
         background.append(engine.run)
@@ -203,6 +227,11 @@ async def build(
         await parts.store.close()
         if parts.chains is not None:
             await parts.chains.close()
+        if oracle is not None:
+            await oracle.close()
+
+    async def drain() -> None:
+        await engine.drain(timeout=max(1.0, config.lease_ttl / 2))
 
     return ServiceDefinition(
         name="executor",
@@ -216,6 +245,7 @@ async def build(
         validators=VALIDATORS,
         probes=probes,
         background=background,
+        on_drain=[drain],
         on_stop=[close, session.close],
         registry=engine.deps.metrics.registry,
     )

@@ -59,3 +59,8 @@ class ExecutorConfig(IpfsConfig):
     )
     retry_base: float = setting(0.5, "First delay, seconds, before a task or the queue is retried (doubles)")
     retry_max: float = setting(30.0, "Longest delay, seconds, between retries of a task or the queue")
+    oracle_addr: str = setting(
+        "",
+        "Recovery oracle gRPC address: on SIGTERM the executor hands each session it runs off through it "
+        "(another executor continues at once). Empty: the sessions wait for their leases to lapse",
+    )

@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from agentgpt.errors import FailedPrecondition, ResourceExhausted
+from agentgpt.ipfs import CheckpointReader
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ExecutorKey
 from services.executor.actions import ActionRunner
@@ -61,6 +63,12 @@ class EngineDeps:
     home_chain_id: int = 0
     chain_names: Mapping[str, str] = field(default_factory=dict)  # spec chain key -> manifest chain name
     metrics: ExecutorMetrics = field(default_factory=ExecutorMetrics)
+    # Reads a checkpoint document back from IPFS, verified against its CID (and the anchored seq/root).
+    reader: CheckpointReader | None = None
+    # The home chain's assignment of a session: (executor address, epoch); None when off chain.
+    assignment: Callable[[str], Awaitable[tuple[str, int]]] | None = None
+    # Tells the recovery oracle a session was released cleanly (graceful handoff); None: nobody is told.
+    handoff: Callable[[str], Awaitable[None]] | None = None
 
 
 class Engine:
@@ -69,6 +77,7 @@ class Engine:
         self.deps = deps
         self.runners: dict[str, SessionRunner] = {}
         self._stopping = False
+        self.draining = False
 
     # ------------------------------------------------------------------ lease loop
     async def run(self) -> None:
@@ -110,34 +119,69 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ RPC-facing operations
-    async def assign(self, session_id: str) -> int:
-        if session_id in self.runners:
-            return int(self.runners[session_id].lease.epoch)
+    def _admit(self, session_id: str) -> None:
+        if self.draining:
+            raise FailedPrecondition(
+                f"executor {self.config.executor_id} is shutting down and takes no sessions; choose another"
+            )
         if len(self.runners) >= self.config.capacity:
-            from agentgpt.errors import ResourceExhausted
-
             raise ResourceExhausted(
                 f"executor {self.config.executor_id} runs {len(self.runners)} sessions, its capacity"
             )
+
+    async def _lease(self, session_id: str) -> ss.Lease:
         lease = await self.deps.port.claim(
             self.config.executor_id, session_id, self.config.lease_ttl, self.config.claim_address
         )
         if lease is None:
-            from agentgpt.errors import FailedPrecondition
-
             raise FailedPrecondition(
                 f"session {session_id} could not be leased (not ACTIVE, or leased elsewhere)"
             )
+        return lease
+
+    async def assign(self, session_id: str) -> int:
+        if session_id in self.runners:
+            return int(self.runners[session_id].lease.epoch)
+        self._admit(session_id)
+        lease = await self._lease(session_id)
         self._start(lease)
         return int(lease.epoch)
 
     async def rehydrate(self, session_id: str, seq: int, cid: str, state_root: bytes, epoch: int) -> int:
-        old = self.runners.get(session_id)
-        if old is not None:
-            await self.release(session_id)
-        lease = ss.Lease(session_id=session_id, executor_id=self.config.executor_id, epoch=epoch)
-        runner = self._start(lease, ResumePoint(seq, cid, state_root))
+        """Continue a session another executor ran, from the checkpoint the recovery oracle verified.
+
+        The checkpoint's bytes are read back from IPFS and checked (CID, session, seq, state root) before
+        anything else; the home chain must assign the session to this executor (at `epoch`, when given);
+        then the lease is claimed and the session runs from the checkpoint, rolled forward with the
+        session's records (each rechecked against its recorded log hash). The first task it runs is
+        returned. A session this executor already runs answers where it is."""
+        running = self.runners.get(session_id)
+        if running is not None and not running.fenced:
+            await running.ready.wait()
+            return running.last_seq + 1
+        self._admit(session_id)
+        if self.deps.assignment is not None:
+            assigned, chain_epoch = await self.deps.assignment(session_id)
+            if assigned.lower() != self.deps.key.address.lower() or (epoch and chain_epoch != epoch):
+                raise FailedPrecondition(
+                    f"session {session_id} is assigned to {assigned} at epoch {chain_epoch} on its home chain, "
+                    f"not to this executor ({self.deps.key.address}{f' at epoch {epoch}' if epoch else ''})"
+                )
+        memory: dict[str, object] = {}
+        if self.deps.reader is not None:
+            try:
+                doc = await self.deps.reader.read(cid, session_id=session_id, seq=seq, state_root=state_root)
+            except Exception as exc:
+                raise FailedPrecondition(
+                    f"checkpoint {cid} of session {session_id} cannot be used: {exc}"
+                ) from None
+            memory = dict(doc.get("memory") or {})
+        lease = await self._lease(session_id)
+        runner = self._start(lease, ResumePoint(seq, cid, state_root, memory))
         await runner.ready.wait()
+        if runner.tasklog is None:  # its setup failed (logged by the runner)
+            raise FailedPrecondition(f"session {session_id} stopped while starting; see the executor's log")
+        log.info("session %s: rehydrated from checkpoint %d (%s)", session_id, seq, cid)
         return runner.last_seq + 1
 
     async def release(self, session_id: str, timeout: float = 30.0) -> None:
@@ -154,6 +198,29 @@ class Engine:
                     await runner.task
             except (asyncio.CancelledError, Exception):
                 pass
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Graceful handoff (SIGTERM): take no new sessions; let each running session finish its current
+        task, settle and release its lease; then tell the recovery oracle, which moves it to another
+        executor at once (no pause)."""
+        self.draining = True
+        self._stopping = True
+
+        async def hand_off(session_id: str) -> None:
+            await self.release(session_id, timeout=timeout)
+            if self.deps.handoff is None:
+                return
+            try:
+                await self.deps.handoff(session_id)
+                log.info("session %s handed off to the recovery oracle", session_id)
+            except Exception as exc:
+                log.warning(
+                    "session %s: the recovery oracle did not take the handoff (%s); its lease lapses instead",
+                    session_id,
+                    exc,
+                )
+
+        await asyncio.gather(*(hand_off(sid) for sid in list(self.runners)))
 
     async def stop(self) -> None:
         self._stopping = True

@@ -6,8 +6,8 @@ implementation (the benchmark and some tests use in-memory ones).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.session.v1 import session_pb2 as ss
@@ -45,8 +45,11 @@ class SessionPort(Protocol):
 
 @dataclass
 class ResumePoint:
-    """Where a rehydrated session starts: the verified checkpoint from the recovery oracle."""
+    """Where a rehydrated session starts: the verified checkpoint from the recovery oracle, and the
+    session memory its document (read back from IPFS and checked against the CID and the anchored state
+    root) holds."""
 
     seq: int
     cid: str
     state_root: bytes
+    memory: dict[str, Any] = field(default_factory=dict)

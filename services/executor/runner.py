@@ -186,7 +186,7 @@ class SessionRunner:
         state = resume_state(committed, checkpoint, self.resume)
         # What earlier holders of the lease did applies again, in order: the session's memory (the
         # latest outputs of each task kind) and its context swaps, as recorded epochs.
-        self.memory = dict(state.memory)
+        self.memory = {**(self.resume.memory if self.resume else {}), **state.memory}
         for swap in state.swaps:
             try:
                 self.deps.contexts.swap(self.ctx, json.loads(swap.args_json or "{}"), at_seq=swap.seq)

@@ -44,6 +44,7 @@ class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
             address=self.address,
             capacity=self.engine.config.capacity,
             started_at=self.started_at,
+            draining=self.engine.draining,
             sessions=[
                 pb.RunningSession(
                     session_id=r.session_id,

@@ -21,8 +21,8 @@ def rehydrate(req: pb.RehydrateSessionRequest) -> None:
     if not req.checkpoint.cid:
         raise InvalidArgument("checkpoint.cid", "is required")
     v.bytes_len(req.checkpoint.state_root, "checkpoint.state_root", 32)
-    if req.epoch == 0:
-        raise InvalidArgument("epoch", "must be > 0 (the fencing epoch the oracle assigned)")
+    if req.checkpoint.seq == 0:
+        raise InvalidArgument("checkpoint.seq", "is required (> 0)")
 
 
 def by_session_id(req: pb.AssignSessionRequest | pb.ReleaseSessionRequest) -> None:

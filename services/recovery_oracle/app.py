@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from typing import Any
+
 from prometheus_client import CollectorRegistry
 
 from agentgpt.chain.sender import KeySender
@@ -13,7 +17,12 @@ from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from services.recovery_oracle.claims import ClaimJudge, RegistryPenalties
 from services.recovery_oracle.config import RecoveryConfig
+from services.recovery_oracle.detector import Detector
+from services.recovery_oracle.executors import ExecutorPool
+from services.recovery_oracle.metrics import RecoveryMetrics
+from services.recovery_oracle.protocol import ProtocolConfig, Recoverer
 from services.recovery_oracle.servicer import RecoveryServicer
+from services.recovery_oracle.store import RecoveryStore
 from services.recovery_oracle.validation import VALIDATORS
 from services.recovery_oracle.verify import CheckpointVerifier
 
@@ -50,6 +59,52 @@ async def build(
         window=config.claim_window,
     )
 
+    bonded: Any = None
+    if sender is not None:
+        registry_contract = sender.contract("ExecutorRegistry")
+
+        async def is_bonded(address: str) -> bool:
+            return bool(await registry_contract.functions.isBonded(address).call())
+
+        bonded = is_bonded
+
+    store_db = await RecoveryStore.open(config.database_url)
+    recovery_metrics = RecoveryMetrics(registry)
+    detector: Detector | None = None
+
+    async def executor_dead(address: str) -> None:
+        if detector is not None:
+            await detector.executor_dead(address)
+
+    pool = ExecutorPool(
+        config.executor_addrs,
+        interval=config.probe_interval,
+        failures=config.probe_failures,
+        on_dead=executor_dead,
+        bonded=bonded,
+    )
+    recoverer = Recoverer(
+        store_db,
+        session,
+        verifier,
+        pool,
+        recovery_metrics,
+        ProtocolConfig(
+            holder=config.replica_id or f"{socket.gethostname()}:{os.getpid()}",
+            lease=config.recovery_lease,
+            give_up_after=config.give_up_after,
+        ),
+    )
+    detector = Detector(
+        session,
+        recoverer,
+        store_db,
+        pool,
+        recovery_metrics,
+        interval=config.detect_interval,
+        grace=config.detect_grace,
+    )
+
     async def close_sender() -> None:
         if sender is not None:
             await sender.close()
@@ -58,7 +113,7 @@ async def build(
         name="recovery_oracle",
         servicers=[
             Servicer(
-                RecoveryServicer(verifier, claims),
+                RecoveryServicer(verifier, claims, recoverer, store_db),
                 recovery_pb2_grpc.add_RecoveryServiceServicer_to_server,
                 recovery_pb2.DESCRIPTOR.services_by_name["RecoveryService"],
             )
@@ -68,7 +123,17 @@ async def build(
             "session_service": health_probe("session service", session),
             "indexer": health_probe("indexer", indexer),
             "ipfs": store.probe,
+            "recovery_store": store_db.ping,
         },
-        on_stop=[session.close, indexer.close, store.close, close_sender],
+        background=[pool.run, detector.run],
+        on_stop=[
+            recoverer.stop,
+            pool.close,
+            session.close,
+            indexer.close,
+            store.close,
+            store_db.close,
+            close_sender,
+        ],
         registry=registry,
     )

@@ -21,3 +21,25 @@ class RecoveryConfig(IpfsConfig):
     )
     claim_attempts: int = setting(3, "Fetches of a checkpoint from IPFS before a data-loss claim is upheld")
     claim_window: float = setting(30.0, "Seconds the fetches of a data-loss claim are spread over")
+    executor_addrs: tuple[str, ...] = setting(
+        (),
+        "Comma-separated gRPC addresses of the executors: probed for health, and where recovered sessions "
+        "are rehydrated (one per StatefulSet pod, e.g. executor-0.executor:50052)",
+    )
+    database_url: str = setting(
+        "sqlite+aiosqlite:///recoveries.db",
+        "SQLAlchemy URL of the recovery store (PostgreSQL when several oracle replicas share it)",
+    )
+    replica_id: str = setting("", "This oracle replica's name in recovery leases; empty: host name and pid")
+    detect_interval: float = setting(
+        0.5, "Seconds between detection passes (lapsed leases, orphaned recoveries)"
+    )
+    detect_grace: float = setting(
+        1.0, "Seconds a lease must have lapsed (or a session gone unleased) before it is recovered"
+    )
+    probe_interval: float = setting(0.5, "Seconds between status probes of each executor")
+    probe_failures: int = setting(2, "Failed probes in a row after which an executor is dead")
+    recovery_lease: float = setting(
+        10.0, "Seconds a replica holds a recovery without writing to it before another may take it over"
+    )
+    give_up_after: float = setting(900.0, "Seconds a recovery step keeps retrying before the recovery FAILED")

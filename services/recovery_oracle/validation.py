@@ -33,6 +33,8 @@ def claim(req: pb.SubmitClaimRequest) -> None:
 def list_recoveries(req: pb.ListRecoveriesRequest) -> None:
     if req.session_id:
         v.session_id(req.session_id)
+    if req.recovery_id:
+        v.text(req.recovery_id, "recovery_id", max_len=64, identifier=True)
     v.page(req.page)
 
 

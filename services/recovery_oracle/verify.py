@@ -143,11 +143,19 @@ class CheckpointVerifier:
                 return record_from_events(events)
 
     async def verified_state(self, session_id: str) -> pb.GetVerifiedStateResponse:
+        resp, _ = await self.newest_verified(session_id)
+        return resp
+
+    async def newest_verified(
+        self, session_id: str
+    ) -> tuple[pb.GetVerifiedStateResponse, list[pb.RejectedCheckpoint]]:
+        """The newest anchored checkpoint that verifies (unset when none does), and every newer one that
+        did not, with its reason. NotFound when nothing is anchored yet."""
         rec = await self.record(session_id)
         if not rec.anchors:
             raise NotFound(f"session {session_id} has no anchored checkpoint on any chain")
         resp = pb.GetVerifiedStateResponse()
-        reasons: list[str] = []
+        rejected: list[pb.RejectedCheckpoint] = []
         for seq in sorted(rec.anchors, reverse=True):
             cp = rec.checkpoint(seq)
             cp.session_id = session_id
@@ -156,13 +164,14 @@ class CheckpointVerifier:
             if v.verified:
                 resp.checkpoint.CopyFrom(cp)
                 resp.verification.CopyFrom(v)
-                return resp
+                return resp, rejected
             resp.rejected.append(cp)
-            reasons.append(f"seq {seq}: {v.failure}")
+            rejected.append(pb.RejectedCheckpoint(checkpoint=cp, reason=v.failure))
+        reasons = "; ".join(f"seq {r.checkpoint.seq}: {r.reason}" for r in rejected)
         resp.verification.CopyFrom(
-            pb.Verification(verified=False, failure=f"no anchored checkpoint verifies ({'; '.join(reasons)})")
+            pb.Verification(verified=False, failure=f"no anchored checkpoint verifies ({reasons})")
         )
-        return resp
+        return resp, rejected
 
     async def check(self, cp: cpb.Checkpoint, rec: ChainRecord) -> pb.Verification:
         """Every check on one anchored checkpoint and its history, against what the chains record."""

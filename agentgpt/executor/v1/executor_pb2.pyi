@@ -70,8 +70,8 @@ class RehydrateSessionRequest(_message.Message):
     session_id: _builtins.str
     """Required: decimal token id."""
     epoch: _builtins.int
-    """This executor's on-chain assignment epoch for the session (ExecutorAssigned), > 0 when the session is
-    on chain: the executor refuses to rehydrate an assignment the chain does not show as its own.
+    """This executor's on-chain assignment epoch for the session (ExecutorAssigned); 0 when unknown. The
+    executor refuses to rehydrate a session the home chain does not assign to it (at this epoch, when set).
     """
     @_builtins.property
     def checkpoint(self) -> _common_pb2.Checkpoint:

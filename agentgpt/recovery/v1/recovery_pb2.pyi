@@ -299,6 +299,7 @@ class Recovery(_message.Message):
     FENCE_FIELD_NUMBER: _builtins.int
     HANDOFF_FIELD_NUMBER: _builtins.int
     RESUME_FROM_SEQ_FIELD_NUMBER: _builtins.int
+    CHAIN_EPOCH_FIELD_NUMBER: _builtins.int
     recovery_id: _builtins.str
     """Unique recovery id."""
     session_id: _builtins.str
@@ -315,6 +316,8 @@ class Recovery(_message.Message):
     """A graceful handoff (no pause), not a failure."""
     resume_from_seq: _builtins.int
     """The session's first task seq the new executor runs."""
+    chain_epoch: _builtins.int
+    """The new executor's on-chain assignment epoch (ExecutorAssigned)."""
     @_builtins.property
     def checkpoint(self) -> _common_pb2.Checkpoint:
         """Checkpoint it resumed from."""
@@ -349,10 +352,11 @@ class Recovery(_message.Message):
         fence: _builtins.int = ...,
         handoff: _builtins.bool = ...,
         resume_from_seq: _builtins.int = ...,
+        chain_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "failed_executor", b"failed_executor", "fence", b"fence", "finished_at", b"finished_at", "handoff", b"handoff", "holder", b"holder", "new_executor", b"new_executor", "reason", b"reason", "recovery_id", b"recovery_id", "rejected", b"rejected", "resume_from_seq", b"resume_from_seq", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chain_epoch", b"chain_epoch", "checkpoint", b"checkpoint", "failed_executor", b"failed_executor", "fence", b"fence", "finished_at", b"finished_at", "handoff", b"handoff", "holder", b"holder", "new_executor", b"new_executor", "reason", b"reason", "recovery_id", b"recovery_id", "rejected", b"rejected", "resume_from_seq", b"resume_from_seq", "session_id", b"session_id", "started_at", b"started_at", "status", b"status", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -100,7 +100,7 @@ async def test_requests_are_validated(
                 checkpoint=cpb.Checkpoint(session_id="5", cid="b", state_root=b"\x01" * 32),
             )
         )
-    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "epoch" in info.value.details
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT and "checkpoint.seq" in info.value.details
     with pytest.raises(RpcError) as info:
         await client.assign_session("999999")  # not a session the service knows
     assert info.value.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND)

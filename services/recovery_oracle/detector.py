@@ -1,0 +1,112 @@
+"""Detection: which sessions need recovering, found without polling every session.
+
+- **Leases.** Every `interval` seconds one indexed query on the session service (ListSessions with
+  `lease_lapsed_before` = now - grace) returns the ACTIVE sessions whose lease lapsed; each without an
+  open recovery gets one. A session lease lapses one TTL after its executor's last renewal at most.
+- **Executors.** The ExecutorPool probes every executor; one that stops answering is reported here at
+  once (`executor_dead`), and every ACTIVE session assigned to it (ListSessions by executor) is recovered
+  without waiting for its lease to lapse.
+- **Orphans.** Open recoveries whose holder (another oracle replica, or this one before a restart)
+  stopped writing are taken over at the step they were in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from agentgpt.clients import SessionClient
+from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.session.v1 import session_pb2 as ss
+from agentgpt.timestamps import to_timestamp
+from services.recovery_oracle.executors import ExecutorPool
+from services.recovery_oracle.metrics import RecoveryMetrics
+from services.recovery_oracle.protocol import Recoverer
+from services.recovery_oracle.store import RecoveryStore
+
+log = logging.getLogger("agentgpt.recovery.detector")
+
+PAGE = 500
+
+
+class Detector:
+    def __init__(
+        self,
+        session: SessionClient,
+        recoverer: Recoverer,
+        store: RecoveryStore,
+        pool: ExecutorPool,
+        metrics: RecoveryMetrics,
+        *,
+        interval: float = 0.5,
+        grace: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.recoverer = recoverer
+        self.store = store
+        self.pool = pool
+        self.metrics = metrics
+        self.interval = interval
+        self.grace = grace
+        self.clock = clock
+
+    async def _sessions(self, req: ss.ListSessionsRequest) -> list[ss.Session]:
+        out: list[ss.Session] = []
+        token = ""
+        while True:
+            req.page.CopyFrom(cpb.PageRequest(page_size=PAGE, page_token=token))
+            resp = await self.session.list_sessions(req)
+            out.extend(resp.sessions)
+            token = resp.page.next_page_token
+            if not token:
+                return out
+
+    async def pass_once(self) -> int:
+        """One detection pass; the number of recoveries it started."""
+        await self.recoverer.resume_orphans()
+        lapsed = await self._sessions(
+            ss.ListSessionsRequest(lease_lapsed_before=to_timestamp(self.clock() - self.grace))
+        )
+        self.metrics.without_lease.set(len(lapsed))
+        self.metrics.executors_live.set(len(self.pool.live()))
+        started = 0
+        if lapsed:
+            busy = await self.store.open_sessions()
+            for s in lapsed:
+                if s.session_id in busy or self.recoverer.running(s.session_id):
+                    continue
+                await self.recoverer.start(
+                    s.session_id,
+                    f"lease lapsed (executor {s.executor or 'none'}, lease epoch {s.lease_epoch})",
+                    failed_executor=s.executor,
+                )
+                started += 1
+        self.metrics.open.set(await self.store.count_open())
+        return started
+
+    async def executor_dead(self, address: str) -> None:
+        """Recover every ACTIVE session assigned to an executor that stopped answering."""
+        if not address:
+            return
+        held = await self._sessions(
+            ss.ListSessionsRequest(states=[cpb.SESSION_STATE_ACTIVE], executor=address)
+        )
+        busy = await self.store.open_sessions()
+        for s in held:
+            if s.session_id in busy or self.recoverer.running(s.session_id):
+                continue
+            await self.recoverer.start(
+                s.session_id, f"executor {address} stopped answering", failed_executor=address
+            )
+
+    async def run(self) -> None:
+        """Background job: a detection pass every `interval` seconds (a failed pass is logged, not fatal)."""
+        while True:
+            try:
+                await self.pass_once()
+            except Exception as exc:
+                log.warning("detection pass failed: %s", exc)
+            await asyncio.sleep(self.interval)
