@@ -19,7 +19,6 @@ from services.recovery_oracle.executors import ExecutorPool, Member
 from services.recovery_oracle.metrics import RecoveryMetrics
 from services.recovery_oracle.protocol import ProtocolConfig, Recoverer
 from services.recovery_oracle.store import RecoveryStore
-from tests.component.session.conftest import make_service, owner, service  # noqa: F401  (fixtures)
 from tests.component.session.harness import Harness, Owner
 
 OLD = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
