@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # mypy --strict covers the library, the services and the application package once it exists.
 MYPY_PACKAGES := agentgpt services $(wildcard apps)
 
-.PHONY: setup up test check protos contracts docs lint bench image lock clean help
+.PHONY: setup up test test-chaos check protos contracts docs lint bench image lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -64,6 +64,9 @@ check: setup  ## generated code fresh; protos lint/format/breaking; ruff lint + 
 
 test: check  ## everything: checks, then unit, component, integration and end-to-end tests
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+test-chaos: setup  ## only the failure tests: executors, services and nodes killed, stopped and restarted (make test runs them too)
+	$(PY) -m pytest -p no:cacheprovider -m chaos $(PYTEST_ARGS)
 
 docs: $(STAMP_PY)  ## regenerate the README's configuration table
 	$(PY) scripts/update_readme.py

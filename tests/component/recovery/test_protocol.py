@@ -181,3 +181,32 @@ async def test_a_handoff_moves_the_session_without_pausing(
         await r.stop()
         await client.close()
         await store.close()
+
+
+async def test_a_chain_outage_makes_the_recovery_wait_then_complete(
+    service: Harness, owner: Owner, tmp_path: Path
+) -> None:
+    s = await service.create(owner)
+    await service.activate(owner, s, OLD)
+    store = await RecoveryStore.open(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    r, client = await recoverer(service, store, pool_with(FakeExecutor()), "oracle-a")
+    chain = service.control.chain
+    chain.down = True  # type: ignore[attr-defined]
+    try:
+        await r.start(s.session_id, "executor stopped answering")
+        for _ in range(100):  # the pause keeps failing while the chain is unreachable
+            rows, _ = await store.list(session_id=s.session_id)
+            if rows[0].steps and rows[0].steps[0].attempts >= 3:
+                break
+            await asyncio.sleep(0.05)
+        pause = rows[0].steps[0]
+        assert rows[0].status == pb.RECOVERY_STATUS_PAUSED and pause.attempts >= 3, rows[0]
+        assert not pause.HasField("finished_at") and "failed" in pause.detail  # waiting, says why
+        chain.down = False  # type: ignore[attr-defined]
+        done = await finished(store, s.session_id)
+        assert done.status == pb.RECOVERY_STATUS_RESUMED and done.steps[0].attempts >= 3
+        assert chain.calls.count("pause") == 1  # type: ignore[attr-defined]
+    finally:
+        await r.stop()
+        await client.close()
+        await store.close()
