@@ -1,7 +1,8 @@
 """`agentgpt` — run the local stack, check its health, and look at sessions.
 
-agentgpt up        start anvil, IPFS, the contracts and the four services; Ctrl-C stops everything
-agentgpt status    health of every service of the running stack
+agentgpt up        start anvil, IPFS, the contracts and the four services (N executors); Ctrl-C stops everything
+agentgpt status    health of every service of the running stack, and the sessions each executor holds
+agentgpt recovery list [--session ID]   the recovery oracle's recoveries (also: show RECOVERY_ID)
 agentgpt config    every AGENTGPT_* setting of every service, with defaults
 agentgpt session inspect ID [--detail full]   the session dashboard (also: get, list, tasks, watch)
 agentgpt session create SPEC.yaml --budget 100  as the owner: create, edit-params, attach, activate, submit,
@@ -32,6 +33,31 @@ DEFAULT_WORKDIR = Path(".agentgpt/stack")
 DEBUG_ENV = "AGENTGPT_DEBUG"
 # 128 + SIGPIPE: what a shell reports for a command whose reader went away (`agentgpt ... | head`)
 EXIT_BROKEN_PIPE = 128 + int(getattr(signal, "SIGPIPE", 13))
+# Executors `agentgpt up` can run: one per spare dev key (apps.localnet.stack.MAX_EXECUTORS; the CLI
+# does not import the development stack, which the image does not carry).
+MAX_EXECUTORS = 7
+DEFAULT_EXECUTORS = 2
+
+
+def _executor_count(text: str) -> int:
+    """argparse type of `agentgpt up --executors`."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_EXECUTORS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: pass a whole number of executors from 1 to {MAX_EXECUTORS} "
+            f"(one per spare dev key; default {DEFAULT_EXECUTORS})"
+        )
+    return int(value)
+
+
+def _is_executor(name: str) -> bool:
+    """`executor-1`, `executor-2`, ... (and `executor`, in the state file of an older stack)."""
+    return name == "executor" or name.startswith("executor-")
+
+
+def _highest_port_offset(executors: int) -> int:
+    """session +0, executor-1 +1, recovery_oracle +2, indexer +3, executor-2..N +4.."""
+    return max(3, executors + 2)
 
 
 def _print(msg: str) -> None:
@@ -48,8 +74,9 @@ async def _up(args: argparse.Namespace) -> int:
     if args.ports != "auto":
         if not (args.ports.isascii() and args.ports.isdigit()):
             raise UsageError(f"--ports {args.ports!r}: pass the first gRPC port (e.g. 50051) or 'auto'")
-        base_port = _in_range(int(args.ports), "--ports", 1, 65535 - 3)
-        _in_range(args.metrics_base, "--metrics-base", 0, 65535 - 3)
+        top = _highest_port_offset(args.executors)
+        base_port = _in_range(int(args.ports), "--ports", 1, 65535 - top)
+        _in_range(args.metrics_base, "--metrics-base", 0, 65535 - top)
     for option, value in (
         ("--draft-ttl", args.draft_ttl),
         ("--active-ttl", args.active_ttl),
@@ -73,6 +100,7 @@ async def _up(args: argparse.Namespace) -> int:
         metrics_base=0 if args.ports == "auto" else args.metrics_base,
         ipfs=not args.no_ipfs,
         durations=Durations(args.draft_ttl, args.active_ttl, args.paused_ttl),
+        executors=args.executors,
     )
     stack = LocalStack(options, progress=_print)
     stop = asyncio.Event()
@@ -95,7 +123,8 @@ async def _up(args: argparse.Namespace) -> int:
     except Exception as exc:
         _error(f"the stack did not come up: {exc}")
         return 1
-    _print("\nall four services SERVING:")
+    executors = "1 executor" if args.executors == 1 else f"{args.executors} executors"
+    _print(f"\nall four services SERVING ({executors}):")
     for name, info in stack.state()["services"].items():
         _print(
             f"  {name:<16} grpc {info['grpc']:<22} metrics http://127.0.0.1:{info['metrics_port']}/metrics"
@@ -158,7 +187,8 @@ async def _demo(stack: Any, stop: asyncio.Event) -> int:
 async def _status(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
-    services = _stack_services(args.workdir)
+    state = _stack_state(args.workdir)
+    services = _services_of(state, args.workdir)
 
     from agentgpt.clients import ExecutorClient, IndexerClient, RecoveryClient, SessionClient, check_health
     from agentgpt.errors import RpcError
@@ -169,27 +199,105 @@ async def _status(args: argparse.Namespace) -> int:
         "executor": ExecutorClient.service,
         "recovery_oracle": RecoveryClient.service,
     }
+
+    async def health(name: str, info: dict[str, Any]) -> str:
+        kind = "executor" if _is_executor(name) else name
+        try:
+            return await check_health(info["grpc"], names.get(kind, ""), timeout=args.timeout)
+        except RpcError as exc:
+            return f"UNREACHABLE ({exc.code.name})"
+
+    executors = [name for name in services if _is_executor(name)]
+    statuses = await asyncio.gather(*(health(n, i) for n, i in services.items()))
+    held = await asyncio.gather(*(_executor_status(services[n]["grpc"], args.timeout) for n in executors))
+    by_executor = dict(zip(executors, held, strict=True))
     worst = 0
     rows = []
-    for name, info in services.items():
-        try:
-            status = await check_health(info["grpc"], names.get(name, ""), timeout=args.timeout)
-        except RpcError as exc:
-            status = f"UNREACHABLE ({exc.code.name})"
+    for (name, info), status in zip(services.items(), statuses, strict=True):
         if status != "SERVING":
             worst = 1
-        rows.append({"service": name, "status": status, **info})
+        row = {"service": name, "status": status, **info}
+        if name in by_executor:
+            row["executor"] = by_executor[name]
+        rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        _print(f"{'SERVICE':<16} {'STATUS':<26} {'GRPC':<22} METRICS")
-        for r in rows:
-            _print(f"{r['service']:<16} {r['status']:<26} {r['grpc']:<22} :{r['metrics_port']}")
+        return worst
+    _print(f"{'SERVICE':<16} {'STATUS':<26} {'GRPC':<22} {'METRICS':<8} PID")
+    for r in rows:
+        pid = r.get("pid") or "-"
+        _print(
+            f"{r['service']:<16} {r['status']:<26} {r['grpc']:<22} {':' + str(r['metrics_port']):<8} {pid}"
+        )
+    if executors:
+        _print("")
+        for line in executor_lines(rows, state):
+            _print(line)
     return worst
 
 
-def _stack_services(workdir: str) -> dict[str, dict[str, Any]]:
-    """The services of the local stack started in `workdir`; CommandFailed when there is none."""
+async def _executor_status(addr: str, timeout: float) -> dict[str, Any]:
+    """An executor's GetExecutorStatus as JSON-able data; {"answering": False, "error": ...} when it does
+    not answer (stopped, killed, or not serving yet)."""
+    from agentgpt.clients import ChannelOptions, ExecutorClient
+    from agentgpt.errors import RpcError
+
+    try:
+        async with ExecutorClient(
+            addr, options=ChannelOptions(timeout=timeout, attempts=1), identity="cli"
+        ) as ex:
+            resp = await ex.get_status()
+    except RpcError as exc:
+        return {"answering": False, "code": exc.code.name, "error": " ".join(exc.details.split())}
+    return {
+        "answering": True,
+        "executor_id": resp.executor_id,
+        "address": resp.address,
+        "capacity": resp.capacity,
+        "draining": resp.draining,
+        "sessions": [
+            {
+                "session_id": s.session_id,
+                "epoch": s.epoch,
+                "last_task_seq": s.last_task_seq,
+                "last_checkpoint_seq": s.last_checkpoint_seq,
+            }
+            for s in resp.sessions
+        ],
+    }
+
+
+def executor_lines(rows: list[dict[str, Any]], state: dict[str, Any]) -> list[str]:
+    """`agentgpt status`'s executor table: each executor's pid and the sessions it holds."""
+    addresses = {
+        str(e.get("id")): str(e.get("address", ""))
+        for e in state.get("executors") or ()
+        if isinstance(e, dict)
+    }
+    out = [f"{'EXECUTOR':<16} {'PID':<8} {'ADDRESS':<42}  SESSIONS HELD"]
+    for r in rows:
+        status = r.get("executor")
+        if status is None:
+            continue
+        address = addresses.get(r["service"], "")
+        if not status["answering"]:
+            held = f"not answering ({status['code']})"  # the details are in --json
+        else:
+            address = status["address"] or address
+            sessions = [
+                f"{s['session_id']} (epoch {s['epoch']}, last task {s['last_task_seq']}, "
+                f"checkpoint {s['last_checkpoint_seq']})"
+                for s in status["sessions"]
+            ]
+            held = ", ".join(sessions) or "none"
+            if status["draining"]:
+                held += " [draining]"
+        out.append(f"{r['service']:<16} {r.get('pid') or '-'!s:<8} {address or '-':<42}  {held}")
+    return out
+
+
+def _stack_state(workdir: str, hint: str = "--session-addr HOST:PORT") -> dict[str, Any]:
+    """The local stack started in `workdir` (its stack.json); CommandFailed when there is none."""
     from apps.cli.owner import stack_state
 
     path = Path(workdir) / "stack.json"
@@ -197,14 +305,24 @@ def _stack_services(workdir: str) -> dict[str, dict[str, Any]]:
     if not state:
         raise CommandFailed(
             f"no running stack found ({path} does not exist); start one with `agentgpt up` "
-            "(or pass --workdir DIR, or --session-addr HOST:PORT)"
+            f"(or pass --workdir DIR, or {hint})"
         )
+    return state
+
+
+def _services_of(state: dict[str, Any], workdir: str) -> dict[str, dict[str, Any]]:
+    path = Path(workdir) / "stack.json"
     services = state.get("services")
     if not isinstance(services, dict) or not all(
         isinstance(info, dict) and isinstance(info.get("grpc"), str) for info in services.values()
     ):
         raise UsageError(f"--workdir: {path} is not a stack state file; restart the stack with `agentgpt up`")
     return services
+
+
+def _stack_services(workdir: str) -> dict[str, dict[str, Any]]:
+    """The services of the local stack started in `workdir`; CommandFailed when there is none."""
+    return _services_of(_stack_state(workdir), workdir)
 
 
 def _session_addr(args: argparse.Namespace) -> str:
@@ -224,7 +342,9 @@ def _in_range(value: int, option: str, lo: int, hi: int) -> int:
     return value
 
 
-def _rpc_failure(exc: Any, target: str) -> CommandFailed:
+def _rpc_failure(
+    exc: Any, target: str, what: str = "the session service", option: str = "--session-addr"
+) -> CommandFailed:
     """A service's refusal as `STATUS: details`; a service that cannot be reached, with its address."""
     import grpc
 
@@ -234,12 +354,21 @@ def _rpc_failure(exc: Any, target: str) -> CommandFailed:
         marker in details.lower() for marker in ("connect", "dns", "resolv", "socket", "address")
     ):
         return CommandFailed(
-            f"UNAVAILABLE: cannot reach the session service at {target} ({details}); is it running? "
-            "(`agentgpt status`, or pass --session-addr HOST:PORT)"
+            f"UNAVAILABLE: cannot reach {what} at {target} ({details}); is it running? "
+            f"(`agentgpt status`, or pass {option} HOST:PORT)"
         )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return CommandFailed(f"DEADLINE_EXCEEDED: the session service at {target} did not answer in time")
+        return CommandFailed(f"DEADLINE_EXCEEDED: {what} at {target} did not answer in time")
     return CommandFailed(f"{code.name}: {details}")
+
+
+async def _recovery(args: argparse.Namespace) -> int:
+    from apps.cli import recovery
+
+    def failure(exc: Any, target: str) -> CommandFailed:
+        return _rpc_failure(exc, target, "the recovery oracle", "--recovery-addr")
+
+    return await recovery.run(args, failure)
 
 
 async def _session(args: argparse.Namespace) -> int:
@@ -287,7 +416,14 @@ async def _read(args: argparse.Namespace, resolve: Any) -> int:
     async with SessionClient(resolve(), identity="cli") as client:
         if args.action == "inspect":
             resp = await client.inspect_session(sid, args.detail)
-            _print(json_format.MessageToJson(resp) if args.json else render(resp))
+            if args.json:
+                _print(json_format.MessageToJson(resp))
+            else:
+                _print(render(resp))
+                from apps.cli.recovery import session_recoveries
+
+                for line in await session_recoveries(args, resp.session.session_id or sid):
+                    _print(line)
         elif args.action == "get":
             _print(json_format.MessageToJson(await client.get_session(sid)))
         elif args.action == "list":
@@ -372,8 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="start the local stack (and the demo session); Ctrl-C stops it",
         description="Start two anvil chains, an IPFS node, deploy the contracts, start the four "
-        "services on loopback, wait until every one is SERVING, print the endpoints, "
-        "run the demo session, and stop everything on Ctrl-C/SIGTERM.",
+        "services on loopback (the executor as N processes, executor-1..executor-N, each with its own "
+        "bonded key), wait until every one is SERVING, print the endpoints, run the demo session, and "
+        "stop everything on Ctrl-C/SIGTERM. Kill the executor holding a session (`agentgpt status` shows "
+        "its pid) to watch the recovery oracle move the session to another.",
     )
     up.add_argument(
         "--workdir",
@@ -383,7 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--ports",
         default="50051",
-        help="first gRPC port (session; then executor, recovery_oracle, indexer), or 'auto' for free ports (default: %(default)s)",
+        help="first gRPC port (session; then executor-1, recovery_oracle, indexer, executor-2..N), "
+        "or 'auto' for free ports (default: %(default)s)",
+    )
+    up.add_argument(
+        "--executors",
+        type=_executor_count,
+        default=DEFAULT_EXECUTORS,
+        metavar="N",
+        help=f"executor processes to run, each with its own bonded dev key: 1..{MAX_EXECUTORS} "
+        "(default: %(default)s)",
     )
     up.add_argument(
         "--metrics-base", type=int, default=9101, help="first /metrics port (default: %(default)s)"
@@ -406,7 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     status = sub.add_parser(
-        "status", parents=[common], help="health of every service of the running local stack"
+        "status",
+        parents=[common],
+        help="health of every service of the running local stack, and the sessions each executor holds",
+        description="Health of every service of the local stack, with its pid; then each executor's pid, "
+        "address and the sessions it holds (GetExecutorStatus), or `not answering`.",
     )
     status.add_argument(
         "--workdir", default=str(DEFAULT_WORKDIR), help="the stack's work directory (default: %(default)s)"
@@ -443,12 +594,21 @@ def build_parser() -> argparse.ArgumentParser:
         target_options(parser, argparse.SUPPRESS)
         return parser
 
-    inspect = add_action("inspect", help="the session dashboard (docs/design.md §6)")
+    inspect = add_action("inspect", help="the session dashboard (docs/design.md §6) and its recoveries")
     inspect.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     inspect.add_argument(
         "--detail", choices=["summary", "full"], default="summary", help="full adds recent tasks and events"
     )
-    inspect.add_argument("--json", action="store_true", help="the raw InspectSessionResponse as JSON")
+    inspect.add_argument(
+        "--json", action="store_true", help="the raw InspectSessionResponse as JSON (without recoveries)"
+    )
+    inspect.add_argument(
+        "--recovery-addr",
+        default="",
+        metavar="HOST:PORT",
+        help="recovery oracle asked for the session's recoveries (default: $AGENTGPT_RECOVERY_ADDR, "
+        "else the local stack's; none found: the dashboard says so)",
+    )
     get = add_action("get", help="one session as JSON")
     get.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     listing = add_action("list", help="sessions, newest first")
@@ -481,6 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     owner.add_actions(add_action)
 
+    from apps.cli import recovery
+
+    recovery.add_parser(sub, common, str(DEFAULT_WORKDIR))
+
     config = sub.add_parser("config", parents=[common], help="list every AGENTGPT_* setting with its default")
     config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")
     return parser
@@ -488,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Options whose values are paths: any bytes the file system takes are fine there.
 _PATH_OPTIONS = frozenset({"spec", "owner_key_file", "network", "workdir"})
-_POSITIONALS = frozenset({"id", "kind", "decorators", "params", "spec"})
+_POSITIONALS = frozenset({"id", "kind", "decorators", "params", "spec", "recovery_id"})
 
 
 def _check_text_options(args: argparse.Namespace) -> None:
@@ -519,6 +683,8 @@ def _run(args: argparse.Namespace) -> int:
         return _config(args)
     if args.command == "session":
         return asyncio.run(_session(args))
+    if args.command == "recovery":
+        return asyncio.run(_recovery(args))
     return 2
 
 

@@ -26,10 +26,12 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 
 class ServiceProcess:
-    """`python -m services.<name>` with its own log and ready file under `workdir`."""
+    """`python -m services.<module>` (default: `name`) with its own log and ready file under `workdir`,
+    both named after `name` (`executor-2.log` for the second of several executors)."""
 
-    def __init__(self, name: str, workdir: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, name: str, workdir: Path, env: Mapping[str, str], module: str = "") -> None:
         self.name = name
+        self.module = module or name
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self.ready_path = workdir / f"{name}.ready.json"
@@ -45,7 +47,7 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.name}"],
+                [sys.executable, "-m", f"services.{self.module}"],
                 cwd=self.workdir,
                 env=env,
                 stdout=log,

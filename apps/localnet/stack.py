@@ -1,5 +1,7 @@
 """The local stack behind `agentgpt up`: anvil chains, an IPFS node, the contracts deployed, and the
-four services as separate processes on loopback, each checked SERVING before it counts as up.
+four services as separate processes on loopback, each checked SERVING before it counts as up. The
+executor runs as N processes (`executor-1` .. `executor-N`, default 2), each with its own bonded key,
+so killing the one holding a session shows the recovery oracle moving it to another.
 
 Everything it starts lives under one work directory and is stopped in reverse order by `stop()`.
 `stack.json` in that directory tells `agentgpt status` (and the demo) where everything is.
@@ -33,15 +35,20 @@ from agentgpt.errors import RpcError
 from agentgpt.lifecycle import Durations
 from agentgpt.network import ChainInfo, Network, write_network
 from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
-from apps.localnet.ports import ports_in_use
+from apps.localnet.ports import free_port, ports_in_use
 from apps.localnet.processes import ServiceProcess
 
 # Dev accounts (anvil's public test keys) and their roles in the local stack.
 DEPLOYER_KEY = DEV_PRIVATE_KEYS[0]  # deploys, holds ORACLE_ROLE, relays owner requests
-EXECUTOR_KEY = DEV_PRIVATE_KEYS[1]
 OWNER_KEY = DEV_PRIVATE_KEYS[2]  # the demo session's owner
-KYC_ISSUER_KEY = DEV_PRIVATE_KEYS[9]  # signs the demo owner's KYC attestation; the executor trusts it
+KYC_ISSUER_KEY = DEV_PRIVATE_KEYS[9]  # signs the demo owner's KYC attestation; the executors trust it
+# executor-i signs with EXECUTOR_KEYS[i - 1]: the dev accounts no other role uses, in order.
+EXECUTOR_KEYS = tuple(DEV_PRIVATE_KEYS[i] for i in (1, 3, 4, 5, 6, 7, 8))
+EXECUTOR_KEY = EXECUTOR_KEYS[0]  # executor-1's: the demo session's executor
+MAX_EXECUTORS = len(EXECUTOR_KEYS)
+DEFAULT_EXECUTORS = 2
 
+# The service kinds (`python -m services.<kind>`); a stack runs one process of each, and N executors.
 SERVICES = ("session", "indexer", "executor", "recovery_oracle")
 SERVICE_NAMES = {
     "session": "agentgpt.session.v1.SessionService",
@@ -49,6 +56,33 @@ SERVICE_NAMES = {
     "executor": "agentgpt.executor.v1.ExecutorService",
     "recovery_oracle": "agentgpt.recovery.v1.RecoveryService",
 }
+# gRPC (and metrics) port offsets from the base port; executor-2.. follow at 4, 5, ...
+PORT_OFFSETS = {"session": 0, "executor-1": 1, "recovery_oracle": 2, "indexer": 3}
+
+
+def executor_name(i: int) -> str:
+    """The service name of the i-th executor (1-based): `executor-1`, `executor-2`, ..."""
+    return f"executor-{i}"
+
+
+def service_kind(name: str) -> str:
+    """What a service of the stack runs: `executor` for `executor-N`, else the name itself."""
+    return "executor" if name.startswith("executor-") else name
+
+
+def port_offset(name: str) -> int:
+    """The offset of `name`'s gRPC and metrics ports from the stack's base ports."""
+    if name in PORT_OFFSETS:
+        return PORT_OFFSETS[name]
+    number = name.removeprefix("executor-")
+    if service_kind(name) == "executor" and number.isdigit() and int(number) >= 2:
+        return len(PORT_OFFSETS) + int(number) - 2
+    raise KeyError(f"no service {name!r} in the local stack")
+
+
+def service_names(executors: int) -> tuple[str, ...]:
+    """Every service of a stack running `executors` executors, in start order."""
+    return ("session", "indexer", "recovery_oracle", *(executor_name(i) for i in range(1, executors + 1)))
 
 
 # What a run writes to its work directory (all of it about that run's chains). `reset_workdir` moves these,
@@ -62,7 +96,8 @@ RUN_STATE = (
     "sessions.db*",  # with SQLite's -wal / -shm / -journal files
     "indexer.db*",
     "*.ready.json",
-    *(f"{name}.log" for name in SERVICES),
+    *(f"{name}.log" for name in SERVICES),  # (executor.log: a run from before executors were numbered)
+    "executor-*.log",
     "ipfs",  # the IPFS node's repo (content of the old chains' sessions)
     "blocks",  # the embedded content store (--no-ipfs)
 )
@@ -109,16 +144,24 @@ def reset_workdir(workdir: Path) -> list[str]:
 @dataclass
 class StackOptions:
     workdir: Path
-    # gRPC ports are base_port + 0..3 (session, executor, recovery_oracle, indexer), metrics ports
-    # metrics_base + 0..3; 0 picks free ports for everything (tests, several stacks on one machine).
+    # gRPC ports are base_port + 0..3 (session, executor-1, recovery_oracle, indexer), then + 4.. for
+    # executor-2..N; metrics ports likewise from metrics_base. 0 picks free ports for everything (tests,
+    # several stacks on one machine).
     base_port: int = 50051
     metrics_base: int = 9101
     # The local chains simulate the seed's two-chain treasury spec with anvil instances.
     chains: tuple[tuple[str, int], ...] = (("arbitrum", 31337), ("polygon", 31338))
     ipfs: bool = True
     durations: Durations = field(default_factory=Durations)
+    # Extra environment by service: "executor" applies to every executor, "executor-2" (etc.) to one, after.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     ready_timeout: float = 90.0
+    # Executor processes, each with its own key bonded on every chain: 1..MAX_EXECUTORS.
+    executors: int = DEFAULT_EXECUTORS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.executors <= MAX_EXECUTORS:
+            raise ValueError(f"executors {self.executors}: must be between 1 and {MAX_EXECUTORS}")
 
 
 class LocalStack:
@@ -131,6 +174,8 @@ class LocalStack:
         self.ipfs: Any = None
         self.network: Network | None = None
         self.services: dict[str, ServiceProcess] = {}
+        # executor name -> its private key, executor-1 first
+        self.executor_keys = {executor_name(i): EXECUTOR_KEYS[i - 1] for i in range(1, options.executors + 1)}
         self._lock: int | None = None  # fd of <workdir>/stack.lock while this stack owns the work dir
 
     def say(self, msg: str) -> None:
@@ -174,10 +219,10 @@ class LocalStack:
         """Fail before starting anything if a fixed service port is taken (say which, and what to do)."""
         if not self.options.base_port:
             return
-        names = ("session", "executor", "recovery_oracle", "indexer")
-        wanted = {int(self._port(i)): f"{n} gRPC" for i, n in enumerate(names)}
+        names = sorted(service_names(self.options.executors), key=port_offset)
+        wanted = {int(self._port(port_offset(n))): f"{n} gRPC" for n in names}
         if self.options.metrics_base > 0:
-            wanted |= {int(self._port(i, metrics=True)): f"{n} metrics" for i, n in enumerate(names)}
+            wanted |= {int(self._port(port_offset(n), metrics=True)): f"{n} metrics" for n in names}
         busy = ports_in_use(wanted)
         if busy:
             taken = ", ".join(f"{p} ({wanted[p]})" for p in busy)
@@ -214,11 +259,13 @@ class LocalStack:
                 node.rpc_url,
                 dep,
                 DEPLOYER_KEY,
-                executor_keys=[EXECUTOR_KEY],
+                executor_keys=list(self.executor_keys.values()),
                 owners=[Account.from_key(OWNER_KEY).address],
             )
             self.say(
-                f"contracts deployed on '{name}' at block {dep.deploy_block} (executor bonded, owner funded): "
+                f"contracts deployed on '{name}' at block {dep.deploy_block} "
+                f"({len(self.executor_keys)} {'executor' if len(self.executor_keys) == 1 else 'executors'} "
+                "bonded, owner funded): "
                 + ", ".join(f"{k}={v}" for k, v in dep.contracts.items() if k != "SessionAccount")
             )
             chains.append(
@@ -264,44 +311,61 @@ class LocalStack:
                 "AGENTGPT_CHAIN_SYNC_INTERVAL": "3",
             },
             "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
-            "executor": {
-                "AGENTGPT_EXECUTOR_KEY": EXECUTOR_KEY,
-                "AGENTGPT_EXECUTOR_ID": "executor-1",
-                "AGENTGPT_KYC_ISSUERS": Account.from_key(KYC_ISSUER_KEY).address,
-            },
+            "executor": {"AGENTGPT_KYC_ISSUERS": Account.from_key(KYC_ISSUER_KEY).address},
             "recovery_oracle": {"AGENTGPT_ORACLE_KEY": DEPLOYER_KEY},
         }
-        index = {"session": 0, "executor": 1, "recovery_oracle": 2, "indexer": 3}
+        grpc_ports = {name: self._port(port_offset(name)) for name in service_names(self.options.executors)}
+        if not self.options.base_port:
+            # The oracle starts first and is told every executor's address: pick their ports now.
+            for name in self.executor_keys:
+                grpc_ports[name] = str(free_port())
+        executor_addrs = [f"127.0.0.1:{grpc_ports[name]}" for name in self.executor_keys]
 
         def launch(name: str, env: dict[str, str]) -> ServiceProcess:
+            kind = service_kind(name)
             proc = ServiceProcess(
                 name,
                 self.workdir,
                 {
                     **common,
-                    **own[name],
+                    **own[kind],
                     **env,
-                    "AGENTGPT_GRPC_PORT": self._port(index[name]),
-                    "AGENTGPT_METRICS_PORT": self._port(index[name], metrics=True),
-                    **self.options.extra_env.get(name, {}),
+                    "AGENTGPT_GRPC_PORT": grpc_ports[name],
+                    "AGENTGPT_METRICS_PORT": self._port(port_offset(name), metrics=True),
+                    **self.options.extra_env.get(kind, {}),
+                    **(self.options.extra_env.get(name, {}) if name != kind else {}),
                 },
+                module=kind,
             )
             self.services[name] = proc
             return proc.start()
 
-        # Session and indexer first: the executor and the oracle need their addresses.
+        async def ready(names: list[str]) -> None:
+            for name in names:
+                await asyncio.to_thread(self.services[name].wait_ready, self.options.ready_timeout)
+
+        # Session and indexer first: the others need their addresses. Then the oracle, told where every
+        # executor will be; then the executors, told where the oracle is.
         for name in ("session", "indexer"):
             launch(name, {})
-        for name in ("session", "indexer"):
-            await asyncio.to_thread(self.services[name].wait_ready, self.options.ready_timeout)
+        await ready(["session", "indexer"])
         deps = {
             "AGENTGPT_SESSION_ADDR": self.services["session"].grpc,
             "AGENTGPT_INDEXER_ADDR": self.services["indexer"].grpc,
         }
-        for name in ("executor", "recovery_oracle"):
-            launch(name, deps)
-        for name in ("executor", "recovery_oracle"):
-            await asyncio.to_thread(self.services[name].wait_ready, self.options.ready_timeout)
+        launch("recovery_oracle", {**deps, "AGENTGPT_EXECUTOR_ADDRS": ",".join(executor_addrs)})
+        await ready(["recovery_oracle"])
+        for name, key in self.executor_keys.items():
+            launch(
+                name,
+                {
+                    **deps,
+                    "AGENTGPT_ORACLE_ADDR": self.services["recovery_oracle"].grpc,
+                    "AGENTGPT_EXECUTOR_ID": name,
+                    "AGENTGPT_EXECUTOR_KEY": key,
+                },
+            )
+        await ready(list(self.executor_keys))
         await self.wait_serving(self.options.ready_timeout)
         self.write_state()
 
@@ -335,9 +399,20 @@ class LocalStack:
             "workdir": str(self.workdir),
             "network": str(self.workdir / "network.json"),
             "ipfs_api": self.ipfs.api if self.ipfs else "",
-            # The dev owner and executor of the local chains, for `agentgpt session create|activate`.
+            # The dev owner and executor-1 of the local chains, for `agentgpt session create|activate`.
             "owner_key_file": str(self.workdir / "owner.key"),
             "executor_address": Account.from_key(EXECUTOR_KEY).address,
+            "executors": [
+                {
+                    "id": name,
+                    "address": Account.from_key(key).address,
+                    "grpc": proc.grpc,
+                    "pid": proc.pid,
+                    "log": str(proc.log_path),
+                }
+                for name, key in self.executor_keys.items()
+                if (proc := self.services.get(name)) is not None
+            ],
             "chains": [
                 {"name": c.name, "chain_id": c.chain_id, "rpc_url": c.rpc_url}
                 for c in (self.network.chains if self.network else ())
@@ -352,7 +427,11 @@ class LocalStack:
         (self.workdir / "stack.json").write_text(json.dumps(self.state(), indent=2))
 
     async def stop(self) -> None:
-        """Services first (SIGTERM, graceful), then IPFS, then the chains."""
+        """Services first (SIGTERM, graceful; the executors all at once, so none is handed another's
+        sessions), then IPFS, then the chains."""
+        for name, proc in self.services.items():
+            if service_kind(name) == "executor":
+                proc.terminate()
         for name in reversed(list(self.services)):
             proc = self.services[name]
             code = await asyncio.to_thread(proc.stop)

@@ -1,4 +1,5 @@
-"""The whole stack as real processes: anvil, an IPFS node, the contracts, the four services."""
+"""The whole stack as real processes: anvil, an IPFS node, the contracts, the four services (the
+executor as two processes, executor-1 and executor-2, each with its own bonded key)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import pytest
 from agentgpt.chain.rpc import connect
 from agentgpt.clients import ExecutorClient, IndexerClient, RecoveryClient, check_health
 from agentgpt.errors import RpcError
-from apps.localnet.stack import SERVICE_NAMES, LocalStack, StackOptions
+from apps.localnet.stack import SERVICE_NAMES, LocalStack, StackOptions, service_kind
 from tests.support import eventually, metric_value, reflected_services, scrape
 
 pytestmark = pytest.mark.e2e
 
 EXECUTOR_GRACE = 3.0
+EVERY_SERVICE = {"session", "indexer", "recovery_oracle", "executor-1", "executor-2"}
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +34,15 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
         StackOptions(
             workdir=tmp_path_factory.mktemp("stack"),
             base_port=0,
-            # A long drain window on the executor so the test can watch NOT_SERVING before it exits.
+            # A long drain window on the executors so the test can watch NOT_SERVING before one exits;
+            # one executor's own setting, applied after the one for every executor.
             extra_env={
-                "executor": {"AGENTGPT_DRAIN_DELAY": "1.5", "AGENTGPT_SHUTDOWN_GRACE": str(EXECUTOR_GRACE)}
+                "executor": {
+                    "AGENTGPT_DRAIN_DELAY": "1.5",
+                    "AGENTGPT_SHUTDOWN_GRACE": str(EXECUTOR_GRACE),
+                    "AGENTGPT_LOG_LEVEL": "INFO",
+                },
+                "executor-2": {"AGENTGPT_LOG_LEVEL": "DEBUG"},
             },
         )
     )
@@ -46,13 +54,51 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
 
 
 async def test_all_four_services_serving_with_reflection(stack: LocalStack) -> None:
-    assert set(stack.services) == set(SERVICE_NAMES)
+    assert set(stack.services) == EVERY_SERVICE
+    assert {service_kind(name) for name in stack.services} == set(SERVICE_NAMES)
     for name, proc in stack.services.items():
+        api = SERVICE_NAMES[service_kind(name)]
         assert proc.alive(), name
         assert await check_health(proc.grpc) == "SERVING", name
-        assert await check_health(proc.grpc, SERVICE_NAMES[name]) == "SERVING", name
+        assert await check_health(proc.grpc, api) == "SERVING", name
         listed = await reflected_services(proc.grpc)
-        assert {SERVICE_NAMES[name], "grpc.health.v1.Health"} <= listed, (name, listed)
+        assert {api, "grpc.health.v1.Health"} <= listed, (name, listed)
+
+
+async def test_each_executor_has_its_own_key_id_port_and_log(stack: LocalStack) -> None:
+    from eth_account import Account
+
+    from apps.localnet.stack import EXECUTOR_KEYS
+
+    state = json.loads((stack.workdir / "stack.json").read_text())
+    assert set(state["services"]) == EVERY_SERVICE
+    executors = state["executors"]
+    assert [e["id"] for e in executors] == ["executor-1", "executor-2"]
+    assert state["executor_address"] == executors[0]["address"]
+    oracle = stack.services["recovery_oracle"]
+    assert oracle.env["AGENTGPT_EXECUTOR_ADDRS"] == ",".join(e["grpc"] for e in executors)
+    for entry, key in zip(executors, EXECUTOR_KEYS, strict=False):
+        proc = stack.services[entry["id"]]
+        assert entry == {
+            "id": proc.name,
+            "address": Account.from_key(key).address,
+            "grpc": proc.grpc,
+            "pid": proc.pid,
+            "log": str(stack.workdir / f"{proc.name}.log"),
+        }
+        assert state["services"][proc.name]["grpc"] == proc.grpc
+        assert (proc.env["AGENTGPT_EXECUTOR_ID"], proc.env["AGENTGPT_EXECUTOR_KEY"]) == (proc.name, key)
+        assert proc.env["AGENTGPT_ORACLE_ADDR"] == oracle.grpc
+        assert proc.env["AGENTGPT_SESSION_ADDR"] == stack.services["session"].grpc
+        assert proc.log_path.exists()
+        async with ExecutorClient(proc.grpc) as client:
+            status = await client.get_status()
+        assert (status.executor_id, status.address) == (proc.name, entry["address"])
+    assert len({e["address"] for e in executors}) == len({e["grpc"] for e in executors}) == 2
+    # "executor" applies to every executor, "executor-2" to that one, after it
+    assert stack.services["executor-1"].env["AGENTGPT_LOG_LEVEL"] == "INFO"
+    assert stack.services["executor-2"].env["AGENTGPT_LOG_LEVEL"] == "DEBUG"
+    assert stack.services["executor-2"].env["AGENTGPT_DRAIN_DELAY"] == "1.5"
 
 
 async def test_service_to_service_call_over_grpc_is_counted(stack: LocalStack) -> None:
@@ -92,22 +138,39 @@ async def test_indexer_sees_both_chains(stack: LocalStack) -> None:
     assert all(c.head_block >= 1 for c in status.chains)  # the deployments mined blocks
 
 
-async def test_status_command_reports_every_service(stack: LocalStack) -> None:
-    out = await asyncio.to_thread(
+async def status(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "apps.cli.main", "status", "--workdir", str(stack.workdir), "--json"],
+        [sys.executable, "-m", "apps.cli.main", "status", "--workdir", str(stack.workdir), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+async def test_status_command_reports_every_service(stack: LocalStack) -> None:
+    out = await status(stack, "--json")
     assert out.returncode == 0, out.stdout + out.stderr
     rows = json.loads(out.stdout)
-    assert {r["service"]: r["status"] for r in rows} == {n: "SERVING" for n in SERVICE_NAMES}
+    assert {r["service"]: r["status"] for r in rows} == {n: "SERVING" for n in EVERY_SERVICE}
+    executors = {r["service"]: r["executor"] for r in rows if "executor" in r}
+    assert set(executors) == {"executor-1", "executor-2"}
+    for name, held in executors.items():
+        assert held["answering"] and held["executor_id"] == name and held["sessions"] == [], held
+
+    text = await status(stack)
+    assert text.returncode == 0, text.stdout + text.stderr
+    lines = {line.split()[0]: line for line in text.stdout.splitlines() if line.strip()}
+    for name in ("executor-1", "executor-2"):
+        proc = stack.services[name]
+        assert f"{proc.grpc}" in text.stdout and str(proc.pid) in lines[name], text.stdout
+    assert "SESSIONS HELD" in text.stdout
+    assert text.stdout.count("  none") == 2, text.stdout  # neither holds a session yet
 
 
 async def test_sigterm_reports_not_serving_then_exits_within_grace(stack: LocalStack) -> None:
-    proc = stack.services["executor"]
+    proc = stack.services["executor-2"]
     assert await check_health(proc.grpc) == "SERVING"
     started = time.monotonic()
     proc.terminate()
@@ -125,6 +188,15 @@ async def test_sigterm_reports_not_serving_then_exits_within_grace(stack: LocalS
     async with ExecutorClient(proc.grpc) as gone:
         with pytest.raises(RpcError):
             await gone.get_status()
+    # The other executor is unaffected; `agentgpt status` says the stopped one is not answering.
+    assert await check_health(stack.services["executor-1"].grpc) == "SERVING"
+    out = await status(stack)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    row = [
+        line for line in out.stdout.splitlines() if line.startswith("executor-2 ") and "not answering" in line
+    ]
+    assert row and str(proc.pid) in row[0], out.stdout
 
 
 def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
@@ -140,6 +212,8 @@ def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> No
             "--ports",
             "auto",
             "--no-demo",
+            "--executors",
+            "3",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -158,8 +232,10 @@ def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> No
             if "press Ctrl-C to stop" in line:
                 break
         out = "".join(lines)
-        assert "all four services SERVING" in out, out
+        assert "all four services SERVING (3 executors)" in out, out
         state = json.loads((tmp_path / "stack.json").read_text())
+        assert [e["id"] for e in state["executors"]] == ["executor-1", "executor-2", "executor-3"]
+        assert {"executor-1", "executor-2", "executor-3"} <= set(state["services"])
         pids = [info["pid"] for info in state["services"].values()]
         up.send_signal(signal.SIGINT)
         rest, _ = up.communicate(timeout=60)
@@ -174,20 +250,21 @@ def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> No
             up.kill()
 
 
-async def test_contracts_deployed_and_executor_bonded_on_every_chain(stack: LocalStack) -> None:
+async def test_contracts_deployed_and_every_executor_bonded_on_every_chain(stack: LocalStack) -> None:
     from eth_account import Account
 
     from agentgpt.contracts import load_artifact
-    from apps.localnet.stack import EXECUTOR_KEY
 
     assert stack.network is not None and len(stack.network.chains) == 2
-    executor = Account.from_key(EXECUTOR_KEY).address
+    addresses = [Account.from_key(key).address for key in stack.executor_keys.values()]
+    assert len(addresses) == 2
     for chain in stack.network.chains:
         w3 = connect(chain.rpc_url)
         registry = w3.eth.contract(
             address=chain.contracts["ExecutorRegistry"], abi=load_artifact("ExecutorRegistry").abi
         )
         assert await w3.eth.chain_id == chain.chain_id
-        assert await registry.functions.isBonded(executor).call()
+        for executor in addresses:
+            assert await registry.functions.isBonded(executor).call(), (chain.name, executor)
         assert len(await w3.eth.get_code(chain.contracts["SessionFactory"])) > 0
         await w3.provider.disconnect()

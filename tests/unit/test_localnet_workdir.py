@@ -20,6 +20,10 @@ A_RUN = [
     "indexer.db",
     "indexer.db-shm",
     "session.log",
+    "executor-1.log",
+    "executor-2.log",
+    "executor-2.ready.json",
+    "executor.log",  # a run from before the executors were numbered
     "executor.ready.json",
     "ipfs/repo/config",
     "blocks/ab/cd",
