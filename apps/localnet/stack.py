@@ -95,6 +95,7 @@ RUN_STATE = (
     "anvil-*.log",
     "sessions.db*",  # with SQLite's -wal / -shm / -journal files
     "indexer.db*",
+    "recoveries.db*",  # the recovery oracle's store
     "*.ready.json",
     *(f"{name}.log" for name in SERVICES),  # (executor.log: a run from before executors were numbered)
     "executor-*.log",
@@ -312,12 +313,18 @@ class LocalStack:
             },
             "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
             "executor": {"AGENTGPT_KYC_ISSUERS": Account.from_key(KYC_ISSUER_KEY).address},
-            "recovery_oracle": {"AGENTGPT_ORACLE_KEY": DEPLOYER_KEY},
+            "recovery_oracle": {
+                "AGENTGPT_ORACLE_KEY": DEPLOYER_KEY,
+                "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'recoveries.db'}",
+                # one stable replica name: a restarted oracle resumes its own open recoveries at once
+                "AGENTGPT_REPLICA_ID": "recovery-oracle-1",
+            },
         }
         grpc_ports = {name: self._port(port_offset(name)) for name in service_names(self.options.executors)}
         if not self.options.base_port:
-            # The oracle starts first and is told every executor's address: pick their ports now.
-            for name in self.executor_keys:
+            # The oracle starts first and is told every executor's address: pick every port now (a
+            # service restarted by a test comes back at the address the others know).
+            for name in grpc_ports:
                 grpc_ports[name] = str(free_port())
         executor_addrs = [f"127.0.0.1:{grpc_ports[name]}" for name in self.executor_keys]
 
