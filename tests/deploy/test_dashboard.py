@@ -125,6 +125,7 @@ async def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                 session_addr=f"127.0.0.1:{_closed_port()}",
                 indexer_addr=f"127.0.0.1:{_closed_port()}",
                 ipfs_embedded_dir=str(tmp / "oracle-ipfs"),
+                database_url=f"sqlite+aiosqlite:///{tmp}/recoveries.db",
             )
         ),
         server,
@@ -215,6 +216,29 @@ def test_dashboard_covers_rate_errors_and_latency_per_method() -> None:
             f"histogram_quantile({q}," in e and "grpc_server_handling_seconds_bucket" in e for e in exprs
         )
     assert any(e.count("agentgpt_indexer_") for e in exprs)
+
+
+def test_dashboard_has_a_recovery_row() -> None:
+    # The recovery oracle's panels sit under their own row: outcomes, durations, steps, the gauges, claims.
+    d = _dashboard()
+    rows = [p for p in d["panels"] if p["type"] == "row"]
+    (row,) = [r for r in rows if r["title"] == "Recovery"]
+    below = [r["gridPos"]["y"] for r in rows if r["gridPos"]["y"] > row["gridPos"]["y"]]
+    end = min(below, default=float("inf"))
+    under = [p for p in d["panels"] if p["type"] != "row" and row["gridPos"]["y"] < p["gridPos"]["y"] < end]
+    used = set().union(*(_metric_names(t["expr"]) for p in under for t in p["targets"]))
+    assert {
+        "agentgpt_recoveries_total",
+        "agentgpt_recovery_seconds_bucket",
+        "agentgpt_recovery_step_seconds_bucket",
+        "agentgpt_sessions_without_lease",
+        "agentgpt_recoveries_open",
+        "agentgpt_executors_live",
+        "agentgpt_recovery_claims_total",
+    } <= used, used
+    exprs = [t["expr"] for p in under for t in p["targets"]]
+    for q, label in (("0.5", "kind"), ("0.99", "kind"), ("0.99", "step")):
+        assert any(f"histogram_quantile({q}," in e and f"by ({label}, le)" in e for e in exprs), (q, label)
 
 
 def test_metric_name_extraction() -> None:

@@ -81,8 +81,23 @@ def test_dev_keeps_sessiondb_on_sqlite_in_a_pvc() -> None:
     assert objects("dev", "HorizontalPodAutoscaler")["executor"]["spec"]["minReplicas"] == 1
 
 
+def test_dev_keeps_the_recovery_store_on_sqlite_in_a_pvc() -> None:
+    # A restarted oracle must find the recoveries it left open (a session it paused is resumed by it).
+    oracle = objects("dev", "Deployment")["recovery-oracle"]
+    env = env_of(container(oracle))
+    assert env["AGENTGPT_DATABASE_URL"]["value"] == "sqlite+aiosqlite:////var/lib/agentgpt/recoveries.db"
+    volumes = {v["name"]: v for v in oracle["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": "recovery-data"}}
+    assert "recovery-data" in objects("dev", "PersistentVolumeClaim")
+    assert env["AGENTGPT_EXECUTOR_ADDRS"]["value"] == "executor-0.executor:50051,executor-1.executor:50051"
+
+
 def test_prod_reads_postgresql_urls_from_a_secret() -> None:
-    for name, key in (("session", "session-database-url"), ("indexer", "indexer-database-url")):
+    for name, key in (
+        ("session", "session-database-url"),
+        ("indexer", "indexer-database-url"),
+        ("recovery-oracle", "recovery-database-url"),
+    ):
         env = env_of(container(objects("prod", "Deployment")[name]))["AGENTGPT_DATABASE_URL"]
         assert "value" not in env, f"{name}: the database URL must not be inline in prod"
         assert env["valueFrom"]["secretKeyRef"] == {"name": "agentgpt-db", "key": key}

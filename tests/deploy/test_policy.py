@@ -111,6 +111,74 @@ def test_termination_grace_covers_shutdown_grace_and_drain(which: str) -> None:
 
 
 @pytest.mark.parametrize("which", OVERLAYS)
+def test_executor_grace_leaves_time_for_the_handoff(which: str) -> None:
+    # On SIGTERM each session finishes its current task and releases its lease (at most LEASE_TTL / 2),
+    # then the executor calls the oracle's RecoverSession(handoff); only then the drain and the close.
+    executor = workloads(which)["executor"]
+    env = env_of(container(executor))
+    ttl = (
+        float(env["AGENTGPT_LEASE_TTL"]["value"])
+        if "AGENTGPT_LEASE_TTL" in env
+        else ExecutorConfig().lease_ttl
+    )
+    drain = (
+        float(env["AGENTGPT_DRAIN_DELAY"]["value"])
+        if "AGENTGPT_DRAIN_DELAY" in env
+        else ServerConfig().drain_delay
+    )
+    tgps = executor["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert tgps >= 30 and tgps >= ttl / 2 + drain + 10, (tgps, ttl, drain)
+    assert "AGENTGPT_ORACLE_ADDR" in _shared_config(which) or "AGENTGPT_ORACLE_ADDR" in env
+
+
+@pytest.mark.parametrize("which", OVERLAYS)
+def test_the_oracle_and_the_executors_find_each_other(which: str) -> None:
+    oracle_env = env_of(container(workloads(which)["recovery-oracle"]))
+    # Every executor the HPA may start, by its stable name under the headless Service.
+    executor = workloads(which)["executor"]
+    service = objects(which, "Service")[executor["spec"]["serviceName"]]
+    assert service["spec"]["clusterIP"] == "None"
+    # Not-ready executors keep their DNS names: the oracle's probes, not readiness, decide who is dead.
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    grpc_port = {p["name"]: p["port"] for p in service["spec"]["ports"]}["grpc"]
+    most = objects(which, "HorizontalPodAutoscaler")["executor"]["spec"]["maxReplicas"]
+    expected = [
+        f"{executor['metadata']['name']}-{i}.{service['metadata']['name']}:{grpc_port}" for i in range(most)
+    ]
+    assert oracle_env["AGENTGPT_EXECUTOR_ADDRS"]["value"].split(",") == expected
+    # Each replica holds recoveries under its own pod name.
+    assert oracle_env["AGENTGPT_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # The executors reach the oracle's Service for the handoff.
+    oracle_service = objects(which, "Service")["recovery-oracle"]
+    oracle_port = {p["name"]: p["port"] for p in oracle_service["spec"]["ports"]}["grpc"]
+    executor_env = env_of(container(executor))
+    addr = (
+        executor_env["AGENTGPT_ORACLE_ADDR"]["value"]
+        if "AGENTGPT_ORACLE_ADDR" in executor_env
+        else _shared_config(which)["AGENTGPT_ORACLE_ADDR"]
+    )
+    assert addr == f"recovery-oracle:{oracle_port}"
+
+
+@pytest.mark.parametrize("which", OVERLAYS)
+def test_databases_are_files_on_volumes_or_reachable_servers(which: str) -> None:
+    # A SQLite file must be on a writable mounted volume (the root filesystem is read-only); a server URL
+    # (from a Secret) needs egress to PostgreSQL.
+    for name, _, c in _deployments(which):
+        env = env_of(c).get("AGENTGPT_DATABASE_URL")
+        if env is None:
+            continue
+        if "value" in env:
+            path = env["value"].removeprefix("sqlite+aiosqlite:///")
+            assert path != env["value"] and path.startswith("/"), (name, env["value"])
+            writable = [m["mountPath"] for m in c["volumeMounts"] if not m.get("readOnly")]
+            assert any(path.startswith(m.rstrip("/") + "/") for m in writable), (name, path)
+        else:
+            assert env["valueFrom"]["secretKeyRef"]["name"] == "agentgpt-db", name
+            assert _egress_open(which, name, 5432), f"{name}: no egress to PostgreSQL (5432)"
+
+
+@pytest.mark.parametrize("which", OVERLAYS)
 def test_secrets_are_referenced_never_inline(which: str) -> None:
     rendered = render(which)
     assert not [o for o in rendered if o["kind"] == "Secret"], "no Secret objects: operators create them"
@@ -203,6 +271,19 @@ def _allowed(which: str, src: str, dst: str, port: int) -> bool:
     return egress and ingress
 
 
+def _egress_open(which: str, src: str, port: int) -> bool:
+    """Whether pod `src` may open connections to `port` on any address (the external endpoints)."""
+    labels = workloads(which)[src]["spec"]["template"]["metadata"]["labels"]
+    return any(
+        _selects(p["spec"]["podSelector"], labels)
+        and "to" not in r
+        and any(x.get("port") == port for x in r.get("ports", []))
+        for p in objects(which, "NetworkPolicy").values()
+        if "Egress" in p["spec"]["policyTypes"]
+        for r in p["spec"].get("egress", [])
+    )
+
+
 @pytest.mark.parametrize("which", OVERLAYS)
 def test_network_policies_deny_by_default_and_allow_the_service_flows(which: str) -> None:
     deny = objects(which, "NetworkPolicy")["agentgpt-default-deny"]["spec"]
@@ -211,6 +292,7 @@ def test_network_policies_deny_by_default_and_allow_the_service_flows(which: str
     assert all(_selects(deny["podSelector"], labels) for labels in pods.values())
     flows = {
         ("executor", "session"),
+        ("executor", "recovery-oracle"),  # the graceful handoff on SIGTERM
         ("recovery-oracle", "session"),
         ("recovery-oracle", "indexer"),
         ("recovery-oracle", "executor"),
