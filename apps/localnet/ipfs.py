@@ -139,6 +139,7 @@ class IpfsNode:
         else:
             self.base_dir = Path(tempfile.mkdtemp(prefix="agentgpt-ipfs-"))
         atexit.register(self.stop)
+        self._clear_stale_lock()
         fixed = self.api_port is not None and self.gateway_port is not None
         attempts = 1 if fixed else 3  # a free port can be taken between probe and bind
         error: IpfsNodeError | None = None
@@ -159,6 +160,17 @@ class IpfsNode:
         self.stop()
         assert error is not None
         raise error
+
+    def _clear_stale_lock(self) -> None:
+        """A daemon killed with SIGKILL leaves its repo lock behind (a file or a directory); with no daemon
+        running on this repo it is stale, and would stop the next start."""
+        lock = self.repo / "repo.lock"
+        if not (lock.exists() or lock.is_symlink()) or self.running:
+            return
+        if lock.is_dir():
+            shutil.rmtree(lock, ignore_errors=True)
+        else:
+            lock.unlink(missing_ok=True)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the daemon (SIGTERM, then SIGKILL) and remove a temp dir we created. Safe to repeat."""

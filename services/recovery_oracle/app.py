@@ -103,6 +103,7 @@ async def build(
         recovery_metrics,
         interval=config.detect_interval,
         grace=config.detect_grace,
+        patience=config.detect_patience,
     )
 
     async def close_sender() -> None:

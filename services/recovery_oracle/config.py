@@ -37,6 +37,11 @@ class RecoveryConfig(IpfsConfig):
     detect_grace: float = setting(
         1.0, "Seconds a lease must have lapsed (or a session gone unleased) before it is recovered"
     )
+    detect_patience: float = setting(
+        10.0,
+        "Seconds a lapsed lease is left to its executor when that executor answers and says it runs the "
+        "session (it renews once it reaches the session service again) before the session is recovered",
+    )
     probe_interval: float = setting(0.5, "Seconds between status probes of each executor")
     probe_failures: int = setting(2, "Failed probes in a row after which an executor is dead")
     recovery_lease: float = setting(

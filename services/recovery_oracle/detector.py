@@ -6,6 +6,10 @@
 - **Executors.** The ExecutorPool probes every executor; one that stops answering is reported here at
   once (`executor_dead`), and every ACTIVE session assigned to it (ListSessions by executor) is recovered
   without waiting for its lease to lapse.
+- **Patience with live holders.** A lapsed lease whose executor still answers and says it runs the
+  session (the session service was unreachable for a while, say) is given `patience` seconds to be
+  renewed before it is recovered: the executor renews it as soon as it can, and moving the session would
+  only churn.
 - **Orphans.** Open recoveries whose holder (another oracle replica, or this one before a restart)
   stopped writing are taken over at the step they were in.
 """
@@ -42,6 +46,7 @@ class Detector:
         *,
         interval: float = 0.5,
         grace: float = 1.0,
+        patience: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.session = session
@@ -51,7 +56,9 @@ class Detector:
         self.metrics = metrics
         self.interval = interval
         self.grace = grace
+        self.patience = patience
         self.clock = clock
+        self._held_since: dict[str, float] = {}  # lapsed, but its executor says it runs it: since when
 
     async def _sessions(self, req: ss.ListSessionsRequest) -> list[ss.Session]:
         out: list[ss.Session] = []
@@ -73,10 +80,15 @@ class Detector:
         self.metrics.without_lease.set(len(lapsed))
         self.metrics.executors_live.set(len(self.pool.live()))
         started = 0
+        now = self.clock()
+        lapsed_ids = {s.session_id for s in lapsed}
+        self._held_since = {k: v for k, v in self._held_since.items() if k in lapsed_ids}
         if lapsed:
             busy = await self.store.open_sessions()
             for s in lapsed:
                 if s.session_id in busy or self.recoverer.running(s.session_id):
+                    continue
+                if self._still_held(s, now):
                     continue
                 await self.recoverer.start(
                     s.session_id,
@@ -86,6 +98,25 @@ class Detector:
                 started += 1
         self.metrics.open.set(await self.store.count_open())
         return started
+
+    def _still_held(self, s: ss.Session, now: float) -> bool:
+        """True while the session's executor answers, says it runs the session, and has not had
+        `patience` seconds yet to renew the lapsed lease."""
+        m = self.pool.by_address(s.executor) if s.executor else None
+        if m is None or m.dead or m.status is None or m.status.draining:
+            return False
+        if not any(r.session_id == s.session_id for r in m.status.sessions):
+            return False
+        since = self._held_since.setdefault(s.session_id, now)
+        if now - since < self.patience:
+            return True
+        log.warning(
+            "session %s: executor %s says it runs it, but its lease stayed lapsed for %.0f s; recovering",
+            s.session_id,
+            s.executor,
+            now - since,
+        )
+        return False
 
     async def executor_dead(self, address: str) -> None:
         """Recover every ACTIVE session assigned to an executor that stopped answering."""

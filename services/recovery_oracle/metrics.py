@@ -40,3 +40,10 @@ class RecoveryMetrics:
         self.executors_live = Gauge(
             "agentgpt_executors_live", "Executors answering the oracle's status probes", registry=registry
         )
+        # Every series exists from the start at 0, so rates and increases see the first recovery.
+        for outcome in ("resumed", "handoff", "failed", "ended"):
+            self.recoveries.labels(outcome)
+        for step in ("pause", "choose", "reassign", "verify", "resume", "rehydrate"):
+            self.step_seconds.labels(step)
+        for kind in ("failure", "handoff"):
+            self.recovery_seconds.labels(kind)

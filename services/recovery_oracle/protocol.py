@@ -313,12 +313,27 @@ class Recoverer:
     async def _choose(self, rec: pb.Recovery) -> str:
         await self._state(rec.session_id)
         m = await self.pool.choose({rec.failed_executor})
+        if m is None:
+            # The failed executor itself, once it came back as a new process (a restarted pod keeps its
+            # key): with no other executor, that is where the session continues.
+            back = self.pool.by_address(rec.failed_executor) if rec.failed_executor else None
+            if (
+                back is not None
+                and back.status is not None
+                and not back.dead
+                and not back.status.draining
+                and back.free > 0
+                and back.status.started_at.ToSeconds() > rec.started_at.ToSeconds()
+            ):
+                m = back
         if m is None or m.status is None:
             raise Retry(f"no live executor with free capacity ({self.pool.describe()})")
         rec.new_executor = m.address
         return f"{m.status.executor_id} {m.address} at {m.target}: {m.free} of {m.status.capacity} free"
 
     async def _reassign(self, rec: pb.Recovery) -> str:
+        if rec.new_executor.lower() == rec.failed_executor.lower():
+            return f"kept on {rec.new_executor}: the same executor restarted (its old process is gone)"
         req = ss.ReassignExecutorRequest(
             idempotency_key=self._key(rec, "reassign", rec.new_executor.lower()),
             session_id=rec.session_id,

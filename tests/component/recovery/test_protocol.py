@@ -210,3 +210,31 @@ async def test_a_chain_outage_makes_the_recovery_wait_then_complete(
         await r.stop()
         await client.close()
         await store.close()
+
+
+async def test_with_no_other_executor_the_restarted_one_gets_its_session_back(
+    service: Harness, owner: Owner, tmp_path: Path
+) -> None:
+    s = await service.create(owner)
+    await service.activate(owner, s, OLD)
+    store = await RecoveryStore.open(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    restarted = FakeExecutor()
+    pool = ExecutorPool(())
+    status = ex.GetExecutorStatusResponse(executor_id="executor-1", address=OLD, capacity=4)
+    pool.members = [Member("127.0.0.1:1", restarted, status=status)]  # type: ignore[arg-type]
+    r, client = await recoverer(service, store, pool, "oracle-a")
+    try:
+        await r.start(s.session_id, "executor stopped answering")
+        await asyncio.sleep(0.5)
+        (waiting,), _ = await store.list(session_id=s.session_id)
+        assert waiting.status == pb.RECOVERY_STATUS_REASSIGNING  # the same process that failed: not chosen
+        status.started_at.FromSeconds(int(time.time()) + 5)  # ...until it comes back as a new process
+        done = await finished(store, s.session_id)
+        assert done.status == pb.RECOVERY_STATUS_RESUMED and done.new_executor == OLD
+        assert "restarted" in next(st.detail for st in done.steps if st.name == "reassign")
+        assert "reassign" not in service.control.chain.calls  # type: ignore[attr-defined]
+        assert restarted.assigned == [s.session_id]
+    finally:
+        await r.stop()
+        await client.close()
+        await store.close()

@@ -1,0 +1,163 @@
+"""Kill the other processes in turn — the recovery oracle mid-recovery, the session service, the indexer, the
+IPFS node — restart each, and check that the system converges with nothing acknowledged lost: every task
+submitted SUCCEEDED exactly once and was charged once on chain. The stack is the real one (processes,
+two anvil chains, the IPFS node), with two executors and a 2 s lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agentgpt.recovery.v1 import recovery_pb2 as rc
+from apps.localnet.stack import LocalStack
+from tests.support import eventually
+from tests.support.recovery import (
+    LEASE_TTL,
+    bring_back,
+    check_exactly_once,
+    factory,
+    holder,
+    new_session,
+    recoveries,
+    submit,
+    two_executor_stack,
+)
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.chain,
+    pytest.mark.ipfs,
+    pytest.mark.chaos,
+    pytest.mark.timeout(600),
+]
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+    async with two_executor_stack(tmp_path_factory.mktemp("chaos")) as s:
+        yield s
+
+
+async def restart(stack: LocalStack, name: str) -> None:
+    proc = stack.services[name]
+    proc.wait(10)
+    proc.start()
+    await asyncio.to_thread(proc.wait_ready, 60)
+
+
+def kill(stack: LocalStack, name: str) -> None:
+    proc = stack.services[name].proc
+    assert proc is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+async def test_the_oracle_killed_mid_recovery_finishes_it_after_a_restart(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path)
+    await submit(stack, sid, 2)
+    victim = await holder(stack, sid)
+    other = next(n for n in stack.services if n.startswith("executor-") and n != victim)
+    # both executors down: the recovery pauses the session, then waits for an executor to choose
+    os.kill(stack.services[other].pid or 0, signal.SIGSTOP)
+    try:
+        kill(stack, victim)
+
+        async def waiting_to_choose() -> rc.Recovery:
+            (r, *_) = await recoveries(stack, sid)
+            assert r.status == rc.RECOVERY_STATUS_REASSIGNING and [s.name for s in r.steps][:2] == [
+                "pause",
+                "choose",
+            ]
+            return r
+
+        open_one = await eventually(waiting_to_choose, timeout=60)
+        kill(stack, "recovery_oracle")  # mid-recovery
+    finally:
+        os.kill(stack.services[other].pid or 0, signal.SIGCONT)
+    await restart(stack, "recovery_oracle")
+
+    async def resumed() -> rc.Recovery:
+        (r, *_) = await recoveries(stack, sid)
+        assert r.recovery_id == open_one.recovery_id and r.status == rc.RECOVERY_STATUS_RESUMED, r
+        return r
+
+    done = await eventually(resumed, timeout=90)
+    pauses = [s for s in done.steps if s.name == "pause"]
+    assert len(pauses) == 1 and pauses[0].attempts == 1  # the pause done before the crash was not redone
+    await submit(stack, sid, 2, start=2)  # (a PAUSED session takes no tasks: submitted once it resumed)
+    await check_exactly_once(stack, sid, 4)
+    await bring_back(stack, victim)
+
+
+async def test_the_session_service_killed_and_restarted_loses_nothing_acknowledged(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path)
+    await submit(stack, sid, 3)
+    kill(stack, "session")
+    await asyncio.sleep(LEASE_TTL)  # leases lapse meanwhile; reports and renewals fail and are retried
+    await restart(stack, "session")
+    await submit(stack, sid, 3, start=3)
+    await check_exactly_once(stack, sid, 6)
+    for name in [n for n in stack.services if n.startswith("executor-")]:
+        await bring_back(stack, name)  # (none should have died; bring_back is a no-op then)
+        assert stack.services[name].alive()
+
+
+async def test_the_indexer_down_makes_a_recovery_wait_then_complete(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path)
+    await submit(stack, sid, 4)  # checkpoint_interval 3: one checkpoint anchored
+    await check_exactly_once(stack, sid, 4)
+    kill(stack, "indexer")
+    victim = await holder(stack, sid)
+    kill(stack, victim)
+
+    async def waiting_to_verify() -> None:
+        (r, *_) = await recoveries(stack, sid)
+        verify = [s for s in r.steps if s.name == "verify"]
+        assert verify and not verify[0].HasField("finished_at") and verify[0].attempts >= 2, r
+
+    await eventually(waiting_to_verify, timeout=60)
+    await restart(stack, "indexer")
+
+    async def resumed() -> rc.Recovery:
+        (r, *_) = await recoveries(stack, sid)
+        assert r.status == rc.RECOVERY_STATUS_RESUMED, r
+        return r
+
+    done = await eventually(resumed, timeout=90)
+    assert done.HasField("checkpoint") and done.checkpoint.seq >= 3  # the anchored checkpoint verified
+    await submit(stack, sid, 2, start=4)
+    await check_exactly_once(stack, sid, 6)
+    await bring_back(stack, victim)
+
+
+async def test_the_ipfs_node_killed_and_restarted_loses_no_checkpoint(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path)
+    await submit(stack, sid, 2)
+    node = stack.ipfs
+    assert node is not None and node.pid is not None
+    os.kill(node.pid, signal.SIGKILL)
+    await submit(stack, sid, 4, start=2)  # reports and checkpoints go on failing and retrying
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(node.stop)
+    await asyncio.to_thread(node.start)  # same repo, same port
+    await check_exactly_once(stack, sid, 6)
+
+    async def checkpointed_through_the_end() -> None:
+        seq, _ = factory(stack).functions.latestCheckpoint(int(sid)).call()
+        assert seq == 6
+
+    await eventually(checkpointed_through_the_end, timeout=90)
