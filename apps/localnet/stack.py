@@ -157,6 +157,9 @@ class StackOptions:
     # Extra environment by service: "executor" applies to every executor, "executor-2" (etc.) to one, after.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     ready_timeout: float = 90.0
+    # Seconds between blocks; None mines each transaction at once (anvil's automine). Tests that kill an
+    # executor between broadcast and receipt set it, so transactions wait in the mempool for a block.
+    block_time: float | None = None
     # Executor processes, each with its own key bonded on every chain: 1..MAX_EXECUTORS.
     executors: int = DEFAULT_EXECUTORS
 
@@ -246,7 +249,11 @@ class LocalStack:
             )
         chains: list[ChainInfo] = []
         for name, chain_id in self.options.chains:
-            node = AnvilNode(chain_id=chain_id, log_path=self.workdir / f"anvil-{name}.log")
+            node = AnvilNode(
+                chain_id=chain_id,
+                log_path=self.workdir / f"anvil-{name}.log",
+                block_time=self.options.block_time,
+            )
             self.anvils.append(node)
             await _finish_in_thread(node.start)
             self.say(f"anvil '{name}' (chain {chain_id}) at {node.rpc_url}")

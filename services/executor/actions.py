@@ -21,7 +21,7 @@ from agentgpt.canonical import canonical_json_ascii
 from agentgpt.contracts import load_artifact
 from agentgpt.ipfs import ContentStore
 from services.executor.plan import Action, Plan, PlanRejected
-from services.executor.transactions import ChainSet, Journal, TxIntentRecord, TxResult
+from services.executor.transactions import ChainSet, Journal, TxIntentRecord, TxResult, signer_of
 
 # Minimal ABIs of the Uniswap V2 / ERC-20 functions the actions use (the full artifacts live in npm
 # packages that an executor image does not carry).
@@ -122,6 +122,20 @@ class ActionRunner:
         """Finish the transaction a previous attempt of a step recorded (`intents`, on the home chain, where
         on-chain actions run): its mined receipt, or the same raw transaction rebroadcast; never a new one."""
         return await self._chains().home.sender.resume(intents, journal)
+
+    async def redo_allowed(self, session_id: str, step: Step, intents: Sequence[TxIntentRecord]) -> bool:
+        """True when a step's recorded transaction reverted, was signed by another executor (the session's
+        previous one, fenced out before it was mined) and the session's account never executed the step:
+        the effect did not happen, so this executor may run the step with its own transaction."""
+        signer = signer_of(intents[-1]) if intents else ""
+        home = self._chains().home
+        if not signer or signer.lower() == home.sender.address.lower():
+            return False
+        account = home.w3.eth.contract(
+            address=to_checksum_address(await self.account_of(session_id)),
+            abi=load_artifact("SessionAccount").abi,
+        )
+        return not bool(await account.functions.executed(step.task_seq, step.index).call())
 
     async def account_of(self, session_id: str) -> str:
         """The session's SessionAccount address (on its home chain)."""

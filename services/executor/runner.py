@@ -48,7 +48,7 @@ from services.executor.records import (
 )
 from services.executor.resume import remember, resume_state
 from services.executor.retry import backoff, failure_kind, printable
-from services.executor.transactions import TxError, TxIntentRecord
+from services.executor.transactions import TxError, TxIntentRecord, TxReverted
 
 if TYPE_CHECKING:
     from services.executor.engine import EngineConfig, EngineDeps
@@ -398,11 +398,26 @@ class SessionRunner:
         outputs: list[dict[str, Any]] = []
         txs = []
         try:
+            redo = False
             if intents:
-                # A previous executor recorded this step's transaction: finish THAT transaction.
-                txs.append(await self.deps.actions.resume(intents, self._journal(t, intents)))
-                outputs.append({"resumed_tx": "0x" + txs[-1].tx_hash.hex()})
-            else:
+                # A previous attempt recorded this step's transaction: finish THAT transaction.
+                try:
+                    txs.append(await self.deps.actions.resume(intents, self._journal(t, intents)))
+                    outputs.append({"resumed_tx": "0x" + txs[-1].tx_hash.hex()})
+                except TxReverted as exc:
+                    # Mined after its executor lost the session (the reassignment fenced it out): it did
+                    # nothing. The step runs again, once, with this executor's transaction.
+                    if not await self.deps.actions.redo_allowed(self.session_id, Step(t.seq, 0), intents):
+                        raise
+                    log.warning(
+                        "session %s task %d: the previous executor's transaction reverted (%s) and the "
+                        "account never executed the step; running it again",
+                        self.session_id,
+                        t.seq,
+                        exc,
+                    )
+                    redo = True
+            if not intents or redo:
                 for index, action in enumerate(plan.actions):
                     outcome = await self.deps.actions.run(
                         self.session_id,

@@ -46,6 +46,14 @@ log = logging.getLogger("agentgpt.executor.chain")
 MIN_TIP = 10**6
 
 
+def signer_of(intent: TxIntentRecord) -> str:
+    """The address that signed a recorded transaction ("" when the bytes do not decode)."""
+    try:
+        return str(Account.recover_transaction(intent.raw_tx))
+    except Exception:
+        return ""
+
+
 @dataclass(frozen=True)
 class TxIntentRecord:
     chain_id: int
@@ -197,8 +205,12 @@ class TxSender:
         """Finish a step recorded before a crash: its mined receipt, or the same raw tx rebroadcast."""
         if not intents:
             raise ValueError("no intents to resume")
-        nonce = intents[-1].nonce
-        same = [i for i in intents if i.nonce == nonce]
+        nonce, signer = intents[-1].nonce, signer_of(intents[-1])
+        same = [i for i in intents if i.nonce == nonce and signer_of(i) == signer]
+        if signer and signer.lower() != self.address.lower():
+            # Signed by the session's previous executor: wait for it (rebroadcasting the same bytes) and
+            # read its nonce, never ours; it cannot be replaced (only its signer could).
+            return await self._drive({}, list(same), journal, rebroadcast_first=True, sender=signer)
         async with self._lock:
             self._nonce = None
             try:
@@ -251,6 +263,7 @@ class TxSender:
         journal: Journal,
         *,
         rebroadcast_first: bool = False,
+        sender: str = "",
     ) -> TxResult:
         if rebroadcast_first:
             if await self._mined(intents) is None:
@@ -285,10 +298,11 @@ class TxSender:
                 if result.status != 1:
                     raise TxReverted(f"transaction 0x{intent.tx_hash.hex()} reverted in block {block}")
                 return result
-            count = await self.w3.eth.get_transaction_count(self.address, "latest")
+            owner = sender or self.address
+            count = await self.w3.eth.get_transaction_count(to_checksum_address(owner), "latest")
             if count > intents[-1].nonce and await self._mined(intents) is None:
                 raise TxConflict(
-                    f"nonce {intents[-1].nonce} of {self.address} was used by a transaction this executor "
+                    f"nonce {intents[-1].nonce} of {owner} was used by a transaction this executor "
                     "did not record (is the key shared?)"
                 )
             if tx and time.monotonic() - sent_at > self.stuck_after:

@@ -77,7 +77,7 @@ async def tasks_of(stack: LocalStack, sid: str) -> list[ss.Task]:
 async def all_succeeded(stack: LocalStack, sid: str, count: int) -> None:
     tasks = await tasks_of(stack, sid)
     assert len(tasks) == count and all(t.status == ss.TASK_STATUS_SUCCEEDED for t in tasks), [
-        (t.seq, ss.TaskStatus.Name(t.status)) for t in tasks
+        (t.seq, ss.TaskStatus.Name(t.status), t.error) for t in tasks
     ]
 
 

@@ -87,6 +87,37 @@ async def test_crash_before_broadcast_resumes_with_the_same_signed_tx(w3: AsyncW
     assert await w3.eth.get_balance(RECIPIENT) == before + 777
 
 
+async def test_another_executor_finishes_the_previous_ones_recorded_transaction(w3: AsyncWeb3[Any]) -> None:
+    """After a takeover the new executor resumes a transaction its predecessor signed: it rebroadcasts
+    those bytes and waits for them, judging the nonce by their signer, never by its own."""
+    old = Account.from_key(DEV_PRIVATE_KEYS[5]).address
+    crashed = Journal(w3, fail=True)
+    with pytest.raises(RuntimeError, match="crashed"):
+        await sender(w3, 5).send(to=RECIPIENT, value=4242, journal=crashed)
+    (intent,) = crashed.intents
+    new = sender(w3, 4)
+    while (
+        await w3.eth.get_transaction_count(new.address) <= intent.nonce
+    ):  # its own nonce is past the old one
+        await new.send(to=RECIPIENT, value=1, journal=Journal(w3))
+    before = await w3.eth.get_balance(RECIPIENT)
+    await w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+
+    async def mine_later() -> None:
+        await asyncio.sleep(0.5)  # pending meanwhile: the nonce check runs while it waits
+        await w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    miner = asyncio.create_task(mine_later())
+    try:
+        result = await new.resume([intent], Journal(w3))
+    finally:
+        await miner
+        await w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    assert result.tx_hash == intent.tx_hash and result.status == 1
+    assert await w3.eth.get_balance(RECIPIENT) == before + 4242
+    assert await w3.eth.get_transaction_count(old) == intent.nonce + 1  # the predecessor's one transaction
+
+
 async def test_stuck_transaction_is_replaced_with_a_fee_bump(w3: AsyncWeb3[Any]) -> None:
     address = Account.from_key(DEV_PRIVATE_KEYS[9]).address
     nonce0 = await w3.eth.get_transaction_count(address)
