@@ -350,3 +350,18 @@ def recovery_block(block: Any, field: str) -> tuple[int, dict[str, Any]]:
     if interval:
         out["checkpoint_interval"] = interval
     return interval, out
+
+
+def spec_from_message(message: Any) -> SessionSpec:
+    """A SessionSpec from its proto form (agentgpt.session.v1.SessionSpec: params as JSON text)."""
+    import json
+
+    params = json.loads(message.params_json) if message.params_json else {}
+    return build_spec(
+        type=message.type,
+        chains=list(message.chains),
+        models=dict(message.models),
+        decorators=list(message.decorators),
+        params=params,
+        checkpoint_interval=message.checkpoint_interval,
+    )

@@ -224,8 +224,14 @@ def checkpoint_document(
     budget: Mapping[str, Any],
     memory: Mapping[str, Any],
     chains: Sequence[str],
+    spec: str = "",
 ) -> dict[str, Any]:
+    """The checkpoint document. `spec`, when given, is the session spec's canonical JSON (keccak256 of its
+    UTF-8 bytes is the workflowHash committed on chain): with it a session lost from SessionDB can be
+    restored from the chain and IPFS alone."""
+    extra = {"spec": spec} if spec else {}
     return {
+        **extra,
         "version": CHECKPOINT_VERSION,
         "session_id": session_id,
         "seq": seq,

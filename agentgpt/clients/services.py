@@ -55,6 +55,12 @@ class SessionClient(ServiceClient):
     async def terminate_session(self, req: ss.TerminateSessionRequest) -> ss.TerminateSessionResponse:
         return cast(ss.TerminateSessionResponse, await self.unary("TerminateSession", req, timeout=60))
 
+    async def restore_session(self, session_id: str) -> ss.RestoreSessionResponse:
+        return cast(
+            ss.RestoreSessionResponse,
+            await self.unary("RestoreSession", ss.RestoreSessionRequest(session_id=session_id), timeout=120),
+        )
+
     async def reassign_executor(self, req: ss.ReassignExecutorRequest) -> ss.ReassignExecutorResponse:
         return cast(ss.ReassignExecutorResponse, await self.unary("ReassignExecutor", req, timeout=120))
 

@@ -265,6 +265,8 @@ _DEPENDENCY_STATUS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED: grpc.StatusCode.UNAVAILABLE,
+    # a dependency of another version (or another server at its address): this call cannot be served now
+    grpc.StatusCode.UNIMPLEMENTED: grpc.StatusCode.UNAVAILABLE,
 }
 
 

@@ -462,6 +462,15 @@ async def _read(args: argparse.Namespace, resolve: Any) -> int:
                 e = item.event
                 state = common_pb2.SessionState.Name(e.state).removeprefix("SESSION_STATE_")
                 _print(f"{e.cursor:>6} {state:<10} {e.type:<22} {e.data_json}")
+        elif args.action == "restore":
+            restored = (await client.restore_session(sid)).session
+            cp = restored.latest_checkpoint
+            state = common_pb2.SessionState.Name(restored.state).removeprefix("SESSION_STATE_")
+            _print(
+                f"session {restored.session_id} restored from chain + IPFS: {state}, executor "
+                f"{restored.executor}, at checkpoint {cp.seq} ({cp.cid}); its next task is {cp.seq + 1}"
+            )
+            _print("tasks after that checkpoint were never anchored and are not restored")
     return 0
 
 
@@ -582,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     session = sub.add_parser(
         "session",
         parents=[common],
-        help="look at sessions (inspect, get, list, tasks, watch) and, as their owner, drive them "
+        help="look at sessions (inspect, get, list, tasks, watch, restore) and, as their owner, drive them "
         "(create, edit-params, attach, activate, submit, add-budget, pause, resume, complete, terminate)",
     )
     target_options(session, None)
@@ -636,6 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     watch.add_argument("--from-cursor", type=int, default=0, help="resume after this event cursor")
     watch.add_argument("--history-only", action="store_true", help="stop after the recorded history")
+    restore = add_action(
+        "restore",
+        help="operators: rebuild a session SessionDB lost, from its home chain and its newest anchored "
+        "checkpoint on IPFS (refused when SessionDB still has it)",
+    )
+    restore.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
 
     from apps.cli import owner
 

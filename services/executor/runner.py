@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.jsonvalue import parse_json_object
 from agentgpt.session.v1 import session_pb2 as ss
+from agentgpt.spec import spec_from_message
 from agentgpt.tasklog import ZERO_HASH, TaskLog, TaskLogError, checkpoint_document
 from services.executor.actions import Step
 from services.executor.budget import BudgetMeter
@@ -89,6 +90,7 @@ class SessionRunner:
         self.memory: dict[str, Any] = {}
         self.params: dict[str, Any] = {}
         self.chains: tuple[str, ...] = ()
+        self.spec_json = ""  # the spec's canonical JSON, carried by every checkpoint (restore needs it)
         self.interval = self.config.checkpoint_interval
         self.task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
@@ -167,6 +169,12 @@ class SessionRunner:
         spec = session.spec
         self.params = parse_json_object(spec.params_json, "spec.params_json", max_bytes=None)
         self.chains = tuple(spec.chains)
+        try:
+            self.spec_json = spec_from_message(spec).canonical().decode()
+        except Exception as exc:  # an invalid spec was refused at creation; never expected here
+            log.warning(
+                "session %s: its spec does not rebuild (%s); checkpoints go without it", self.session_id, exc
+            )
         self.interval = int(
             spec.checkpoint_interval
             or self.params.get("checkpoint_interval")
@@ -186,7 +194,12 @@ class SessionRunner:
         state = resume_state(committed, checkpoint, self.resume)
         # What earlier holders of the lease did applies again, in order: the session's memory (the
         # latest outputs of each task kind) and its context swaps, as recorded epochs.
-        self.memory = {**(self.resume.memory if self.resume else {}), **state.memory}
+        base_memory = self.resume.memory if self.resume else {}
+        if not self.resume and checkpoint is not None and not any(t.seq <= checkpoint.seq for t in committed):
+            # The records before the checkpoint are gone (a session restored from chain + IPFS): its
+            # memory comes from the checkpoint document.
+            base_memory = await self._checkpoint_memory(checkpoint)
+        self.memory = {**base_memory, **state.memory}
         for swap in state.swaps:
             try:
                 self.deps.contexts.swap(self.ctx, json.loads(swap.args_json or "{}"), at_seq=swap.seq)
@@ -221,6 +234,18 @@ class SessionRunner:
             self.lease.epoch,
             self.context_epoch,
         )
+
+    async def _checkpoint_memory(self, checkpoint: cpb.Checkpoint) -> dict[str, Any]:
+        reader = self.deps.reader
+        if reader is None:
+            return {}
+        doc = await reader.read(
+            checkpoint.cid,
+            session_id=self.session_id,
+            seq=checkpoint.seq,
+            state_root=bytes(checkpoint.state_root),
+        )
+        return dict(doc.get("memory") or {})
 
     def _relog(self, t: ss.Task) -> None:
         assert self.tasklog is not None
@@ -570,6 +595,7 @@ class SessionRunner:
             budget={"budget": str(self.meter.budget), "spent": str(self.meter.spent)},
             memory=self.memory,
             chains=self.chains,
+            spec=self.spec_json,
         )
         try:
             made = await cp.make(doc)

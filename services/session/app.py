@@ -43,7 +43,9 @@ def _chain(config: SessionConfig, network: Network) -> tuple[SessionChain, int]:
     if not config.relayer_key:
         raise ConfigError("AGENTGPT_RELAYER_KEY is required when a network is configured")
     try:
-        chain = Web3SessionChain(home.rpc_url, home.chain_id, factory, config.relayer_key)
+        chain = Web3SessionChain(
+            home.rpc_url, home.chain_id, factory, config.relayer_key, deploy_block=home.deploy_block
+        )
     except ValueError:
         raise ConfigError("AGENTGPT_RELAYER_KEY is not a valid private key") from None
     return chain, home.chain_id

@@ -58,6 +58,33 @@ class Receipt:
     assigned_epoch: int | None = None  # from ExecutorAssigned, for activations and reassignments
 
 
+@dataclass(frozen=True)
+class AnchoredCheckpoint:
+    seq: int
+    cid: str  # base32 CIDv1
+    state_root: bytes
+    block_number: int
+    block_hash: bytes
+
+
+@dataclass(frozen=True)
+class OnChainSession:
+    """What the home chain records of a session (SessionFactory.getSession and its events)."""
+
+    owner: str
+    state: int
+    entered_at: int
+    active_used: int
+    executor: str
+    epoch: int
+    budget: int  # still in escrow
+    spent: int
+    charged_seq: int
+    workflow_hash: bytes
+    mint_tx_hash: bytes
+    latest: AnchoredCheckpoint | None  # its newest anchored checkpoint
+
+
 class ChainRejected(FailedPrecondition):
     """The contract refused the call (simulation or mined revert); `error` is the custom error name."""
 
@@ -114,6 +141,7 @@ class SessionChain(Protocol):
     async def send(self, tx: PreparedTx, timeout: float) -> Receipt: ...
     async def receipt(self, tx_hash: bytes) -> Receipt | None: ...
     async def state_of(self, session_id: int) -> int: ...
+    async def on_chain(self, session_id: int) -> OnChainSession | None: ...
 
 
 ORACLE_ACTIONS = ("pause", "resume", "terminate", "expire")
@@ -137,9 +165,17 @@ class Web3SessionChain:
     """SessionChain on a real JSON-RPC endpoint with the deployed SessionFactory."""
 
     def __init__(
-        self, rpc_url: str, chain_id: int, factory: str, relayer_key: str, *, timeout: float = 30.0
+        self,
+        rpc_url: str,
+        chain_id: int,
+        factory: str,
+        relayer_key: str,
+        *,
+        timeout: float = 30.0,
+        deploy_block: int = 0,
     ) -> None:
         self.w3 = connect(rpc_url, timeout=timeout)
+        self.deploy_block = deploy_block  # event scans start here
         self.chain_id = chain_id
         art = load_artifact("SessionFactory")
         self.factory = self.w3.eth.contract(address=to_checksum_address(factory), abi=art.abi)
@@ -172,6 +208,46 @@ class Web3SessionChain:
 
     async def state_of(self, session_id: int) -> int:
         return int(await self._rpc(self.factory.functions.stateOf(session_id).call()))
+
+    async def on_chain(self, session_id: int) -> OnChainSession | None:
+        """The session as the home chain records it; None when the factory never minted it."""
+        from multiformats import CID
+
+        s = await self._rpc(self.factory.functions.getSession(session_id).call())
+        keys = (
+            "owner state reason enteredAt activeUsed executor lastSeq epoch budget spent chargedSeq "
+            "workflowHash checkpointHash"
+        ).split()
+        d = dict(zip(keys, s, strict=True))
+        if int(d["owner"], 16) == 0:
+            return None
+        since = {"from_block": self.deploy_block, "argument_filters": {"sessionId": session_id}}
+        created = await self._rpc(self.factory.events.SessionCreated().get_logs(**since))
+        anchored = await self._rpc(self.factory.events.CheckpointAnchored().get_logs(**since))
+        latest = None
+        if anchored:
+            a = max(anchored, key=lambda e: int(e["args"]["seq"]))
+            latest = AnchoredCheckpoint(
+                int(a["args"]["seq"]),
+                str(CID.decode(bytes(a["args"]["cid"])).encode("base32")),
+                bytes(a["args"]["stateRoot"]),
+                int(a["blockNumber"]),
+                bytes(a["blockHash"]),
+            )
+        return OnChainSession(
+            owner=to_checksum_address(d["owner"]),
+            state=int(d["state"]),
+            entered_at=int(d["enteredAt"]),
+            active_used=int(d["activeUsed"]),
+            executor=to_checksum_address(d["executor"]),
+            epoch=int(d["epoch"]),
+            budget=int(d["budget"]),
+            spent=int(d["spent"]),
+            charged_seq=int(d["chargedSeq"]),
+            workflow_hash=bytes(d["workflowHash"]),
+            mint_tx_hash=bytes(created[0]["transactionHash"]) if created else b"",
+            latest=latest,
+        )
 
     def _rejected(self, what: str, exc: Exception) -> Exception:
         data = getattr(exc, "data", None)

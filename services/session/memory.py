@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agentgpt.errors import FailedPrecondition, PermissionDenied, Unavailable
-from services.session.chain import ChainRejected, Permit, PreparedTx, Receipt
+from services.session.chain import ChainRejected, OnChainSession, Permit, PreparedTx, Receipt
 
 DRAFT, ACTIVE, PAUSED, COMPLETED, TERMINATED = 1, 2, 3, 4, 5
 _ORACLE = {
@@ -148,6 +148,9 @@ class InMemorySessionChain:
         else:
             self._require_state(session_id, before)
         return self._prep(action, session_id)
+
+    async def on_chain(self, session_id: int) -> OnChainSession | None:
+        raise FailedPrecondition("the in-memory chain keeps no session records to restore from")
 
     async def prepare_reassign(self, session_id: int, executor: str) -> PreparedTx:
         self._require_state(session_id, ACTIVE, PAUSED)

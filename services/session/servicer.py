@@ -46,6 +46,7 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         self.commands = control.commands
         self.work = control.work
         self.reads = control.reads
+        self.restore = control.restore
 
     # ------------------------------------------------------------------ owner commands
 
@@ -79,6 +80,10 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
         self, request: pb.TerminateSessionRequest, context: aio.ServicerContext
     ) -> Any:
         return await self.commands.terminate(request, call_context(context))
+
+    async def RestoreSession(self, request: pb.RestoreSessionRequest, context: aio.ServicerContext) -> Any:
+        rec = await self.restore.restore(request, call_context(context))
+        return pb.RestoreSessionResponse(session=session_to_pb(rec))
 
     async def ReassignExecutor(
         self, request: pb.ReassignExecutorRequest, context: aio.ServicerContext

@@ -298,6 +298,10 @@ def report(req: pb.ReportTaskRequest) -> None:
         v.bytes_len(intent.tx_hash, f"task.intents[{i}].tx_hash", 32)
 
 
+def restore(req: pb.RestoreSessionRequest) -> None:
+    v.session_id(req.session_id)
+
+
 def record_checkpoint(req: pb.RecordCheckpointRequest) -> None:
     leased(req)
     if not req.HasField("checkpoint"):
@@ -339,6 +343,7 @@ def validators(
         PREFIX + "InspectSession": c.inspect,
         PREFIX + "ListTasks": c.list_tasks,
         PREFIX + "ReassignExecutor": c.reassign,
+        PREFIX + "RestoreSession": restore,
     }
 
 

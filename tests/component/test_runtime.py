@@ -45,7 +45,10 @@ async def recovery(indexer: RunningService, tmp_path: Path) -> AsyncIterator[Run
     # The oracle's session-service dependency points at the indexer's port: any SERVING server will do
     # for the health probe, and the calls under test go to the real indexer.
     cfg = RecoveryConfig(
-        session_addr=indexer.address, indexer_addr=indexer.address, ipfs_embedded_dir=str(tmp_path / "ipfs")
+        session_addr=indexer.address,
+        indexer_addr=indexer.address,
+        ipfs_embedded_dir=str(tmp_path / "ipfs"),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'recoveries.db'}",
     )
     svc = RunningService(await build_recovery(cfg), FAST)
     await svc.start()
@@ -135,11 +138,12 @@ async def test_bad_enum_and_unknown_methods(recovery: RunningService) -> None:
             )
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details.startswith("kind: unknown value 99")
-        # A valid request to an RPC this version does not implement yet.
+        # A valid request whose dependency (here not a session service at all) cannot answer: UNAVAILABLE,
+        # naming the dependency, never INTERNAL.
         with pytest.raises(RpcError) as err:
             await client.recover_session("1", "manual")
-        assert err.value.code == grpc.StatusCode.UNIMPLEMENTED
-        assert "RecoverSession is not implemented" in err.value.details
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        assert "SessionService" in err.value.details
     # A method no service has.
     async with aio.insecure_channel(recovery.address) as ch:
         call = ch.unary_unary("/agentgpt.recovery.v1.RecoveryService/NoSuchThing")

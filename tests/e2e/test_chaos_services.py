@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from agentgpt.clients import SessionClient
+from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.recovery.v1 import recovery_pb2 as rc
+from agentgpt.session.v1 import session_pb2 as ss
 from apps.localnet.stack import LocalStack
 from tests.support import eventually
 from tests.support.recovery import (
@@ -26,8 +29,10 @@ from tests.support.recovery import (
     new_session,
     recoveries,
     submit,
+    tasks_of,
     two_executor_stack,
 )
+from tests.support.stack import session_cli, session_ok
 
 pytestmark = [
     pytest.mark.e2e,
@@ -161,3 +166,43 @@ async def test_the_ipfs_node_killed_and_restarted_loses_no_checkpoint(
         assert seq == 6
 
     await eventually(checkpointed_through_the_end, timeout=90)
+
+
+async def test_sessiondb_deleted_restore_brings_the_session_back_at_its_last_anchor(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """Last in this module: it deletes SessionDB under every session of the stack."""
+    sid = await new_session(stack, tmp_path)
+    await submit(stack, sid, 4)
+    await check_exactly_once(stack, sid, 4)
+    f = factory(stack)
+
+    async def anchored(seq: int) -> None:
+        assert f.functions.latestCheckpoint(int(sid)).call()[0] == seq
+
+    await eventually(lambda: anchored(4), timeout=90)  # the idle checkpoint covers task 4
+    kill(stack, "session")
+    for path in stack.workdir.glob("sessions.db*"):
+        path.unlink()
+    await restart(stack, "session")
+    out = await session_ok(stack, "restore", sid)
+    assert f"session {sid} restored from chain + IPFS" in out and "at checkpoint 4" in out
+    async with SessionClient(stack.services["session"].grpc, identity="e2e") as client:
+        s = await client.get_session(sid)
+        assert s.state == cpb.SESSION_STATE_ACTIVE and s.latest_checkpoint.seq == 4
+        assert s.executor == f.functions.getSession(int(sid)).call()[5]
+    # it runs on: the next tasks are 5 and 6, charged once each after the restored watermark
+    await submit(stack, sid, 2, start=4)
+
+    async def ran_on() -> None:
+        tasks = await tasks_of(stack, sid)
+        assert [(t.seq, t.status) for t in tasks] == [
+            (5, ss.TASK_STATUS_SUCCEEDED),
+            (6, ss.TASK_STATUS_SUCCEEDED),
+        ]
+        assert f.functions.budgetOf(int(sid)).call()[2] == 6
+
+    await eventually(ran_on, timeout=90)
+    await eventually(lambda: anchored(6), timeout=90)  # and its checkpoints chain on from the restored one
+    again = await session_cli(stack, "restore", sid)
+    assert again.returncode != 0 and "is in SessionDB" in again.stderr

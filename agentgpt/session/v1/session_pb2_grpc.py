@@ -142,6 +142,11 @@ class SessionServiceStub:
                 request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorRequest.SerializeToString,
                 response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorResponse.FromString,
                 _registered_method=True)
+        self.RestoreSession = channel.unary_unary(
+                '/agentgpt.session.v1.SessionService/RestoreSession',
+                request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionRequest.SerializeToString,
+                response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -299,6 +304,14 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RestoreSession(self, request, context):
+        """Rebuilds a session SessionDB lost from its home chain and its newest anchored checkpoint on IPFS
+        (operators: a service identity). Refused when SessionDB has the session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -406,6 +419,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.ReassignExecutor,
                     request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorRequest.FromString,
                     response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorResponse.SerializeToString,
+            ),
+            'RestoreSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSession,
+                    request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionRequest.FromString,
+                    response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -978,6 +996,33 @@ class SessionService:
             '/agentgpt.session.v1.SessionService/ReassignExecutor',
             agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorRequest.SerializeToString,
             agentgpt_dot_session_dot_v1_dot_session__pb2.ReassignExecutorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentgpt.session.v1.SessionService/RestoreSession',
+            agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionRequest.SerializeToString,
+            agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,6 +81,10 @@ class SessionServiceStub:
     on-chain epoch, voids the current lease and grants the new executor the writer role on every
     secondary chain.
     """
+    RestoreSession: _grpc.UnaryUnaryMultiCallable[_session_pb2.RestoreSessionRequest, _session_pb2.RestoreSessionResponse]
+    """Rebuilds a session SessionDB lost from its home chain and its newest anchored checkpoint on IPFS
+    (operators: a service identity). Refused when SessionDB has the session.
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -134,6 +138,10 @@ class SessionServiceAsyncStub(SessionServiceStub):
     """Assigns another bonded executor on the home chain (ACTIVE or PAUSED; recovery oracle only): bumps the
     on-chain epoch, voids the current lease and grants the new executor the writer role on every
     secondary chain.
+    """
+    RestoreSession: _aio.UnaryUnaryMultiCallable[_session_pb2.RestoreSessionRequest, _session_pb2.RestoreSessionResponse]  # type: ignore[assignment]
+    """Rebuilds a session SessionDB lost from its home chain and its newest anchored checkpoint on IPFS
+    (operators: a service identity). Refused when SessionDB has the session.
     """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -311,6 +319,16 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Assigns another bonded executor on the home chain (ACTIVE or PAUSED; recovery oracle only): bumps the
         on-chain epoch, voids the current lease and grants the new executor the writer role on every
         secondary chain.
+        """
+
+    @_abc_1.abstractmethod
+    def RestoreSession(
+        self,
+        request: _session_pb2.RestoreSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.RestoreSessionResponse, _abc.Awaitable[_session_pb2.RestoreSessionResponse]]:
+        """Rebuilds a session SessionDB lost from its home chain and its newest anchored checkpoint on IPFS
+        (operators: a service identity). Refused when SessionDB has the session.
         """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -15,6 +15,7 @@ from services.session.control.core import Core, EventBus
 from services.session.control.expiry import Expiry
 from services.session.control.reads import Reads
 from services.session.control.relay import Relay
+from services.session.control.restore import Restore
 from services.session.control.work import Work
 from services.session.store import SessionDB
 from services.session.validation import Deployment
@@ -56,6 +57,7 @@ class SessionControl:
         self.commands = Commands(self.core, self.relay, self.log_archive, default_executor=default_executor)
         self.work = Work(self.core, self.callers, self.relay)
         self.reads = Reads(self.core, self.callers)
+        self.restore = Restore(self.core, self.callers, archive)
         self.expiry = Expiry(self.core, retry_base=chain_retry_base, retry_cap=chain_retry_cap)
 
     @property

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from agentgpt.session.v1 import session_pb2 as pb
-from agentgpt.spec import SessionSpec, build_spec, parse_yaml
+from agentgpt.spec import SessionSpec, build_spec, parse_yaml, spec_from_message
 
 
 def spec_to_dict(spec: SessionSpec) -> dict[str, Any]:
@@ -27,13 +27,4 @@ def spec_from_dict(d: dict[str, Any]) -> SessionSpec:
 def spec_from_request(req: pb.CreateSessionRequest) -> SessionSpec:
     if req.spec_yaml:
         return parse_yaml(req.spec_yaml)
-    s = req.spec
-    params = json.loads(s.params_json) if s.params_json else {}
-    return build_spec(
-        type=s.type,
-        chains=list(s.chains),
-        models=dict(s.models),
-        decorators=list(s.decorators),
-        params=params,
-        checkpoint_interval=s.checkpoint_interval,
-    )
+    return spec_from_message(req.spec)

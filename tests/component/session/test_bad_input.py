@@ -100,6 +100,7 @@ BASES: dict[str, dict[str, Any]] = {
     "InspectSession": {"detail": "full"},
     "ListTasks": {"page_size": 10},
     "ReassignExecutor": {"executor": "0x" + "cd" * 20, "reason": "node_failure"},
+    "RestoreSession": {},
 }
 
 
