@@ -168,6 +168,41 @@ async def test_the_ipfs_node_killed_and_restarted_loses_no_checkpoint(
     await eventually(checkpointed_through_the_end, timeout=90)
 
 
+async def test_the_home_chain_unreachable_for_30_s_makes_the_recovery_wait_then_complete(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path)
+    await submit(stack, sid, 2)
+    await check_exactly_once(stack, sid, 2)
+    anvil = stack.anvils[0]  # the home chain
+    assert anvil.pid is not None
+    victim = await holder(stack, sid)
+    os.kill(anvil.pid, signal.SIGSTOP)  # its RPC stops answering (connections hang, then time out)
+    try:
+        kill(stack, victim)
+
+        async def waiting_for_the_chain() -> rc.Recovery:
+            (r, *_) = await recoveries(stack, sid)
+            assert r.status != rc.RECOVERY_STATUS_RESUMED and r.steps, r
+            return r
+
+        await eventually(waiting_for_the_chain, timeout=30)
+        await asyncio.sleep(30)
+        (r, *_) = await recoveries(stack, sid)
+        assert r.status not in (rc.RECOVERY_STATUS_RESUMED, rc.RECOVERY_STATUS_FAILED), r  # still waiting
+    finally:
+        os.kill(anvil.pid, signal.SIGCONT)
+
+    async def resumed() -> None:
+        (r, *_) = await recoveries(stack, sid)
+        assert r.status == rc.RECOVERY_STATUS_RESUMED, r
+
+    await eventually(resumed, timeout=120)
+    await submit(stack, sid, 2, start=2)
+    await check_exactly_once(stack, sid, 4)
+    await bring_back(stack, victim)
+
+
 async def test_sessiondb_deleted_restore_brings_the_session_back_at_its_last_anchor(
     stack: LocalStack, tmp_path: Path
 ) -> None:
