@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agentgpt.clients import ExecutorClient, SessionClient
+from agentgpt.clients import SessionClient
 from agentgpt.network import load_network
 from agentgpt.owner import SessionOwner
 from agentgpt.session.v1 import session_pb2 as ss
@@ -39,30 +39,15 @@ checkpoint_interval: 5
 """
 
 
-async def holder(stack: LocalStack, session_id: str) -> str:
-    for name in sorted(n for n in stack.services if n.startswith("executor-")):
-        proc = stack.services[name]
-        if not proc.alive():
-            continue
-        async with ExecutorClient(proc.grpc) as client:
-            try:
-                status = await client.get_status(timeout=2, retry=False)
-            except Exception:
-                continue
-        if any(s.session_id == session_id for s in status.sessions):
-            return name
-    raise RuntimeError(f"no executor runs session {session_id}")
-
-
 async def wait_holder(stack: LocalStack, session_id: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            return await holder(stack, session_id)
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+        name = await stack.holder_of(session_id)
+        if name is not None:
+            return name
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no executor runs session {session_id}")
+        await asyncio.sleep(0.1)
 
 
 async def one_task(owner: SessionOwner, client: SessionClient, session_id: str, title: str) -> float:
@@ -120,7 +105,10 @@ async def main(kills: int, handoffs: int) -> None:
             proc.start()
             await asyncio.to_thread(proc.wait_ready, 60)
             await asyncio.sleep(1.5)  # the oracle's probes see it alive again before the next round
-            print(f"{label} {i + 1}: {victim} -> {await holder(stack, sid)} in {took:.2f} s", file=sys.stderr)
+            print(
+                f"{label} {i + 1}: {victim} -> {await wait_holder(stack, sid)} in {took:.2f} s",
+                file=sys.stderr,
+            )
             return took
 
         recovered = [await hurt(signal.SIGKILL, "kill", i) for i in range(kills)]

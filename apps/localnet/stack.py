@@ -30,7 +30,7 @@ from eth_account import Account
 
 from agentgpt.chain.deploy import deploy_all
 from agentgpt.chain.devnet import fund_and_bond
-from agentgpt.clients import check_health
+from agentgpt.clients import ExecutorClient, check_health
 from agentgpt.errors import RpcError
 from agentgpt.lifecycle import Durations
 from agentgpt.network import ChainInfo, Network, write_network
@@ -407,6 +407,22 @@ class LocalStack:
                 )
             if pending:
                 await asyncio.sleep(0.2)
+
+    async def holder_of(self, session_id: str) -> str | None:
+        """The name of the executor process running `session_id` now (asked over GetExecutorStatus), None
+        when no live executor says it does."""
+        for name in self.executor_keys:
+            proc = self.services.get(name)
+            if proc is None or not proc.alive():
+                continue
+            async with ExecutorClient(proc.grpc) as client:
+                try:
+                    status = await client.get_status(timeout=2, retry=False)
+                except RpcError:
+                    continue
+            if any(s.session_id == session_id for s in status.sessions):
+                return name
+        return None
 
     def state(self) -> dict[str, Any]:
         return {

@@ -14,19 +14,16 @@ from the recovery id), so a step cut short by a crash is simply run again by the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentgpt.errors import InvalidArgument
 from agentgpt.recovery.v1 import recovery_pb2 as pb
+from agentgpt.sql import Writes, open_engine
 
 metadata = sa.MetaData()
 
@@ -55,21 +52,11 @@ class Fenced(Exception):
 class RecoveryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.is_sqlite = engine.dialect.name == "sqlite"
-        self._write_lock = asyncio.Lock()  # SQLite: one writer at a time
+        self._writes = Writes(engine)
 
     @classmethod
     async def open(cls, url: str) -> RecoveryStore:
-        kwargs: dict[str, Any] = {}
-        prefix = "sqlite+aiosqlite:///"
-        if url.startswith(prefix):
-            path = url[len(prefix) :]
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            kwargs["pool_pre_ping"] = True
-        store = cls(create_async_engine(url, **kwargs))
+        store = cls(open_engine(url))
         async with store._writing() as conn:
             await conn.run_sync(metadata.create_all)
         return store
@@ -81,14 +68,8 @@ class RecoveryStore:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        if self.is_sqlite:
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        else:
-            async with self.engine.begin() as conn:
-                yield conn
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return self._writes.begin()
 
     # ------------------------------------------------------------------ holding a recovery
 

@@ -23,9 +23,9 @@ from web3 import Web3
 
 from agentgpt.contracts import load_artifact
 from agentgpt.session.v1 import session_pb2 as ss
-from apps.localnet.stack import LocalStack, StackOptions
+from apps.localnet.stack import LocalStack
 from tests.support import eventually
-from tests.support.recovery import LEASE_TTL, check_exactly_once, holder, recoveries, tasks_of
+from tests.support.recovery import check_exactly_once, holder, recoveries, tasks_of, two_executor_stack
 from tests.support.stack import session_ok
 
 pytestmark = [
@@ -43,20 +43,8 @@ TASKS = 6
 
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    options = StackOptions(
-        workdir=tmp_path_factory.mktemp("recovery-onchain"),
-        base_port=0,
-        metrics_base=0,
-        executors=2,
-        block_time=1.0,
-        extra_env={"executor": {"AGENTGPT_LEASE_TTL": str(LEASE_TTL), "AGENTGPT_POLL_INTERVAL": "0.2"}},
-    )
-    s = LocalStack(options)
-    await s.start()
-    try:
+    async with two_executor_stack(tmp_path_factory.mktemp("recovery-onchain"), block_time=1.0) as s:
         yield s
-    finally:
-        await s.stop()
 
 
 def home(stack: LocalStack) -> tuple[Web3, dict[str, str]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from web3 import Web3
 
-from agentgpt.clients import ExecutorClient, RecoveryClient, SessionClient
+from agentgpt.clients import RecoveryClient, SessionClient
 from agentgpt.contracts import load_artifact
 from agentgpt.recovery.v1 import recovery_pb2 as rc
 from agentgpt.session.v1 import session_pb2 as ss
@@ -36,18 +36,9 @@ def executors(stack: LocalStack) -> list[str]:
 
 async def holder(stack: LocalStack, session_id: str) -> str:
     """The name of the executor process running the session now."""
-    for name in executors(stack):
-        proc = stack.services[name]
-        if not proc.alive():
-            continue
-        async with ExecutorClient(proc.grpc) as client:
-            try:
-                status = await client.get_status(timeout=2, retry=False)
-            except Exception:
-                continue
-        if any(s.session_id == session_id for s in status.sessions):
-            return name
-    raise AssertionError(f"no executor runs session {session_id}")
+    name = await stack.holder_of(session_id)
+    assert name is not None, f"no executor runs session {session_id}"
+    return name
 
 
 async def new_session(stack: LocalStack, tmp_path: Path) -> str:
@@ -129,14 +120,15 @@ async def bring_back(stack: LocalStack, name: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def two_executor_stack(workdir: Path) -> AsyncIterator[LocalStack]:
-    """The local stack with two executors holding 2 s leases, on free ports."""
+async def two_executor_stack(workdir: Path, **more: Any) -> AsyncIterator[LocalStack]:
+    """The local stack with two executors holding 2 s leases, on free ports (`more`: other StackOptions)."""
     options = StackOptions(
         workdir=workdir,
         base_port=0,
         metrics_base=0,
         executors=2,
         extra_env={"executor": {"AGENTGPT_LEASE_TTL": str(LEASE_TTL), "AGENTGPT_POLL_INTERVAL": "0.2"}},
+        **more,
     )
     s = LocalStack(options)
     await s.start()

@@ -8,10 +8,9 @@ acknowledged before it is committed here.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,12 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentgpt.canonical import canonical_json
 from agentgpt.errors import Aborted, FailedPrecondition, NotFound, PermissionDenied
 from agentgpt.runtime.validation import INT64_MAX
+from agentgpt.sql import Writes, open_engine
 from services.session.clock import Clock, system_clock
 from services.session.model import (
     ZERO_HASH,
@@ -81,31 +81,16 @@ class Change:
     finish_request: tuple[str, str, Callable[[SessionRecord], bytes]] | None = None
 
 
-def _sqlite_url_path(url: str) -> str | None:
-    prefix = "sqlite+aiosqlite:///"
-    return url[len(prefix) :] if url.startswith(prefix) else None
-
-
 class SessionDB:
     def __init__(self, engine: AsyncEngine, *, clock: Clock = system_clock) -> None:
         self.engine = engine
         self.clock = clock  # stamps updated_at, event times, nonce and request records
-        self.is_sqlite = engine.dialect.name == "sqlite"
-        # SQLite allows one writer at a time; serializing writes here avoids "database is locked".
-        self._write_lock = asyncio.Lock()
+        self.writes = Writes(engine)
+        self.is_sqlite = self.writes.is_sqlite
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True, clock: Clock = system_clock) -> SessionDB:
-        kwargs: dict[str, Any] = {}
-        path = _sqlite_url_path(url)
-        if path is not None:
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            kwargs["pool_pre_ping"] = True
-        engine = create_async_engine(url, **kwargs)
-        db = cls(engine, clock=clock)
+        db = cls(open_engine(url), clock=clock)
         if migrate:
             await db.migrate()
         return db
@@ -129,14 +114,8 @@ class SessionDB:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
-    @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        if self.is_sqlite:
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
-        else:
-            async with self.engine.begin() as conn:
-                yield conn
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        return self.writes.begin()
 
     # ------------------------------------------------------------------ sessions
 

@@ -1,0 +1,52 @@
+"""SQLAlchemy engines for the services' stores: a SQLite file (one replica; one writer at a time) or
+PostgreSQL (several replicas; concurrent writers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SQLITE_PREFIX = "sqlite+aiosqlite:///"
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL ("" or ":memory:" for in-memory), None for any other database."""
+    return url[len(SQLITE_PREFIX) :] if url.startswith(SQLITE_PREFIX) else None
+
+
+def open_engine(url: str) -> AsyncEngine:
+    """An async engine for `url`; a SQLite file's folder is made, and its writers wait (not fail) for
+    the lock; PostgreSQL connections are checked before use."""
+    kwargs: dict[str, Any] = {}
+    path = sqlite_path(url)
+    if path is not None:
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_pre_ping"] = True
+    return create_async_engine(url, **kwargs)
+
+
+class Writes:
+    """Write transactions on an engine: serialized in-process on SQLite (which allows one writer at a
+    time: this avoids "database is locked"), concurrent on PostgreSQL."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_sqlite:
+            async with self._lock, self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
