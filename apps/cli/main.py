@@ -660,13 +660,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     recovery.add_parser(sub, common, str(DEFAULT_WORKDIR))
 
+    from apps.cli import verify
+
+    verify.add_parser(sub, common, str(DEFAULT_WORKDIR))
+
     config = sub.add_parser("config", parents=[common], help="list every AGENTGPT_* setting with its default")
     config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")
     return parser
 
 
 # Options whose values are paths: any bytes the file system takes are fine there.
-_PATH_OPTIONS = frozenset({"spec", "owner_key_file", "network", "workdir"})
+_PATH_OPTIONS = frozenset({"spec", "owner_key_file", "network", "workdir", "key_file"})
 _POSITIONALS = frozenset({"id", "kind", "decorators", "params", "spec", "recovery_id"})
 
 
@@ -700,6 +704,10 @@ def _run(args: argparse.Namespace) -> int:
         return asyncio.run(_session(args))
     if args.command == "recovery":
         return asyncio.run(_recovery(args))
+    if args.command == "verify":
+        from apps.cli import verify
+
+        return asyncio.run(verify.run(args))
     return 2
 
 

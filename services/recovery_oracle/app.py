@@ -15,6 +15,7 @@ from agentgpt.network import load_network
 from agentgpt.recovery.v1 import recovery_pb2, recovery_pb2_grpc
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
+from agentgpt.verify import CheckpointVerifier
 from services.recovery_oracle.claims import ClaimJudge, RegistryPenalties
 from services.recovery_oracle.config import RecoveryConfig
 from services.recovery_oracle.detector import Detector
@@ -24,7 +25,6 @@ from services.recovery_oracle.protocol import ProtocolConfig, Recoverer
 from services.recovery_oracle.servicer import RecoveryServicer
 from services.recovery_oracle.store import RecoveryStore
 from services.recovery_oracle.validation import VALIDATORS
-from services.recovery_oracle.verify import CheckpointVerifier
 
 
 async def build(

@@ -33,7 +33,7 @@ from agentgpt.ipfs import CheckpointReader, ContentStore
 from agentgpt.ipfs.errors import ContentIntegrityError, ContentNotFound
 from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.tasklog import TaskLogError, verify_checkpoint_log
-from services.recovery_oracle.verify import Anchor, ChainRecord, CheckpointVerifier, Rejected
+from agentgpt.verify import Anchor, ChainRecord, CheckpointVerifier, Rejected
 
 log = logging.getLogger("agentgpt.recovery.claims")
 

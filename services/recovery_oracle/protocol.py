@@ -40,10 +40,10 @@ from agentgpt.executor.v1 import executor_pb2 as ex
 from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.timestamps import to_timestamp
+from agentgpt.verify import CheckpointVerifier
 from services.recovery_oracle.executors import ExecutorPool
 from services.recovery_oracle.metrics import RecoveryMetrics
 from services.recovery_oracle.store import FINAL, Fenced, RecoveryStore
-from services.recovery_oracle.verify import CheckpointVerifier
 
 log = logging.getLogger("agentgpt.recovery.protocol")
 

@@ -7,10 +7,10 @@ from grpc import aio
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.recovery.v1 import recovery_pb2_grpc as pb_grpc
+from agentgpt.verify import CheckpointVerifier
 from services.recovery_oracle.claims import ClaimJudge
 from services.recovery_oracle.protocol import Recoverer
 from services.recovery_oracle.store import RecoveryStore
-from services.recovery_oracle.verify import CheckpointVerifier
 
 DEFAULT_PAGE = 50
 

@@ -21,7 +21,7 @@ from agentgpt.contracts import load_artifact
 from agentgpt.session.v1 import session_pb2 as ss
 from apps.localnet.stack import EXECUTOR_KEY, LocalStack
 from tests.support import eventually
-from tests.support.stack import local_stack, session_ok
+from tests.support.stack import cli, local_stack, session_ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chain, pytest.mark.ipfs, pytest.mark.timeout(300)]
 
@@ -82,6 +82,16 @@ async def test_a_cli_created_two_chain_session_is_anchored_on_both_and_charged_o
         assert (writer, last_seq) == (executor, 2)
 
     await eventually(anchored_on_both, timeout=60)
+    # rechecked from the chains' logs and IPFS alone: both anchors agree, the history verifies
+    checked = await cli(stack, "verify", sid, "--json")
+    assert checked.returncode == 0, (checked.stdout, checked.stderr)
+    report = json.loads(checked.stdout)
+    assert report["verified"] and report["checkpoint"]["seq"] == 2
+    assert sorted(report["checkpoint"]["anchored_on"]) == [31337, 31338]
+    human = await cli(stack, "verify", sid)
+    assert human.returncode == 0 and "VERIFIED" in human.stdout
+    missing = await cli(stack, "verify", "999")
+    assert missing.returncode == 1 and "no anchored checkpoint" in missing.stderr
     # granted by the session service, recorded as the session's event
     async with SessionClient(stack.services["session"].grpc, identity="test") as client:
         page = await client.inspect(ss.InspectSessionRequest(session_id=sid, detail="full"))

@@ -11,6 +11,7 @@ and its steps. The hurt executor is brought back afterwards, so each case starts
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -34,6 +35,7 @@ from tests.support.recovery import (
     submit,
     two_executor_stack,
 )
+from tests.support.stack import cli
 
 pytestmark = [
     pytest.mark.e2e,
@@ -79,6 +81,16 @@ async def test_sigkill_the_executor_mid_session_resumes_on_the_other(
     ]
     types = [e.type for e in await events_of(stack, sid)]
     assert {"paused", "executor_reassigned", "resumed"} <= set(types)
+    # anyone can recheck it from the chains and IPFS alone, across the change of executor
+
+    async def anchored_through_the_end() -> None:
+        assert factory(stack).functions.latestCheckpoint(int(sid)).call()[0] == 10
+
+    await eventually(anchored_through_the_end, timeout=60)
+    checked = await cli(stack, "verify", sid, "--json")
+    assert checked.returncode == 0, (checked.stdout, checked.stderr)
+    report = json.loads(checked.stdout)
+    assert report["verified"] and report["checkpoint"]["seq"] == 10 and not report["rejected"]
     print(f"SIGKILL -> all 10 tasks done on {survivor} in {took:.1f} s")
     await bring_back(stack, victim)
 

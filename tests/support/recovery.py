@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from agentgpt.recovery.v1 import recovery_pb2 as rc
 from agentgpt.session.v1 import session_pb2 as ss
 from apps.localnet.stack import LocalStack, StackOptions
 from tests.support import eventually
-from tests.support.stack import session_ok
+from tests.support.stack import session_cli, session_ok
 
 LEASE_TTL = 2  # seconds: short, so a lapsed lease is seen within the test
 SPEC = """\
@@ -50,10 +51,18 @@ async def new_session(stack: LocalStack, tmp_path: Path) -> str:
 
 
 async def submit(stack: LocalStack, sid: str, count: int, start: int = 0) -> None:
+    """Submit `count` tasks as the owner would: a session a recovery holds PAUSED refuses tasks (with
+    FAILED_PRECONDITION naming the state), so such a refusal is retried until it resumes (60 s)."""
     for i in range(start, start + count):
-        await session_ok(
-            stack, "submit", sid, "publish_report", "--args", json.dumps({"title": f"report {i}"})
-        )
+        args = ("submit", sid, "publish_report", "--args", json.dumps({"title": f"report {i}"}))
+        deadline = time.monotonic() + 60
+        while True:
+            proc = await session_cli(stack, *args)
+            if proc.returncode == 0:
+                break
+            paused = "not allowed in state PAUSED" in proc.stderr
+            assert paused and time.monotonic() < deadline, (args, proc.stdout, proc.stderr)
+            await asyncio.sleep(0.2)
 
 
 def session_client(stack: LocalStack) -> SessionClient:

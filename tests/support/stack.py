@@ -23,15 +23,20 @@ async def local_stack(workdir: Path) -> AsyncIterator[LocalStack]:
         await s.stop()
 
 
-async def session_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """`agentgpt session ARGS` against `stack`, as a separate process."""
+async def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`agentgpt ARGS` against `stack`, as a separate process."""
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "apps.cli.main", "session", *args, "--workdir", str(stack.workdir)],
+        [sys.executable, "-m", "apps.cli.main", *args, "--workdir", str(stack.workdir)],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+async def session_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`agentgpt session ARGS` against `stack`, as a separate process."""
+    return await cli(stack, "session", *args)
 
 
 async def session_ok(stack: LocalStack, *args: str) -> str:

@@ -15,8 +15,8 @@ from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import NotFound, Unavailable
 from agentgpt.ipfs import CheckpointReader, CheckpointWriter, EmbeddedStore, generate_key
 from agentgpt.tasklog import ExecutorKey
+from agentgpt.verify import ChainRecord, CheckpointVerifier
 from apps.localnet.anvil import DEV_PRIVATE_KEYS
-from services.recovery_oracle.verify import ChainRecord, CheckpointVerifier
 
 from .fakes import EXECUTOR, HOME, OTHER, OTHER_CHAIN, SID, Checkpoints, Indexer
 

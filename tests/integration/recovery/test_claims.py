@@ -18,8 +18,8 @@ from agentgpt.ipfs import CheckpointReader, CheckpointWriter, EmbeddedStore
 from agentgpt.network import ChainInfo
 from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.tasklog import ExecutorKey
+from agentgpt.verify import CheckpointVerifier
 from services.recovery_oracle.claims import ClaimJudge, RegistryPenalties
-from services.recovery_oracle.verify import CheckpointVerifier
 from tests.component.recovery.fakes import HOME, SID, Checkpoints, Indexer
 from tests.contracts.chain import Chain
 from tests.contracts.conftest import MIN_BOND

@@ -1,8 +1,10 @@
-"""Checkpoint verification: what the recovery oracle trusts before a session is brought back.
+"""Checkpoint verification: what the recovery oracle trusts before a session is brought back, and what
+`agentgpt verify` checks from the chains and IPFS alone (one code for both).
 
-What the chains say about a session comes from the indexer's events: every CheckpointAnchored (the home
-chain's SessionFactory and every secondary chain's AnchorRegistry) and every ExecutorAssigned (the home
-chain: who was assigned at which epoch). Newest first, each anchored checkpoint is rechecked end to end:
+What the chains say about a session comes from an EventSource: the indexer's events for the oracle
+(IndexerClient), the chains' own logs for `agentgpt verify` (ChainLogs): every CheckpointAnchored (the
+home chain's SessionFactory and every secondary chain's AnchorRegistry) and every ExecutorAssigned (the
+home chain: who was assigned at which epoch). Newest first, each anchored checkpoint is rechecked end to end:
 
 1. its anchors agree: every chain that anchored this seq anchored the same CID and state root;
 2. the bytes hash to the anchored CID (content addressing; a sealed checkpoint must open with the
@@ -29,11 +31,10 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from multiformats import CID
 
-from agentgpt.clients import IndexerClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import NotFound, RpcError, Unavailable
 from agentgpt.indexer.v1 import indexer_pb2 as ix
@@ -43,6 +44,14 @@ from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.tasklog import ZERO_HASH, TaskLogError, VerifiedLog, verify_checkpoint_log
 
 EVENT_NAMES = ("CheckpointAnchored", "ExecutorAssigned")
+
+
+class EventSource(Protocol):
+    """Where the chains' events about a session come from (the indexer, or the chains' logs)."""
+
+    async def list_events(self, req: ix.ListEventsRequest) -> ix.ListEventsResponse: ...
+
+
 PAGE = 500
 
 
@@ -120,7 +129,7 @@ class _Verified:
 
 
 class CheckpointVerifier:
-    def __init__(self, indexer: IndexerClient, reader: CheckpointReader) -> None:
+    def __init__(self, indexer: EventSource, reader: CheckpointReader) -> None:
         self.indexer = indexer
         self.reader = reader
         self._histories: dict[tuple[str, str], _Verified] = {}  # (session, cid) whose history verified
