@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_PREFIX = "sqlite+aiosqlite:///"
@@ -20,8 +21,9 @@ def sqlite_path(url: str) -> str | None:
 
 
 def open_engine(url: str) -> AsyncEngine:
-    """An async engine for `url`; a SQLite file's folder is made, and its writers wait (not fail) for
-    the lock; PostgreSQL connections are checked before use."""
+    """An async engine for `url`. SQLite: the file's folder is made, the database runs in WAL mode
+    (readers never block the writer nor it them, so a long read cannot make a write fail with "database
+    is locked"), and a statement waits up to 30 s for a lock. PostgreSQL: connections checked before use."""
     kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
     if path is not None:
@@ -30,7 +32,17 @@ def open_engine(url: str) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs["pool_pre_ping"] = True
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if path is not None and path and path != ":memory:":
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")  # still crash-safe in WAL mode
+            cur.close()
+
+    return engine
 
 
 class Writes:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from agentgpt.sql import open_engine
 from services.indexer.decoding import DecodedEvent
 from services.indexer.rpc import BlockHeader
 
@@ -253,21 +254,7 @@ class IndexerStore:
 
     @classmethod
     async def open(cls, url: str) -> IndexerStore:
-        kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
-        engine = create_async_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-
-            @sa.event.listens_for(engine.sync_engine, "connect")
-            def _pragmas(dbapi_conn: Any, _: Any) -> None:
-                cur = dbapi_conn.cursor()
-                # WAL: readers (queries, streams) never block the writer; NORMAL is still crash-safe in WAL.
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.close()
-
-        store = cls(engine)
+        store = cls(open_engine(url))
         await store.migrate()
         return store
 
