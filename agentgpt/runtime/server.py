@@ -5,7 +5,6 @@ reflection, Prometheus /metrics, graceful SIGTERM. Used by every service's __mai
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -201,9 +200,16 @@ class RunningService:
         await asyncio.sleep(self.config.drain_delay)
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:
+            # a loop that ignores its cancellation must not hold the shutdown forever
+            done, stuck = await asyncio.wait(self._tasks, timeout=max(5.0, self.config.shutdown_grace))
+            for t in done:
+                if not t.cancelled():
+                    t.exception()  # retrieved: a loop that failed as it stopped was logged by _supervise
+            for t in stuck:
+                log.error(
+                    "%s: background task %s did not stop when cancelled", self.definition.name, t.get_name()
+                )
         await self.server.stop(self.config.shutdown_grace)
         for close in self.definition.on_stop:
             try:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.runtime.tasks import cancelling
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.timestamps import to_timestamp
 from services.recovery_oracle.executors import ExecutorPool
@@ -139,5 +140,7 @@ class Detector:
             try:
                 await self.pass_once()
             except Exception as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 log.warning("detection pass failed: %s", exc)
             await asyncio.sleep(self.interval)

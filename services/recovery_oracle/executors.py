@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from agentgpt.clients import ExecutorClient
 from agentgpt.errors import RpcError
 from agentgpt.executor.v1 import executor_pb2 as ex
+from agentgpt.runtime.tasks import cancelling
 
 log = logging.getLogger("agentgpt.recovery.executors")
 
@@ -85,6 +86,8 @@ class ExecutorPool:
                 m.client.get_status(timeout=self.timeout, retry=False), self.timeout + 0.5
             )
         except (RpcError, TimeoutError, OSError) as exc:
+            if cancelling():
+                raise asyncio.CancelledError from None
             m.failures += 1
             m.last_error = str(exc)[:300]
             if not m.dead and m.failures >= self.failures and m.status is not None:

@@ -38,6 +38,7 @@ from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import NotFound, RpcError
 from agentgpt.executor.v1 import executor_pb2 as ex
 from agentgpt.recovery.v1 import recovery_pb2 as pb
+from agentgpt.runtime.tasks import cancelling
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.timestamps import to_timestamp
 from agentgpt.verify import CheckpointVerifier
@@ -200,6 +201,8 @@ class Recoverer:
                 main.cancel()
                 return
             except Exception as exc:  # the store is down: the lease may lapse; the next write tells
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 log.warning("recovery %s: extending the lease failed: %s", rec.recovery_id, exc)
 
     async def _run(self, rec: pb.Recovery) -> None:
@@ -260,6 +263,8 @@ class Recoverer:
             except (Ended, GiveUp, Fenced, asyncio.CancelledError):
                 raise
             except Exception as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from None
                 why = exc.details if isinstance(exc, RpcError) else str(exc)
                 step.detail = f"attempt {step.attempts} failed: {type(exc).__name__}: {why}"[:1000]
                 log.warning("session %s: recovery step %s: %s", rec.session_id, name, step.detail)
