@@ -119,7 +119,7 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ RPC-facing operations
-    def _admit(self, session_id: str) -> None:
+    def _admit(self) -> None:
         if self.draining:
             raise FailedPrecondition(
                 f"executor {self.config.executor_id} is shutting down and takes no sessions; choose another"
@@ -142,7 +142,7 @@ class Engine:
     async def assign(self, session_id: str) -> int:
         if session_id in self.runners:
             return int(self.runners[session_id].lease.epoch)
-        self._admit(session_id)
+        self._admit()
         lease = await self._lease(session_id)
         self._start(lease)
         return int(lease.epoch)
@@ -159,7 +159,7 @@ class Engine:
         if running is not None and not running.fenced:
             await running.ready.wait()
             return running.last_seq + 1
-        self._admit(session_id)
+        self._admit()
         if self.deps.assignment is not None:
             assigned, chain_epoch = await self.deps.assignment(session_id)
             if assigned.lower() != self.deps.key.address.lower() or (epoch and chain_epoch != epoch):

@@ -21,7 +21,7 @@ from agentgpt.errors import FailedPrecondition, NotFound
 from agentgpt.ipfs import CheckpointReader, ContentStore
 from agentgpt.lifecycle import SessionClock, SessionState
 from agentgpt.session.v1 import session_pb2 as pb
-from services.session.control.callers import CallContext, Callers, require_service
+from services.session.control.callers import CallContext, Callers
 from services.session.control.core import Core
 from services.session.control.specs import spec_from_dict, spec_to_dict
 from services.session.model import NewEvent, SessionRecord
@@ -38,8 +38,7 @@ class Restore:
         self.reader = CheckpointReader(store)
 
     async def restore(self, req: pb.RestoreSessionRequest, ctx: CallContext) -> SessionRecord:
-        caller = self.callers.caller(req, ctx, service_allowed=True)
-        require_service(caller, "RestoreSession")
+        caller = self.callers.service_caller(req, ctx, "RestoreSession")
         core = self.core
         sid = req.session_id
         if await core.db.get(sid) is not None:
