@@ -10,15 +10,21 @@ callback makes each intent durable before broadcast.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from eth_utils.address import to_checksum_address
+from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
 from agentgpt.canonical import canonical_json_ascii
 from agentgpt.contracts import load_artifact
+from agentgpt.filing import FORM, Holding, exact_decimal, information_table, table_value_total
 from agentgpt.ipfs import ContentStore
 from services.executor.plan import Action, Plan, PlanRejected
 from services.executor.transactions import ChainSet, Journal, TxIntentRecord, TxResult, signer_of
@@ -82,7 +88,19 @@ ERC20_ABI = [
         "outputs": [{"name": "", "type": "uint256"}],
     },
 ]
+# The optional ERC-20 metadata the filing names a token by (a token without it is still filed).
+ERC20_METADATA_ABI = [
+    {
+        "name": name,
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [{"name": "", "type": kind}],
+    }
+    for name, kind in (("name", "string"), ("symbol", "string"), ("decimals", "uint8"))
+]
 SWAP_DEADLINE_S = 1800
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 
 @dataclass(frozen=True)
@@ -252,6 +270,9 @@ class ActionRunner:
     async def _publish(
         self, session_id: str, title: str, memory: Mapping[str, Any], params: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """The JSON holdings report and, when there are holdings (a chain), the same holdings as a Form
+        13F information table (agentgpt.filing): both on IPFS, their CIDs in the result. The table is
+        for the audit trail and is not submitted anywhere (`"submitted": False`)."""
         if self.store is None:
             raise PlanRejected("this executor has no IPFS store configured", by="executor")
         report: dict[str, Any] = {"session_id": session_id, "title": title, "results": dict(memory)}
@@ -273,4 +294,131 @@ class ActionRunner:
             report["block"] = await handle.w3.eth.block_number
         data = canonical_json_ascii(report, default=str).encode()
         cid = await self.store.put(data, "raw")
-        return {"cid": cid, "size": len(data), "title": title}
+        out: dict[str, Any] = {"cid": cid, "size": len(data), "title": title}
+        if "holdings" in report:
+            table, summary = await self._information_table(session_id, cid, report, memory, params)
+            # An archived copy (Arweave) takes these same bytes, tagged agentgpt.filing.KIND ("filing").
+            out["filing"] = {
+                "form": FORM,
+                "cid": await self.store.put(table, "raw"),
+                "size": len(table),
+                "submitted": False,
+                **summary,
+            }
+        return out
+
+    async def _information_table(
+        self,
+        session_id: str,
+        report_cid: str,
+        report: Mapping[str, Any],
+        memory: Mapping[str, Any],
+        params: Mapping[str, Any],
+    ) -> tuple[bytes, dict[str, Any]]:
+        """The report's holdings (the same balances, at the same block) as a 13F information table, as
+        of the UTC day of that block. ETH is valued at the stablecoin price analyze_market read (its
+        pool reserves, exactly; else its rounded `price`), the stablecoin at 1 USD per token (its peg,
+        not a market price); without an analyze_market result ETH is left unpriced (value 0, said so)."""
+        handle = self._chains().home
+        held = report["holdings"]
+        block = int(report["block"])
+        period = datetime.fromtimestamp(int((await handle.w3.eth.get_block(block))["timestamp"]), UTC).date()
+        market = params.get("market") or {}
+        stable = held.get("stable")
+        name, symbol, decimals = "", "", 18
+        rows: list[Holding] = []
+        if stable:
+            token = handle.w3.eth.contract(
+                address=to_checksum_address(str(stable["token"])), abi=ERC20_METADATA_ABI
+            )
+            name = _printable(await _optional(token.functions.name().call(), ""), 60)
+            symbol = _printable(await _optional(token.functions.symbol().call(), ""), 20)
+            decimals = int(await _optional(token.functions.decimals().call(), 18))
+        eth_usd, source = _eth_price(memory.get("analyze_market"), market, symbol, decimals)
+        rows.append(
+            Holding(
+                f"ETHER (NATIVE COIN OF {handle.name.upper()}, CHAIN ID {handle.chain_id}; NO ISSUER)",
+                "NATIVE COIN",
+                amount=int(held["eth_wei"]),
+                decimals=18,
+                usd_per_unit=eth_usd,
+                price_source=_comment_safe(source),
+            )
+        )
+        if stable:
+            label = " ".join(p for p in (name, f"({symbol})" if symbol else "") if p) or "UNNAMED TOKEN"
+            rows.append(
+                Holding(
+                    f"{label}, ERC-20 TOKEN {to_checksum_address(str(stable['token']))} "
+                    f"ON CHAIN ID {handle.chain_id}",
+                    "ERC-20 TOKEN",
+                    amount=int(stable["balance"]),
+                    decimals=decimals,
+                    usd_per_unit=1,
+                    price_source="taken as 1 USD per token: the stablecoin's peg, not a market price",
+                )
+            )
+        notes = [
+            _comment_safe(
+                f"Holdings of session {session_id}'s account {held['account']} on {handle.name} "
+                f"(chain id {handle.chain_id}) at block {block}; the JSON report is {report_cid}."
+            )
+        ]
+        table = information_table(rows, period=period, notes=notes)
+        return table, {
+            "period": period.isoformat(),
+            "value_usd": str(table_value_total(rows)),
+            "usd_per_eth": None if eth_usd is None else exact_decimal(eth_usd),
+        }
+
+
+async def _optional(call: Any, default: Any) -> Any:
+    """The result of an optional ERC-20 metadata call, or `default` when the token does not have it."""
+    try:
+        return await call
+    except (ContractLogicError, BadFunctionCallOutput):
+        return default
+
+
+def _printable(text: Any, limit: int) -> str:
+    """A token's self-chosen name or symbol as table text: no control characters, at most `limit`."""
+    return _UNPRINTABLE.sub("", str(text)).strip()[:limit]
+
+
+def _comment_safe(text: str) -> str:
+    """`text` (which quotes the spec and the memory) as a line the table's XML comment can carry."""
+    return re.sub("-{2,}", "-", _printable(text, 1000)).rstrip("-")
+
+
+def _eth_price(
+    analysed: Any, market: Mapping[str, Any], symbol: str, decimals: int
+) -> tuple[Fraction | None, str]:
+    """USD per ETH from analyze_market's result in the session memory, and what it was read from.
+
+    The pool's reserves give the exact price (stablecoin per ETH, scaled by both tokens' decimals) when
+    the pool pairs WETH with the session's stablecoin; otherwise its `price` (rounded to 6 decimals) is
+    used; otherwise there is none. One stablecoin counts as one US dollar."""
+    if not isinstance(analysed, Mapping):
+        return None, ""
+    coin = symbol or "stablecoin"
+    weth = str(market.get("weth", "")).lower()
+    stable = str(market.get("stable", "")).lower()
+    tokens = (str(analysed.get("token0", "")).lower(), str(analysed.get("token1", "")).lower())
+    try:
+        reserves = (int(analysed["reserve0"]), int(analysed["reserve1"]))
+    except (KeyError, TypeError, ValueError):
+        reserves = (0, 0)
+    if weth and stable and set(tokens) == {weth, stable} and all(reserves):
+        eth_reserve, stable_reserve = reserves if tokens[0] == weth else reserves[::-1]
+        price = Fraction(stable_reserve * 10**18, eth_reserve * 10**decimals)
+        return price, (
+            f"pool {analysed.get('pair', '')} reserves read by analyze_market at block "
+            f"{analysed.get('block', '?')}: {exact_decimal(price)} {coin} per ETH, 1 {coin} taken as 1 USD"
+        )
+    quoted = analysed.get("price")
+    if isinstance(quoted, int | float) and not isinstance(quoted, bool) and 0 < quoted < float("inf"):
+        return Fraction(Decimal(str(quoted))), (
+            f"analyze_market's price at block {analysed.get('block', '?')}, rounded to 6 decimals; "
+            f"1 {coin} taken as 1 USD"
+        )
+    return None, ""

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from agentgpt.clients import RecoveryClient
 from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.filing import NAMESPACE, NOT_SUBMITTED
+from agentgpt.ipfs import KuboStore
 from agentgpt.recovery.v1 import recovery_pb2 as rc
 from agentgpt.session.v1 import session_pb2 as ss
 from apps.cli.dashboard import render
@@ -72,6 +76,11 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
             )
             for args in (["list"], ["inspect", sid], ["tasks", sid], ["watch", sid, "--history-only"])
         }
+        # publish_report's Form 13F information table, read back from the stack's IPFS node
+        published = {t.input.kind: t for t in inspect.recent_tasks}["publish_report"]
+        filing = json.loads(published.result_json)["outputs"][0]["filing"]
+        async with KuboStore(stack.ipfs.api) as store:
+            table = await store.get(filing["cid"])
     finally:
         await stack.stop()
     assert inspect.session.state == cpb.SESSION_STATE_COMPLETED
@@ -97,6 +106,12 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
     ]
     watched = [line.split()[2] for line in cli["watch"].stdout.splitlines()]
     assert watched[0] == "created" and watched[-1] == "completed" and "checkpointed" in watched
+    assert filing["submitted"] is False and filing["usd_per_eth"] is not None
+    root = ET.fromstring(table)
+    assert root.tag == f"{{{NAMESPACE}}}informationTable" and NOT_SUBMITTED.encode() in table
+    values = [int(v.text or "") for v in root.iterfind("t:infoTable/t:value", {"t": NAMESPACE})]
+    assert len(values) == 2 and all(v > 0 for v in values)  # ETH and dUSD, both priced
+    assert str(sum(values)) == filing["value_usd"]
     dashboard = render(inspect)
     assert "COMPLETED" in dashboard and "3/3" in dashboard
     assert "KYC_TIER4, OFAC_FILTER, GAS_OPTIMIZER_V3" in dashboard

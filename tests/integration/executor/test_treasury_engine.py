@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+import xml.etree.ElementTree as ET
+from fractions import Fraction
 
 import pytest
 from eth_account import Account
 from eth_utils import keccak
 
+from agentgpt.filing import NAMESPACE, NOT_SUBMITTED, round_half_up
 from agentgpt.ipfs import KuboStore
 from agentgpt.kyc import sign_attestation
 from agentgpt.session.v1 import session_pb2 as ss
@@ -77,12 +80,33 @@ async def test_treasury_rebalance_and_report(
     received = await token_balance(home.rpc_url, market.stable, account)
     assert received == int(out["received"]) >= int(out["min_out"]) > 0
     assert (await read_market(home.rpc_url, market)).eth_reserve == 53 * 10**18
-    report_cid = json.loads(t[3].result_json)["outputs"][0]["cid"]
+    published = json.loads(t[3].result_json)["outputs"][0]
+    report_cid, filing = published["cid"], published["filing"]
     async with KuboStore(ipfs_api) as store:
         report = json.loads(await store.get(report_cid))
+        table = await store.get(filing["cid"])
     assert report["holdings"]["stable"]["balance"] == str(received)
     assert report["holdings"]["eth_wei"] == str(7 * 10**18)
     assert report["results"]["analyze_market"]["price"] == 3000.0
+    # ... and the same holdings as a Form 13F information table (EDGAR XML), kept but never submitted
+    dusd_value = round_half_up(Fraction(received, 10**18))
+    assert filing["form"] == "13F-HR information table" and filing["submitted"] is False
+    assert filing["size"] == len(table) and filing["usd_per_eth"] == "3000"
+    assert filing["value_usd"] == str(21_000 + dusd_value)
+    root = ET.fromstring(table)
+    assert root.tag == f"{{{NAMESPACE}}}informationTable"
+    eth_row, dusd_row = root.findall("t:infoTable", {"t": NAMESPACE})
+
+    def cell(row: ET.Element, path: str) -> str:
+        return row.findtext("/".join(f"t:{p}" for p in path.split("/")), "", {"t": NAMESPACE})
+
+    assert [cell(eth_row, p) for p in ("cusip", "value", "shrsOrPrnAmt/sshPrnamt")] == [
+        "000000000",
+        "21000",
+        "7",
+    ]
+    assert cell(dusd_row, "value") == str(dusd_value) and market.stable in cell(dusd_row, "nameOfIssuer")
+    assert NOT_SUBMITTED.encode() in table and report_cid.encode() in table
     # A call outside the session's allowlist is refused by the account's guard: FAILED, named, no tx sent.
     assert t[4].status == ss.TASK_STATUS_FAILED and "ActionNotAllowed(" in t[4].error and not t[4].intents
     # The whole run (floats in the memory included) is checkpointed once the queue drains.
