@@ -64,6 +64,11 @@ class SessionClient(ServiceClient):
     async def reassign_executor(self, req: ss.ReassignExecutorRequest) -> ss.ReassignExecutorResponse:
         return cast(ss.ReassignExecutorResponse, await self.unary("ReassignExecutor", req, timeout=120))
 
+    async def get_session_keys(self, session_id: str, public_key: bytes) -> ss.GetSessionKeysResponse:
+        """Every epoch's checkpoint data key of a session, wrapped to `public_key` (recovery oracle only)."""
+        req = ss.GetSessionKeysRequest(session_id=session_id, public_key=public_key)
+        return cast(ss.GetSessionKeysResponse, await self.unary("GetSessionKeys", req))
+
     async def submit_tasks(self, req: ss.SubmitTasksRequest) -> ss.SubmitTasksResponse:
         return cast(ss.SubmitTasksResponse, await self.unary("SubmitTasks", req))
 

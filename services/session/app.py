@@ -18,6 +18,7 @@ from services.session.chain_sync import ChainSync
 from services.session.clock import Clock, system_clock
 from services.session.config import SessionConfig
 from services.session.control import SessionControl
+from services.session.keys import KeyCustody
 from services.session.memory import InMemorySessionChain
 from services.session.servicer import SessionServicer
 from services.session.store import SessionDB
@@ -92,6 +93,8 @@ async def build(
         chain_retry_cap=max(CHAIN_RETRY_CAP, config.timer_interval),
         clock=clock,
         deployment=deployment,
+        # checkpoint data keys are kept wrapped to the relayer key (a key for this process without one)
+        custody=KeyCustody(config.relayer_key or None),
     )
     timers = LifecycleTimers(control, config.timer_interval, registry)
     background = [timers.run]

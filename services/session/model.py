@@ -52,6 +52,7 @@ class SessionRecord:
     final_tx_hash: bytes | None
     chain_expiry_due: float | None = None
     chain_expiry_attempts: int = 0
+    owner_public_key: bytes | None = None  # 64 bytes x || y; None before activation (or before 0003)
 
     @classmethod
     def from_row(cls, row: Any) -> SessionRecord:
@@ -70,6 +71,23 @@ class SessionRecord:
     @property
     def spec(self) -> dict[str, Any]:
         return dict(json.loads(self.spec_json))
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One row of session_keys: a checkpoint data key, wrapped to the service's custodian key."""
+
+    session_id: str
+    epoch: int
+    executor: str
+    custodian: str
+    wrapped: bytes
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> KeyRecord:
+        m = row._mapping
+        return cls(**{f.name: m[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,13 @@ class SessionServicer(pb_grpc.SessionServiceServicer):
 
     async def ClaimLease(self, request: pb.ClaimLeaseRequest, context: aio.ServicerContext) -> Any:
         rec = await self.work.claim_lease(request, call_context(context))
-        return pb.ClaimLeaseResponse() if rec is None else pb.ClaimLeaseResponse(lease=lease_to_pb(rec))
+        if rec is None:
+            return pb.ClaimLeaseResponse()
+        keys, owner_key = await self.work.lease_keys(rec, bytes(request.executor_public_key))
+        return pb.ClaimLeaseResponse(lease=lease_to_pb(rec), session_keys=keys, owner_public_key=owner_key)
+
+    async def GetSessionKeys(self, request: pb.GetSessionKeysRequest, context: aio.ServicerContext) -> Any:
+        return await self.work.session_keys(request, call_context(context))
 
     async def RenewLease(self, request: pb.RenewLeaseRequest, context: aio.ServicerContext) -> Any:
         rec = await self.work.renew_lease(request, call_context(context))

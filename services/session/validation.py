@@ -15,11 +15,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from eth_utils.address import to_checksum_address
+
 from agentgpt.common.v1 import common_pb2 as common
 from agentgpt.decorators import DecoratorSet, UnknownDecorator, supported_decorators
 from agentgpt.errors import InvalidArgument
 from agentgpt.network import Network
 from agentgpt.runtime import validation as v
+from agentgpt.sealing import address_of
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import SPEC_FIELDS_IN_PARAMS, SessionSpec, build_spec, parse_yaml
 from services.session.clock import Clock, system_clock
@@ -260,12 +263,34 @@ def executor_id(value: str, field: str = "executor_id") -> None:
     v.text(value, field, max_len=128, identifier=True)
 
 
+def public_key(value: bytes, field: str, *, required: bool = True) -> str | None:
+    """A 64-byte secp256k1 public key (x || y, a point on the curve): its checksummed address."""
+    if not value and not required:
+        return None
+    v.bytes_len(value, field, 64)
+    try:
+        return address_of(value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(field, exc.message.removeprefix("public_key: ")) from None
+
+
 def claim(req: pb.ClaimLeaseRequest) -> None:
     executor_id(req.executor_id)
     if req.session_id:
         v.session_id(req.session_id)
     v.in_range(req.ttl_seconds, "ttl_seconds", 1, 300)
-    v.address(req.executor_address, "executor_address", required=False)
+    named = v.address(req.executor_address, "executor_address", required=False)
+    keyed = public_key(req.executor_public_key, "executor_public_key", required=False)
+    if named and keyed and to_checksum_address(named) != keyed:
+        raise InvalidArgument(
+            "executor_public_key",
+            f"is the key of {keyed}, not of executor_address {to_checksum_address(named)}",
+        )
+
+
+def session_keys(req: pb.GetSessionKeysRequest) -> None:
+    v.session_id(req.session_id)
+    public_key(req.public_key, "public_key")
 
 
 def leased(req: Any) -> None:
@@ -344,6 +369,7 @@ def validators(
         PREFIX + "ListTasks": c.list_tasks,
         PREFIX + "ReassignExecutor": c.reassign,
         PREFIX + "RestoreSession": restore,
+        PREFIX + "GetSessionKeys": session_keys,
     }
 
 

@@ -1124,6 +1124,7 @@ class ClaimLeaseRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
     EXECUTOR_ADDRESS_FIELD_NUMBER: _builtins.int
+    EXECUTOR_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     executor_id: _builtins.str
     """Executor identity, 1..128 printable characters. Required."""
     session_id: _builtins.str
@@ -1134,6 +1135,13 @@ class ClaimLeaseRequest(_message.Message):
     """The executor's Ethereum address (0x, 20 bytes). When set, only sessions assigned to this address on
     chain are leased (their on-chain actions need the assigned executor); empty leases any session.
     """
+    executor_public_key: _builtins.bytes
+    """The executor's secp256k1 public key, 64 bytes x || y (no 0x04 prefix); optional. When its address is
+    the leased session's executor of record (the one the home chain assigned, as the session service
+    recorded the activation or the latest reassignment), the response carries the session's checkpoint
+    data keys wrapped to it; any other caller gets the lease without keys. When executor_address is set
+    too, both must name the same address.
+    """
     def __init__(
         self,
         *,
@@ -1141,10 +1149,11 @@ class ClaimLeaseRequest(_message.Message):
         session_id: _builtins.str = ...,
         ttl_seconds: _builtins.int = ...,
         executor_address: _builtins.str = ...,
+        executor_public_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["executor_address", b"executor_address", "executor_id", b"executor_id", "session_id", b"session_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["executor_address", b"executor_address", "executor_id", b"executor_id", "executor_public_key", b"executor_public_key", "session_id", b"session_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1155,22 +1164,123 @@ class ClaimLeaseResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LEASE_FIELD_NUMBER: _builtins.int
+    SESSION_KEYS_FIELD_NUMBER: _builtins.int
+    OWNER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    owner_public_key: _builtins.bytes
+    """The owner's secp256k1 public key (64 bytes x || y): every sealed checkpoint body is wrapped to it
+    too, so the owner can read the session's history alone. Set together with session_keys.
+    """
     @_builtins.property
     def lease(self) -> Global___Lease:
         """Unset when nothing could be claimed."""
+
+    @_builtins.property
+    def session_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___WrappedSessionKey]:
+        """The leased session's checkpoint data keys, one per executor epoch, oldest first, each wrapped to
+        the request's executor_public_key (agentgpt.sealing: ECIES on secp256k1): the newest seals the
+        checkpoints this executor writes, the older ones open its predecessors'. Empty when the request
+        named no public key, the key is not the executor of record's, or the session has no keys (activated
+        before keys were kept, or restored from the chain).
+        """
 
     def __init__(
         self,
         *,
         lease: Global___Lease | None = ...,
+        session_keys: _abc.Iterable[Global___WrappedSessionKey] | None = ...,
+        owner_public_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "owner_public_key", b"owner_public_key", "session_keys", b"session_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClaimLeaseResponse: _TypeAlias = ClaimLeaseResponse  # noqa: Y015
+
+@_typing.final
+class WrappedSessionKey(_message.Message):
+    """One checkpoint data key of a session, wrapped to one recipient's public key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    EXECUTOR_FIELD_NUMBER: _builtins.int
+    WRAPPED_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    """The executor assignment epoch on the home chain (ExecutorAssigned) the key belongs to; a sealed
+    body names it as its key_epoch.
+    """
+    executor: _builtins.str
+    """The executor of record at that epoch (0x, checksummed)."""
+    wrapped: _builtins.bytes
+    """The 32-byte AES-256 data key, ECIES-wrapped (129 bytes; agentgpt.sealing)."""
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        executor: _builtins.str = ...,
+        wrapped: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "executor", b"executor", "wrapped", b"wrapped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WrappedSessionKey: _TypeAlias = WrappedSessionKey  # noqa: Y015
+
+@_typing.final
+class GetSessionKeysRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """Required: decimal token id."""
+    public_key: _builtins.bytes
+    """Required: the caller's secp256k1 public key, 64 bytes x || y, that the keys are wrapped to."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        public_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["public_key", b"public_key", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSessionKeysRequest: _TypeAlias = GetSessionKeysRequest  # noqa: Y015
+
+@_typing.final
+class GetSessionKeysResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    OWNER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    owner_public_key: _builtins.bytes
+    """The owner's secp256k1 public key (64 bytes x || y); empty when the session has no keys."""
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___WrappedSessionKey]:
+        """Every epoch's data key, oldest first, wrapped to the request's public key; empty when the session
+        has none.
+        """
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[Global___WrappedSessionKey] | None = ...,
+        owner_public_key: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys", "owner_public_key", b"owner_public_key"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSessionKeysResponse: _TypeAlias = GetSessionKeysResponse  # noqa: Y015
 
 @_typing.final
 class RenewLeaseRequest(_message.Message):

@@ -147,6 +147,11 @@ class SessionServiceStub:
                 request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionRequest.SerializeToString,
                 response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionResponse.FromString,
                 _registered_method=True)
+        self.GetSessionKeys = channel.unary_unary(
+                '/agentgpt.session.v1.SessionService/GetSessionKeys',
+                request_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.GetSessionKeysRequest.SerializeToString,
+                response_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.GetSessionKeysResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -312,6 +317,15 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSessionKeys(self, request, context):
+        """Every executor epoch's checkpoint data key of a session, each wrapped to the caller's public key
+        (the recovery oracle's service identity only): what it opens sealed checkpoint bodies with when it
+        verifies them (docs/design.md §7).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -424,6 +438,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.RestoreSession,
                     request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionRequest.FromString,
                     response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionResponse.SerializeToString,
+            ),
+            'GetSessionKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSessionKeys,
+                    request_deserializer=agentgpt_dot_session_dot_v1_dot_session__pb2.GetSessionKeysRequest.FromString,
+                    response_serializer=agentgpt_dot_session_dot_v1_dot_session__pb2.GetSessionKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1023,6 +1042,33 @@ class SessionService:
             '/agentgpt.session.v1.SessionService/RestoreSession',
             agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionRequest.SerializeToString,
             agentgpt_dot_session_dot_v1_dot_session__pb2.RestoreSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSessionKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentgpt.session.v1.SessionService/GetSessionKeys',
+            agentgpt_dot_session_dot_v1_dot_session__pb2.GetSessionKeysRequest.SerializeToString,
+            agentgpt_dot_session_dot_v1_dot_session__pb2.GetSessionKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

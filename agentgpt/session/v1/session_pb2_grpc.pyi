@@ -85,6 +85,11 @@ class SessionServiceStub:
     """Rebuilds a session SessionDB lost from its home chain and its newest anchored checkpoint on IPFS
     (operators: a service identity). Refused when SessionDB has the session.
     """
+    GetSessionKeys: _grpc.UnaryUnaryMultiCallable[_session_pb2.GetSessionKeysRequest, _session_pb2.GetSessionKeysResponse]
+    """Every executor epoch's checkpoint data key of a session, each wrapped to the caller's public key
+    (the recovery oracle's service identity only): what it opens sealed checkpoint bodies with when it
+    verifies them (docs/design.md §7).
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -142,6 +147,11 @@ class SessionServiceAsyncStub(SessionServiceStub):
     RestoreSession: _aio.UnaryUnaryMultiCallable[_session_pb2.RestoreSessionRequest, _session_pb2.RestoreSessionResponse]  # type: ignore[assignment]
     """Rebuilds a session SessionDB lost from its home chain and its newest anchored checkpoint on IPFS
     (operators: a service identity). Refused when SessionDB has the session.
+    """
+    GetSessionKeys: _aio.UnaryUnaryMultiCallable[_session_pb2.GetSessionKeysRequest, _session_pb2.GetSessionKeysResponse]  # type: ignore[assignment]
+    """Every executor epoch's checkpoint data key of a session, each wrapped to the caller's public key
+    (the recovery oracle's service identity only): what it opens sealed checkpoint bodies with when it
+    verifies them (docs/design.md §7).
     """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -329,6 +339,17 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_session_pb2.RestoreSessionResponse, _abc.Awaitable[_session_pb2.RestoreSessionResponse]]:
         """Rebuilds a session SessionDB lost from its home chain and its newest anchored checkpoint on IPFS
         (operators: a service identity). Refused when SessionDB has the session.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSessionKeys(
+        self,
+        request: _session_pb2.GetSessionKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.GetSessionKeysResponse, _abc.Awaitable[_session_pb2.GetSessionKeysResponse]]:
+        """Every executor epoch's checkpoint data key of a session, each wrapped to the caller's public key
+        (the recovery oracle's service identity only): what it opens sealed checkpoint bodies with when it
+        verifies them (docs/design.md §7).
         """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -28,6 +28,10 @@ class CallContext:
     chain_signature: bytes = b""
 
 
+#: The recovery oracle's service identity (the only caller of GetSessionKeys).
+ORACLE_IDENTITY = "recovery_oracle"
+
+
 def read_signature(request: Message, ctx: CallContext) -> common.OwnerSignature | None:
     """The owner's read signature: the request's `auth` field, else the deprecated metadata header."""
     field: common.OwnerSignature | None = getattr(request, "auth", None)

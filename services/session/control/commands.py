@@ -22,6 +22,7 @@ from services.session.control.core import Core
 from services.session.control.relay import ChainOp, R, Relay
 from services.session.control.specs import spec_from_dict, spec_from_request, spec_to_dict
 from services.session.convert import session_to_pb
+from services.session.keys import owner_public_key
 from services.session.model import Caller, NewEvent, SessionRecord
 from services.session.store import Change
 from services.session.validation import edited_params
@@ -152,7 +153,10 @@ class Commands:
                     "executor: none given and the service has no default executor configured"
                 )
             chain_sig = required_chain_signature(req, ctx)
-            payload = {"executor": to_checksum_address(executor)}
+            # The owner's public key (a recipient of every sealed checkpoint) from the owner's own
+            # signature on this request; kept with the session when the activation settles.
+            owner_key = owner_public_key(req.auth, req, chain_id=self.relay.callers.auth_chain_id)
+            payload = {"executor": to_checksum_address(executor), "owner_public_key": owner_key.hex()}
             # The account's allowlist is the spec's (params.allowlist), as the owner signed it.
             allowlist = allowlist_of(rec.spec.get("params") or {})
 

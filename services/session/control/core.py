@@ -15,6 +15,7 @@ from services.session.chain import SessionChain
 from services.session.chain_sync import ChainSync
 from services.session.clock import Clock
 from services.session.control.callers import require_owner_or_service
+from services.session.keys import KeyCustody
 from services.session.model import Caller, SessionRecord
 from services.session.store import Change, SessionDB, VersionConflict
 from services.session.validation import Deployment
@@ -46,7 +47,7 @@ class EventBus:
 
 class Core:
     """What the planes share. `chain_sync` (writer grants and budget audits) is set once the service knows
-    its network; None without one."""
+    its network; None without one. `custody` keeps the sessions' checkpoint data keys."""
 
     def __init__(
         self,
@@ -57,6 +58,7 @@ class Core:
         clock: Clock,
         receipt_timeout: float = 60.0,
         deployment: Deployment | None = None,
+        custody: KeyCustody | None = None,
     ) -> None:
         self.db = db
         self.chain = chain
@@ -66,6 +68,8 @@ class Core:
         self.deployment = deployment or Deployment()  # the decorators and chains a spec may name
         self.bus = EventBus()
         self.chain_sync: ChainSync | None = None
+        # the checkpoint data keys (None: no keys are made, checkpoints stay plaintext)
+        self.custody = custody
 
     def now(self) -> int:
         return int(self.clock())

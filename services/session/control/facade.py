@@ -17,6 +17,7 @@ from services.session.control.reads import Reads
 from services.session.control.relay import Relay
 from services.session.control.restore import Restore
 from services.session.control.work import Work
+from services.session.keys import KeyCustody
 from services.session.store import SessionDB
 from services.session.validation import Deployment
 
@@ -38,6 +39,7 @@ class SessionControl:
         clock: Clock = system_clock,
         deployment: Deployment | None = None,
         chain_sync: ChainSync | None = None,
+        custody: KeyCustody | None = None,
     ) -> None:
         self.core = Core(
             db,
@@ -46,6 +48,7 @@ class SessionControl:
             clock=clock,
             receipt_timeout=receipt_timeout,
             deployment=deployment,
+            custody=custody if custody is not None else KeyCustody(),
         )
         self.core.chain_sync = chain_sync
         self.archive = archive  # the content store the event logs go to

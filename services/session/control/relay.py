@@ -147,6 +147,9 @@ class ChainOp(Generic[R]):
     # fields of the response besides the session, from the payload and the receipt
     extra: Callable[[dict[str, Any], Receipt], dict[str, Any]] = field(default=_no_extra)
     kicks_chain_sync: bool = False  # writer grants may be due at once (a new executor)
+    new_key_epoch: bool = (
+        False  # a new executor of record: a new checkpoint data key (services/session/keys.py)
+    )
 
     @property
     def name(self) -> str:
@@ -162,6 +165,7 @@ ACTIVATE = ChainOp(
     _activated,
     extra=lambda _p, r: {"tx_hash": r.tx_hash},
     kicks_chain_sync=True,
+    new_key_epoch=True,
 )
 UPDATE_BUDGET = ChainOp(Action.UPDATE_BUDGET, pb.UpdateBudgetResponse, _budget_updated)
 COMPLETE = ChainOp(
@@ -176,6 +180,7 @@ REASSIGN = ChainOp(
     _reassigned,
     extra=lambda _p, r: {"tx_hash": r.tx_hash, "chain_epoch": r.assigned_epoch or 0},
     kicks_chain_sync=True,
+    new_key_epoch=True,
 )
 PAUSE = ChainOp(Action.PAUSE, pb.PauseSessionResponse, _oracle_effect("paused", fence=True))
 RESUME = ChainOp(Action.RESUME, pb.ResumeSessionResponse, _oracle_effect("resumed"))
@@ -383,10 +388,18 @@ class Relay:
             values = effect.values
             if effect.reason is not None:
                 values = {**core.clock_values(clock, effect.reason), **values}
+            new_keys: list[dict[str, Any]] = []
+            if op.new_key_epoch:
+                values, new_keys = await self._epoch_key(rec, payload, receipt, values)
             # a task report or lease renewal landing in between is a conflict: re-read and apply again
             done = await core.commit(
                 Change(
-                    session_id, rec.version, values, effect.events, finish_request=(principal, key, respond)
+                    session_id,
+                    rec.version,
+                    values,
+                    effect.events,
+                    finish_request=(principal, key, respond),
+                    new_keys=new_keys,
                 )
             )
             if op.kicks_chain_sync and core.chain_sync is not None:
@@ -397,6 +410,31 @@ class Relay:
             attempt,
             gave_up=f"session {session_id} keeps changing; the {op.name} is on chain and will be recorded on retry",
         )
+
+    async def _epoch_key(
+        self, rec: SessionRecord, payload: dict[str, Any], receipt: Receipt, values: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A new executor of record (activation, reassignment): the session's data key for the chain's new
+        assignment epoch, committed with it; and the owner's public key the activation recovered."""
+        core = self.core
+        owner_key = rec.owner_public_key
+        if payload.get("owner_public_key"):
+            owner_key = bytes.fromhex(payload["owner_public_key"])
+            values = {**values, "owner_public_key": owner_key}
+        if core.custody is None:
+            return values, []
+        if owner_key is None:
+            log.warning(
+                "session %s has no owner public key (activated before checkpoint keys were kept): no data "
+                "key for its new executor; its checkpoints stay plaintext",
+                rec.session_id,
+            )
+            return values, []
+        held = await core.db.session_keys(rec.session_id)
+        epoch = receipt.assigned_epoch or (max((k.epoch for k in held), default=0) + 1)
+        if any(k.epoch == epoch for k in held):
+            return values, []
+        return values, [core.custody.new_key_row(rec.session_id, epoch, payload["executor"], core.clock())]
 
     # ------------------------------------------------------------------ reconciliation
 

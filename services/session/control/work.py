@@ -5,22 +5,26 @@ executors update an ACTIVE session all the time, so a lost race is re-read, not 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, cast
 
 from eth_utils.address import to_checksum_address
 
 from agentgpt.canonical import canonical_json
-from agentgpt.errors import FailedPrecondition, NotFound
+from agentgpt.errors import FailedPrecondition, NotFound, PermissionDenied
 from agentgpt.lifecycle import Action, SessionState
 from agentgpt.runtime.validation import INT64_MAX
+from agentgpt.sealing import address_of
 from agentgpt.session.v1 import session_pb2 as pb
 from services.session import rules
-from services.session.control.callers import CallContext, Callers
+from services.session.control.callers import ORACLE_IDENTITY, CallContext, Callers
 from services.session.control.core import Core
 from services.session.control.relay import Relay
 from services.session.convert import intents_to_bytes
 from services.session.model import Caller, NewEvent, SessionRecord
 from services.session.store import Change
+
+log = logging.getLogger("agentgpt.session")
 
 DEFAULT_LEASE_TTL = 15
 FINAL_TASK = {pb.TASK_STATUS_SUCCEEDED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_REFUSED}
@@ -107,6 +111,54 @@ class Work:
         if rec is not None:
             self.core.bus.notify(rec.session_id)
         return rec
+
+    async def lease_keys(
+        self, rec: SessionRecord, public_key: bytes
+    ) -> tuple[list[pb.WrappedSessionKey], bytes]:
+        """The leased session's checkpoint data keys wrapped to `public_key`, and the owner's public key —
+        only when that key is the executor of record's (SessionDB's record of the chain's activation or
+        latest reassignment) and the newest key is that executor's epoch; else nothing."""
+        custody = self.core.custody
+        if not public_key or custody is None or not rec.executor or rec.owner_public_key is None:
+            return [], b""
+        caller = address_of(public_key)
+        if caller != to_checksum_address(rec.executor):
+            log.info(
+                "session %s: %s claimed its lease but the executor of record is %s: no keys",
+                rec.session_id,
+                caller,
+                rec.executor,
+            )
+            return [], b""
+        rows = await self.core.db.session_keys(rec.session_id)
+        if not rows or rows[-1].executor != caller:
+            log.warning(
+                "session %s: no data key of the current executor %s's epoch (newest: %s): no keys",
+                rec.session_id,
+                caller,
+                f"epoch {rows[-1].epoch}, {rows[-1].executor}" if rows else "none",
+            )
+            return [], b""
+        return custody.rewrap(rows, public_key), rec.owner_public_key
+
+    async def session_keys(
+        self, req: pb.GetSessionKeysRequest, ctx: CallContext
+    ) -> pb.GetSessionKeysResponse:
+        """Every epoch's data key of a session wrapped to the caller's key: the recovery oracle only."""
+        caller = self.callers.service_caller(req, ctx, "GetSessionKeys")
+        if caller.service != ORACLE_IDENTITY:
+            raise PermissionDenied(
+                f"GetSessionKeys is reserved to the recovery oracle (service identity {ORACLE_IDENTITY!r}); "
+                "executors get their sessions' keys with the lease (ClaimLease with executor_public_key)"
+            )
+        rec = await self.core.db.require(req.session_id)
+        custody = self.core.custody
+        rows = await self.core.db.session_keys(rec.session_id)
+        if custody is None or not rows or rec.owner_public_key is None:
+            return pb.GetSessionKeysResponse()
+        return pb.GetSessionKeysResponse(
+            keys=custody.rewrap(rows, bytes(req.public_key)), owner_public_key=rec.owner_public_key
+        )
 
     async def renew_lease(self, req: pb.RenewLeaseRequest, ctx: CallContext) -> SessionRecord:
         self.callers.service_caller(req, ctx, "RenewLease")

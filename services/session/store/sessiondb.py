@@ -29,12 +29,13 @@ from services.session.clock import Clock, system_clock
 from services.session.model import (
     ZERO_HASH,
     EventRecord,
+    KeyRecord,
     NewEvent,
     SessionRecord,
     TaskRecord,
     event_hash,
 )
-from services.session.store.tables import events, nonces, requests, sessions, tasks
+from services.session.store.tables import events, nonces, requests, session_keys, sessions, tasks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -79,6 +80,8 @@ class Change:
     task_update: dict[str, Any] | None = None  # must contain session_id and seq
     # (principal, key, respond): respond(the updated row) -> the serialized response stored for the key
     finish_request: tuple[str, str, Callable[[SessionRecord], bytes]] | None = None
+    # session_keys rows to add (a new executor epoch's data key); one already there for its epoch is kept
+    new_keys: Sequence[dict[str, Any]] = ()
 
 
 class SessionDB:
@@ -190,6 +193,16 @@ class SessionDB:
                 raise VersionConflict(f"session {change.session_id} changed concurrently; re-read and retry")
             for t in change.new_tasks:
                 await conn.execute(sa.insert(tasks).values(**t))
+            for k in change.new_keys:
+                held = (
+                    await conn.execute(
+                        sa.select(session_keys.c.epoch).where(
+                            session_keys.c.session_id == k["session_id"], session_keys.c.epoch == k["epoch"]
+                        )
+                    )
+                ).first()
+                if held is None:  # a settlement applied twice keeps the key the first one made
+                    await conn.execute(sa.insert(session_keys).values(**k))
             if change.task_update is not None:
                 upd = dict(change.task_update)
                 sid, seq = upd.pop("session_id"), upd.pop("seq")
@@ -406,6 +419,18 @@ class SessionDB:
                 await conn.execute(sa.select(sessions).where(sessions.c.session_id == row.session_id))
             ).one()
         return SessionRecord.from_row(got)
+
+    # ------------------------------------------------------------------ checkpoint keys
+
+    async def session_keys(self, session_id: str) -> list[KeyRecord]:
+        """The session's checkpoint data keys (still wrapped to the custodian), oldest epoch first."""
+        q = (
+            sa.select(session_keys)
+            .where(session_keys.c.session_id == session_id)
+            .order_by(session_keys.c.epoch)
+        )
+        async with self.engine.connect() as conn:
+            return [KeyRecord.from_row(r) for r in (await conn.execute(q)).all()]
 
     # ------------------------------------------------------------------ tasks and events
 

@@ -47,6 +47,24 @@ sessions = sa.Table(
     # pending) and how many tries failed so far (migration 0002).
     sa.Column("chain_expiry_due", sa.Float, nullable=True, index=True),
     sa.Column("chain_expiry_attempts", sa.Integer, nullable=False, server_default="0"),
+    # The owner's secp256k1 public key (64 bytes x || y), recovered from the owner's signature on
+    # ActivateSession: a recipient of every sealed checkpoint body (migration 0003). NULL for sessions
+    # activated before it was kept: those have no checkpoint keys.
+    sa.Column("owner_public_key", sa.LargeBinary, nullable=True),
+)
+
+# Checkpoint data keys, one per (session, executor epoch on the home chain), kept only wrapped (ECIES,
+# agentgpt.sealing) to the service's custodian key — the relayer key — whose address is `custodian`
+# (migration 0003). A key is never stored in clear; it is re-wrapped to a caller's public key on request.
+session_keys = sa.Table(
+    "session_keys",
+    metadata,
+    sa.Column("session_id", sa.String(78), primary_key=True),
+    sa.Column("epoch", sa.BigInteger, primary_key=True),
+    sa.Column("executor", sa.String(42), nullable=False),  # the executor of record at that epoch
+    sa.Column("custodian", sa.String(42), nullable=False),
+    sa.Column("wrapped", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 tasks = sa.Table(

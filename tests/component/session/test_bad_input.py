@@ -101,6 +101,10 @@ BASES: dict[str, dict[str, Any]] = {
     "ListTasks": {"page_size": 10},
     "ReassignExecutor": {"executor": "0x" + "cd" * 20, "reason": "node_failure"},
     "RestoreSession": {},
+    # a real secp256k1 public key (dev account 2's), base64 as proto JSON writes bytes
+    "GetSessionKeys": {
+        "public_key": "nZAx6X3Xj/jBWqhpOd6bHnkQZqAiTjMbyWKiCZp7HwRkuLuv4VNfIwHHLCyzU1sXLaMLAmhqsDk9NIYU8Vf72w=="
+    },
 }
 
 
