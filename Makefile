@@ -9,6 +9,7 @@ UV := .tools/bin/uv
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_IPFS := tools/ipfs-node/node_modules/.installed
+STAMP_ARLOCAL := tools/arlocal/node_modules/.installed
 # promtool (Debian's `prometheus` package) tests the alert rules; installed once per machine.
 PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -21,7 +22,7 @@ MYPY_PACKAGES := agentgpt services $(wildcard apps)
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_IPFS) $(PROMTOOL)  ## install Python deps (locked), Node toolchain (locked), IPFS test node, promtool
+setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_IPFS) $(STAMP_ARLOCAL) $(PROMTOOL)  ## install Python deps (locked), Node toolchain (locked), IPFS test node, arlocal (Arweave test gateway), promtool
 
 $(UV):
 	$(PYTHON) -m venv .tools && .tools/bin/pip install -q --disable-pip-version-check uv==0.13.8
@@ -38,6 +39,11 @@ $(STAMP_NODE): package.json package-lock.json
 
 $(STAMP_IPFS): tools/ipfs-node/package.json tools/ipfs-node/package-lock.json
 	bash tools/ipfs-node/jsipfs-node.sh install
+	touch $@
+
+# sqlite3 compiles from source (minutes): install.sh keeps the built node_modules in ~/.cache keyed by the lockfile.
+$(STAMP_ARLOCAL): tools/arlocal/package.json tools/arlocal/package-lock.json
+	bash tools/arlocal/install.sh
 	touch $@
 
 $(PROMTOOL):
@@ -84,4 +90,4 @@ image:  ## build the one container image of the four services (needs a Docker en
 	docker build -t agentgpt-sessions:dev .
 
 clean:  ## remove installed toolchains and local state
-	rm -rf $(VENV) .tools node_modules tools/ipfs-node/node_modules .agentgpt
+	rm -rf $(VENV) .tools node_modules tools/ipfs-node/node_modules tools/arlocal/node_modules .agentgpt
