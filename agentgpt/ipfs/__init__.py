@@ -5,19 +5,22 @@ recovery oracle (fetches and verifies them). Nothing here trusts a node: CIDs ar
 every byte read back is checked against its CID.
 
     store = open_store()                        # AGENTGPT_IPFS_API, or the embedded store
-    cid, size = await CheckpointWriter(store, key=key).write(doc)
-    doc = await CheckpointReader(store, key=key).read(cid, session_id=sid, seq=seq, state_root=root)
+    cid, size = await CheckpointWriter(store).write(doc, sealing=sealing)   # v2: body sealed per session
+    doc = await CheckpointReader(store, keyring=keyring).read(cid, session_id=sid, seq=seq, state_root=root)
 """
 
 from __future__ import annotations
 
 from agentgpt.ipfs.checkpoints import (
+    BODY_VERSION,
     REQUIRED_KEYS,
     CheckpointReader,
     CheckpointWriter,
+    KeySource,
     StoredCheckpoint,
     checkpoint_aad,
     checkpoint_key,
+    has_body,
     validate_checkpoint,
 )
 from agentgpt.ipfs.cid import Codec, codec_of, compute_cid, file_cid, normalize, raw_cid, verify
@@ -33,6 +36,7 @@ from agentgpt.ipfs.errors import (
 from agentgpt.ipfs.store import ContentStore, EmbeddedStore, IpfsConfig, KuboStore, open_store
 
 __all__ = [
+    "BODY_VERSION",
     "REQUIRED_KEYS",
     "CheckpointIntegrityError",
     "CheckpointReader",
@@ -46,6 +50,7 @@ __all__ = [
     "DocumentFormatError",
     "EmbeddedStore",
     "IpfsConfig",
+    "KeySource",
     "KuboStore",
     "StoredCheckpoint",
     "checkpoint_aad",
@@ -56,6 +61,7 @@ __all__ = [
     "encode",
     "file_cid",
     "generate_key",
+    "has_body",
     "is_sealed",
     "normalize",
     "open_",

@@ -8,7 +8,9 @@ Floats are refused: dag-cbor always writes them as 64-bit, but a JavaScript node
 decodes 1.0 as the integer 1 and writes it back as an integer, so the node's CID would differ from ours.
 Store decimals as strings or scaled integers. Tuples are refused too (they would come back as lists).
 
-Envelope format (version 1), all binary::
+Envelope format (version 1; the legacy deployment-wide AGENTGPT_CHECKPOINT_KEY of version-1 checkpoint
+documents: version-2 documents keep a plaintext header and seal only their body, per session, with
+agentgpt.sealing), all binary::
 
     b"AGCE" | 0x01 | nonce (12 random bytes) | AES-256-GCM(ciphertext || 16-byte tag)
 
