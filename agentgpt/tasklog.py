@@ -11,7 +11,7 @@ task throughput.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ import dag_cbor
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+from eth_keys.datatypes import PrivateKey
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -37,11 +38,14 @@ class ExecutorKey:
     def __init__(self, private_key: str | bytes) -> None:
         raw = bytes.fromhex(private_key.removeprefix("0x")) if isinstance(private_key, str) else private_key
         self._key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256K1())
+        self.signing_key = PrivateKey(raw)  # recoverable (65-byte) signatures for format v2
         numbers = self._key.public_key().public_numbers()
         self.public_key = numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")
         self.address = address_of(self.public_key)
 
     def sign(self, digest: bytes) -> bytes:
+        """Format v1's signature: 64 bytes r || s over a raw digest (v2 signs EIP-712 digests with a
+        recovery byte: agentgpt.checkpoint_format.sign)."""
         r, s = utils.decode_dss_signature(self._key.sign(digest, _PREHASHED))
         if s > _SECP256K1_N // 2:
             s = _SECP256K1_N - s  # low-s, as Ethereum requires
@@ -133,15 +137,31 @@ def entry_hash(prev_hash: bytes, body: Mapping[str, Any]) -> bytes:
     return keccak(prev_hash + dag_cbor.encode(dict(body)))
 
 
-class TaskLog:
-    """The log of one session held by its executor: head, and the entries since the last checkpoint."""
+EntrySigner = Callable[[int, bytes], bytes]  # (seq, entry hash) -> signature
 
-    def __init__(self, session_id: str, key: ExecutorKey, head: bytes = ZERO_HASH, seq: int = 0) -> None:
+
+class TaskLog:
+    """The log of one session held by its executor: head, and the entries since the last checkpoint.
+
+    `sign_entry` signs each entry (format v2: EIP-712 in the factory's domain, see
+    agentgpt.checkpoint_format.entry_signer); without it entries get format v1's raw signature."""
+
+    def __init__(
+        self,
+        session_id: str,
+        key: ExecutorKey,
+        head: bytes = ZERO_HASH,
+        seq: int = 0,
+        *,
+        sign_entry: EntrySigner | None = None,
+    ) -> None:
         self.session_id = session_id
         self.key = key
         self.head = head
         self.seq = seq  # seq of the last entry
         self.pending: list[LogEntry] = []  # entries not yet in a checkpoint
+        self.results: dict[int, Any] = {}  # seq -> the pending entries' task results (stored form)
+        self._sign: EntrySigner = sign_entry or (lambda _seq, digest: self.key.sign(digest))
 
     def append(
         self,
@@ -159,7 +179,8 @@ class TaskLog:
         TaskLogError: the record does not describe the task that was logged."""
         if seq <= self.seq:
             raise TaskLogError(f"seq {seq} does not follow the log's last seq {self.seq}")
-        result_hash = result_digest(result)
+        stored = cbor_safe(dict(result))
+        result_hash = keccak(dag_cbor.encode(stored))
         txs = [bytes(t) for t in tx_hashes]
         body: dict[str, Any] = {
             "session": self.session_id,
@@ -183,14 +204,22 @@ class TaskLog:
             tuple(txs),
             self.head,
             h,
-            self.key.sign(h),
+            self._sign(seq, h),
         )
         self.head, self.seq = h, seq
         self.pending.append(entry)
+        self.results[seq] = stored
         return entry
+
+    def drop_last(self, head: bytes, seq: int) -> None:
+        """Take back the newest pending entry (its task was not committed)."""
+        entry = self.pending.pop()
+        self.results.pop(entry.seq, None)
+        self.head, self.seq = head, seq
 
     def take_pending(self) -> list[LogEntry]:
         out, self.pending = self.pending, []
+        self.results = {}
         return out
 
 
@@ -211,7 +240,7 @@ def verify_chain(entries: Iterable[LogEntry], start: bytes, public_key: bytes) -
 CHECKPOINT_VERSION = 1
 
 
-def checkpoint_document(
+def checkpoint_document_v1(
     *,
     session_id: str,
     seq: int,
@@ -226,7 +255,8 @@ def checkpoint_document(
     chains: Sequence[str],
     spec: str = "",
 ) -> dict[str, Any]:
-    """The checkpoint document. `spec`, when given, is the session spec's canonical JSON (keccak256 of its
+    """A format v1 checkpoint document (what executors wrote before v2; kept for fixtures and the
+    migration tests — agentgpt.checkpoint_format.checkpoint_document writes v2). `spec`, when given, is the session spec's canonical JSON (keccak256 of its
     UTF-8 bytes is the workflowHash committed on chain): with it a session lost from SessionDB can be
     restored from the chain and IPFS alone."""
     extra = {"spec": spec} if spec else {}
@@ -252,11 +282,17 @@ def checkpoint_document(
 class VerifiedLog:
     """What a checkpoint's task log proves once rechecked."""
 
-    head: bytes  # the last entry's hash: must equal the anchored state root
+    head: bytes  # the state root it proves (v1: the last entry's hash): must equal the anchored one
     executor: str  # checksummed address of the key that signed every entry
     entries: int
     prev_cid: str
     first_seq: int  # seq of the first entry (the previous checkpoint's seq + 1); 0 when empty
+    version: int = CHECKPOINT_VERSION
+    prev_seq: int = 0  # the previous checkpoint's seq (where this one's entries begin, after)
+    log_start: bytes = ZERO_HASH  # the log head this checkpoint's entries link from
+    log_head: bytes = ZERO_HASH  # the newest entry's hash (v1: == head)
+    epoch: int = 0  # the executor epoch the document claims (v2; 0 when it says none)
+    sealed: bool = False  # v2 with a sealed body: entries and state were not checked (need the key)
 
 
 def verify_checkpoint_log(doc: Mapping[str, Any]) -> VerifiedLog:
@@ -287,4 +323,7 @@ def verify_checkpoint_log(doc: Mapping[str, Any]) -> VerifiedLog:
         entries=len(entries),
         prev_cid=str(doc.get("prev_cid") or ""),
         first_seq=entries[0].seq if entries else 0,
+        prev_seq=seq - len(entries),
+        log_start=prev_root,
+        log_head=head,
     )

@@ -35,13 +35,14 @@ from typing import Any, Protocol
 
 from multiformats import CID
 
+from agentgpt.checkpoint_format import Domain, verify_document
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import NotFound, RpcError, Unavailable
 from agentgpt.indexer.v1 import indexer_pb2 as ix
 from agentgpt.ipfs import CheckpointReader
 from agentgpt.ipfs.errors import ContentIntegrityError, ContentNotFound, DocumentFormatError
 from agentgpt.recovery.v1 import recovery_pb2 as pb
-from agentgpt.tasklog import ZERO_HASH, TaskLogError, VerifiedLog, verify_checkpoint_log
+from agentgpt.tasklog import ZERO_HASH, TaskLogError, VerifiedLog
 
 EVENT_NAMES = ("CheckpointAnchored", "ExecutorAssigned")
 
@@ -126,12 +127,28 @@ def record_from_events(events: list[ix.ChainEvent]) -> ChainRecord:
 class _Verified:
     seq: int
     epoch: int  # the assignment epoch its signer held
+    root: bytes = ZERO_HASH  # its state root
+    log_head: bytes = ZERO_HASH  # where its task log ends
 
 
 class CheckpointVerifier:
-    def __init__(self, indexer: EventSource, reader: CheckpointReader) -> None:
+    def __init__(
+        self,
+        indexer: EventSource,
+        reader: CheckpointReader,
+        *,
+        domain: Domain | None = None,
+        require_body: bool = True,
+    ) -> None:
+        """`domain`: the home chain's SessionFactory, which v2 signatures must be made for (None: the one
+        each document names). `require_body`: a v2 checkpoint whose body is sealed and cannot be opened
+        is rejected (the oracle); False accepts it on its header alone (`agentgpt verify` without a key
+        reports it as such: VerifiedLog.sealed)."""
         self.indexer = indexer
         self.reader = reader
+        self.domain = domain
+        self.require_body = require_body
+        self.sealed: set[str] = set()  # CIDs accepted on their header alone (body sealed, no key)
         self._histories: dict[tuple[str, str], _Verified] = {}  # (session, cid) whose history verified
 
     async def record(self, session_id: str) -> ChainRecord:
@@ -230,9 +247,15 @@ class CheckpointVerifier:
         if v is not None:
             v.cid_matches_content = True
         try:
-            log = verify_checkpoint_log(doc)
+            log = verify_document(doc, self.domain)
         except TaskLogError as exc:
             raise Rejected(f"checkpoint {cid}: task log: {exc}") from None
+        if log.sealed:
+            if self.require_body:
+                raise Rejected(
+                    f"checkpoint {cid}: its body is sealed and this verifier has no key to open it"
+                )
+            self.sealed.add(cid)
         return doc, log
 
     @staticmethod
@@ -272,12 +295,14 @@ class CheckpointVerifier:
         rec: ChainRecord,
     ) -> None:
         """Walk `prev_cid` back to the first checkpoint; Rejected at the first link that does not hold."""
-        chain: list[tuple[str, _Verified]] = [(cid, _Verified(int(doc["seq"]), epoch))]
+        chain: list[tuple[str, _Verified]] = [
+            (cid, _Verified(int(doc["seq"]), epoch, log.head, log.log_head))
+        ]
         while True:
             prev_cid, prev_root = log.prev_cid, bytes(doc["prev_root"])
-            prev_seq = int(doc["seq"]) - log.entries
+            prev_seq = log.prev_seq
             if not prev_cid:
-                if prev_root != ZERO_HASH or prev_seq != 0:
+                if prev_root != ZERO_HASH or prev_seq != 0 or log.log_start != ZERO_HASH:
                     raise Rejected(
                         f"checkpoint {cid} names no previous checkpoint, yet its log starts after task "
                         f"{prev_seq} from 0x{prev_root.hex()}: its history is cut"
@@ -291,6 +316,11 @@ class CheckpointVerifier:
                 )
             known = self._histories.get((session_id, prev_cid))
             if known is not None:  # verified before, with all of its own history
+                if (known.root, known.log_head) != (prev_root, log.log_start):
+                    raise Rejected(
+                        f"checkpoint {cid} names {prev_cid} as its previous checkpoint, but that one's state "
+                        f"root or log head is not where this one starts"
+                    )
                 if known.seq != prev_seq:
                     raise Rejected(
                         f"checkpoint {cid} names {prev_cid} as its previous checkpoint, but that one ends at "
@@ -311,8 +341,13 @@ class CheckpointVerifier:
                     f"checkpoint {cid} names {prev_cid} as its previous checkpoint, but that one ends at task "
                     f"{prev_doc['seq']} with 0x{prev_log.head.hex()}, not task {prev_seq} with 0x{prev_root.hex()}"
                 )
+            if prev_log.log_head != log.log_start:
+                raise Rejected(
+                    f"checkpoint {cid}'s task log starts from 0x{log.log_start.hex()}, but its previous "
+                    f"checkpoint {prev_cid} ends its log at 0x{prev_log.log_head.hex()}"
+                )
             epoch = self._signer_epoch(prev_cid, prev_log.executor, anchored, rec, bound=epoch)
-            chain.append((prev_cid, _Verified(prev_seq, epoch)))
+            chain.append((prev_cid, _Verified(prev_seq, epoch, prev_log.head, prev_log.log_head)))
             cid, doc, log = prev_cid, prev_doc, prev_log
         for c, verified in chain:
             self._histories[(session_id, c)] = verified

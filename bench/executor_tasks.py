@@ -134,9 +134,10 @@ async def checkpoint_cost(n: int) -> None:
     from web3.logs import DISCARD
 
     from agentgpt.chain.deploy import deploy_all
+    from agentgpt.checkpoint_format import Domain, checkpoint_document
     from agentgpt.ipfs import CheckpointWriter, KuboStore, encode
     from agentgpt.network import ChainInfo, Network
-    from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
+    from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog
     from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
     from apps.localnet.ipfs import IpfsNode
     from services.executor.anchoring import AnchorQueue, _AnchorJob
@@ -177,22 +178,29 @@ async def checkpoint_cost(n: int) -> None:
         checkpointer = Checkpointer(CheckpointWriter(store), key)
         raw_t, make_t, full_t = [], [], []
         try:
+            domain = Domain(31337, dep.contracts["SessionFactory"])
             log = TaskLog(str(sid), key)
             seq = 0
             for _ in range(n):
                 docs = []
                 for _ in range(2):  # one for "make", one for "make + anchor"
+                    start, log_start = seq, log.head
                     for _ in range(50):
                         seq += 1
                         log.append(seq, "count", "succeeded", {"i": seq}, context_epoch=1)
+                    results = dict(log.results)
                     docs.append(
                         checkpoint_document(
+                            domain=domain,
                             session_id=str(sid),
                             seq=seq,
-                            state_root=log.head,
+                            epoch=1,
                             prev_cid="",
+                            prev_seq=start,
                             prev_root=ZERO_HASH,
+                            log_start=log_start,
                             entries=log.take_pending(),
+                            results=results,
                             key=key,
                             context=[],
                             budget={},

@@ -8,10 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agentgpt.checkpoint_format import ZERO_ADDRESS, Domain
 from agentgpt.clients import RecoveryClient, SessionClient, health_probe
 from agentgpt.executor.v1 import executor_pb2, executor_pb2_grpc
 from agentgpt.ipfs import CheckpointReader, CheckpointWriter, ContentStore, checkpoint_key, open_store
-from agentgpt.network import load_network
+from agentgpt.network import Network, load_network
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.tasklog import ExecutorKey
@@ -42,6 +43,13 @@ class ExecutorParts:
     store: ContentStore
     key: ExecutorKey
     registry: DecoratorRegistry
+
+
+def _domain(network: Network) -> Domain:
+    """The EIP-712 domain of checkpoint signatures: the home chain's SessionFactory (zero off chain)."""
+    if not network.chains:
+        return Domain()
+    return Domain(network.home.chain_id, str(network.home.contracts.get("SessionFactory", ZERO_ADDRESS)))
 
 
 def _planner_factory(config: ExecutorConfig) -> Any:
@@ -166,6 +174,7 @@ def build_parts(
         reader=CheckpointReader(store, key=sealing_key),
         assignment=_assignment(chains) if chains is not None else None,
         home_chain_id=network.home.chain_id if network.chains else 0,
+        domain=_domain(network),
         chain_names={k: c.name for c in network.chains for k in (c.name, str(c.chain_id))},
         metrics=ExecutorMetrics(),
     )

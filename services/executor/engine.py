@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+from agentgpt.checkpoint_format import Domain, body_of
 from agentgpt.errors import FailedPrecondition, ResourceExhausted
 from agentgpt.ipfs import CheckpointReader
 from agentgpt.session.v1 import session_pb2 as ss
@@ -61,6 +62,8 @@ class EngineDeps:
     checkpointer: Checkpointer | None = None
     anchors: AnchorQueue | None = None
     home_chain_id: int = 0
+    # The EIP-712 domain checkpoint and log signatures are made in (the home chain's SessionFactory).
+    domain: Domain = field(default_factory=Domain)
     chain_names: Mapping[str, str] = field(default_factory=dict)  # spec chain key -> manifest chain name
     metrics: ExecutorMetrics = field(default_factory=ExecutorMetrics)
     # Reads a checkpoint document back from IPFS, verified against its CID (and the anchored seq/root).
@@ -168,6 +171,7 @@ class Engine:
                     f"not to this executor ({self.deps.key.address}{f' at epoch {epoch}' if epoch else ''})"
                 )
         memory: dict[str, object] = {}
+        log_head = b""
         if self.deps.reader is not None:
             try:
                 doc = await self.deps.reader.read(cid, session_id=session_id, seq=seq, state_root=state_root)
@@ -175,9 +179,11 @@ class Engine:
                 raise FailedPrecondition(
                     f"checkpoint {cid} of session {session_id} cannot be used: {exc}"
                 ) from None
-            memory = dict(doc.get("memory") or {})
+            memory = dict(body_of(doc).get("memory") or {})
+            head = doc.get("log_head")
+            log_head = head if isinstance(head, bytes) else b""
         lease = await self._lease(session_id)
-        runner = self._start(lease, ResumePoint(seq, cid, state_root, memory))
+        runner = self._start(lease, ResumePoint(seq, cid, state_root, memory, log_head))
         await runner.ready.wait()
         if runner.tasklog is None:  # its setup failed (logged by the runner)
             raise FailedPrecondition(f"session {session_id} stopped while starting; see the executor's log")

@@ -53,3 +53,4 @@ class ResumePoint:
     cid: str
     state_root: bytes
     memory: dict[str, Any] = field(default_factory=dict)
+    log_head: bytes = b""  # the log head the document records (v2); empty: the state root (v1)

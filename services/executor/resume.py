@@ -37,7 +37,8 @@ class ResumeState:
     memory: Mapping[str, Any]  # task kind -> the outputs of its latest final task (read-only)
     swaps: tuple[ContextSwap, ...]  # context swaps to re-apply, in seq order
     seq: int  # the checkpoint's seq: the task log starts after it (0: no checkpoint)
-    head: bytes  # the checkpoint's state root: the log's head and the next checkpoint's prev_root
+    head: bytes  # the log head at the checkpoint: the next entry links to it
+    root: bytes  # the checkpoint's state root: the next checkpoint's prev_root (v1: == head)
     prev_cid: str  # the checkpoint the next one links to ("" when there is none)
     relog: tuple[ss.Task, ...]  # final tasks right after `seq`, gap-free: their log entries are rebuilt
     unsettled: tuple[tuple[int, int], ...]  # (seq, cost) of every final task that cost something
@@ -77,7 +78,8 @@ def resume_state(
       result has "outputs", over every task, those before the checkpoint and after a gap included;
     - swaps: every succeeded swap_context task, in seq order, whatever its position (the context is
       rebuilt from the spec, so every swap applies again);
-    - seq, head, prev_cid: the chosen checkpoint (seq 0, ZERO_HASH and "" without one);
+    - seq, root, prev_cid: the chosen checkpoint (seq 0, ZERO_HASH and "" without one); head: the log
+      head at it (the resume point's, else the recorded log hash of task `seq`, else the root);
     - relog: the final tasks with seq = seq + 1, seq + 2, ... up to the first missing seq or non-final
       task (the roll-forward stops there: that task runs next); the log entries are not checked here,
       the caller rebuilds each and checks it against the recorded log hash;
@@ -96,11 +98,16 @@ def resume_state(
     unsettled = tuple(
         (t.seq, int(t.cost or 0)) for t in committed if t.status in DONE and int(t.cost or 0) > 0
     )
-    seq, head, prev_cid = 0, ZERO_HASH, ""
+    seq, root, prev_cid, head = 0, ZERO_HASH, "", b""
     if checkpoint is not None:
-        seq, head, prev_cid = checkpoint.seq, bytes(checkpoint.state_root), checkpoint.cid
+        seq, root, prev_cid = checkpoint.seq, bytes(checkpoint.state_root), checkpoint.cid
     if resume is not None and resume.seq >= seq:
-        seq, head, prev_cid = resume.seq, resume.state_root, resume.cid
+        seq, root, prev_cid, head = resume.seq, resume.state_root, resume.cid, resume.log_head
+    if not head:
+        # v2: the log head is the recorded log hash of the checkpoint's last task; v1 (and a session
+        # whose records are gone, whose caller reads it from the document) start from the state root.
+        at = [bytes(t.log_hash) for t in committed if t.seq == seq and t.log_hash]
+        head = at[0] if seq and at else root
     relog: list[ss.Task] = []
     last = seq
     for t in committed:
@@ -110,4 +117,6 @@ def resume_state(
             break
         relog.append(t)
         last = t.seq
-    return ResumeState(MappingProxyType(memory), tuple(swaps), seq, head, prev_cid, tuple(relog), unsettled)
+    return ResumeState(
+        MappingProxyType(memory), tuple(swaps), seq, head, root, prev_cid, tuple(relog), unsettled
+    )

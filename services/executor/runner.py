@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from agentgpt.checkpoint_format import body_of, checkpoint_document, entry_digest, sign
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.jsonvalue import parse_json_object
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.spec import spec_from_message
-from agentgpt.tasklog import ZERO_HASH, TaskLog, TaskLogError, checkpoint_document
+from agentgpt.tasklog import ZERO_HASH, TaskLog, TaskLogError
 from services.executor.actions import Step
 from services.executor.budget import BudgetMeter
 from services.executor.context import SessionContext
@@ -81,7 +82,10 @@ class SessionRunner:
         self.last_seq = 0
         self.last_checkpoint_seq = 0
         self.prev_cid = ""
-        self.prev_root = ZERO_HASH
+        self.prev_root = ZERO_HASH  # the previous checkpoint's state root
+        self.prev_log_head = ZERO_HASH  # the log head the next checkpoint's entries link from
+        self.chain_epoch = 0  # the home chain's assignment epoch this runner writes under (0: off chain)
+        self.spec_cid = ""  # the spec published on IPFS (raw block; keccak256 of it is the workflowHash)
         self.fenced = False
         self.stop_requested = False
         self.ctx: SessionContext | None = None
@@ -96,6 +100,7 @@ class SessionRunner:
         self.ready = asyncio.Event()
         self._checkpoint_failures = 0
         self._checkpoint_retry_at = 0.0
+        self._checkpoint_log_head = b""  # a v2 checkpoint document's log head, read when records are gone
         self.attempts: dict[int, int] = {}  # task seq -> failed attempts so far (retried tasks only)
         self._queue_failures = 0
 
@@ -219,8 +224,29 @@ class SessionRunner:
             # first settlement asks the rail what it already has and pays for the rest, exactly once.
             unsettled_tasks=list(state.unsettled),
         )
-        self.prev_cid, self.prev_root, self.last_checkpoint_seq = state.prev_cid, state.head, state.seq
-        self.tasklog = TaskLog(self.session_id, self.deps.key, state.head, state.seq)
+        head = state.head
+        if (
+            not self.resume
+            and checkpoint is not None
+            and head != ZERO_HASH
+            and not any(t.seq == checkpoint.seq for t in committed)
+        ):
+            head = self._checkpoint_log_head or head
+        self.prev_cid, self.prev_root, self.last_checkpoint_seq = state.prev_cid, state.root, state.seq
+        self.prev_log_head = head
+        domain, key = self.deps.domain, self.deps.key
+        self.tasklog = TaskLog(
+            self.session_id,
+            key,
+            head,
+            state.seq,
+            sign_entry=lambda seq, h: sign(key, entry_digest(domain, self.session_id, seq, h)),
+        )
+        if self.deps.assignment is not None:
+            try:
+                self.chain_epoch = (await self.deps.assignment(self.session_id))[1]
+            except Exception as exc:  # checked again by the chain when anchoring; the header says 0
+                log.warning("session %s: reading its assignment epoch failed: %s", self.session_id, exc)
         # Roll forward over tasks already committed after the checkpoint (SessionDB records): their log
         # entries are rebuilt, checked against the recorded log hashes and signed by this executor, so
         # the next checkpoint carries an unbroken log from the previous one.
@@ -245,7 +271,10 @@ class SessionRunner:
             seq=checkpoint.seq,
             state_root=bytes(checkpoint.state_root),
         )
-        return dict(doc.get("memory") or {})
+        log_head = doc.get("log_head")
+        if isinstance(log_head, bytes):  # v2: the state root is not the log head
+            self._checkpoint_log_head = log_head
+        return dict(body_of(doc).get("memory") or {})
 
     def _relog(self, t: ss.Task) -> None:
         assert self.tasklog is not None
@@ -269,7 +298,8 @@ class SessionRunner:
             )
             self.tasklog.take_pending()
             self.tasklog.head, self.tasklog.seq = bytes(t.log_hash), t.seq
-            self.prev_root, self.prev_cid = bytes(t.log_hash), ""
+            self.prev_root, self.prev_cid = ZERO_HASH, ""
+            self.prev_log_head, self.last_checkpoint_seq = bytes(t.log_hash), t.seq
 
     async def _loop(self) -> None:
         while not self.stop_requested:
@@ -562,8 +592,7 @@ class SessionRunner:
             )
         except BaseException:
             # Not committed: the entry must not stay in our log (the task will be run or resumed again).
-            self.tasklog.pending.pop()
-            self.tasklog.head, self.tasklog.seq = entry.prev_hash, self.last_seq
+            self.tasklog.drop_last(entry.prev_hash, self.last_seq)
             raise
         self.meter.commit(t.seq, cost)  # committed: now it is part of the record settlements pay from
         self.last_seq = t.seq
@@ -583,21 +612,27 @@ class SessionRunner:
         if cp is None or self.tasklog is None or self.ctx is None or self.meter is None:
             return
         entries = list(self.tasklog.pending)
-        doc = checkpoint_document(
-            session_id=self.session_id,
-            seq=self.last_seq,
-            state_root=self.tasklog.head,
-            prev_cid=self.prev_cid,
-            prev_root=self.prev_root,
-            entries=entries,
-            key=self.deps.key,
-            context=[e.to_json() for e in self.ctx.history],
-            budget={"budget": str(self.meter.budget), "spent": str(self.meter.spent)},
-            memory=self.memory,
-            chains=self.chains,
-            spec=self.spec_json,
-        )
         try:
+            if self.spec_json and not self.spec_cid:
+                self.spec_cid = await cp.writer.store.put(self.spec_json.encode(), "raw")
+            doc = checkpoint_document(
+                domain=self.deps.domain,
+                session_id=self.session_id,
+                seq=self.last_seq,
+                epoch=self.chain_epoch,
+                prev_cid=self.prev_cid,
+                prev_seq=self.last_checkpoint_seq,
+                prev_root=self.prev_root,
+                log_start=self.prev_log_head,
+                entries=entries,
+                results=dict(self.tasklog.results),
+                key=self.deps.key,
+                context=[e.to_json() for e in self.ctx.history],
+                budget={"budget": str(self.meter.budget), "spent": str(self.meter.spent)},
+                memory=self.memory,
+                chains=self.chains,
+                spec_cid=self.spec_cid,
+            )
             made = await cp.make(doc)
         except Exception as exc:
             # IPFS trouble must not stop the session: tried again at the next boundary, or when idle
@@ -612,6 +647,7 @@ class SessionRunner:
         self.deps.metrics.checkpoint_seconds.observe(made.encode_add_s)
         self.tasklog.take_pending()
         self.prev_cid, self.prev_root, self.last_checkpoint_seq = made.cid, made.state_root, made.seq
+        self.prev_log_head = bytes(doc["log_head"])
         await self.deps.port.record_checkpoint(
             self.lease,
             checkpoint_pb(made.session_id, made.seq, made.cid, made.state_root, [], made.created_at),

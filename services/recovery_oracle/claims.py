@@ -27,12 +27,13 @@ from eth_utils.crypto import keccak
 from prometheus_client import CollectorRegistry, Counter
 
 from agentgpt.chain.sender import KeySender
+from agentgpt.checkpoint_format import verify_document
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import FailedPrecondition, InvalidArgument, Unavailable
 from agentgpt.ipfs import CheckpointReader, ContentStore
 from agentgpt.ipfs.errors import ContentIntegrityError, ContentNotFound
 from agentgpt.recovery.v1 import recovery_pb2 as pb
-from agentgpt.tasklog import TaskLogError, verify_checkpoint_log
+from agentgpt.tasklog import TaskLogError
 from agentgpt.verify import Anchor, ChainRecord, CheckpointVerifier, Rejected
 
 log = logging.getLogger("agentgpt.recovery.claims")
@@ -183,7 +184,7 @@ class ClaimJudge:
         except (ContentNotFound, ContentIntegrityError) as exc:
             raise Rejected(f"the evidence {ev.cid} cannot be read as a checkpoint: {exc}") from None
         try:
-            signed = verify_checkpoint_log(doc)
+            signed = verify_document(doc)
         except TaskLogError as exc:
             raise Rejected(
                 f"{ev.cid}: its signatures do not check out, so it proves nothing about anyone: {exc}"

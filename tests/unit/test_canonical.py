@@ -13,10 +13,12 @@ from agentgpt.tasklog import (
     ExecutorKey,
     LogEntry,
     TaskLog,
-    checkpoint_document,
     result_digest,
     verify_chain,
     verify_checkpoint_log,
+)
+from agentgpt.tasklog import (
+    checkpoint_document_v1 as checkpoint_document,
 )
 from agentgpt.timestamps import set_timestamp, to_timestamp, whole_seconds
 from services.session.model import event_hash

@@ -15,6 +15,7 @@ import json
 import logging
 
 from eth_utils.crypto import keccak
+from multiformats import CID
 
 from agentgpt.canonical import canonical_json
 from agentgpt.errors import FailedPrecondition, NotFound
@@ -62,6 +63,13 @@ class Restore:
         except Exception as exc:
             raise FailedPrecondition(f"checkpoint {cp.cid} (seq {cp.seq}) of session {sid}: {exc}") from None
         text = doc.get("spec")
+        if isinstance(text, CID):  # format v2: a link to the spec's canonical JSON, published on IPFS
+            try:
+                text = (await self.reader.store.get(str(text))).decode()
+            except Exception as exc:
+                raise FailedPrecondition(
+                    f"checkpoint {cp.cid}: its spec {text} cannot be read: {exc}"
+                ) from None
         if not isinstance(text, str) or not text:
             raise FailedPrecondition(
                 f"checkpoint {cp.cid} carries no spec (written by an older executor): session {sid} cannot "

@@ -6,9 +6,10 @@ import asyncio
 import json
 from pathlib import Path
 
+from agentgpt.checkpoint_format import verify_document
 from agentgpt.ipfs import CheckpointReader, EmbeddedStore
 from agentgpt.session.v1 import session_pb2 as ss
-from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
+from agentgpt.tasklog import ZERO_HASH
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import running_engine
 from tests.support import eventually
@@ -35,10 +36,10 @@ async def test_runs_tasks_in_order_commits_each_and_checkpoints(
     head = ZERO_HASH
     for cp in fs.checkpoints:
         doc = await reader.read(cp.cid, session_id="101", seq=cp.seq, state_root=bytes(cp.state_root))
-        entries = [LogEntry.from_cbor_obj(e) for e in doc["entries"]]
-        head = verify_chain(entries, head, doc["executor_public_key"])
-        assert head == bytes(cp.state_root)
-        assert doc["executor"] == p.key.address
+        verified = verify_document(doc)  # format v2: every entry, the state and the header signature
+        assert verified.log_start == head and verified.head == bytes(cp.state_root)
+        head = verified.log_head
+        assert doc["executor"] == p.key.address and verified.executor == p.key.address
     assert fs.tasks[12].log_hash == head
     result = json.loads(fs.tasks[3].result_json)
     assert result["outputs"] == [{"note": {"i": 2}}] and result["context_epoch"] == 1

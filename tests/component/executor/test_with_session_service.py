@@ -22,11 +22,12 @@ import pytest_asyncio
 from eth_account import Account
 
 from agentgpt import auth
+from agentgpt.checkpoint_format import verify_document as verify_checkpoint_log
 from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.ipfs import CheckpointReader
 from agentgpt.session.v1 import session_pb2 as pb
-from agentgpt.tasklog import ZERO_HASH, verify_checkpoint_log
+from agentgpt.tasklog import ZERO_HASH
 from services.executor.app import ExecutorParts
 from services.executor.ports import Fenced, SessionPort
 from services.executor.records import DONE
@@ -297,13 +298,14 @@ async def test_executor_runs_thirty_tasks_in_order_and_checkpoints(
     prev_cid, root, seqs = "", ZERO_HASH, []
     for cp, doc in await read_checkpoints(store, sid, evs):
         verified = verify_checkpoint_log(doc)
-        assert (doc["prev_cid"], doc["prev_root"]) == (prev_cid, root)
+        assert (verified.prev_cid, doc["prev_root"]) == (prev_cid, root)
         assert verified.head == doc["state_root"] and verified.executor == EXECUTOR_ADDRESS
-        seqs += [e["seq"] for e in doc["entries"]]
+        seqs += [e["seq"] for e in doc["body"]["entries"]]
         prev_cid, root = cp["cid"], doc["state_root"]
     assert seqs == list(range(1, 31))
     session = await h.get(owner, sid)
-    assert bytes(session.latest_checkpoint.state_root) == root == bytes(tasks[29].log_hash)
+    assert bytes(session.latest_checkpoint.state_root) == root
+    assert verified.log_head == bytes(tasks[29].log_hash)  # the state root commits to the log head
 
     # What the dashboard reads.
     insp = await h.stub.InspectSession(owner.read(pb.InspectSessionRequest(session_id=sid, detail="full")))
@@ -510,7 +512,7 @@ async def test_the_first_checkpoint_after_a_takeover_verifies(
     await eventually(checkpointed_at_6)
     (cp4, doc4), (_, doc6) = await read_checkpoints(second.store, sid, await events(h, owner, sid))
     assert verify_checkpoint_log(doc4).head == doc4["state_root"]
-    assert doc6["prev_cid"] == cp4["cid"]
+    assert doc6["prev"].encode("base32") == cp4["cid"]
     log6 = verify_checkpoint_log(doc6)
     assert log6.head == doc6["state_root"] and log6.first_seq == 5 and log6.entries == 2
     assert log6.executor == second.key.address  # executor-2 re-signed tasks 5 and 6 after checking them

@@ -13,7 +13,8 @@ from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import RpcError
 from agentgpt.indexer.v1 import indexer_pb2 as ix
 from agentgpt.ipfs import CheckpointWriter
-from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog, checkpoint_document
+from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog
+from agentgpt.tasklog import checkpoint_document_v1 as checkpoint_document
 from apps.localnet.anvil import DEV_PRIVATE_KEYS
 
 EXECUTOR = ExecutorKey(DEV_PRIVATE_KEYS[1])

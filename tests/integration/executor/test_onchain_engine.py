@@ -12,10 +12,11 @@ from eth_utils import keccak
 from multiformats import CID
 from web3 import Web3
 
+from agentgpt.checkpoint_format import verify_document
 from agentgpt.errors import FailedPrecondition
 from agentgpt.ipfs import CheckpointReader, KuboStore
 from agentgpt.session.v1 import session_pb2 as ss
-from agentgpt.tasklog import ZERO_HASH, LogEntry, verify_chain
+from agentgpt.tasklog import LogEntry
 from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.integration.executor.conftest import CHECKPOINT_KEY, EXECUTOR_KEY, HOME_ID, OTHER_ID, TASK_FEE
@@ -72,7 +73,7 @@ async def test_transfer_checkpoint_anchor_and_charge(
 
     # The checkpoint is on IPFS (encrypted), and anchored on both chains with the same commitment.
     (cp,) = [x for x in fs.checkpoints if len(x.anchors) == 2]
-    assert cp.seq == 2 and bytes(cp.state_root) == bytes(fs.tasks[2].log_hash)
+    assert cp.seq == 2
     commitment = keccak(keccak(bytes(CID.decode(cp.cid))) + bytes(cp.state_root))
     assert c.factory.functions.latestCheckpoint(sid).call() == [2, commitment]
     o = two_chains.other
@@ -82,8 +83,9 @@ async def test_transfer_checkpoint_anchor_and_charge(
         doc = await CheckpointReader(store, key=bytes.fromhex(CHECKPOINT_KEY)).read(
             cp.cid, session_id=str(sid), seq=2, state_root=bytes(cp.state_root)
         )
-        entries = [LogEntry.from_cbor_obj(e) for e in doc["entries"]]
-        assert verify_chain(entries, ZERO_HASH, doc["executor_public_key"]) == bytes(cp.state_root)
+        verified = verify_document(doc)
+        assert verified.head == bytes(cp.state_root) and verified.log_head == bytes(fs.tasks[2].log_hash)
+        entries = [LogEntry.from_cbor_obj(e) for e in doc["body"]["entries"]]
         assert entries[0].tx_hashes == (bytes(t1.intents[0].tx_hash),)
         with pytest.raises(FailedPrecondition):
             await CheckpointReader(store).read(cp.cid)  # sealed: no key, no content

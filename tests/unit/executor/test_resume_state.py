@@ -65,7 +65,8 @@ def test_a_fresh_session_starts_at_task_one_from_the_zero_hash() -> None:
 def test_after_a_checkpoint_the_log_starts_from_it_and_memory_keeps_what_came_before() -> None:
     committed = [task(1, kind="a"), task(2, kind="b"), task(3, kind="a", outputs=[{"x": 3}])]
     state = resume_state(committed, checkpoint(3))
-    assert (state.seq, state.head, state.prev_cid) == (3, ROOT, "bafycheckpoint")
+    # the log continues from task 3's recorded log hash; the next checkpoint links to this one's root
+    assert (state.seq, state.head, state.root, state.prev_cid) == (3, b"\x03" * 32, ROOT, "bafycheckpoint")
     assert state.relog == () and state.last_seq == 3
     assert dict(state.memory) == {"a": {"x": 3}, "b": {"i": 2}}  # the latest per kind, one output unwrapped
 
@@ -153,6 +154,9 @@ def test_a_verified_resume_point_wins_over_an_older_or_equal_checkpoint() -> Non
     point = ResumePoint(5, "bafyverified", b"\x05" * 32)
     state = resume_state(committed, checkpoint(3), point)
     assert (state.seq, state.head, state.prev_cid) == (5, b"\x05" * 32, "bafyverified")
+    # a v2 resume point names its log head, which is not its state root
+    v2 = resume_state(committed, None, ResumePoint(5, "bafyverified", b"\x09" * 32, log_head=b"\x0a" * 32))
+    assert (v2.head, v2.root) == (b"\x0a" * 32, b"\x09" * 32)
     assert seqs(state.relog) == [6, 7]
     equal = resume_state(committed, checkpoint(5), point)
     assert equal.prev_cid == "bafyverified"
