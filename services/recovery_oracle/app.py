@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from typing import Any
 
+import grpc
 from prometheus_client import CollectorRegistry
 
 from agentgpt.chain.sender import KeySender
 from agentgpt.clients import ClientMetrics, IndexerClient, SessionClient, health_probe
-from agentgpt.ipfs import CheckpointReader, ContentStore, checkpoint_key, open_store
+from agentgpt.errors import FailedPrecondition, RpcError, Unavailable
+from agentgpt.ipfs import CheckpointReader, ContentStore, KeySource, checkpoint_key, open_store
 from agentgpt.network import load_network
 from agentgpt.recovery.v1 import recovery_pb2, recovery_pb2_grpc
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
+from agentgpt.sealing import Keyring, SessionKey
 from agentgpt.verify import CheckpointVerifier
 from services.recovery_oracle.claims import ClaimJudge, RegistryPenalties
 from services.recovery_oracle.config import RecoveryConfig
@@ -27,6 +31,28 @@ from services.recovery_oracle.store import RecoveryStore
 from services.recovery_oracle.validation import VALIDATORS
 
 
+def session_key_source(session: SessionClient, keyring: Keyring) -> KeySource:
+    """Where the verifier's reader gets a session's checkpoint data keys: the session service's
+    GetSessionKeys, wrapped to this oracle's key and opened with it."""
+    public_key = keyring.public_key
+    assert public_key is not None
+
+    async def keys(session_id: str) -> list[SessionKey]:
+        try:
+            resp = await session.get_session_keys(session_id, public_key)
+        except RpcError as exc:
+            if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(
+                    f"session service: the keys of session {session_id}: {exc.details}"
+                ) from None
+            raise FailedPrecondition(
+                f"the session service refused the checkpoint keys of session {session_id}: {exc.details}"
+            ) from None
+        return [SessionKey(k.epoch, keyring.unwrap(k.wrapped)) for k in resp.keys]
+
+    return keys
+
+
 async def build(
     config: RecoveryConfig,
     session: SessionClient | None = None,
@@ -34,10 +60,19 @@ async def build(
     store: ContentStore | None = None,
 ) -> ServiceDefinition:
     store = store or open_store(config)
-    reader = CheckpointReader(store, key=checkpoint_key(config.checkpoint_key))
     registry = CollectorRegistry()
     metrics = ClientMetrics(registry)
     session = session or SessionClient(config.session_addr, metrics=metrics, identity="recovery_oracle")
+    # Sealed checkpoint bodies open with the session's data keys, which the session service wraps to the
+    # oracle's key (AGENTGPT_ORACLE_KEY; without it a key made for this process: the keys are asked for
+    # again after a restart); AGENTGPT_CHECKPOINT_KEY opens the legacy v1 envelopes.
+    keyring = Keyring(private_key=config.oracle_key or secrets.token_bytes(32))
+    reader = CheckpointReader(
+        store,
+        key=checkpoint_key(config.checkpoint_key),
+        keyring=keyring,
+        key_source=session_key_source(session, keyring),
+    )
     indexer = indexer or IndexerClient(config.indexer_addr, metrics=metrics, identity="recovery_oracle")
     verifier = CheckpointVerifier(indexer, reader)
     network = load_network(config.network)

@@ -12,12 +12,16 @@ class RecoveryConfig(IpfsConfig):
     indexer_addr: str = setting("127.0.0.1:50054", "Indexer service gRPC address")
     network: str = setting("", "Path of the network manifest (chains and contract addresses)")
     checkpoint_key: str = setting(
-        "", "AES-256-GCM key (64 hex chars) opening sealed checkpoints (the executors' key). Secret"
+        "",
+        "Legacy AES-256-GCM key (64 hex chars) opening version-1 checkpoint envelopes sealed with the "
+        "executors' shared key; version-2 bodies open with each session's own keys. Secret",
     )
     oracle_key: str = setting(
         "",
         "Private key (hex) holding ORACLE_ROLE on the home chain's ExecutorRegistry: applies penalties "
-        "for upheld claims. Secret: use AGENTGPT_ORACLE_KEY_FILE in production. Empty: claims are refused",
+        "for upheld claims; the session service also wraps sessions' checkpoint keys to it. Secret: use "
+        "AGENTGPT_ORACLE_KEY_FILE in production. Empty: claims are refused (and a key made for the process "
+        "receives checkpoint keys)",
     )
     claim_attempts: int = setting(3, "Fetches of a checkpoint from IPFS before a data-loss claim is upheld")
     claim_window: float = setting(30.0, "Seconds the fetches of a data-loss claim are spread over")

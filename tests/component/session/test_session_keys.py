@@ -5,18 +5,24 @@ oracle's GetSessionKeys."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import grpc
 import pytest
 import sqlalchemy as sa
 from grpc import aio
 
 from agentgpt import auth
-from agentgpt.ipfs import decode, encode
+from agentgpt.clients import SessionClient
+from agentgpt.errors import FailedPrecondition
+from agentgpt.ipfs import CheckpointReader, CheckpointWriter, EmbeddedStore, decode, encode
 from agentgpt.ipfs.errors import DecryptionError
 from agentgpt.sealing import Keyring, Sealing, SessionKey, body_aad, open_body, public_key_of, unwrap_key
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.tasklog import ExecutorKey
 from apps.localnet.anvil import DEV_PRIVATE_KEYS
+from services.recovery_oracle.app import session_key_source
 from services.session.store.tables import session_keys
 
 from .conftest import MakeService
@@ -232,3 +238,44 @@ async def test_keys_survive_a_restart_under_the_relayer_key_only(
         grpc.StatusCode.FAILED_PRECONDITION,
         "relayer key",
     )
+
+
+async def test_the_oracles_reader_opens_sealed_checkpoints_with_the_keys_it_asks_for(
+    service: Harness, owner: Owner, tmp_path: Path
+) -> None:
+    """services.recovery_oracle.app's key source against the real session service: a body the executor of
+    record sealed opens for the oracle's verifier, the previous executor's epoch included."""
+    s = await active(service, owner)
+    store = EmbeddedStore(tmp_path / "ipfs")
+    (a_key,) = opened(await claim(service, A, address=A.address, executor_id="ex-a"), A_SECRET)
+    owner_pub = public_key_of(bytes.fromhex(owner.private_key.removeprefix("0x")))
+
+    def doc(seq: int) -> dict[str, Any]:
+        return {
+            "version": 2,
+            "session_id": s.session_id,
+            "seq": seq,
+            "state_root": bytes([seq]) * 32,
+            "body": {"n": seq},
+        }
+
+    first, _ = await CheckpointWriter(store).write(doc(1), sealing=Sealing(a_key, (owner_pub, A.public_key)))
+    await reassign(service, s.session_id, B.address)
+    b_keys = opened(await claim(service, B, address=B.address, executor_id="ex-b"), B_SECRET)
+    second, _ = await CheckpointWriter(store).write(
+        doc(2), sealing=Sealing(b_keys[-1], (owner_pub, B.public_key))
+    )
+    async with SessionClient(service.service.address, identity="recovery_oracle") as client:
+        reader = CheckpointReader(
+            store,
+            keyring=(ring := Keyring(private_key="0x" + "42" * 32)),
+            key_source=session_key_source(client, ring),
+        )
+        assert (await reader.read(second))["body"] == {"n": 2}
+        assert (await reader.read(first))["body"] == {"n": 1}
+    # an executor's identity is refused the keys: the reader says why
+    async with SessionClient(service.service.address, identity="executor-1") as client:
+        ring = Keyring(private_key="0x" + "43" * 32)
+        reader = CheckpointReader(store, keyring=ring, key_source=session_key_source(client, ring))
+        with pytest.raises(FailedPrecondition, match="refused the checkpoint keys"):
+            await reader.read(second)
