@@ -15,6 +15,7 @@ from agentgpt.ipfs import CheckpointReader, CheckpointWriter, ContentStore, chec
 from agentgpt.network import Network, load_network
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
+from agentgpt.sealing import Keyring
 from agentgpt.tasklog import ExecutorKey
 from services.executor.actions import ActionRunner
 from services.executor.anchoring import AnchorQueue
@@ -111,11 +112,22 @@ def _assignment(chains: ChainSet) -> Any:
     return assignment
 
 
+def executor_secret(config: ExecutorConfig) -> str:
+    """The executor's private key (hex): AGENTGPT_EXECUTOR_KEY, or one made for this process."""
+    return config.executor_key or "0x" + secrets.token_hex(32)
+
+
 def build_parts(
-    config: ExecutorConfig, port: SessionPort, *, store: ContentStore | None = None
+    config: ExecutorConfig,
+    port: SessionPort,
+    *,
+    store: ContentStore | None = None,
+    secret: str | None = None,
 ) -> ExecutorParts:
-    """The engine and everything it needs, without the gRPC server (used by build(), tests and bench)."""
-    key = ExecutorKey(config.executor_key or "0x" + secrets.token_hex(32))
+    """The engine and everything it needs, without the gRPC server (used by build(), tests and bench).
+    `secret` is the executor's private key (hex; default: `executor_secret(config)`)."""
+    secret = secret or executor_secret(config)
+    key = ExecutorKey(secret)
     network = load_network(config.network)
     if network.chains and not config.executor_key:
         raise ConfigError(
@@ -139,7 +151,10 @@ def build_parts(
     )
     if store is None:
         store = open_store(config)
-    sealing_key = checkpoint_key(config.checkpoint_key)
+    # Checkpoint bodies are sealed with each session's own data key (it comes with the lease, wrapped to
+    # this executor's key); the deployment-wide AGENTGPT_CHECKPOINT_KEY only opens legacy v1 envelopes.
+    keyring = Keyring(private_key=secret)
+    legacy_key = checkpoint_key(config.checkpoint_key)
     registry = DecoratorRegistry(
         DecoratorDeps(
             ofac_list=config.ofac_list,
@@ -170,8 +185,9 @@ def build_parts(
         contexts=contexts,
         actions=ActionRunner(chains, store),
         key=key,
-        checkpointer=Checkpointer(CheckpointWriter(store, key=sealing_key), key),
-        reader=CheckpointReader(store, key=sealing_key),
+        checkpointer=Checkpointer(CheckpointWriter(store), key),
+        reader=CheckpointReader(store, key=legacy_key, keyring=keyring),
+        keyring=keyring,
         assignment=_assignment(chains) if chains is not None else None,
         home_chain_id=network.home.chain_id if network.chains else 0,
         domain=_domain(network),
@@ -196,7 +212,9 @@ async def build(
     config: ExecutorConfig, session: SessionClient | None = None, store: ContentStore | None = None
 ) -> ServiceDefinition:
     session = session or session_client(config.session_addr, f"executor:{config.executor_id}")
-    parts = build_parts(config, GrpcSessionPort(session), store=store)
+    secret = executor_secret(config)
+    port = GrpcSessionPort(session, public_key=ExecutorKey(secret).public_key)
+    parts = build_parts(config, port, store=store, secret=secret)
     engine = parts.engine
     servicer = ExecutorServicer(engine, address=parts.key.address, started_at=time.time())
     oracle: RecoveryClient | None = None

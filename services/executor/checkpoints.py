@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentgpt.ipfs import CheckpointWriter
+from agentgpt.sealing import Sealing
 from agentgpt.tasklog import ExecutorKey
 
 
@@ -37,9 +38,10 @@ class Checkpointer:
         self.writer = writer
         self.key = key
 
-    async def make(self, doc: Mapping[str, Any]) -> CheckpointMade:
+    async def make(self, doc: Mapping[str, Any], *, sealing: Sealing | None = None) -> CheckpointMade:
+        """Write `doc`; with `sealing` (the runner's: its session's data key), the body sealed."""
         start = time.perf_counter()
-        stored = await self.writer.write(doc)
+        stored = await self.writer.write(doc, sealing=sealing)
         return CheckpointMade(
             str(doc["session_id"]),
             int(doc["seq"]),

@@ -27,7 +27,10 @@ class ExecutorConfig(IpfsConfig):
         True, "Also checkpoint the tasks not yet covered when a session's queue drains"
     )
     checkpoint_key: str = setting(
-        "", "AES-256-GCM key (64 hex chars) sealing checkpoints. Secret. Empty: plaintext"
+        "",
+        "Legacy AES-256-GCM key (64 hex chars) opening version-1 checkpoint envelopes written with the "
+        "executors' shared key. New checkpoints are sealed with each session's own key, which comes with "
+        "the lease. Secret",
     )
     model_endpoint: str = setting(
         "",

@@ -8,6 +8,13 @@ EngineConfig  the engine's and its runners' settings; EngineDeps what they are b
 
 The session service is reached through the SessionPort protocol (ports.py; GrpcSessionPort in
 production, an in-memory port in the benchmark), so this module knows nothing about gRPC.
+
+Checkpoint keys (agentgpt.sealing, docs/design.md §7): a claim made through a KeyedSessionPort brings the
+session's data keys, one per executor epoch, wrapped to this executor's key, when it is the session's
+executor of record. They go into the executor's keyring (its reader opens the predecessors' sealed
+checkpoints with them) and the newest becomes the runner's `sealing`: its checkpoints' bodies are sealed
+with it, wrapped to the owner and to this executor. A lease without keys (this executor is not the one
+of record, or the session has none) writes plaintext bodies.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from agentgpt.checkpoint_format import Domain, body_of
 from agentgpt.errors import FailedPrecondition, ResourceExhausted
 from agentgpt.ipfs import CheckpointReader
+from agentgpt.sealing import Keyring, Sealing, SessionKey
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ExecutorKey
 from services.executor.actions import ActionRunner
@@ -29,7 +38,7 @@ from services.executor.anchoring import Anchor, AnchorQueue
 from services.executor.checkpoints import Checkpointer
 from services.executor.context import ContextBuilder
 from services.executor.metrics import ExecutorMetrics
-from services.executor.ports import ResumePoint, SessionPort
+from services.executor.ports import KeyedSessionPort, ResumePoint, SessionPort
 from services.executor.records import checkpoint_pb
 from services.executor.runner import SessionRunner
 
@@ -72,6 +81,9 @@ class EngineDeps:
     assignment: Callable[[str], Awaitable[tuple[str, int]]] | None = None
     # Tells the recovery oracle a session was released cleanly (graceful handoff); None: nobody is told.
     handoff: Callable[[str], Awaitable[None]] | None = None
+    # This executor's private key and the data keys of the sessions it ran (shared with `reader`): opens
+    # the checkpoint keys that come with a lease; None: checkpoints are written in plaintext.
+    keyring: Keyring | None = None
 
 
 class Engine:
@@ -101,11 +113,46 @@ class Engine:
             if not claimed:
                 await asyncio.sleep(self.config.poll_interval)
 
-    def _start(self, lease: ss.Lease, resume: ResumePoint | None = None) -> SessionRunner:
+    def _start(
+        self, lease: ss.Lease, resume: ResumePoint | None = None, sealing: Sealing | None = None
+    ) -> SessionRunner:
         runner = SessionRunner(self.config, self.deps, lease, self._forget, resume)
+        runner.sealing = sealing if sealing is not None else self._sealing(lease.session_id)
         self.runners[lease.session_id] = runner
         runner.task = asyncio.create_task(runner.run(), name=f"session-{lease.session_id}")
         return runner
+
+    def _sealing(self, session_id: str) -> Sealing | None:
+        """The keys the claim of `session_id` brought: every epoch's into the keyring, the newest (this
+        executor's epoch) as the sealing of its checkpoints; None (plaintext) when none came."""
+        keyring = self.deps.keyring
+        if keyring is None or getattr(self.deps.port, "lease_keys", None) is None:
+            return None  # a port that brings no keys (the benchmark's): plaintext, as configured
+        got = cast(KeyedSessionPort, self.deps.port).lease_keys(session_id)
+        if got is None or not got.wrapped or not got.owner_public_key:
+            log.warning(
+                "session %s: no checkpoint keys came with the lease (this executor is not its executor of "
+                "record, or the session has none): its checkpoints are written in plaintext",
+                session_id,
+            )
+            return None
+        try:
+            keys = [SessionKey(int(k.epoch), keyring.unwrap(bytes(k.wrapped))) for k in got.wrapped]
+        except Exception as exc:  # wrapped to another key: the session service's answer is not ours
+            log.error("session %s: the checkpoint keys of the lease do not open: %s", session_id, exc)
+            return None
+        keyring.add_all(session_id, keys)
+        newest = max(got.wrapped, key=lambda k: k.epoch)
+        if newest.executor.lower() != self.deps.key.address.lower():
+            log.warning(
+                "session %s: the newest checkpoint key (epoch %d) is %s's, not this executor's: plaintext",
+                session_id,
+                newest.epoch,
+                newest.executor,
+            )
+            return None
+        key = next(k for k in keys if k.epoch == newest.epoch)
+        return Sealing(key, (bytes(got.owner_public_key), self.deps.key.public_key))
 
     def _forget(self, runner: SessionRunner) -> None:
         if self.runners.get(runner.session_id) is runner:
@@ -153,11 +200,13 @@ class Engine:
     async def rehydrate(self, session_id: str, seq: int, cid: str, state_root: bytes, epoch: int) -> int:
         """Continue a session another executor ran, from the checkpoint the recovery oracle verified.
 
-        The checkpoint's bytes are read back from IPFS and checked (CID, session, seq, state root) before
-        anything else; the home chain must assign the session to this executor (at `epoch`, when given);
-        then the lease is claimed and the session runs from the checkpoint, rolled forward with the
-        session's records (each rechecked against its recorded log hash). The first task it runs is
-        returned. A session this executor already runs answers where it is."""
+        The home chain must assign the session to this executor (at `epoch`, when given); then the lease
+        is claimed, bringing the session's checkpoint keys (the predecessors' epochs too: their sealed
+        checkpoints open with them), and the checkpoint's bytes are read back from IPFS and checked (CID,
+        session, seq, state root) before the session runs from it, rolled forward with the session's
+        records (each rechecked against its recorded log hash); a checkpoint that cannot be used gives
+        the lease back. The first task it runs is returned. A session this executor already runs answers
+        where it is."""
         running = self.runners.get(session_id)
         if running is not None and not running.fenced:
             await running.ready.wait()
@@ -170,20 +219,23 @@ class Engine:
                     f"session {session_id} is assigned to {assigned} at epoch {chain_epoch} on its home chain, "
                     f"not to this executor ({self.deps.key.address}{f' at epoch {epoch}' if epoch else ''})"
                 )
+        lease = await self._lease(session_id)
+        sealing = self._sealing(session_id)  # also puts the older epochs' keys into the reader's keyring
         memory: dict[str, object] = {}
         log_head = b""
         if self.deps.reader is not None:
             try:
                 doc = await self.deps.reader.read(cid, session_id=session_id, seq=seq, state_root=state_root)
             except Exception as exc:
+                with contextlib.suppress(Exception):
+                    await self.deps.port.release(lease)
                 raise FailedPrecondition(
                     f"checkpoint {cid} of session {session_id} cannot be used: {exc}"
                 ) from None
             memory = dict(body_of(doc).get("memory") or {})
             head = doc.get("log_head")
             log_head = head if isinstance(head, bytes) else b""
-        lease = await self._lease(session_id)
-        runner = self._start(lease, ResumePoint(seq, cid, state_root, memory, log_head))
+        runner = self._start(lease, ResumePoint(seq, cid, state_root, memory, log_head), sealing)
         await runner.ready.wait()
         if runner.tasklog is None:  # its setup failed (logged by the runner)
             raise FailedPrecondition(f"session {session_id} stopped while starting; see the executor's log")

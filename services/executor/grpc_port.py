@@ -16,7 +16,7 @@ from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import RpcError
 from agentgpt.session.v1 import session_pb2 as ss
-from services.executor.ports import Fenced
+from services.executor.ports import Fenced, LeaseKeys
 
 TASK_PAGE = 1000  # the session service's largest ListTasks page
 
@@ -28,16 +28,31 @@ def session_client(target: str, identity: str) -> SessionClient:
 
 
 class GrpcSessionPort:
-    def __init__(self, client: SessionClient) -> None:
+    """`public_key` (the executor's 64-byte secp256k1 key) goes with every claim: the session service
+    answers the executor of record with the session's checkpoint keys wrapped to it (`lease_keys`)."""
+
+    def __init__(self, client: SessionClient, *, public_key: bytes = b"") -> None:
         self.client = client
+        self.public_key = public_key
+        self._keys: dict[str, LeaseKeys] = {}
 
     async def claim(self, executor_id: str, session_id: str, ttl: int, address: str = "") -> ss.Lease | None:
         resp = await self.client.claim_lease(
             ss.ClaimLeaseRequest(
-                executor_id=executor_id, session_id=session_id, ttl_seconds=ttl, executor_address=address
+                executor_id=executor_id,
+                session_id=session_id,
+                ttl_seconds=ttl,
+                executor_address=address,
+                executor_public_key=self.public_key,
             )
         )
-        return resp.lease if resp.HasField("lease") else None
+        if not resp.HasField("lease"):
+            return None
+        self._keys[resp.lease.session_id] = LeaseKeys(tuple(resp.session_keys), bytes(resp.owner_public_key))
+        return resp.lease
+
+    def lease_keys(self, session_id: str) -> LeaseKeys | None:
+        return self._keys.pop(session_id, None)
 
     async def renew(self, lease: ss.Lease, ttl: int) -> ss.Lease:
         with _fencing():

@@ -43,6 +43,25 @@ class SessionPort(Protocol):
     async def record_checkpoint(self, lease: ss.Lease, checkpoint: cpb.Checkpoint) -> None: ...
 
 
+@dataclass(frozen=True)
+class LeaseKeys:
+    """The checkpoint keys a claim brought with its lease (ClaimLeaseResponse): each executor epoch's data
+    key, oldest first, wrapped to this executor's public key, and the owner's public key. The session
+    service sends them only to the executor of record (agentgpt.sealing, services/session/keys.py)."""
+
+    wrapped: tuple[ss.WrappedSessionKey, ...] = ()
+    owner_public_key: bytes = b""
+
+
+class KeyedSessionPort(Protocol):
+    """A SessionPort whose claims carry this executor's public key, so that the session service delivers
+    the session's checkpoint keys with the lease (GrpcSessionPort; in-memory ports do without)."""
+
+    def lease_keys(self, session_id: str) -> LeaseKeys | None:
+        """The keys the latest successful claim of `session_id` brought (None: none came)."""
+        ...
+
+
 @dataclass
 class ResumePoint:
     """Where a rehydrated session starts: the verified checkpoint from the recovery oracle, and the

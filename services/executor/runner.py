@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from agentgpt.checkpoint_format import body_of, checkpoint_document, entry_digest, sign
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.jsonvalue import parse_json_object
+from agentgpt.sealing import Sealing
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.spec import spec_from_message
 from agentgpt.tasklog import ZERO_HASH, TaskLog, TaskLogError
@@ -86,6 +87,9 @@ class SessionRunner:
         self.prev_log_head = ZERO_HASH  # the log head the next checkpoint's entries link from
         self.chain_epoch = 0  # the home chain's assignment epoch this runner writes under (0: off chain)
         self.spec_cid = ""  # the spec published on IPFS (raw block; keccak256 of it is the workflowHash)
+        # How checkpoint bodies are sealed: this epoch's data key from the lease (set by the engine);
+        # None: plaintext bodies.
+        self.sealing: Sealing | None = None
         self.fenced = False
         self.stop_requested = False
         self.ctx: SessionContext | None = None
@@ -633,7 +637,7 @@ class SessionRunner:
                 chains=self.chains,
                 spec_cid=self.spec_cid,
             )
-            made = await cp.make(doc)
+            made = await cp.make(doc, sealing=self.sealing)
         except Exception as exc:
             # IPFS trouble must not stop the session: tried again at the next boundary, or when idle
             # after a pause that grows with each failure.

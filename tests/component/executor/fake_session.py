@@ -28,6 +28,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2_grpc
 
 from agentgpt.common.v1 import common_pb2 as cpb
+from agentgpt.sealing import address_of, wrap_key
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.session.v1 import session_pb2_grpc as ss_grpc
 
@@ -44,6 +45,10 @@ class FakeSession:
     reports: list[tuple[str, int, int, int]] = field(default_factory=list)  # (executor, epoch, seq, status)
     checkpoints: list[cpb.Checkpoint] = field(default_factory=list)
     refused_reports: int = 0
+    # checkpoint data keys (epoch, executor address, key) and the owner's public key: when set, a claim
+    # naming the newest key's executor's public key gets them wrapped to it, as the real service does
+    keys: list[tuple[int, str, bytes]] = field(default_factory=list)
+    owner_public_key: bytes = b""
 
 
 class FakeSessionService(ss_grpc.SessionServiceServicer):
@@ -134,9 +139,16 @@ class FakeSessionService(ss_grpc.SessionServiceServicer):
             fs.session.lease_epoch += 1
             fs.lease_executor = request.executor_id
             fs.lease_expires = now + (request.ttl_seconds or 15)
-            return ss.ClaimLeaseResponse(
-                lease=ss.Lease(session_id=sid, executor_id=request.executor_id, epoch=fs.session.lease_epoch)
-            )
+            lease = ss.Lease(session_id=sid, executor_id=request.executor_id, epoch=fs.session.lease_epoch)
+            pub = bytes(request.executor_public_key)
+            if fs.keys and pub and address_of(pub) == fs.keys[-1][1]:
+                wrapped = [
+                    ss.WrappedSessionKey(epoch=e, executor=a, wrapped=wrap_key(k, pub)) for e, a, k in fs.keys
+                ]
+                return ss.ClaimLeaseResponse(
+                    lease=lease, session_keys=wrapped, owner_public_key=fs.owner_public_key
+                )
+            return ss.ClaimLeaseResponse(lease=lease)
         return ss.ClaimLeaseResponse()
 
     async def _check_lease(self, fs: FakeSession, executor_id: str, epoch: int, context: Any) -> None:

@@ -15,6 +15,7 @@ from agentgpt.chain.deploy import deploy_all
 from agentgpt.clients import SessionClient
 from agentgpt.network import Network, write_network
 from agentgpt.runtime.config import load
+from agentgpt.tasklog import ExecutorKey
 from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from services.executor.app import ExecutorParts, build_parts
 from services.executor.config import ExecutorConfig
@@ -76,7 +77,8 @@ async def executor(
         kyc_issuers=(Account.from_key(KYC_ISSUER_KEY).address,),
     )
     client = SessionClient(fake_session.address)
-    parts = build_parts(config, GrpcSessionPort(client))
+    # the executor's public key goes with its claims: a session with keys gets its checkpoints sealed
+    parts = build_parts(config, GrpcSessionPort(client, public_key=ExecutorKey(EXECUTOR_KEY).public_key))
     assert parts.engine.deps.anchors is not None
     jobs = [asyncio.create_task(parts.engine.run()), asyncio.create_task(parts.engine.deps.anchors.run())]
     try:

@@ -15,8 +15,9 @@ from web3 import Web3
 from agentgpt.checkpoint_format import verify_document
 from agentgpt.errors import FailedPrecondition
 from agentgpt.ipfs import CheckpointReader, KuboStore
+from agentgpt.sealing import Keyring, is_sealed_body, new_session_key, public_key_of
 from agentgpt.session.v1 import session_pb2 as ss
-from agentgpt.tasklog import LogEntry
+from agentgpt.tasklog import ExecutorKey, LogEntry
 from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.integration.executor.conftest import CHECKPOINT_KEY, EXECUTOR_KEY, HOME_ID, OTHER_ID, TASK_FEE
@@ -47,7 +48,11 @@ async def test_transfer_checkpoint_anchor_and_charge(
     c = two_chains.home
     sid = two_chains.session(allowlist=[(RECIPIENT, b"\x00" * 4)], fund_wei=10**18)
     svc = fake_session.service
-    svc.add_session(str(sid), spec=spec(two_chains), budget=100 * 10**18)
+    fresh = svc.add_session(str(sid), spec=spec(two_chains), budget=100 * 10**18)
+    # the session's checkpoint key for this executor's epoch, as the session service would hand it out
+    owner_secret = bytes.fromhex("a2" * 32)
+    fresh.keys = [(1, ExecutorKey(EXECUTOR_KEY).address, new_session_key(1).key)]
+    fresh.owner_public_key = public_key_of(owner_secret)
     svc.submit(str(sid), [("transfer", {"chain": "arbitrum", "to": RECIPIENT, "value": 1000}), ("count", {})])
     before = balance(two_chains, RECIPIENT)
     agpt_before = c.balance(c.actors.executor)
@@ -80,15 +85,21 @@ async def test_transfer_checkpoint_anchor_and_charge(
     assert o.anchors.functions.streamOf(c.chain_id, sid).call()[2:] == [2, commitment]
     assert {a.chain_id for a in cp.anchors} == {HOME_ID, OTHER_ID}
     async with KuboStore(ipfs_api) as store:
-        doc = await CheckpointReader(store, key=bytes.fromhex(CHECKPOINT_KEY)).read(
-            cp.cid, session_id=str(sid), seq=2, state_root=bytes(cp.state_root)
+        # its body is sealed with the session's key, wrapped to the owner: the owner's key alone opens it
+        # (the deployment-wide CHECKPOINT_KEY is only the legacy v1 reader's)
+        owner = CheckpointReader(
+            store, key=bytes.fromhex(CHECKPOINT_KEY), keyring=Keyring(private_key=owner_secret)
         )
+        doc = await owner.read(cp.cid, session_id=str(sid), seq=2, state_root=bytes(cp.state_root))
         verified = verify_document(doc)
         assert verified.head == bytes(cp.state_root) and verified.log_head == bytes(fs.tasks[2].log_hash)
+        assert not verified.sealed
         entries = [LogEntry.from_cbor_obj(e) for e in doc["body"]["entries"]]
         assert entries[0].tx_hashes == (bytes(t1.intents[0].tx_hash),)
-        with pytest.raises(FailedPrecondition):
-            await CheckpointReader(store).read(cp.cid)  # sealed: no key, no content
+        header_only = await CheckpointReader(store).read(cp.cid)  # no keys: the header, the body sealed
+        assert is_sealed_body(header_only["body"]) and verify_document(header_only).sealed
+        with pytest.raises(FailedPrecondition, match="epoch-1 data key"):
+            await CheckpointReader(store, keyring=Keyring(private_key=bytes.fromhex("a3" * 32))).read(cp.cid)
 
     # Budget: both tasks metered and charged on chain (chargeBudget pays the executor from escrow).
     expected = 2 * TASK_FEE + t1.gas_used * 10**9
