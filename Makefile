@@ -62,6 +62,7 @@ contracts: setup  ## recompile the contracts (and the demo market) into their ar
 check: setup  ## generated code fresh; protos lint/format/breaking; ruff lint + format; mypy --strict; import contracts
 	$(PY) scripts/gen_protos.py --check
 	$(PY) scripts/build_contracts.py --check
+	$(PY) scripts/make_checkpoint_vectors.py --check
 	bash scripts/check_protos.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
