@@ -384,6 +384,10 @@ async def _session(args: argparse.Namespace) -> int:
     try:
         if args.action in owner.ACTIONS:
             return await owner.run(args, resolve)
+        if args.action == "export":
+            from apps.cli import export
+
+            return await export.run(args)
         return await _read(args, resolve)
     except Exception as exc:
         errors = sys.modules.get("agentgpt.errors")
@@ -656,6 +660,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     owner.add_actions(add_action)
 
+    from apps.cli import export
+
+    export.add_action(add_action)
+
     from apps.cli import recovery
 
     recovery.add_parser(sub, common, str(DEFAULT_WORKDIR))
@@ -670,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Options whose values are paths: any bytes the file system takes are fine there.
-_PATH_OPTIONS = frozenset({"spec", "owner_key_file", "network", "workdir", "key_file"})
+_PATH_OPTIONS = frozenset({"spec", "owner_key_file", "network", "workdir", "key_file", "out"})
 _POSITIONALS = frozenset({"id", "kind", "decorators", "params", "spec", "recovery_id"})
 
 

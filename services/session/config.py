@@ -19,7 +19,8 @@ class SessionConfig(IpfsConfig):
     relayer_key: str = setting(
         "",
         "Private key (hex) the service relays owners' signed transactions with; needs ETH, and ORACLE_ROLE on "
-        "SessionFactory for pause/resume/terminate. Secret: never logged",
+        "SessionFactory for pause/resume/terminate. The sessions' checkpoint keys are kept in SessionDB "
+        "wrapped to it: keep it when rotating, or they no longer open. Secret: never logged",
     )
     auth_chain_id: int = setting(
         31337, "chainId of the owner-request EIP-712 domain when no network manifest is configured"
