@@ -1,15 +1,17 @@
-"""The local stack behind `agentgpt up`: anvil chains, an IPFS node, the contracts deployed, and the
-four services as separate processes on loopback, each checked SERVING before it counts as up. The
-executor runs as N processes (`executor-1` .. `executor-N`, default 2), each with its own bonded key,
-so killing the one holding a session shows the recovery oracle moving it to another.
+"""The local stack behind `agentgpt up`: anvil chains, an IPFS node, an Arweave gateway (arlocal), the
+contracts deployed, and the four services as separate processes on loopback, each checked SERVING before
+it counts as up. The executor runs as N processes (`executor-1` .. `executor-N`, default 2), each with its
+own bonded key, so killing the one holding a session shows the recovery oracle moving it to another. The
+session service and the executors archive to arlocal with a wallet made for the run.
 
 Everything it starts lives under one work directory and is stopped in reverse order by `stop()`.
 `stack.json` in that directory tells `agentgpt status` (and the demo) where everything is.
 
 The chains are new on every start, so everything in the work directory that describes chain state
-(SessionDB, the indexer's store, the network manifest and deployments, the IPFS repo, the logs) is
-moved to `<workdir>/previous` first (replacing the one before): a run never meets the stores of another
-run's chains, also after a run was killed half-way. One stack at a time holds `<workdir>/stack.lock`.
+(SessionDB, the indexer's store, the network manifest and deployments, the IPFS repo, arlocal's store and
+the wallet, the logs) is moved to `<workdir>/previous` first (replacing the one before): a run never meets
+the stores of another run's chains, also after a run was killed half-way. One stack at a time holds
+`<workdir>/stack.lock`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 from eth_account import Account
 
+from agentgpt.arweave import ArweaveClient, Wallet
 from agentgpt.chain.deploy import deploy_all
 from agentgpt.chain.devnet import fund_and_bond
 from agentgpt.clients import ExecutorClient, check_health
@@ -35,6 +38,7 @@ from agentgpt.errors import RpcError
 from agentgpt.lifecycle import Durations
 from agentgpt.network import ChainInfo, Network, write_network
 from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
+from apps.localnet.arweave import ArlocalError, ArlocalNode
 from apps.localnet.ports import free_port, ports_in_use
 from apps.localnet.processes import ServiceProcess
 
@@ -47,6 +51,11 @@ EXECUTOR_KEYS = tuple(DEV_PRIVATE_KEYS[i] for i in (1, 3, 4, 5, 6, 7, 8))
 EXECUTOR_KEY = EXECUTOR_KEYS[0]  # executor-1's: the demo session's executor
 MAX_EXECUTORS = len(EXECUTOR_KEYS)
 DEFAULT_EXECUTORS = 2
+# arlocal's store and the wallet that signs and pays for the archive copies (made for each run, 0600).
+ARWEAVE_DIR = "arweave"
+ARWEAVE_WALLET = "arweave-wallet.json"
+#: Winston minted to the stack's wallet on arlocal: about 15 GB of archive copies at arlocal's prices.
+ARWEAVE_FUNDING = 10**15
 
 # The service kinds (`python -m services.<kind>`); a stack runs one process of each, and N executors.
 SERVICES = ("session", "indexer", "executor", "recovery_oracle")
@@ -100,6 +109,8 @@ RUN_STATE = (
     *(f"{name}.log" for name in SERVICES),  # (executor.log: a run from before executors were numbered)
     "executor-*.log",
     "ipfs",  # the IPFS node's repo (content of the old chains' sessions)
+    ARWEAVE_DIR,  # arlocal's store, pidfile and log (archive copies of the old chains' sessions)
+    ARWEAVE_WALLET,
     "blocks",  # the embedded content store (--no-ipfs)
 )
 PREVIOUS = "previous"
@@ -153,6 +164,8 @@ class StackOptions:
     # The local chains simulate the seed's two-chain treasury spec with anvil instances.
     chains: tuple[tuple[str, int], ...] = (("arbitrum", 31337), ("polygon", 31338))
     ipfs: bool = True
+    # An Arweave gateway (arlocal) the session service and the executors archive to; False: IPFS only.
+    arweave: bool = True
     durations: Durations = field(default_factory=Durations)
     # Extra environment by service: "executor" applies to every executor, "executor-2" (etc.) to one, after.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -176,6 +189,8 @@ class LocalStack:
         self._t0 = time.monotonic()
         self.anvils: list[AnvilNode] = []
         self.ipfs: Any = None
+        self.arweave: ArlocalNode | None = None
+        self.arweave_wallet: Wallet | None = None
         self.network: Network | None = None
         self.services: dict[str, ServiceProcess] = {}
         # executor name -> its private key, executor-1 first
@@ -301,6 +316,10 @@ class LocalStack:
             ipfs_api = self.ipfs.api
             self.say(f"IPFS node at {ipfs_api}")
 
+        archive_env: dict[str, str] = {}
+        if self.options.arweave:
+            archive_env = await self._start_arweave()
+
         common = {
             "AGENTGPT_NETWORK": str(network_path),
             "AGENTGPT_IPFS_API": ipfs_api,
@@ -313,13 +332,14 @@ class LocalStack:
         }
         own = {
             "session": {
+                **archive_env,
                 "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'sessions.db'}",
                 "AGENTGPT_RELAYER_KEY": DEPLOYER_KEY,
                 # writer grants and the budget audit react within seconds on a laptop
                 "AGENTGPT_CHAIN_SYNC_INTERVAL": "3",
             },
             "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
-            "executor": {"AGENTGPT_KYC_ISSUERS": Account.from_key(KYC_ISSUER_KEY).address},
+            "executor": {**archive_env, "AGENTGPT_KYC_ISSUERS": Account.from_key(KYC_ISSUER_KEY).address},
             "recovery_oracle": {
                 "AGENTGPT_ORACLE_KEY": DEPLOYER_KEY,
                 "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'recoveries.db'}",
@@ -383,6 +403,32 @@ class LocalStack:
         await self.wait_serving(self.options.ready_timeout)
         self.write_state()
 
+    @property
+    def arweave_url(self) -> str:
+        """The stack's Arweave gateway (arlocal), or "" when it runs none."""
+        try:
+            return self.arweave.url if self.arweave is not None else ""
+        except ArlocalError:  # not started (yet)
+            return ""
+
+    async def _start_arweave(self) -> dict[str, str]:
+        """arlocal on a free port, and a new wallet for this run saved in the work dir (0600) and funded on
+        it; the settings that point the session service and the executors at both. arlocal mines only when
+        asked, so they are told to mine after each post (AGENTGPT_ARWEAVE_MINE)."""
+        self.arweave = ArlocalNode(self.workdir / ARWEAVE_DIR)
+        await _finish_in_thread(self.arweave.start)
+        wallet = await asyncio.to_thread(Wallet.generate)  # an RSA-4096 key: about a second of CPU
+        path = wallet.save(self.workdir / ARWEAVE_WALLET)
+        async with ArweaveClient(self.arweave.url, wallet) as client:
+            await client.fund(ARWEAVE_FUNDING)
+        self.arweave_wallet = wallet
+        self.say(f"Arweave gateway (arlocal) at {self.arweave.url}, wallet {wallet.address} funded ({path})")
+        return {
+            "AGENTGPT_ARWEAVE_GATEWAY": self.arweave.url,
+            "AGENTGPT_ARWEAVE_WALLET_PATH": str(path),
+            "AGENTGPT_ARWEAVE_MINE": "true",
+        }
+
     async def wait_serving(self, timeout: float) -> None:
         """Poll every service's health until all report SERVING."""
         deadline = time.monotonic() + timeout
@@ -429,6 +475,9 @@ class LocalStack:
             "workdir": str(self.workdir),
             "network": str(self.workdir / "network.json"),
             "ipfs_api": self.ipfs.api if self.ipfs else "",
+            # where the archive copies are (empty: no gateway), and the wallet that signs them
+            "arweave_gateway": self.arweave_url,
+            "arweave_wallet": str(self.workdir / ARWEAVE_WALLET) if self.arweave_wallet is not None else "",
             # The dev owner and executor-1 of the local chains, for `agentgpt session create|activate`.
             "owner_key_file": str(self.workdir / "owner.key"),
             "executor_address": Account.from_key(EXECUTOR_KEY).address,
@@ -458,7 +507,7 @@ class LocalStack:
 
     async def stop(self) -> None:
         """Services first (SIGTERM, graceful; the executors all at once, so none is handed another's
-        sessions), then IPFS, then the chains."""
+        sessions), then the Arweave gateway, then IPFS, then the chains."""
         for name, proc in self.services.items():
             if service_kind(name) == "executor":
                 proc.terminate()
@@ -467,6 +516,10 @@ class LocalStack:
             code = await asyncio.to_thread(proc.stop)
             self.say(f"{name} stopped (exit {code})")
         self.services.clear()
+        if self.arweave is not None:
+            await asyncio.to_thread(self.arweave.stop)
+            self.arweave = None
+            self.say("Arweave gateway stopped")
         if self.ipfs is not None:
             await asyncio.to_thread(self.ipfs.stop)
             self.ipfs = None

@@ -22,9 +22,19 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
+from agentgpt.arweave import archive_tags
+from agentgpt.arweave.archiver import Archiver
 from agentgpt.canonical import canonical_json_ascii
 from agentgpt.contracts import load_artifact
-from agentgpt.filing import FORM, Holding, exact_decimal, information_table, table_value_total
+from agentgpt.filing import (
+    CONTENT_TYPE,
+    FORM,
+    KIND,
+    Holding,
+    exact_decimal,
+    information_table,
+    table_value_total,
+)
 from agentgpt.ipfs import ContentStore
 from services.executor.plan import Action, Plan, PlanRejected
 from services.executor.transactions import ChainSet, Journal, TxIntentRecord, TxResult, signer_of
@@ -126,9 +136,12 @@ class ActionOutcome:
 
 
 class ActionRunner:
-    def __init__(self, chains: ChainSet | None, store: ContentStore | None) -> None:
+    def __init__(
+        self, chains: ChainSet | None, store: ContentStore | None, arweave: Archiver | None = None
+    ) -> None:
         self.chains = chains
         self.store = store
+        self.arweave = arweave  # where reports and filings are also archived (None: IPFS only)
         self._accounts: dict[tuple[str, str], str] = {}
 
     def _chains(self) -> ChainSet:
@@ -180,7 +193,7 @@ class ActionRunner:
         if action.kind == "read_market":
             return ActionOutcome(await self._read_market(str(p["chain"]), str(p["pair"]), params))
         if action.kind == "publish_report":
-            return ActionOutcome(await self._publish(session_id, str(p["title"]), memory, params))
+            return ActionOutcome(await self._publish(session_id, step, str(p["title"]), memory, params))
         chains = self._chains()
         handle = chains.get(str(p["chain"]))
         if handle is not chains.home:
@@ -268,11 +281,21 @@ class ActionRunner:
         )
 
     async def _publish(
-        self, session_id: str, title: str, memory: Mapping[str, Any], params: Mapping[str, Any]
+        self,
+        session_id: str,
+        step: Step,
+        title: str,
+        memory: Mapping[str, Any],
+        params: Mapping[str, Any],
     ) -> dict[str, Any]:
         """The JSON holdings report and, when there are holdings (a chain), the same holdings as a Form
         13F information table (agentgpt.filing): both on IPFS, their CIDs in the result. The table is
-        for the audit trail and is not submitted anywhere (`"submitted": False`)."""
+        for the audit trail and is not submitted anywhere (`"submitted": False`).
+
+        With an Arweave gateway configured, the same bytes of each are also posted there (kinds "report"
+        and "filing", tagged with the session, the home chain's id, 0 off chain, and the task's seq), each
+        transaction id next to its CID (`"arweave_tx"`); without one the result has no such keys. A
+        gateway that does not answer fails the attempt like IPFS down: the task is retried."""
         if self.store is None:
             raise PlanRejected("this executor has no IPFS store configured", by="executor")
         report: dict[str, Any] = {"session_id": session_id, "title": title, "results": dict(memory)}
@@ -295,16 +318,27 @@ class ActionRunner:
         data = canonical_json_ascii(report, default=str).encode()
         cid = await self.store.put(data, "raw")
         out: dict[str, Any] = {"cid": cid, "size": len(data), "title": title}
+        chain_id = self.chains.home.chain_id if self.chains is not None else 0
+        if self.arweave is not None:
+            out["arweave_tx"] = await self.arweave.post(
+                data, archive_tags(kind="report", session_id=session_id, chain_id=chain_id, seq=step.task_seq)
+            )
         if "holdings" in report:
             table, summary = await self._information_table(session_id, cid, report, memory, params)
-            # An archived copy (Arweave) takes these same bytes, tagged agentgpt.filing.KIND ("filing").
-            out["filing"] = {
-                "form": FORM,
-                "cid": await self.store.put(table, "raw"),
-                "size": len(table),
-                "submitted": False,
-                **summary,
-            }
+            filing: dict[str, Any] = {"form": FORM, "cid": await self.store.put(table, "raw")}
+            if self.arweave is not None:
+                # the same bytes as on IPFS, tagged agentgpt.filing.KIND ("filing") and its CONTENT_TYPE
+                filing["arweave_tx"] = await self.arweave.post(
+                    table,
+                    archive_tags(
+                        kind=KIND,
+                        session_id=session_id,
+                        chain_id=chain_id,
+                        seq=step.task_seq,
+                        content_type=CONTENT_TYPE,
+                    ),
+                )
+            out["filing"] = {**filing, "size": len(table), "submitted": False, **summary}
         return out
 
     async def _information_table(

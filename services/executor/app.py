@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from agentgpt.arweave.archiver import Archiver, open_archiver
 from agentgpt.checkpoint_format import ZERO_ADDRESS, Domain
 from agentgpt.clients import RecoveryClient, SessionClient, health_probe
 from agentgpt.executor.v1 import executor_pb2, executor_pb2_grpc
@@ -44,6 +45,7 @@ class ExecutorParts:
     store: ContentStore
     key: ExecutorKey
     registry: DecoratorRegistry
+    arweave: Archiver | None = None  # reports and filings also go here; close() it with the store
 
 
 def _domain(network: Network) -> Domain:
@@ -149,6 +151,19 @@ def build_parts(
         if network.chains
         else None
     )
+    arweave = open_archiver(config)
+    if arweave is None:
+        log.warning(
+            "AGENTGPT_ARWEAVE_GATEWAY is not set: reports and filings are published to IPFS only (their task "
+            "results have no arweave_tx)"
+        )
+    else:
+        log.info(
+            "reports and filings are also archived to Arweave at %s (wallet %s%s)",
+            arweave.gateway_url,
+            arweave.address,
+            "; mining on each post" if arweave.mine else "",
+        )
     if store is None:
         store = open_store(config)
     # Checkpoint bodies are sealed with each session's own data key (it comes with the lease, wrapped to
@@ -183,7 +198,7 @@ def build_parts(
     deps = EngineDeps(
         port=port,
         contexts=contexts,
-        actions=ActionRunner(chains, store),
+        actions=ActionRunner(chains, store, arweave),
         key=key,
         checkpointer=Checkpointer(CheckpointWriter(store), key),
         reader=CheckpointReader(store, key=legacy_key, keyring=keyring),
@@ -205,7 +220,7 @@ def build_parts(
     )
     anchors = deps.anchors
     deps.metrics.anchor_backlog.set_function(lambda: anchors.pending() if anchors is not None else 0)
-    return ExecutorParts(engine, chains, store, key, registry)
+    return ExecutorParts(engine, chains, store, key, registry, arweave)
 
 
 async def build(
@@ -252,6 +267,8 @@ async def build(
     async def close() -> None:
         await engine.stop()
         await parts.store.close()
+        if parts.arweave is not None:
+            await parts.arweave.close()
         if parts.chains is not None:
             await parts.chains.close()
         if oracle is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from agentgpt.arweave.archiver import open_archiver
 from agentgpt.ipfs import ContentStore, open_store
 from agentgpt.lifecycle import Durations
 from agentgpt.network import Network, load_network
@@ -72,6 +73,21 @@ async def build(
         chain, auth_chain_id = _chain(config, network)
     else:
         auth_chain_id = chain.chain_id
+    if config.arweave_complete_window <= 0:
+        raise ConfigError("AGENTGPT_ARWEAVE_COMPLETE_WINDOW must be > 0 seconds")
+    arweave = open_archiver(config)
+    if arweave is None:
+        log.warning(
+            "AGENTGPT_ARWEAVE_GATEWAY is not set: completed sessions' event logs are archived to IPFS only "
+            "(their completed event has no log_arweave_tx)"
+        )
+    else:
+        log.info(
+            "completed sessions' event logs are archived to IPFS and to Arweave at %s (wallet %s%s)",
+            arweave.gateway_url,
+            arweave.address,
+            "; mining on each post" if arweave.mine else "",
+        )
     if archive is None:
         archive = open_store(config)
     own_db = db is None
@@ -95,6 +111,8 @@ async def build(
         deployment=deployment,
         # checkpoint data keys are kept wrapped to the relayer key (a key for this process without one)
         custody=KeyCustody(config.relayer_key or None),
+        arweave=arweave,
+        arweave_window=config.arweave_complete_window,
     )
     timers = LifecycleTimers(control, config.timer_interval, registry)
     background = [timers.run]
@@ -121,6 +139,8 @@ async def build(
         if closer is not None:
             await closer()
         await archive.close()
+        if arweave is not None:
+            await arweave.close()
         if own_db:
             await db.close()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentgpt.arweave.archiver import ArchiveConfig
 from agentgpt.ipfs import IpfsConfig
 from agentgpt.runtime.config import setting
 
 
 @dataclass(frozen=True)
-class SessionConfig(IpfsConfig):
+class SessionConfig(ArchiveConfig, IpfsConfig):
     database_url: str = setting(
         "sqlite+aiosqlite:///sessions.db",
         "SQLAlchemy URL of SessionDB (SQLite default; postgresql+asyncpg://... in production)",
@@ -41,4 +42,10 @@ class SessionConfig(IpfsConfig):
         15.0,
         "Seconds between passes that grant executors the anchor writer role on sessions' secondary chains "
         "and audit each ACTIVE session's escrow against SessionDB (also run at once after an activation)",
+    )
+    arweave_complete_window: float = setting(
+        20.0,
+        "Seconds CompleteSession keeps retrying an unreachable Arweave gateway, with backoff, before it "
+        "answers UNAVAILABLE (the session stays ACTIVE; the owner asks again). Keep it well under the "
+        "clients' CompleteSession deadline (120 s)",
     )

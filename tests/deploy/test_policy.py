@@ -323,3 +323,44 @@ def test_each_executor_replica_signs_with_its_own_key(which: str) -> None:
     secret = volumes[mount["name"]]["secret"]
     assert secret["secretName"] == "agentgpt-executor-keys"
     assert secret["defaultMode"] & 0o007 == 0, "the keys are not world-readable"
+
+
+ARCHIVING = ("session", "executor")  # the services that post to Arweave
+
+
+@pytest.mark.parametrize("which", OVERLAYS)
+def test_arweave_gateway_from_config_and_wallet_a_secret_file_never_an_env_value(which: str) -> None:
+    shared = _shared_config(which)
+    gateway = shared["AGENTGPT_ARWEAVE_GATEWAY"]
+    # dev runs without Arweave (IPFS only); base and prod post to a real gateway over TLS
+    assert gateway == "" if which == "dev" else gateway.startswith("https://"), gateway
+    assert not {k for k in shared if k.startswith("AGENTGPT_ARWEAVE_WALLET")}, "the wallet is per pod, a file"
+    rendered = yaml.safe_dump_all(render(which))
+    assert '"kty"' not in rendered and "kty:" not in rendered, "a JWK is inline"
+    for name, d, c in _deployments(which):
+        env = env_of(c)
+        # no form of the wallet travels as an environment value
+        for var, entry in env.items():
+            ref = entry.get("valueFrom", {}).get("secretKeyRef", {})
+            assert ref.get("key") != "arweave-wallet", (name, var)
+        assert not {v for v in env if v.startswith("AGENTGPT_ARWEAVE_WALLET") and v.endswith("_FILE")}, name
+        assert "AGENTGPT_ARWEAVE_GATEWAY" not in env, f"{name}: the gateway comes from the shared config"
+        pod = d["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        wallet_volumes = [
+            n
+            for n, v in volumes.items()
+            if any(i.get("key") == "arweave-wallet" for i in v.get("secret", {}).get("items", []))
+        ]
+        if name not in ARCHIVING:
+            assert "AGENTGPT_ARWEAVE_WALLET_PATH" not in env and not wallet_volumes, name
+            continue
+        path = env["AGENTGPT_ARWEAVE_WALLET_PATH"]["value"]
+        directory, _, leaf = path.rpartition("/")
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        mount = mounts[directory]
+        assert mount["readOnly"] is True and [mount["name"]] == wallet_volumes, name
+        secret = volumes[mount["name"]]["secret"]
+        assert secret["secretName"] == "agentgpt-keys", name
+        assert secret["items"] == [{"key": "arweave-wallet", "path": leaf}], name
+        assert secret["defaultMode"] & 0o007 == 0, f"{name}: the wallet is not world-readable"

@@ -233,15 +233,18 @@ def test_agentgpt_up_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> No
                 break
         out = "".join(lines)
         assert "all four services SERVING (3 executors)" in out, out
+        assert "Arweave gateway (arlocal) at http://127.0.0.1:" in out, out
         state = json.loads((tmp_path / "stack.json").read_text())
+        assert state["arweave_gateway"].startswith("http://127.0.0.1:") and state["arweave_wallet"]
+        arlocal_pid = int((tmp_path / "arweave" / "arlocal.pid").read_text())
         assert [e["id"] for e in state["executors"]] == ["executor-1", "executor-2", "executor-3"]
         assert {"executor-1", "executor-2", "executor-3"} <= set(state["services"])
         pids = [info["pid"] for info in state["services"].values()]
         up.send_signal(signal.SIGINT)
         rest, _ = up.communicate(timeout=60)
         assert up.returncode == 0, rest
-        assert "anvil stopped" in rest
-        for pid in pids:
+        assert "anvil stopped" in rest and "Arweave gateway stopped" in rest
+        for pid in [*pids, arlocal_pid]:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         assert not (tmp_path / "stack.json").exists()
@@ -268,3 +271,55 @@ async def test_contracts_deployed_and_every_executor_bonded_on_every_chain(stack
             assert await registry.functions.isBonded(executor).call(), (chain.name, executor)
         assert len(await w3.eth.get_code(chain.contracts["SessionFactory"])) > 0
         await w3.provider.disconnect()
+
+
+@pytest.mark.timeout(600)
+async def test_demo_archives_to_the_stacks_arweave_gateway(stack: LocalStack) -> None:
+    """The demo on the running stack: the completed event (as `agentgpt session watch` prints it) names the
+    event log's Arweave transaction next to its CID, and the report's and the filing's are in the
+    publish_report result; each reads back verified from the stack's arlocal with the bytes IPFS serves."""
+    from agentgpt.arweave import ArweaveClient
+    from agentgpt.ipfs import KuboStore
+    from apps.demo.treasury import run_demo
+    from apps.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEY, KYC_ISSUER_KEY, OWNER_KEY
+
+    cli = [sys.executable, "-m", "apps.cli.main"]
+    state = json.loads((stack.workdir / "stack.json").read_text())
+    assert state["arweave_gateway"] == stack.arweave_url != ""
+    session = stack.services["session"]
+    for name in ("session", *stack.executor_keys):
+        env = stack.services[name].env
+        assert env["AGENTGPT_ARWEAVE_GATEWAY"] == stack.arweave_url and env["AGENTGPT_ARWEAVE_MINE"] == "true"
+        assert env["AGENTGPT_ARWEAVE_WALLET_PATH"] == state["arweave_wallet"]
+    assert (Path(state["arweave_wallet"]).stat().st_mode & 0o777) == 0o600
+    assert "AGENTGPT_ARWEAVE_GATEWAY" not in stack.services["indexer"].env
+    inspect = await run_demo(
+        state["network"],
+        session.grpc,
+        owner_key=OWNER_KEY,
+        deployer_key=DEPLOYER_KEY,
+        executor_key=EXECUTOR_KEY,
+        issuer_key=KYC_ISSUER_KEY,
+    )
+    sid = inspect.session.session_id
+    watch = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "session", "watch", sid, "--history-only", "--workdir", str(stack.workdir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert watch.returncode == 0, watch.stdout + watch.stderr
+    (line,) = [x for x in watch.stdout.splitlines() if x.split()[2:3] == ["completed"]]
+    completed = json.loads(line.split(None, 3)[3])
+    assert completed["log_arweave_tx"] and completed["log_cid"]
+    published = {t.input.kind: t for t in inspect.recent_tasks}["publish_report"]
+    report = json.loads(published.result_json)["outputs"][0]
+    ids = [completed["log_arweave_tx"], report["arweave_tx"], report["filing"]["arweave_tx"]]
+    cids = [completed["log_cid"], report["cid"], report["filing"]["cid"]]
+    async with ArweaveClient(stack.arweave_url) as arweave, KuboStore(stack.ipfs.api) as ipfs:
+        for kind, tx_id, cid in zip(("event-log", "report", "filing"), ids, cids, strict=True):
+            tx = await arweave.read(tx_id)
+            assert tx.data == await ipfs.get(cid), kind
+            assert (tx.tag("Kind"), tx.tag("Session-Id"), tx.tag("Chain-Id")) == (kind, sid, "31337")

@@ -276,8 +276,8 @@ class Commands:
             core.check_version(req, rec)
             core.next_clock(rec, Action.COMPLETE)
             chain_sig = required_chain_signature(req, ctx)
-            log_cid = await self.archive.put(rec)
-            payload = {"log_cid": log_cid}
+            archived = await self.archive.put(rec)
+            payload = {"log_cid": archived.cid, "log_arweave_tx": archived.arweave_tx}
 
             async def prepare() -> PreparedTx:
                 nonce = await core.chain.owner_nonce(rec.owner)

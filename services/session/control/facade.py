@@ -3,12 +3,13 @@ the servicer, the timers and the tests use them."""
 
 from __future__ import annotations
 
+from agentgpt.arweave.archiver import Archiver
 from agentgpt.ipfs import ContentStore
 from agentgpt.lifecycle import Durations
 from services.session.chain import SessionChain
 from services.session.chain_sync import ChainSync
 from services.session.clock import Clock, system_clock
-from services.session.control.archive import LogArchive
+from services.session.control.archive import DEFAULT_WINDOW, LogArchive
 from services.session.control.callers import Callers
 from services.session.control.commands import Commands
 from services.session.control.core import Core, EventBus
@@ -40,6 +41,8 @@ class SessionControl:
         deployment: Deployment | None = None,
         chain_sync: ChainSync | None = None,
         custody: KeyCustody | None = None,
+        arweave: Archiver | None = None,
+        arweave_window: float = DEFAULT_WINDOW,
     ) -> None:
         self.core = Core(
             db,
@@ -56,7 +59,8 @@ class SessionControl:
             auth_chain_id=auth_chain_id, trust_service_header=trust_service_header, clock=clock
         )
         self.relay = Relay(self.core, self.callers)
-        self.log_archive = LogArchive(db, archive)
+        # completed logs go to IPFS (`archive`) and, with a gateway configured, to Arweave too
+        self.log_archive = LogArchive(db, archive, arweave, arweave_window=arweave_window)
         self.commands = Commands(self.core, self.relay, self.log_archive, default_executor=default_executor)
         self.work = Work(self.core, self.callers, self.relay)
         self.reads = Reads(self.core, self.callers)

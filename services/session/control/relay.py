@@ -85,9 +85,11 @@ def _budget_updated(rec: SessionRecord, payload: dict[str, Any], receipt: Receip
 
 
 def _completed(rec: SessionRecord, payload: dict[str, Any], receipt: Receipt) -> Effect:
+    # the log's Arweave copy, when one was made (none configured, or an intent recorded before: no key)
+    arweave = {"log_arweave_tx": payload["log_arweave_tx"]} if payload.get("log_arweave_tx") else {}
     return Effect(
         {"log_cid": payload["log_cid"], "final_tx_hash": receipt.tx_hash, "lease_expires_at": None},
-        [NewEvent("completed", {"log_cid": payload["log_cid"], "burn_tx": _tx(receipt)})],
+        [NewEvent("completed", {"log_cid": payload["log_cid"], **arweave, "burn_tx": _tx(receipt)})],
         reason="completed by owner; log archived, NFT burned",
     )
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agentgpt.arweave import ArweaveClient
 from agentgpt.clients import RecoveryClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.filing import NAMESPACE, NOT_SUBMITTED
@@ -78,9 +79,20 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
         }
         # publish_report's Form 13F information table, read back from the stack's IPFS node
         published = {t.input.kind: t for t in inspect.recent_tasks}["publish_report"]
-        filing = json.loads(published.result_json)["outputs"][0]["filing"]
+        report = json.loads(published.result_json)["outputs"][0]
+        filing = report["filing"]
+        completed = json.loads({e.type: e for e in inspect.recent_events}["completed"].data_json)
         async with KuboStore(stack.ipfs.api) as store:
             table = await store.get(filing["cid"])
+            ipfs_copies = [
+                await store.get(cid) for cid in (completed["log_cid"], report["cid"], filing["cid"])
+            ]
+        # ... and the event log, the report and the table on the stack's Arweave gateway, read back verified
+        async with ArweaveClient(stack.arweave_url) as arweave:
+            txs = [
+                await arweave.read(tx)
+                for tx in (completed["log_arweave_tx"], report["arweave_tx"], filing["arweave_tx"])
+            ]
     finally:
         await stack.stop()
     assert inspect.session.state == cpb.SESSION_STATE_COMPLETED
@@ -112,6 +124,11 @@ async def test_treasury_demo_end_to_end(tmp_path: Path) -> None:
     values = [int(v.text or "") for v in root.iterfind("t:infoTable/t:value", {"t": NAMESPACE})]
     assert len(values) == 2 and all(v > 0 for v in values)  # ETH and dUSD, both priced
     assert str(sum(values)) == filing["value_usd"]
+    assert [tx.data for tx in txs] == ipfs_copies
+    assert [(tx.tag("Kind"), tx.tag("Session-Id"), tx.tag("Chain-Id")) for tx in txs] == [
+        (kind, sid, "31337") for kind in ("event-log", "report", "filing")
+    ]
+    assert txs[1].tag("Seq") == txs[2].tag("Seq") == str(published.seq)
     dashboard = render(inspect)
     assert "COMPLETED" in dashboard and "3/3" in dashboard
     assert "KYC_TIER4, OFAC_FILTER, GAS_OPTIMIZER_V3" in dashboard

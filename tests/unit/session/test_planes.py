@@ -319,9 +319,12 @@ async def test_reads_inspect_alerts_list_and_watch(control: SessionControl, cloc
 async def test_archive_puts_the_whole_hash_chained_log(control: SessionControl, clock: FakeClock) -> None:
     sid = await active(control, clock)
     rec = await control.db.require(sid)
-    cid = await control.log_archive.put(rec)
-    doc = json.loads(await control.archive.get(cid))
+    archived = await control.log_archive.put(rec)
+    assert archived.arweave_tx == ""  # no gateway configured: IPFS only
+    doc = json.loads(await control.archive.get(archived.cid))
     evs = await control.db.events_after(sid, 0)
+    assert doc["archive_version"] == 2
+    assert [e["at_us"] for e in doc["events"]] == [round(e.at * 1_000_000) for e in evs]
     assert [e["type"] for e in doc["events"]] == [e.type for e in evs] == ["created", "activated"]
     assert doc["head"] == "0x" + evs[-1].hash.hex() and verify_chain(evs)
     done = await control.commands.complete(
