@@ -89,6 +89,9 @@ class Domain:
     chain_id: int = 0
     verifying_contract: str = ZERO_ADDRESS
 
+    def __post_init__(self) -> None:  # one spelling of the address, so domains compare equal
+        object.__setattr__(self, "verifying_contract", to_checksum_address(self.verifying_contract))
+
     @property
     def separator(self) -> bytes:
         return keccak(

@@ -37,14 +37,16 @@ from multiformats import CID
 
 from agentgpt.checkpoint_format import Domain, verify_document
 from agentgpt.common.v1 import common_pb2 as cpb
-from agentgpt.errors import NotFound, RpcError, Unavailable
+from agentgpt.errors import FailedPrecondition, NotFound, RpcError, Unavailable
 from agentgpt.indexer.v1 import indexer_pb2 as ix
 from agentgpt.ipfs import CheckpointReader
 from agentgpt.ipfs.errors import ContentIntegrityError, ContentNotFound, DocumentFormatError
 from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.tasklog import ZERO_HASH, TaskLogError, VerifiedLog
 
-EVENT_NAMES = ("CheckpointAnchored", "ExecutorAssigned")
+EVENT_NAMES = ("CheckpointAnchored", "ExecutorAssigned", "SessionFinalized", "SessionStateChanged")
+COMPLETED, TERMINATED = 4, 5  # SessionFactory.SessionState
+EXPIRY_REASONS = {2: "draft expired", 3: "active time ran out", 4: "paused too long"}  # TerminalReason
 
 
 class EventSource(Protocol):
@@ -66,6 +68,16 @@ class Anchor:
     epoch: int
 
 
+@dataclass(frozen=True)
+class FinalRecord:
+    """SessionFinalized: the history a completion or termination closed on the home chain."""
+
+    seq: int
+    checkpoint_hash: bytes  # keccak256(abi.encode(keccak256(cid), stateRoot)) of the final checkpoint
+    log_cid: str  # the archived event log on IPFS
+    arweave_tx: str  # its copy on Arweave (base64url id; "" when none)
+
+
 @dataclass
 class ChainRecord:
     """A session's checkpoints and executors as its chains record them."""
@@ -73,6 +85,9 @@ class ChainRecord:
     home_chain_id: int = 0
     anchors: dict[int, list[Anchor]] = field(default_factory=lambda: defaultdict(list))  # seq -> anchors
     assignments: list[tuple[int, str]] = field(default_factory=list)  # (epoch, executor), home chain
+    final: FinalRecord | None = None
+    ended: int = 0  # the final SessionState it reached (COMPLETED, TERMINATED), 0 while live
+    end_reason: int = 0  # its TerminalReason
 
     def epochs_of(self, executor: str) -> list[int]:
         return sorted(e for e, who in self.assignments if who.lower() == executor.lower())
@@ -91,6 +106,14 @@ def _cid_text(value: str) -> str:
     return str(CID.decode(raw).encode("base32"))
 
 
+def _arweave_id(raw: bytes) -> str:
+    if not any(raw):
+        return ""
+    from agentgpt.arweave import tx_id_from_bytes
+
+    return tx_id_from_bytes(raw)
+
+
 def record_from_events(events: list[ix.ChainEvent]) -> ChainRecord:
     """The ChainRecord of one session from its indexed events (removed ones, retracted by a reorg, skipped)."""
     rec = ChainRecord()
@@ -100,6 +123,22 @@ def record_from_events(events: list[ix.ChainEvent]) -> ChainRecord:
     for e in assigned:
         args = json.loads(e.args_json)
         rec.assignments.append((int(args["epoch"]), str(args["executor"])))
+    for e in events:
+        if e.removed or (rec.home_chain_id and e.chain_id != rec.home_chain_id):
+            continue
+        if e.name == "SessionStateChanged":
+            args = json.loads(e.args_json)
+            if int(args["to"]) in (COMPLETED, TERMINATED):
+                rec.ended, rec.end_reason = int(args["to"]), int(args.get("reason", 0))
+        elif e.name == "SessionFinalized":
+            args = json.loads(e.args_json)
+            tx = bytes.fromhex(str(args["arweaveTx"]).removeprefix("0x"))
+            rec.final = FinalRecord(
+                seq=int(args["seq"]),
+                checkpoint_hash=bytes.fromhex(str(args["checkpointHash"]).removeprefix("0x")),
+                log_cid=_cid_text(str(args["logCid"])) if str(args["logCid"]) not in ("", "0x") else "",
+                arweave_tx=_arweave_id(tx),
+            )
     for e in events:
         if e.name != "CheckpointAnchored" or e.removed:
             continue
@@ -149,6 +188,8 @@ class CheckpointVerifier:
         self.domain = domain
         self.require_body = require_body
         self.sealed: set[str] = set()  # CIDs accepted on their header alone (body sealed, no key)
+        # the history walked by the last successful check, newest first: (cid, seq, epoch, signer)
+        self.walked: list[tuple[str, int, int, str]] = []
         self._histories: dict[tuple[str, str], _Verified] = {}  # (session, cid) whose history verified
 
     async def record(self, session_id: str) -> ChainRecord:
@@ -240,6 +281,8 @@ class CheckpointVerifier:
             raise Rejected(exc.message) from None
         except ContentIntegrityError as exc:
             raise Rejected(exc.message) from None
+        except FailedPrecondition as exc:  # sealed, and no key this reader holds opens it
+            raise Rejected(f"checkpoint {cid}: {exc.message}") from None
         except ContentNotFound as exc:  # anchored but gone: the data loss a claim can be filed for
             raise Rejected(f"checkpoint {cid} is not retrievable from IPFS: {exc.message}") from None
         except Unavailable as exc:
@@ -298,6 +341,7 @@ class CheckpointVerifier:
         chain: list[tuple[str, _Verified]] = [
             (cid, _Verified(int(doc["seq"]), epoch, log.head, log.log_head))
         ]
+        signers = [log.executor]
         while True:
             prev_cid, prev_root = log.prev_cid, bytes(doc["prev_root"])
             prev_seq = log.prev_seq
@@ -348,6 +392,148 @@ class CheckpointVerifier:
                 )
             epoch = self._signer_epoch(prev_cid, prev_log.executor, anchored, rec, bound=epoch)
             chain.append((prev_cid, _Verified(prev_seq, epoch, prev_log.head, prev_log.log_head)))
+            signers.append(prev_log.executor)
             cid, doc, log = prev_cid, prev_doc, prev_log
         for c, verified in chain:
             self._histories[(session_id, c)] = verified
+        self.walked = [(c, v.seq, v.epoch, who) for (c, v), who in zip(chain, signers, strict=True)]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check of a session's closing: ok True (holds), False (fails: `detail` says why) or None (not
+    checked here: `detail` says what it needs)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+
+def commitment(cid: str, state_root: bytes) -> bytes:
+    """SessionFactory.checkpointCommitment: keccak256(abi.encode(keccak256(cid bytes), stateRoot))."""
+    from eth_utils.crypto import keccak
+
+    return keccak(keccak(bytes(CID.decode(cid))) + state_root)
+
+
+async def check_closing(
+    session_id: str,
+    rec: ChainRecord,
+    verified_seq: int,
+    store: Any,
+    arweave: Any | None = None,
+) -> list[Finding]:
+    """The final anchor and the archived log of an ended session, from the chain, IPFS and Arweave:
+
+    * a session that completed or was terminated has a SessionFinalized; one that expired has none (expiry
+      takes no final anchor: its history ends at the last anchored checkpoint) and one still live needs none;
+    * the final checkpoint is the newest anchored one, its commitment is what SessionFinalized names, and it
+      is the checkpoint that verified (`verified_seq`);
+    * the log CID's bytes are on IPFS (the store checks them against the CID) and belong to this session;
+    * the Arweave copy (read through `arweave`, an agentgpt.arweave.ArweaveClient, which verifies the
+      transaction's signature and data root) holds the same bytes, tagged with this session and chain.
+    """
+    out: list[Finding] = []
+    final = rec.final
+    if final is None:
+        if rec.ended and rec.end_reason in EXPIRY_REASONS:
+            out.append(
+                Finding(
+                    "final anchor",
+                    None,
+                    f"the session expired ({EXPIRY_REASONS[rec.end_reason]}): expiry takes no final anchor, "
+                    "so its history ends at the last anchored checkpoint",
+                )
+            )
+        elif rec.ended:
+            state = "COMPLETED" if rec.ended == COMPLETED else "TERMINATED"
+            out.append(
+                Finding(
+                    "final anchor",
+                    False,
+                    f"the session is {state} on chain {rec.home_chain_id} but has no final anchor "
+                    "(SessionFinalized): its history is not closed on chain",
+                )
+            )
+        else:
+            out.append(Finding("final anchor", None, "the session is still live: no final anchor yet"))
+        return out
+    newest = max(rec.anchors, default=0)
+    if final.seq != newest:
+        out.append(
+            Finding(
+                "final anchor", False, f"it names checkpoint {final.seq}, but the newest anchored is {newest}"
+            )
+        )
+        return out
+    if final.seq:
+        home = [a for a in rec.anchors[final.seq] if a.chain_id == rec.home_chain_id]
+        if not home or commitment(home[0].cid, home[0].state_root) != final.checkpoint_hash:
+            out.append(
+                Finding(
+                    "final anchor",
+                    False,
+                    f"its commitment 0x{final.checkpoint_hash.hex()} is not that of checkpoint {final.seq} "
+                    "as anchored on the home chain",
+                )
+            )
+            return out
+        if verified_seq != final.seq:
+            out.append(
+                Finding(
+                    "final anchor", False, f"the final checkpoint {final.seq} is not the one that verifies"
+                )
+            )
+            return out
+    out.append(Finding("final anchor", True, f"closes the history at task {final.seq}"))
+    if not final.log_cid:
+        out.append(Finding("event log", False, "the final anchor names no archived event log"))
+        return out
+    try:
+        data = await store.get(final.log_cid)
+    except (ContentNotFound, ContentIntegrityError) as exc:
+        out.append(Finding("event log", False, f"{final.log_cid} cannot be read from IPFS: {exc}"))
+        return out
+    try:
+        archived = json.loads(data)
+        owner_ok = str(archived.get("session_id")) == session_id
+    except (ValueError, AttributeError):
+        owner_ok = False
+    if not owner_ok:
+        out.append(
+            Finding("event log", False, f"{final.log_cid} is not the event log of session {session_id}")
+        )
+        return out
+    events = len(archived.get("events") or [])
+    out.append(Finding("event log", True, f"{final.log_cid}: {events} events, {len(data)} bytes"))
+    if not final.arweave_tx:
+        out.append(Finding("arweave", False, "the final anchor names no Arweave copy of the event log"))
+    elif arweave is None:
+        out.append(
+            Finding("arweave", None, f"transaction {final.arweave_tx}: pass an Arweave gateway to check it")
+        )
+    else:
+        out.append(await _check_arweave(session_id, rec.home_chain_id, final.arweave_tx, data, arweave))
+    return out
+
+
+async def _check_arweave(session_id: str, chain_id: int, tx_id: str, data: bytes, arweave: Any) -> Finding:
+    try:
+        tx = await arweave.read(tx_id)
+    except Unavailable:
+        raise
+    except RpcError as exc:  # pragma: no cover - the client raises ServiceErrors
+        return Finding("arweave", False, f"transaction {tx_id}: {exc.details}")
+    except Exception as exc:
+        message = getattr(exc, "message", str(exc))
+        return Finding("arweave", False, f"transaction {tx_id} does not verify: {message}")
+    if tx.data != data:
+        return Finding("arweave", False, f"transaction {tx_id} holds other bytes than the anchored IPFS log")
+    tags = tx.tag_map
+    if tags.get("Session-Id") != session_id or tags.get("Chain-Id") != str(chain_id):
+        return Finding(
+            "arweave",
+            False,
+            f"transaction {tx_id} is tagged Session-Id={tags.get('Session-Id')!r} Chain-Id={tags.get('Chain-Id')!r}",
+        )
+    return Finding("arweave", True, f"transaction {tx_id}: the same bytes, signed, tagged with this session")

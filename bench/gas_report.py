@@ -21,7 +21,9 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 
 from agentgpt.chain.deploy import deploy_all
+from agentgpt.checkpoint_format import Domain, checkpoint_digest, sign
 from agentgpt.contracts import load_artifact
+from agentgpt.tasklog import ExecutorKey
 from apps.localnet.anvil import AnvilNode
 
 ANCHOR_GOAL = 60_000
@@ -90,7 +92,20 @@ def main() -> int:
         step_next = send(account.functions.execute(2, 0, owner, 1, b""), executor)
         rows.append(("SessionAccount.execute (task 1, fresh marker word)", step_first))
         rows.append(("SessionAccount.execute (task 2, same word)", step_next))
-        rows.append(("complete (refund + burn)", send(factory.functions.complete(sid), owner)))
+        log_cid, arweave = CID, b"\xaa" * 32
+        reaffirm = (2, b"\x00" * 32, b"\x00" * 32, b"", b"", log_cid, arweave)
+        plain = send(factory.functions.complete(sid, reaffirm), owner)
+        rows.append(("complete, final anchor re-affirms the last checkpoint (refund + burn)", plain))
+        # a second session whose final checkpoint is new: signed by the executor, checked and anchored
+        send(factory.functions.createSession(b"\x01" * 32, 10 * E18), owner)
+        sid2 = factory.functions.lastSessionId().call()
+        send(factory.functions.activate(sid2, b"\x01" * 32, executor, allow), owner)
+        send(factory.functions.anchorCheckpoint(sid2, 1, CID, b"\x03" * 32), executor)
+        domain = Domain(w3.eth.chain_id, factory.address)
+        root, prev = b"\x04" * 32, b"\x03" * 32
+        sig = sign(ExecutorKey(node.private_keys[2]), checkpoint_digest(domain, str(sid2), 2, root, prev))
+        final = send(factory.functions.complete(sid2, (2, root, prev, CID, sig, log_cid, arweave)), owner)
+        rows.append(("complete, final anchor with a new signed checkpoint", final))
 
     width = max(len(name) for name, _ in rows)
     print(f"{'operation':<{width}}  {'gas':>8}")
@@ -99,6 +114,10 @@ def main() -> int:
     print(
         f"guarded, exactly-once account call vs a direct transfer: {step_first / direct:.2f}x first, "
         f"{step_next / direct:.2f}x steady"
+    )
+    print(
+        f"final anchor: a new signed checkpoint costs {final - plain:,} gas over re-affirming the last one "
+        f"({(final - plain) / steady:.2f}x a steady anchorCheckpoint, which it replaces)"
     )
     worst = max(first, steady)
     print(

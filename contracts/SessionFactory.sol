@@ -5,6 +5,7 @@ import {ERC721} from "@openzeppelin/contracts/token/ERC721/ERC721.sol";
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Nonces} from "@openzeppelin/contracts/utils/Nonces.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
@@ -65,6 +66,24 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         bytes32 s;
     }
 
+    /// @notice What a completion or termination anchors with it, closing the session's history on chain
+    ///         (docs/checkpoint-format.md, "Final anchor"): the final checkpoint, which covers tasks 1..seq,
+    ///         and the archived event log (its IPFS CID and its Arweave transaction id).
+    ///         - `seq == lastSeq`, `cid` empty: the final checkpoint is the one anchored last (no signature);
+    ///         - `seq == lastSeq`, `cid` given: it must be that checkpoint (cid and stateRoot match);
+    ///         - `seq > lastSeq`: a new checkpoint, signed by the assigned executor as EIP-712
+    ///           Checkpoint(sessionId, seq, stateRoot, prevRoot) in this contract's domain; it is anchored
+    ///           here (CheckpointAnchored, writer = that executor) before the session ends.
+    struct FinalAnchor {
+        uint64 seq;
+        bytes32 stateRoot;
+        bytes32 prevRoot;
+        bytes cid;
+        bytes executorSignature;
+        bytes logCid;
+        bytes32 arweaveTx; // the archived log's Arweave transaction id (32 bytes); zero when none
+    }
+
     struct Session {
         // slot 0: everything the lifecycle checks need, read with one SLOAD
         address owner; // current NFT owner; kept after the burn so final-state sweeps know who it was
@@ -98,6 +117,9 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
     bytes32 public constant UPDATE_BUDGET_TYPEHASH =
         keccak256("UpdateBudget(uint256 sessionId,uint256 amount,uint256 nonce,uint256 deadline)");
     bytes32 public constant COMPLETE_TYPEHASH = keccak256("Complete(uint256 sessionId,uint256 nonce,uint256 deadline)");
+    /// @dev The executor's checkpoint signature (checkpoint format v2; also signed for every checkpoint).
+    bytes32 public constant CHECKPOINT_TYPEHASH =
+        keccak256("Checkpoint(uint256 sessionId,uint64 seq,bytes32 stateRoot,bytes32 prevRoot)");
 
     IERC20 public immutable agpt;
     IExecutorRegistry public immutable registry;
@@ -142,7 +164,14 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         bytes cid
     );
 
+    /// @notice The session's history closed with its completion or termination (see FinalAnchor).
+    event SessionFinalized(
+        uint256 indexed sessionId, uint64 seq, bytes32 checkpointHash, bytes logCid, bytes32 arweaveTx
+    );
+
     error SessionNotFound(uint256 sessionId);
+    error FinalCheckpointBehind(uint256 sessionId, uint64 lastSeq, uint64 seq);
+    error FinalCheckpointMismatch(uint256 sessionId, uint64 seq);
     error InvalidState(uint256 sessionId, SessionState state);
     error DeadlinePassed(uint256 sessionId, uint256 deadline);
     error DeadlineNotPassed(uint256 sessionId, uint256 deadline);
@@ -354,29 +383,42 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
 
     // ------------------------------------------------------------------ endings
 
-    /// @notice ACTIVE -> COMPLETED by the owner or the assigned executor: refund what is left, burn the NFT.
-    function complete(uint256 sessionId) external {
+    /// @notice ACTIVE -> COMPLETED by the owner or the assigned executor, with the final anchor: refund what
+    ///         is left, burn the NFT.
+    function complete(uint256 sessionId, FinalAnchor calldata fin) external {
         Session storage s = _existing(sessionId);
         _requireLive(sessionId, s, SessionState.ACTIVE);
         if (msg.sender != s.owner && msg.sender != s.executor) revert NotOwnerOrExecutor(sessionId, msg.sender);
+        _anchorFinal(sessionId, s, fin);
         _finish(sessionId, s, SessionState.COMPLETED, TerminalReason.COMPLETED);
     }
 
-    function completeBySig(uint256 sessionId, uint256 nonce, uint256 deadline, bytes calldata signature) external {
+    /// @dev The owner signs the completion; the final anchor is the relayer's to give and is checked here
+    ///      (a new final checkpoint only with the assigned executor's signature).
+    function completeBySig(
+        uint256 sessionId,
+        FinalAnchor calldata fin,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external {
         Session storage s = _existing(sessionId);
         _useSignature(
             s.owner, keccak256(abi.encode(COMPLETE_TYPEHASH, sessionId, nonce, deadline)), nonce, deadline, signature
         );
         _requireLive(sessionId, s, SessionState.ACTIVE);
+        _anchorFinal(sessionId, s, fin);
         _finish(sessionId, s, SessionState.COMPLETED, TerminalReason.COMPLETED);
     }
 
-    /// @notice Cancel a DRAFT, ACTIVE or PAUSED session before its deadline (owner or oracle).
-    function terminate(uint256 sessionId) external {
+    /// @notice Cancel a DRAFT, ACTIVE or PAUSED session before its deadline (owner or oracle), with the
+    ///         final anchor.
+    function terminate(uint256 sessionId, FinalAnchor calldata fin) external {
         Session storage s = _existing(sessionId);
         SessionState st = _requireNotFinal(sessionId, s);
         _requireBeforeDeadline(sessionId, s, st);
         if (msg.sender != s.owner && !hasRole(ORACLE_ROLE, msg.sender)) revert NotOwnerOrOracle(sessionId, msg.sender);
+        _anchorFinal(sessionId, s, fin);
         _finish(sessionId, s, SessionState.TERMINATED, TerminalReason.CANCELLED);
     }
 
@@ -538,6 +580,33 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         if (budget > type(uint96).max) revert AmountTooLarge();
         s.budget = uint96(budget);
         emit BudgetAdded(sessionId, s.owner, amount, budget);
+    }
+
+    /// @dev Anchor the final checkpoint (see FinalAnchor) and the archived log; emits SessionFinalized.
+    function _anchorFinal(uint256 sessionId, Session storage s, FinalAnchor calldata fin) private {
+        uint64 last = s.lastSeq;
+        if (fin.seq < last) revert FinalCheckpointBehind(sessionId, last, fin.seq);
+        bytes32 commitment;
+        if (fin.seq == last) {
+            commitment = s.checkpointHash;
+            if (fin.cid.length != 0 && keccak256(abi.encode(keccak256(fin.cid), fin.stateRoot)) != commitment) {
+                revert FinalCheckpointMismatch(sessionId, fin.seq);
+            }
+        } else {
+            bytes32 digest = _hashTypedDataV4(
+                keccak256(abi.encode(CHECKPOINT_TYPEHASH, sessionId, fin.seq, fin.stateRoot, fin.prevRoot))
+            );
+            (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, fin.executorSignature);
+            uint32 epoch = s.epoch;
+            if (err != ECDSA.RecoverError.NoError || signer != s.executor) {
+                revert NotAssignedExecutor(sessionId, signer, epoch);
+            }
+            commitment = keccak256(abi.encode(keccak256(fin.cid), fin.stateRoot));
+            s.lastSeq = fin.seq;
+            s.checkpointHash = commitment;
+            emit CheckpointAnchored(block.chainid, sessionId, fin.seq, signer, epoch, fin.stateRoot, fin.cid);
+        }
+        emit SessionFinalized(sessionId, fin.seq, commitment, fin.logCid, fin.arweaveTx);
     }
 
     /// @dev Final transition: record it, refund the escrow, burn the NFT (effects), then transfer (interaction).

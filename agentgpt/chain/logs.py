@@ -73,7 +73,10 @@ class ChainLogs:
         sid = int(req.filter.session_id)
         home = self.network.home
         events = await self._events(
-            home, "SessionFactory", ["ExecutorAssigned", "CheckpointAnchored"], {"sessionId": sid}
+            home,
+            "SessionFactory",
+            ["ExecutorAssigned", "CheckpointAnchored", "SessionFinalized", "SessionStateChanged"],
+            {"sessionId": sid},
         )
         for chain in self.network.chains:
             if chain.chain_id != home.chain_id:

@@ -7,8 +7,8 @@ anchor), and so is every older one its `prev` link names, back to the first. A s
 agentgpt.sealing) is opened through the owner's own recipient entry: every body is wrapped to the owner,
 whichever executor wrote it, so no service and no executor is needed. The output is one JSON document:
 the session, its assignments and, in seq order, every checkpoint's content (entries, results, memory,
-budget, context, chains), plus the archived event log when its CID is given (`--event-log`; the log's CID
-is in the session's `completed` event, not on chain). Bytes are 0x-hex, CIDs text. Progress goes to
+budget, context, chains), plus the archived event log its final anchor names (SessionFactory's
+SessionFinalized, once the session completed or was terminated; `--event-log CID` picks another). Bytes are 0x-hex, CIDs text. Progress goes to
 stderr; a key that is not the owner's fails with the addresses the bodies are wrapped to.
 """
 
@@ -64,7 +64,7 @@ def add_action(add_action: Callable[[str, str], argparse.ArgumentParser]) -> Non
         "--event-log",
         default="",
         metavar="CID",
-        help="also include the session's archived event log (the log_cid of its `completed` event)",
+        help="include this archived event log (default: the one the session's final anchor names, once it ended)",
     )
     export.add_argument(
         "--key-file",
@@ -223,6 +223,8 @@ async def export(
             if prev and prev not in docs:
                 pending.append(prev)
         log_doc = None
+        if not event_log and rec.final is not None and rec.final.log_cid:
+            event_log = rec.final.log_cid  # the final anchor names it (SessionFinalized)
         if event_log:
             progress(f"  event log {event_log}")
             try:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -85,6 +85,10 @@ class OnChainSession:
     latest: AnchoredCheckpoint | None  # its newest anchored checkpoint
 
 
+if TYPE_CHECKING:
+    from services.session.control.final import FinalAnchor
+
+
 class ChainRejected(FailedPrecondition):
     """The contract refused the call (simulation or mined revert); `error` is the custom error name."""
 
@@ -134,9 +138,12 @@ class SessionChain(Protocol):
         permit: Permit | None,
     ) -> PreparedTx: ...
     async def prepare_complete(
-        self, session_id: int, *, nonce: int, deadline: int, signature: bytes
+        self, session_id: int, final: FinalAnchor, *, nonce: int, deadline: int, signature: bytes
     ) -> PreparedTx: ...
-    async def prepare_oracle(self, action: str, session_id: int) -> PreparedTx: ...
+    async def prepare_oracle(
+        self, action: str, session_id: int, final: FinalAnchor | None = None
+    ) -> PreparedTx: ...
+    async def last_anchored_seq(self, session_id: int) -> int: ...
     async def prepare_reassign(self, session_id: int, executor: str) -> PreparedTx: ...
     async def send(self, tx: PreparedTx, timeout: float) -> Receipt: ...
     async def receipt(self, tx_hash: bytes) -> Receipt | None: ...
@@ -330,15 +337,27 @@ class Web3SessionChain:
         return await self._prepare("updateBudgetBySig", fn)
 
     async def prepare_complete(
-        self, session_id: int, *, nonce: int, deadline: int, signature: bytes
+        self, session_id: int, final: FinalAnchor, *, nonce: int, deadline: int, signature: bytes
     ) -> PreparedTx:
-        fn = self.factory.functions.completeBySig(session_id, nonce, deadline, signature)
+        fn = self.factory.functions.completeBySig(session_id, final.to_abi(), nonce, deadline, signature)
         return await self._prepare("completeBySig", fn)
 
-    async def prepare_oracle(self, action: str, session_id: int) -> PreparedTx:
+    async def prepare_oracle(
+        self, action: str, session_id: int, final: FinalAnchor | None = None
+    ) -> PreparedTx:
+        """pause / resume / expire; terminate takes the final anchor (required)."""
         if action not in ORACLE_ACTIONS:
             raise ValueError(f"unknown oracle action {action!r}")
+        if action == "terminate":
+            if final is None:
+                raise ValueError("terminate needs the final anchor")
+            return await self._prepare(action, self.factory.functions.terminate(session_id, final.to_abi()))
         return await self._prepare(action, getattr(self.factory.functions, action)(session_id))
+
+    async def last_anchored_seq(self, session_id: int) -> int:
+        """The seq of the session's newest anchored checkpoint on the home chain (0: none)."""
+        seq, _ = await self._rpc(self.factory.functions.latestCheckpoint(session_id).call())
+        return int(seq)
 
     async def prepare_reassign(self, session_id: int, executor: str) -> PreparedTx:
         fn = self.factory.functions.reassignExecutor(session_id, to_checksum_address(executor))

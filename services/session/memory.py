@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from agentgpt.errors import FailedPrecondition, PermissionDenied, Unavailable
 from services.session.chain import ChainRejected, OnChainSession, Permit, PreparedTx, Receipt
+from services.session.control.final import FinalAnchor
 
 DRAFT, ACTIVE, PAUSED, COMPLETED, TERMINATED = 1, 2, 3, 4, 5
 _ORACLE = {
@@ -52,6 +53,7 @@ class InMemorySessionChain:
     _counter: int = 0
     calls: list[str] = field(default_factory=list)
     epochs: dict[int, int] = field(default_factory=dict)  # session -> executor assignment epoch
+    finals: dict[int, FinalAnchor] = field(default_factory=dict)  # session -> its final anchor, as sent
 
     async def ping(self) -> None:
         if self.down:
@@ -135,19 +137,27 @@ class InMemorySessionChain:
         return self._prep("update_budget", session_id, owner=self.owners[session_id])
 
     async def prepare_complete(
-        self, session_id: int, *, nonce: int, deadline: int, signature: bytes
+        self, session_id: int, final: FinalAnchor, *, nonce: int, deadline: int, signature: bytes
     ) -> PreparedTx:
+        self.finals[session_id] = final
         self._require_state(session_id, ACTIVE)
         self._check_sig(signature, self.owners[session_id], nonce)
         return self._prep("complete", session_id, owner=self.owners[session_id])
 
-    async def prepare_oracle(self, action: str, session_id: int) -> PreparedTx:
+    async def prepare_oracle(
+        self, action: str, session_id: int, final: FinalAnchor | None = None
+    ) -> PreparedTx:
+        if final is not None:
+            self.finals[session_id] = final
         before, _ = _ORACLE[action]
         if before is None:
             self._require_state(session_id, DRAFT, ACTIVE, PAUSED)
         else:
             self._require_state(session_id, before)
         return self._prep(action, session_id)
+
+    async def last_anchored_seq(self, session_id: int) -> int:
+        return 0  # this chain keeps no anchors
 
     async def on_chain(self, session_id: int) -> OnChainSession | None:
         raise FailedPrecondition("the in-memory chain keeps no session records to restore from")

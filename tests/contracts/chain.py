@@ -176,3 +176,12 @@ class Chain:
 
     def balance(self, who: str) -> int:
         return int(self.agpt.functions.balanceOf(who).call())
+
+
+ZERO32 = b"\x00" * 32
+
+
+def reaffirm(factory: Contract, session_id: int, log_cid: bytes = b"") -> tuple[Any, ...]:
+    """SessionFactory.FinalAnchor that re-affirms the session's last anchored checkpoint as its final one."""
+    seq = factory.functions.latestCheckpoint(session_id).call()[0]
+    return (seq, ZERO32, ZERO32, b"", b"", log_cid, ZERO32)

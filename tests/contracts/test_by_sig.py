@@ -10,6 +10,7 @@ from eth_utils.crypto import keccak
 
 from agentgpt.chain import eip712
 from agentgpt.lifecycle import SessionState
+from tests.contracts.chain import reaffirm
 
 from .chain import E18, Chain
 
@@ -129,7 +130,7 @@ def test_full_lifecycle_by_signature_without_eth(chain: Chain) -> None:
     sig = eip712.sign_complete(
         owner.key, chain_id=c.chain_id, factory=c.factory.address, session_id=sid, nonce=3, deadline=deadline
     )
-    c.tx(c.factory.functions.completeBySig(sid, 3, deadline, sig), a.relayer)
+    c.tx(c.factory.functions.completeBySig(sid, reaffirm(c.factory, sid), 3, deadline, sig), a.relayer)
     assert c.session(sid)["state"] == SessionState.COMPLETED
     assert c.balance(owner.address) == 100 * E18
     assert c.w3.eth.get_balance(owner.address) == 0
@@ -204,7 +205,11 @@ def test_by_sig_still_enforces_lifecycle(chain: Chain) -> None:
     sig = eip712.sign_complete(
         owner.key, chain_id=c.chain_id, factory=c.factory.address, session_id=sid, nonce=1, deadline=deadline
     )
-    c.reverts(c.factory.functions.completeBySig(sid, 1, deadline, sig), a.relayer, "InvalidState")  # DRAFT
+    c.reverts(
+        c.factory.functions.completeBySig(sid, reaffirm(c.factory, sid), 1, deadline, sig),
+        a.relayer,
+        "InvalidState",
+    )  # DRAFT
     # a stranger's signature cannot act for the owner
     sig = eip712.sign_complete(
         c.key_of[a.stranger],
@@ -214,7 +219,11 @@ def test_by_sig_still_enforces_lifecycle(chain: Chain) -> None:
         nonce=1,
         deadline=deadline,
     )
-    c.reverts(c.factory.functions.completeBySig(sid, 1, deadline, sig), a.relayer, "InvalidSignature")
+    c.reverts(
+        c.factory.functions.completeBySig(sid, reaffirm(c.factory, sid), 1, deadline, sig),
+        a.relayer,
+        "InvalidSignature",
+    )
     c.increase_time(3600)
     sig = eip712.sign_activate(
         owner.key,

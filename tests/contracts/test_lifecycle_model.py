@@ -33,6 +33,7 @@ from agentgpt.lifecycle import (
     TerminalReason,
     apply,
 )
+from tests.contracts.chain import reaffirm
 
 from .chain import E18, Chain
 
@@ -132,8 +133,8 @@ class LifecycleMachine(RuleBasedStateMachine):
             Action.ACTIVATE: (lambda: f.activate(self.sid, b"\x02" * 32, a.executor, []), a.owner),
             Action.PAUSE: (lambda: f.pause(self.sid), a.admin),
             Action.RESUME: (lambda: f.resume(self.sid), a.admin),
-            Action.COMPLETE: (lambda: f.complete(self.sid), a.owner),
-            Action.TERMINATE: (lambda: f.terminate(self.sid), a.owner),
+            Action.COMPLETE: (lambda: f.complete(self.sid, reaffirm(c.factory, self.sid)), a.owner),
+            Action.TERMINATE: (lambda: f.terminate(self.sid, reaffirm(c.factory, self.sid)), a.owner),
             Action.EXPIRE: (lambda: f.expire(self.sid), a.stranger),
             # EXECUTE_TASKS maps to anchoring a checkpoint: allowed exactly while ACTIVE and not overdue
             Action.EXECUTE_TASKS: (

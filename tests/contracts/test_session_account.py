@@ -7,6 +7,8 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from web3.types import Wei
 
+from tests.contracts.chain import reaffirm
+
 from .chain import E18, Chain
 
 TRANSFER = keccak(text="transfer(address,uint256)")[:4]
@@ -79,7 +81,7 @@ def test_owner_controls_account_in_draft_and_after_the_end(chain: Chain) -> None
         acc.functions.execute(11, 0, c.agpt.address, 0, _transfer_data(c, a.owner, E18)), a.owner
     )  # unrestricted
     c.activate(sid)
-    c.tx(c.factory.functions.complete(sid), a.owner)
+    c.tx(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), a.owner)
     before = c.balance(a.owner)
     c.reverts(
         acc.functions.execute(12, 0, c.agpt.address, 0, _transfer_data(c, a.executor, E18)),

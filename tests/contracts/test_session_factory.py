@@ -6,6 +6,7 @@ from eth_abi.abi import decode
 from eth_utils.crypto import keccak
 
 from agentgpt.lifecycle import SessionState
+from tests.contracts.chain import reaffirm
 
 from .chain import E18, Chain
 
@@ -188,7 +189,7 @@ def test_pause_resume_and_paused_time_does_not_count(chain: Chain) -> None:
     assert (ev["from"], ev["to"], ev["activeUsed"]) == (SessionState.ACTIVE, SessionState.PAUSED, 10 * 3600)
     c.reverts(f.pause(sid), a.admin, "InvalidState")
     c.reverts(f.anchorCheckpoint(sid, 1, b"cid", b"\x01" * 32), a.executor, "InvalidState")
-    c.reverts(f.complete(sid), a.owner, "InvalidState")
+    c.reverts(f.complete(sid, reaffirm(c.factory, sid)), a.owner, "InvalidState")
     resumed_at = activated_at + 30 * 3600  # 20 h paused
     c.set_next_timestamp(resumed_at)
     c.tx(f.resume(sid), a.admin)
@@ -212,7 +213,7 @@ def test_complete_by_owner_refunds_and_burns(chain: Chain) -> None:
     sid = c.active_session(budget=10 * E18)
     c.tx(c.factory.functions.chargeBudget(sid, 1, 4 * E18, b"\x01" * 32), a.executor)
     before = c.balance(a.owner)
-    receipt = c.tx(c.factory.functions.complete(sid), a.owner)
+    receipt = c.tx(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), a.owner)
     assert c.balance(a.owner) == before + 6 * E18
     assert c.balance(c.factory.address) == 0
     s = c.session(sid)
@@ -221,8 +222,8 @@ def test_complete_by_owner_refunds_and_burns(chain: Chain) -> None:
     c.reverts(c.factory.functions.ownerOf(sid), a.owner, "ERC721NonexistentToken")
     assert c.factory.functions.deadlineOf(sid).call() == 0
     for fn in (
-        c.factory.functions.complete(sid),
-        c.factory.functions.terminate(sid),
+        c.factory.functions.complete(sid, reaffirm(c.factory, sid)),
+        c.factory.functions.terminate(sid, reaffirm(c.factory, sid)),
         c.factory.functions.expire(sid),
     ):
         c.reverts(fn, a.owner, "InvalidState")
@@ -231,21 +232,21 @@ def test_complete_by_owner_refunds_and_burns(chain: Chain) -> None:
 def test_complete_by_executor_and_wrong_callers(chain: Chain) -> None:
     c, a = chain, chain.actors
     sid = c.active_session()
-    c.reverts(c.factory.functions.complete(sid), a.stranger, "NotOwnerOrExecutor")
-    c.tx(c.factory.functions.complete(sid), a.executor)
+    c.reverts(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), a.stranger, "NotOwnerOrExecutor")
+    c.tx(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), a.executor)
     assert state(c, sid) is SessionState.COMPLETED
     draft = c.create()
-    c.reverts(c.factory.functions.complete(draft), a.owner, "InvalidState")
+    c.reverts(c.factory.functions.complete(draft, reaffirm(c.factory, draft)), a.owner, "InvalidState")
 
 
 def test_complete_after_active_deadline_reverts_then_expire(chain: Chain) -> None:
     c, a = chain, chain.actors
     sid = c.active_session(budget=10 * E18)
     c.increase_time(ACTIVE_S)
-    c.reverts(c.factory.functions.complete(sid), a.owner, "DeadlinePassed")
+    c.reverts(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), a.owner, "DeadlinePassed")
     c.reverts(c.factory.functions.chargeBudget(sid, 1, E18, b"\x01" * 32), a.executor, "DeadlinePassed")
     c.reverts(c.factory.functions.anchorCheckpoint(sid, 1, b"c", b"\x01" * 32), a.executor, "DeadlinePassed")
-    c.reverts(c.factory.functions.terminate(sid), a.owner, "DeadlinePassed")
+    c.reverts(c.factory.functions.terminate(sid, reaffirm(c.factory, sid)), a.owner, "DeadlinePassed")
     before = c.balance(a.owner)
     c.tx(c.factory.functions.expire(sid), a.stranger)
     s = c.session(sid)
@@ -257,15 +258,19 @@ def test_complete_after_active_deadline_reverts_then_expire(chain: Chain) -> Non
 def test_terminate(chain: Chain) -> None:
     c, a = chain, chain.actors
     draft = c.create(budget=7 * E18)
-    c.reverts(c.factory.functions.terminate(draft), a.stranger, "NotOwnerOrOracle")
+    c.reverts(
+        c.factory.functions.terminate(draft, reaffirm(c.factory, draft)), a.stranger, "NotOwnerOrOracle"
+    )
     before = c.balance(a.owner)
-    c.tx(c.factory.functions.terminate(draft), a.owner)
+    c.tx(c.factory.functions.terminate(draft, reaffirm(c.factory, draft)), a.owner)
     s = c.session(draft)
     assert (s["state"], s["reason"]) == (SessionState.TERMINATED, 5)  # CANCELLED
     assert c.balance(a.owner) == before + 7 * E18
     paused = c.active_session()
     c.tx(c.factory.functions.pause(paused), a.admin)
-    c.tx(c.factory.functions.terminate(paused), a.admin)  # the oracle may cancel too
+    c.tx(
+        c.factory.functions.terminate(paused, reaffirm(c.factory, paused)), a.admin
+    )  # the oracle may cancel too
     assert state(c, paused) is SessionState.TERMINATED
 
 
@@ -300,9 +305,9 @@ def test_nft_transfer_moves_ownership_and_refund(chain: Chain) -> None:
     sid = c.active_session(budget=10 * E18)
     c.tx(c.factory.functions.transferFrom(a.owner, a.stranger, sid), a.owner)
     assert c.session(sid)["owner"] == a.stranger
-    c.reverts(c.factory.functions.complete(sid), a.owner, "NotOwnerOrExecutor")
+    c.reverts(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), a.owner, "NotOwnerOrExecutor")
     before = c.balance(a.stranger)
-    c.tx(c.factory.functions.complete(sid), a.stranger)
+    c.tx(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), a.stranger)
     assert c.balance(a.stranger) == before + 10 * E18
     assert c.session(sid)["owner"] == a.stranger  # kept after the burn
 
@@ -353,7 +358,7 @@ def test_reassign_executor_fences_the_old_one(chain: Chain) -> None:
     data = c.reverts(f.anchorCheckpoint(sid, 2, b"c2", b"\x02" * 32), a.executor, "NotAssignedExecutor")
     assert decode(["uint256", "address", "uint32"], data[4:])[2] == 2
     c.reverts(f.chargeBudget(sid, 1, E18, b"\x01" * 32), a.executor, "NotAssignedExecutor")
-    c.reverts(f.complete(sid), a.executor, "NotOwnerOrExecutor")
+    c.reverts(f.complete(sid, reaffirm(c.factory, sid)), a.executor, "NotOwnerOrExecutor")
     receipt = c.tx(f.anchorCheckpoint(sid, 2, b"c2", b"\x02" * 32), a.executor2)
     assert c.events(receipt, c.factory, "CheckpointAnchored")[0]["args"]["epoch"] == 2
     draft = c.create()

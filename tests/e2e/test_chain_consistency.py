@@ -89,7 +89,8 @@ async def test_a_cli_created_two_chain_session_is_anchored_on_both_and_charged_o
     assert report["verified"] and report["checkpoint"]["seq"] == 2
     assert sorted(report["checkpoint"]["anchored_on"]) == [31337, 31338]
     human = await cli(stack, "verify", sid)
-    assert human.returncode == 0 and "VERIFIED" in human.stdout
+    assert human.returncode == 0 and "ok seq 2" in human.stdout
+    assert human.stdout.rstrip().endswith("\nverified")
     missing = await cli(stack, "verify", "999")
     assert missing.returncode == 1 and "no anchored checkpoint" in missing.stderr
     # granted by the session service, recorded as the session's event

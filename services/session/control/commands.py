@@ -19,6 +19,7 @@ from services.session.control import relay as ops
 from services.session.control.archive import LogArchive
 from services.session.control.callers import CallContext, required_chain_signature
 from services.session.control.core import Core
+from services.session.control.final import FinalAnchor, FinalAnchors
 from services.session.control.relay import ChainOp, R, Relay
 from services.session.control.specs import spec_from_dict, spec_from_request, spec_to_dict
 from services.session.convert import session_to_pb
@@ -36,7 +37,16 @@ def _session_response(response_type: type[R]) -> Any:
 
 
 class Commands:
-    def __init__(self, core: Core, relay: Relay, archive: LogArchive, *, default_executor: str = "") -> None:
+    def __init__(
+        self,
+        core: Core,
+        relay: Relay,
+        archive: LogArchive,
+        finals: FinalAnchors,
+        *,
+        default_executor: str = "",
+    ) -> None:
+        self.finals = finals
         self.core = core
         self.relay = relay
         self.archive = archive
@@ -213,10 +223,14 @@ class Commands:
             core.check_version(req, rec)
             core.next_clock(rec, op.action)
             who = caller.owner or f"service {caller.service}"
-            payload = {"reason": (req.reason or f"{op.name} requested")[:256], "by": who}
+            payload: dict[str, Any] = {"reason": (req.reason or f"{op.name} requested")[:256], "by": who}
+            final: FinalAnchor | None = None
+            if op.action is Action.TERMINATE:
+                final = await self.finals.covering(rec, wait=False)
+                payload["final"] = final.to_json()
 
             async def prepare() -> PreparedTx:
-                return await core.chain.prepare_oracle(op.name, int(rec.session_id))
+                return await core.chain.prepare_oracle(op.name, int(rec.session_id), final)
 
             return await self.relay.run(op, caller, key, rec.session_id, payload, prepare)
 
@@ -276,13 +290,21 @@ class Commands:
             core.check_version(req, rec)
             core.next_clock(rec, Action.COMPLETE)
             chain_sig = required_chain_signature(req, ctx)
+            # the final checkpoint first: it may have to wait for the executor, and nothing is archived then
+            final = await self.finals.covering(rec, wait=True)
             archived = await self.archive.put(rec)
-            payload = {"log_cid": archived.cid, "log_arweave_tx": archived.arweave_tx}
+            payload: dict[str, Any] = {"log_cid": archived.cid, "log_arweave_tx": archived.arweave_tx}
+            final = final.with_log(archived.cid, archived.arweave_tx)
+            payload["final"] = final.to_json()
 
             async def prepare() -> PreparedTx:
                 nonce = await core.chain.owner_nonce(rec.owner)
                 return await core.chain.prepare_complete(
-                    int(rec.session_id), nonce=nonce, deadline=int(req.auth.deadline), signature=chain_sig
+                    int(rec.session_id),
+                    final,
+                    nonce=nonce,
+                    deadline=int(req.auth.deadline),
+                    signature=chain_sig,
                 )
 
             return await self.relay.run(ops.COMPLETE, caller, key, rec.session_id, payload, prepare)

@@ -14,6 +14,7 @@ from services.session.control.callers import Callers
 from services.session.control.commands import Commands
 from services.session.control.core import Core, EventBus
 from services.session.control.expiry import Expiry
+from services.session.control.final import FinalAnchors
 from services.session.control.reads import Reads
 from services.session.control.relay import Relay
 from services.session.control.restore import Restore
@@ -61,7 +62,13 @@ class SessionControl:
         self.relay = Relay(self.core, self.callers)
         # completed logs go to IPFS (`archive`) and, with a gateway configured, to Arweave too
         self.log_archive = LogArchive(db, archive, arweave, arweave_window=arweave_window)
-        self.commands = Commands(self.core, self.relay, self.log_archive, default_executor=default_executor)
+        self.commands = Commands(
+            self.core,
+            self.relay,
+            self.log_archive,
+            FinalAnchors(self.core, archive),
+            default_executor=default_executor,
+        )
         self.work = Work(self.core, self.callers, self.relay)
         self.reads = Reads(self.core, self.callers)
         self.restore = Restore(self.core, self.callers, archive)

@@ -20,6 +20,7 @@ from agentgpt.session.v1 import session_pb2 as ss
 from services.executor.app import ExecutorParts
 from tests.component.executor.fake_session import FakeSessionServer
 from tests.component.executor.helpers import poison_outputs
+from tests.contracts.chain import reaffirm
 from tests.integration.executor.conftest import EXECUTOR_KEY, TASK_FEE
 from tests.integration.executor.test_onchain_engine import spec
 from tests.integration.executor.two_chains import TwoChains
@@ -182,7 +183,7 @@ async def test_anchoring_stops_for_ended_sessions_and_unknown_chains(
 ) -> None:
     c = two_chains.home
     sid = two_chains.session()
-    c.tx(c.factory.functions.complete(sid), c.actors.owner)
+    c.tx(c.factory.functions.complete(sid, reaffirm(c.factory, sid)), c.actors.owner)
     queue = executor.engine.deps.anchors
     assert queue is not None
     cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
