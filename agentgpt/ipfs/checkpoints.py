@@ -4,7 +4,7 @@ A checkpoint is a generic str-keyed document (task log entries, context epoch, b
 required keys that tie it to its on-chain anchor ``anchorCheckpoint(sessionId, seq, cid, stateRoot)``:
 
 * ``session_id``: decimal string of the uint256 token id (dag-cbor integers stop at 64 bits);
-* ``seq``: number of tasks covered, an int >= 0;
+* ``seq``: the seq of the last task covered (with its predecessors: tasks 1..seq), an int >= 0;
 * ``state_root``: 32 bytes, the root the anchor commits to.
 
 Writing: canonical dag-cbor. A version-2 document (``version`` 2 with a ``body`` map: the plaintext

@@ -323,3 +323,29 @@ async def test_demo_archives_to_the_stacks_arweave_gateway(stack: LocalStack) ->
             tx = await arweave.read(tx_id)
             assert tx.data == await ipfs.get(cid), kind
             assert (tx.tag("Kind"), tx.tag("Session-Id"), tx.tag("Chain-Id")) == (kind, sid, "31337")
+    # and the demo session verifies from the chains, IPFS and Arweave alone, its bodies opened by the owner
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [
+            *cli,
+            "verify",
+            sid,
+            "--json",
+            "--key-file",
+            state["owner_key_file"],
+            "--workdir",
+            str(stack.workdir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["verified"] and all(h["body_checked"] for h in report["history"])
+    assert {c["check"]: c["ok"] for c in report["closing"]} == {
+        "final anchor": True,
+        "event log": True,
+        "arweave": True,
+    }

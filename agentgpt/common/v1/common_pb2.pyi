@@ -135,7 +135,9 @@ class Checkpoint(_message.Message):
     session_id: _builtins.str
     """Session id (decimal string of the uint256 token id)."""
     seq: _builtins.int
-    """Number of tasks covered by this checkpoint; strictly increasing per session."""
+    """Seq of the last task this checkpoint covers (it and its predecessors cover tasks 1..seq; 0: none);
+    strictly increasing per session.
+    """
     cid: _builtins.str
     """IPFS CIDv1 (base32) of the stored checkpoint: dag-cbor, or raw/dag-pb when encrypted or over 1 MiB."""
     state_root: _builtins.bytes
