@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import dag_cbor
@@ -59,6 +60,8 @@ DOMAIN_VERSION = "1"
 EIP712_DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 CHECKPOINT_TYPE = b"Checkpoint(uint256 sessionId,uint64 seq,bytes32 stateRoot,bytes32 prevRoot)"
 ENTRY_TYPE = b"TaskLogEntry(uint256 sessionId,uint64 seq,bytes32 entryHash)"
+_CHECKPOINT_TYPEHASH = keccak(CHECKPOINT_TYPE)
+_ENTRY_TYPEHASH = keccak(ENTRY_TYPE)
 HEADER_KEYS = (
     "version",
     "session_id",
@@ -92,7 +95,7 @@ class Domain:
     def __post_init__(self) -> None:  # one spelling of the address, so domains compare equal
         object.__setattr__(self, "verifying_contract", to_checksum_address(self.verifying_contract))
 
-    @property
+    @cached_property
     def separator(self) -> bytes:
         return keccak(
             abi_encode(
@@ -111,30 +114,29 @@ class Domain:
         return keccak(b"\x19\x01" + self.separator + struct_hash)
 
 
+def _word(value: int) -> bytes:
+    return value.to_bytes(32, "big")  # abi.encode of a uint: every field here is one static 32-byte word
+
+
+def _b32(value: bytes) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise ValueError("a bytes32 field must be 32 bytes")
+    return value
+
+
 def checkpoint_digest(
     domain: Domain, session_id: str, seq: int, state_root: bytes, prev_root: bytes
 ) -> bytes:
-    """What the executor signs for a checkpoint (and what SessionFactory recovers for a final anchor)."""
-    return domain.digest(
-        keccak(
-            abi_encode(
-                ["bytes32", "uint256", "uint64", "bytes32", "bytes32"],
-                [keccak(CHECKPOINT_TYPE), int(session_id), seq, state_root, prev_root],
-            )
-        )
-    )
+    """What the executor signs for a checkpoint (and what SessionFactory recovers for a final anchor):
+    keccak256(0x1901 || domainSeparator || keccak256(abi.encode(CHECKPOINT_TYPEHASH, sessionId, seq,
+    stateRoot, prevRoot)))."""
+    struct = _CHECKPOINT_TYPEHASH + _word(int(session_id)) + _word(seq) + _b32(state_root) + _b32(prev_root)
+    return domain.digest(keccak(struct))
 
 
 def entry_digest(domain: Domain, session_id: str, seq: int, entry_hash: bytes) -> bytes:
-    """What the executor signs for one task-log entry."""
-    return domain.digest(
-        keccak(
-            abi_encode(
-                ["bytes32", "uint256", "uint64", "bytes32"],
-                [keccak(ENTRY_TYPE), int(session_id), seq, entry_hash],
-            )
-        )
-    )
+    """What the executor signs for one task-log entry (TaskLogEntry; built as checkpoint_digest)."""
+    return domain.digest(keccak(_ENTRY_TYPEHASH + _word(int(session_id)) + _word(seq) + _b32(entry_hash)))
 
 
 def sign(key: ExecutorKey, digest: bytes) -> bytes:

@@ -14,7 +14,8 @@ figure is the executor's own capacity; a run over gRPC is the component tests' b
 
 --checkpoint-cost N (default 30; 0 skips it) adds the executor's share of the checkpoint-cost question (the IPFS side alone is
 bench/ipfs_checkpoint.py): on a real anvil + IPFS node, for N checkpoints of 50 signed log entries,
-raw IPFS add of the encoded bytes (baseline) vs Checkpointer.make (encode + add + CID check) vs make
+raw IPFS add of the encoded bytes (baseline) vs Checkpointer.make (encode + add + CID check), plaintext
+and sealed (the default: the body under the session's key, wrapped to owner and executor), vs sealed make
 + SessionFactory.anchorCheckpoint mined (1 confirmation), interleaved; medians and ratios.
 """
 
@@ -137,6 +138,7 @@ async def checkpoint_cost(n: int) -> None:
     from agentgpt.checkpoint_format import Domain, checkpoint_document
     from agentgpt.ipfs import CheckpointWriter, KuboStore, encode
     from agentgpt.network import ChainInfo, Network
+    from agentgpt.sealing import Sealing, new_session_key
     from agentgpt.tasklog import ZERO_HASH, ExecutorKey, TaskLog
     from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
     from apps.localnet.ipfs import IpfsNode
@@ -176,7 +178,10 @@ async def checkpoint_cost(n: int) -> None:
         client = aioipfs.AsyncIPFS(maddr=ipfs.api)
         key = ExecutorKey(DEV_PRIVATE_KEYS[2])
         checkpointer = Checkpointer(CheckpointWriter(store), key)
-        raw_t, make_t, full_t = [], [], []
+        raw_t, make_t, sealed_t, full_t = [], [], [], []
+        # sealed as executors seal by default: the session's data key, wrapped to the owner and the executor
+        owner_pub = ExecutorKey(DEV_PRIVATE_KEYS[1]).public_key
+        sealing = Sealing(new_session_key(1), (owner_pub, key.public_key))
         try:
             domain = Domain(31337, dep.contracts["SessionFactory"])
             log = TaskLog(str(sid), key)
@@ -218,7 +223,10 @@ async def checkpoint_cost(n: int) -> None:
                 await checkpointer.make(docs[0])
                 make_t.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
-                made = await checkpointer.make(docs[1])
+                await checkpointer.make(docs[0], sealing=sealing)
+                sealed_t.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                made = await checkpointer.make(docs[1], sealing=sealing)
                 await queue._anchor(
                     _AnchorJob(str(sid), made.seq, made.cid, made.state_root, "home", 31337), "home"
                 )
@@ -230,11 +238,16 @@ async def checkpoint_cost(n: int) -> None:
             await chains.close()
     med = {
         k: statistics.median(v) * 1e3
-        for k, v in (("raw add", raw_t), ("encode+add+check", make_t), ("encode+add+anchor", full_t))
+        for k, v in (
+            ("raw add", raw_t),
+            ("encode+add+check", make_t),
+            ("encode+seal+add+check", sealed_t),
+            ("encode+seal+add+anchor", full_t),
+        )
     }
-    print(f"checkpoint cost, {n} checkpoints of 50 signed entries (~{len(data)} bytes), medians:")
+    print(f"checkpoint cost, {n} checkpoints (format v2) of 50 signed entries (~{len(data)} bytes), medians:")
     for k, v in med.items():
-        print(f"  {k:<20} {v:8.2f} ms   ratio to raw add {v / med['raw add']:6.2f}")
+        print(f"  {k:<24} {v:8.2f} ms   ratio to raw add {v / med['raw add']:6.2f}")
 
 
 async def main() -> None:
