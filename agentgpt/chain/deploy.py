@@ -5,8 +5,14 @@ anvil's unlocked accounts) and sent one after another with explicit nonces. The 
 service needs to find the contracts again: chain id, addresses, the block to index from, the deployer,
 the compiler version and the lifecycle durations baked into the factory.
 
-    python -m agentgpt.chain.deploy --rpc http://127.0.0.1:8545 --key 0x... --out deployment.json \
-        [--oracle 0x...] [--durations 3600,259200,86400] [--min-bond WEI] [--unbonding-delay SECONDS]
+    python -m agentgpt.chain.deploy --rpc http://127.0.0.1:8545 --key-file deployer.key --out deployment.json \
+        [--oracle 0x...] [--durations 3600,259200,86400] [--min-bond WEI] [--unbonding-delay SECONDS] \
+        [--network-out network.json] [--configmap-out configmap.json] [--chain-name home] [--service-rpc URL]
+
+The deployer key is read from a file (--key-file), never taken on the command line, where every user of the
+machine can read it in the process list. --network-out also writes the network manifest the services read
+(AGENTGPT_NETWORK), and --configmap-out the same manifest as a Kubernetes ConfigMap (`kubectl apply -f`
+it: the dev overlay's deploy-contracts Job does).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from web3.types import TxParams
 from agentgpt.chain.rpc import connect
 from agentgpt.contracts import load_artifact
 from agentgpt.lifecycle import Durations
+from agentgpt.network import ChainInfo, Network
 
 ORACLE_ROLE = keccak(text="ORACLE_ROLE")
 DEFAULT_MIN_BOND = 100 * 10**18
@@ -191,23 +198,87 @@ def _parse_durations(text: str) -> Durations:
     return Durations(draft=parts[0], active=parts[1], paused=parts[2])
 
 
+def network_of(deployment: Deployment, *, name: str, rpc_url: str) -> Network:
+    """The network manifest (one chain) the services read for this deployment, reached at `rpc_url`."""
+    return Network(
+        chains=(
+            ChainInfo(
+                name=name,
+                chain_id=deployment.chain_id,
+                rpc_url=rpc_url,
+                deploy_block=deployment.deploy_block,
+                contracts=dict(deployment.contracts),
+            ),
+        )
+    )
+
+
+def configmap_of(network: Network, *, name: str, namespace: str = "") -> dict[str, Any]:
+    """A Kubernetes ConfigMap holding the network manifest as `network.json` (what the pods mount)."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "labels": {"app.kubernetes.io/name": "agentgpt", "app.kubernetes.io/component": "network"},
+    }
+    if namespace:
+        metadata["namespace"] = namespace
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata,
+        "data": {"network.json": json.dumps(network.to_json(), indent=2)},
+    }
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise DeployError(f"--key-file {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise DeployError(f"--key-file {path}: not a text file holding a hex private key") from None
+    if not key:
+        raise DeployError(f"--key-file {path} is empty: it must hold the deployer's hex private key")
+    return key
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agentgpt.chain.deploy", description=__doc__.splitlines()[0])
     p.add_argument("--rpc", required=True, help="JSON-RPC endpoint URL")
-    p.add_argument("--key", required=True, help="deployer private key (hex)")
-    p.add_argument("--out", required=True, type=Path, help="where to write the manifest JSON")
+    keys = p.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--key-file", type=Path, help="file holding the deployer private key (hex)")
+    # Deprecated: a key in argv is visible to every user of the machine (ps, /proc/PID/cmdline).
+    keys.add_argument("--key", help=argparse.SUPPRESS)
+    p.add_argument("--out", required=True, type=Path, help="where to write the deployment manifest JSON")
     p.add_argument("--oracle", help="address granted ORACLE_ROLE (default: the deployer)")
     p.add_argument(
         "--durations", type=_parse_durations, default=Durations(), help="draft,active,paused seconds"
     )
     p.add_argument("--min-bond", type=int, default=DEFAULT_MIN_BOND, help="executor minimum bond (AGPT wei)")
     p.add_argument("--unbonding-delay", type=int, default=DEFAULT_UNBONDING_DELAY, help="seconds")
+    p.add_argument(
+        "--network-out", type=Path, help="also write the services' network manifest (AGENTGPT_NETWORK)"
+    )
+    p.add_argument(
+        "--configmap-out", type=Path, help="also write the network manifest as a Kubernetes ConfigMap (JSON)"
+    )
+    p.add_argument("--configmap-name", default="agentgpt-network", help="the ConfigMap's name")
+    p.add_argument("--configmap-namespace", default="", help="the ConfigMap's namespace (default: kubectl's)")
+    p.add_argument("--chain-name", default="home", help="the chain's name in the network manifest")
+    p.add_argument(
+        "--service-rpc", help="the RPC URL the services use, in the network manifest (default: --rpc)"
+    )
     a = p.parse_args(argv)
+    if a.key is not None:
+        print(
+            "warning: --key puts the private key in the process list; use --key-file (--key will be removed)",
+            file=sys.stderr,
+        )
     try:
+        key = a.key if a.key is not None else _read_key_file(a.key_file)
         dep = asyncio.run(
             deploy_all(
                 a.rpc,
-                a.key,
+                key,
                 oracle=a.oracle,
                 durations=a.durations,
                 min_bond=a.min_bond,
@@ -215,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
                 out=a.out,
             )
         )
+        network = network_of(dep, name=a.chain_name, rpc_url=a.service_rpc or a.rpc)
+        if a.network_out is not None:
+            a.network_out.write_text(json.dumps(network.to_json(), indent=2) + "\n")
+        if a.configmap_out is not None:
+            cm = configmap_of(network, name=a.configmap_name, namespace=a.configmap_namespace)
+            a.configmap_out.write_text(json.dumps(cm, indent=2) + "\n")
     except (DeployError, OSError, ValueError) as exc:
         print(f"deploy failed: {exc}", file=sys.stderr)
         return 1
