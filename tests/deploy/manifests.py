@@ -82,9 +82,28 @@ def objects(which: str, kind: str) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o for o in render(which) if o["kind"] == kind}
 
 
+def ours(which: str, kind: str) -> dict[str, dict[str, Any]]:
+    """The rendered objects of one kind that belong to the four services (label app.kubernetes.io/name:
+    agentgpt), by name; not the development infrastructure (anvil, IPFS, PostgreSQL) the dev overlay adds."""
+    return {
+        n: o
+        for n, o in objects(which, kind).items()
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "agentgpt"
+    }
+
+
 def workloads(which: str) -> dict[str, dict[str, Any]]:
     """The services' pod controllers by name: Deployments, and the executors' StatefulSet."""
-    return {**objects(which, "Deployment"), **objects(which, "StatefulSet")}
+    return {**ours(which, "Deployment"), **ours(which, "StatefulSet")}
+
+
+def all_workloads(which: str) -> dict[str, dict[str, Any]]:
+    """Every pod controller rendered, the infrastructure's and the deploy Job included, by kind/name."""
+    return {
+        f"{kind}/{name}": o
+        for kind in ("Deployment", "StatefulSet", "Job")
+        for name, o in objects(which, kind).items()
+    }
 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,16 @@ from services.executor.config import ExecutorConfig
 from services.indexer.config import IndexerConfig
 from services.recovery_oracle.config import RecoveryConfig
 from services.session.config import SessionConfig
-from tests.deploy.manifests import GRPC_PORT, METRICS_PORT, container, env_of, objects, render, workloads
+from tests.deploy.manifests import (
+    GRPC_PORT,
+    METRICS_PORT,
+    all_workloads,
+    container,
+    env_of,
+    objects,
+    render,
+    workloads,
+)
 
 OVERLAYS = ["base", "dev", "prod"]
 CONFIG_OF = {
@@ -178,20 +187,43 @@ def test_databases_are_files_on_volumes_or_reachable_servers(which: str) -> None
             assert _egress_open(which, name, 5432), f"{name}: no egress to PostgreSQL (5432)"
 
 
+KEYS_DIR = "/var/run/secrets/agentgpt/keys"
+KEY_FILES = {
+    "session": {"AGENTGPT_RELAYER_KEY": "relayer-key"},
+    "executor": {"AGENTGPT_CHECKPOINT_KEY": "checkpoint-key", "AGENTGPT_MODEL_API_KEY": "model-api-key"},
+    "recovery-oracle": {"AGENTGPT_ORACLE_KEY": "oracle-key", "AGENTGPT_CHECKPOINT_KEY": "checkpoint-key"},
+    "indexer": {},
+}
+"""Per service: each key setting it reads -> its entry in the Secret agentgpt-keys, mounted as a file."""
+
+
 @pytest.mark.parametrize("which", OVERLAYS)
-def test_secrets_are_referenced_never_inline(which: str) -> None:
+def test_every_key_is_a_file_from_a_secret_never_an_env_value(which: str) -> None:
     rendered = render(which)
     assert not [o for o in rendered if o["kind"] == "Secret"], "no Secret objects: operators create them"
-    required = {
-        "session": {"AGENTGPT_RELAYER_KEY"},
-        "recovery-oracle": {"AGENTGPT_ORACLE_KEY"},
-    }
-    for name, _, c in _deployments(which):
+    for name, d, c in _deployments(which):
         env = env_of(c)
-        for var in required.get(name, set()):
-            assert env[var]["valueFrom"]["secretKeyRef"]["name"] == "agentgpt-keys", (name, var)
-        for var in SECRET_SETTINGS & set(env):
-            assert "value" not in env[var] and "secretKeyRef" in env[var]["valueFrom"], (name, var)
+        # No key travels as an environment value, inline or from a Secret: only its file's path does.
+        assert not SECRET_SETTINGS & set(env), (name, SECRET_SETTINGS & set(env))
+        settings = _settings(CONFIG_OF[name])
+        assert {v for v in settings if v.endswith("_KEY")} <= set(KEY_FILES[name]) | {
+            "AGENTGPT_EXECUTOR_KEY"
+        }, f"{name}: a key setting without its file here"
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        for var, key in KEY_FILES[name].items():
+            assert var in settings, (name, var)
+            assert env[var + "_FILE"]["value"] == f"{KEYS_DIR}/{key}", (name, var)
+            mount = mounts[KEYS_DIR]
+            assert mount["readOnly"] is True, name
+            secret = volumes[mount["name"]]["secret"]
+            assert secret["secretName"] == "agentgpt-keys", name
+            assert {"key": key, "path": key} in secret["items"], (name, key)
+            assert secret["defaultMode"] & 0o007 == 0, f"{name}: keys are not world-readable"
+        if KEY_FILES[name]:
+            # Only the keys this service reads are in its pod.
+            keys_volume = volumes[mounts[KEYS_DIR]["name"]]["secret"]
+            assert {i["key"] for i in keys_volume["items"]} == set(KEY_FILES[name].values()), name
         url = env.get("AGENTGPT_DATABASE_URL", {}).get("value")
         assert url is None or url.startswith("sqlite"), f"{name}: a server database URL carries a password"
     assert not SECRET_SETTINGS & set(_shared_config(which))
@@ -202,6 +234,33 @@ def test_secrets_are_referenced_never_inline(which: str) -> None:
     assert not re.search(r"postgres(ql)?(\+\w+)?://[^\s'\"]*:[^\s'\"]*@", text), (
         "a database password is inline"
     )
+
+
+@pytest.mark.parametrize("which", OVERLAYS)
+def test_no_key_is_ever_on_a_command_line(which: str) -> None:
+    # argv is readable by every user of the node (ps, /proc/PID/cmdline): keys are files only.
+    for path, w in all_workloads(which).items():
+        pod = w["spec"]["template"]["spec"]
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            argv = [*c.get("command", []), *c.get("args", [])]
+            assert not [a for a in argv if a == "--key" or a.startswith("--key=")], (path, argv)
+            assert not [a for a in argv if re.search(r"\b(0x)?[0-9a-fA-F]{64}\b", a)], (path, argv)
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                # A Secret's entry as an env value: only the database URLs (the drivers take a URL).
+                assert ref is None or (
+                    ref["name"] == "agentgpt-db" and e["name"] == "AGENTGPT_DATABASE_URL"
+                ), (
+                    path,
+                    e["name"],
+                )
+
+
+@pytest.mark.parametrize("which", OVERLAYS)
+def test_no_manifest_trusts_a_service_header(which: str) -> None:
+    # The caller's identity is its mTLS certificate's name; a header anyone can set proves nothing.
+    text = yaml.safe_dump_all(render(which))
+    assert "TRUST_SERVICE_HEADER" not in text
 
 
 @pytest.mark.parametrize("which", OVERLAYS)
@@ -220,15 +279,23 @@ def test_every_variable_set_is_a_real_setting(which: str) -> None:
 
 @pytest.mark.parametrize("which", OVERLAYS)
 def test_network_manifest_is_mounted_where_the_config_points(which: str) -> None:
+    # base and dev: the ConfigMap agentgpt-network (dev: the deploy-contracts Job writes it); prod: the
+    # Secret agentgpt-network (its RPC URLs carry the providers' keys). Never generated from a file here:
+    # only a deployment knows the contracts' addresses.
     path = _shared_config(which)["AGENTGPT_NETWORK"]
-    (cm,) = [c for n, c in objects(which, "ConfigMap").items() if n.startswith("agentgpt-network-")]
-    assert list(cm["data"]) == ["network.json"] and path.endswith("/network.json")
+    directory, _, leaf = path.rpartition("/")
+    assert leaf == "network.json", path
+    assert not [n for n in objects(which, "ConfigMap") if n.startswith("agentgpt-network")]
     for name, d, c in _deployments(which):
-        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
-        (vol,) = [v for v in volumes.values() if v.get("configMap", {}).get("name") == cm["metadata"]["name"]]
-        assert mounts[vol["name"]]["mountPath"] + "/network.json" == path, name
-        assert mounts[vol["name"]]["readOnly"] is True
+        mount = mounts[directory]
+        assert mount["readOnly"] is True, name
+        volume = volumes[mount["name"]]
+        if which == "prod":
+            assert "configMap" not in volume and volume["secret"]["secretName"] == "agentgpt-network", name
+        else:
+            assert "secret" not in volume and volume["configMap"] == {"name": "agentgpt-network"}, name
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
