@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # mypy --strict covers the library, the services and the application package once it exists.
 MYPY_PACKAGES := agentgpt services $(wildcard apps)
 
-.PHONY: setup up test test-chaos check protos contracts docs lint bench image lock clean help
+.PHONY: setup up test test-chaos check protos contracts docs lint bench image docker lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -69,7 +69,7 @@ check: setup  ## generated code fresh; protos lint/format/breaking; ruff lint + 
 	$(VENV)/bin/mypy $(MYPY_PACKAGES)
 	if [ -f .importlinter ]; then $(VENV)/bin/lint-imports; fi
 
-test: check  ## everything: checks, then unit, component, integration and end-to-end tests
+test: check docker  ## everything: checks, then unit, component, integration, end-to-end and container tests
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 test-chaos: setup  ## only the failure tests: executors, services and nodes killed, stopped and restarted (make test runs them too)
@@ -87,8 +87,13 @@ lock: | $(UV)  ## re-resolve the lockfiles after changing pyproject.toml (dev + 
 	$(UV) pip compile -q pyproject.toml --extra dev -o requirements.lock --python-version 3.11
 	$(UV) pip compile -q pyproject.toml -o requirements-runtime.lock --python-version 3.11
 
-image:  ## build the one container image of the four services (needs a Docker engine)
-	docker build -t agentgpt-sessions:dev .
+# The Docker engine and the base image built locally (no registry): idempotent, cached on the machine; on a
+# machine where Docker cannot run it says why and succeeds, and the container suite skips with that reason.
+docker:  ## a running Docker engine and the local base image local/python:3.11-bookworm (for image and the container suite)
+	bash scripts/docker-engine.sh
+
+image: docker  ## build the one container image of the four services: localhost/agentgpt-sessions:dev (and :<content hash>)
+	bash tools/containers/build.sh project
 
 clean:  ## remove installed toolchains and local state
 	rm -rf $(VENV) .tools node_modules tools/ipfs-node/node_modules tools/arlocal/node_modules .agentgpt
