@@ -169,3 +169,113 @@ def same_address(a: str, b: str) -> bool:
         return to_checksum_address(a) == to_checksum_address(b)
     except ValueError:
         return False
+
+
+# ------------------------------------------------------------------------------- service identities
+#
+# With mTLS on, a caller's identity is its client certificate's name (agentgpt.runtime.tls). The services
+# are `session`, `indexer`, `recovery-oracle` and `executor-N`. `operator` is an operator's tools (the CLI
+# against a deployment it runs, the local stack's supervisor and tests): it reads every session as a
+# service and may restore one, but changes nothing else without the owner's signature. Any other name
+# (e.g. `cli`, an owner's own client) has no service rights: every request needs the owner's signature.
+
+#: Identity kinds a certificate name maps to (see `identity_kind`).
+SESSION, INDEXER, ORACLE, EXECUTOR, OPERATOR, CLIENT = (
+    "session",
+    "indexer",
+    "recovery-oracle",
+    "executor",
+    "operator",
+    "client",
+)
+SERVICE_KINDS = frozenset({SESSION, INDEXER, ORACLE, EXECUTOR})
+_ALL_SERVICES = SERVICE_KINDS
+_ANYONE = frozenset({*SERVICE_KINDS, OPERATOR, CLIENT})
+
+
+def identity_kind(name: str) -> str:
+    """What an identity is: a service kind, `operator`, or `client` (anything else: no service rights).
+
+    `executor-N` (any name starting with "executor") is an executor; `recovery_oracle` is accepted for the
+    oracle as the header-trust mode spells it."""
+    if name.startswith("executor"):
+        return EXECUTOR
+    name = name.replace("_", "-")
+    if name in (SESSION, INDEXER, ORACLE, OPERATOR):
+        return name
+    return CLIENT
+
+
+def is_service_identity(name: str | None) -> bool:
+    """Whether a certificate's name acts as a service identity (the services and `operator`); the
+    allowlist (`RPC_CALLERS`) and the session service's own checks say what each may do."""
+    return bool(name) and identity_kind(name or "") in SERVICE_KINDS | {OPERATOR}
+
+
+def _rpcs(service: str, table: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    return {f"/{service}/{method}": kinds for method, kinds in table.items()}
+
+
+_SESSION_SVC = "agentgpt.session.v1.SessionService"
+_EXECUTOR_SVC = "agentgpt.executor.v1.ExecutorService"
+_RECOVERY_SVC = "agentgpt.recovery.v1.RecoveryService"
+
+#: Who may call each RPC (identity kinds), derived from what each service calls (docs/design.md §7).
+#: RPCs not listed (the owner commands, the indexer's reads, health, reflection) are open to every
+#: certificate the CA signed: the owner commands check the owner's signature themselves. `client` in a
+#: set means owners through a client (their signature is still required by the service).
+RPC_CALLERS: dict[str, frozenset[str]] = {
+    **_rpcs(
+        _SESSION_SVC,
+        {
+            # the executor's lease and its reports: executors only
+            "ClaimLease": frozenset({EXECUTOR}),
+            "RenewLease": frozenset({EXECUTOR}),
+            "ReleaseLease": frozenset({EXECUTOR}),
+            "ReportTask": frozenset({EXECUTOR}),
+            "RecordCheckpoint": frozenset({EXECUTOR}),
+            # recovery: the oracle moves sessions and reads their keys; restore is the oracle's or an operator's
+            "ReassignExecutor": frozenset({ORACLE}),
+            "GetSessionKeys": frozenset({ORACLE}),
+            "RestoreSession": frozenset({ORACLE, OPERATOR}),
+            # the oracle pauses/resumes/terminates as a service; owners (also through an operator's
+            # certificate) with their signature
+            "PauseSession": frozenset({ORACLE, CLIENT, OPERATOR}),
+            "ResumeSession": frozenset({ORACLE, CLIENT, OPERATOR}),
+            "TerminateSession": frozenset({ORACLE, CLIENT, OPERATOR}),
+            # reads: every service, and owners with their read signature
+            "GetSession": _ANYONE,
+            "ListSessions": _ANYONE,
+            "ListTasks": _ANYONE,
+            "InspectSession": _ANYONE,
+            "WatchSession": _ANYONE,
+        },
+    ),
+    **_rpcs(
+        _EXECUTOR_SVC,
+        {
+            "AssignSession": frozenset({SESSION, ORACLE}),
+            "RehydrateSession": frozenset({SESSION, ORACLE}),
+            "ReleaseSession": frozenset({SESSION, ORACLE}),
+            # `agentgpt status` and the local stack's supervisor read it as well
+            "GetExecutorStatus": frozenset({SESSION, ORACLE, OPERATOR, CLIENT}),
+        },
+    ),
+    **_rpcs(
+        _RECOVERY_SVC,
+        {
+            # an executor hands its sessions off on SIGTERM; an operator may start a recovery
+            "RecoverSession": frozenset({EXECUTOR, OPERATOR}),
+        },
+    ),
+}
+
+
+def caller_refusal(method: str, identity: str) -> str | None:
+    """Why `identity` may not call `method` (full gRPC name), or None when it may."""
+    allowed = RPC_CALLERS.get(method)
+    if allowed is None or identity_kind(identity) in allowed:
+        return None
+    rpc = method.rsplit("/", 1)[-1]
+    names = ", ".join(sorted("executor-N" if k == EXECUTOR else k for k in allowed))
+    return f"{rpc} may not be called by {identity!r}: it is reserved to {names}"

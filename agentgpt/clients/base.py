@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agentgpt.errors import RpcError
+from agentgpt.runtime import tls
 from agentgpt.runtime.interceptors import go_code_name
 from agentgpt.runtime.logs import request_id
 
@@ -58,6 +59,9 @@ class ServiceClient:
 
     service: str = ""
     stub_class: Callable[[aio.Channel], Any]
+    #: The server's identity (its certificate's name), the TLS target name when it is dialled at a
+    #: loopback address; "" where it is not known in advance (executors are `executor-N`).
+    peer_name: str = ""
 
     def __init__(
         self,
@@ -68,13 +72,14 @@ class ServiceClient:
         identity: str = "",
     ) -> None:
         self.target = target
-        # The calling service's name, sent as `x-agentgpt-service`. Trusted only by servers configured
-        # to trust it (inside one deployment); mTLS identities replace it in production.
+        # The calling service's name, sent as `x-agentgpt-service`. Trusted only by a loopback server
+        # configured to trust it (the --no-tls local stack); with mTLS the certificate's name is the
+        # identity and the header is ignored.
         self.identity = identity
         self.options = options or ChannelOptions()
         self.metrics = metrics
         self._own_channel = channel is None
-        self.channel = channel or aio.insecure_channel(target)
+        self.channel = channel or tls.channel(target, self.peer_name)
         self.stub = self.stub_class(self.channel)
 
     async def close(self) -> None:
@@ -140,13 +145,17 @@ class ServiceClient:
 
 
 async def check_health(
-    target: str, service: str = "", timeout: float = 2.0, channel: aio.Channel | None = None
+    target: str,
+    service: str = "",
+    timeout: float = 2.0,
+    channel: aio.Channel | None = None,
+    peer_name: str = "",
 ) -> str:
     """The health status name ("SERVING", "NOT_SERVING", ...) of `service` at `target`.
 
     Raises RpcError when the server cannot be reached."""
     own = channel is None
-    ch = channel or aio.insecure_channel(target)
+    ch = channel or tls.channel(target, peer_name)
     try:
         stub = health_pb2_grpc.HealthStub(ch)
         resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)

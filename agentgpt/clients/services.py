@@ -19,6 +19,7 @@ from agentgpt.session.v1 import session_pb2_grpc as ss_grpc
 class SessionClient(ServiceClient):
     service = "agentgpt.session.v1.SessionService"
     stub_class = ss_grpc.SessionServiceStub
+    peer_name = "session"
 
     async def create_session(self, req: ss.CreateSessionRequest) -> ss.CreateSessionResponse:
         # Waits for the mint receipt.
@@ -139,6 +140,7 @@ class ExecutorClient(ServiceClient):
 class RecoveryClient(ServiceClient):
     service = "agentgpt.recovery.v1.RecoveryService"
     stub_class = rc_grpc.RecoveryServiceStub
+    peer_name = "recovery-oracle"
 
     async def get_verified_state(self, session_id: str) -> rc.GetVerifiedStateResponse:
         return cast(
@@ -170,6 +172,7 @@ class RecoveryClient(ServiceClient):
 class IndexerClient(ServiceClient):
     service = "agentgpt.indexer.v1.IndexerService"
     stub_class = ix_grpc.IndexerServiceStub
+    peer_name = "indexer"
 
     async def get_latest_anchor(self, session_id: str, home_chain_id: int = 0) -> ix.GetLatestAnchorResponse:
         req = ix.GetLatestAnchorRequest(session_id=session_id, home_chain_id=home_chain_id)

@@ -115,3 +115,10 @@ class ServerConfig:
     health_interval: float = setting(2.0, "Seconds between dependency probes feeding the health service")
     log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING, ERROR")
     ready_file: str = setting("", "If set, the bound ports are written here as JSON once serving")
+    tls_ca_file: str = setting(
+        "",
+        "PEM file of the CA that signs every service's certificate. With TLS_CERT_FILE and TLS_KEY_FILE: mTLS "
+        "on (the server requires a client certificate from this CA; the caller's identity is its name)",
+    )
+    tls_cert_file: str = setting("", "PEM file of this service's certificate (its name is its identity)")
+    tls_key_file: str = setting("", "PEM file of this service's private key. Secret: keep it 0600")

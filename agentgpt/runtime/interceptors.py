@@ -1,8 +1,9 @@
-"""gRPC server interceptors, one per concern: metrics, request context + logging, errors, validation.
+"""gRPC server interceptors, one per concern: metrics, request context + logging, caller identity, errors,
+validation.
 
 Each wraps unary and streaming handlers alike. Order (outermost first): metrics, request context,
-errors, validation — so metrics see the final status code and validation errors are mapped like any
-other domain error.
+callers, errors, validation — so metrics see the final status code, a refused caller is logged, and
+validation errors are mapped like any other domain error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import grpc
 from grpc import aio
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from agentgpt import auth
 from agentgpt.errors import InvalidArgument, RpcError, ServiceError
+from agentgpt.runtime import tls
 from agentgpt.runtime.logs import request_id
 
 log = logging.getLogger("agentgpt.rpc")
@@ -246,6 +249,55 @@ class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
                     # a cancelled stream's generator may be closed later from another context
                     with contextlib.suppress(ValueError):
                         request_id.reset(token)
+
+            return call
+
+        return _wrap(handler, unary, stream)
+
+
+class CallerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+    """With mTLS on (`enforce`), each RPC is open only to the identities `agentgpt.auth.RPC_CALLERS` lists
+    for it: the caller's identity is its verified client certificate's name; a certificate of another
+    identity gets PERMISSION_DENIED naming the RPC and the identity. Without TLS it does nothing (the
+    loopback header-trust mode decides in the services)."""
+
+    def __init__(self, *, enforce: bool) -> None:
+        self.enforce = enforce
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(details)
+        if not self.enforce:
+            return handler
+        method = details.method
+
+        async def admit(context: aio.ServicerContext) -> None:
+            identity = tls.peer_identity(context)
+            if identity is None:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"{method}: a client certificate signed by the CA is required",
+                )
+                return
+            refusal = auth.caller_refusal(method, identity)
+            if refusal is not None:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+
+        def unary(fn: UnaryBehavior) -> UnaryBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> Any:
+                await admit(context)
+                return await fn(request, context)
+
+            return call
+
+        def stream(fn: StreamBehavior) -> StreamBehavior:
+            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
+                await admit(context)
+                async for item in fn(request, context):
+                    yield item
 
             return call
 

@@ -18,8 +18,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
+from agentgpt.runtime import tls
 from agentgpt.runtime.config import ServerConfig
 from agentgpt.runtime.interceptors import (
+    CallerInterceptor,
     ErrorInterceptor,
     MetricsInterceptor,
     RequestContextInterceptor,
@@ -85,10 +87,12 @@ class RunningService:
         self.definition = definition
         self.config = config
         self.health = health.aio.HealthServicer()
+        self.tls = tls.files_from(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
         self.server = aio.server(
             interceptors=[
                 MetricsInterceptor(ServerMetrics(definition.registry)),
                 RequestContextInterceptor(),
+                CallerInterceptor(enforce=self.tls is not None),
                 ErrorInterceptor(),
                 ValidationInterceptor(definition.validators),
             ],
@@ -114,7 +118,11 @@ class RunningService:
         return f"{self.config.host}:{self.port}"
 
     async def start(self) -> None:
-        self.port = self.server.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
+        listen = f"{self.config.host}:{self.config.grpc_port}"
+        if self.tls is not None:
+            self.port = self.server.add_secure_port(listen, tls.server_credentials(self.tls))
+        else:
+            self.port = self.server.add_insecure_port(listen)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC port {self.config.host}:{self.config.grpc_port}")
         if self.config.metrics_port >= 0:
@@ -134,7 +142,12 @@ class RunningService:
         log.info(
             "%s serving",
             self.definition.name,
-            extra={"grpc": self.address, "metrics_port": self.metrics_port, "services": self._service_names},
+            extra={
+                "grpc": self.address,
+                "metrics_port": self.metrics_port,
+                "services": self._service_names,
+                "mtls": self.tls is not None,
+            },
         )
         if self.config.ready_file:
             Path(self.config.ready_file).write_text(
@@ -266,6 +279,13 @@ def service_main(
     try:
         server_config = cfg.load(cfg.ServerConfig)
         service_config = cfg.load(config_cls)
+        files = tls.files_from(
+            server_config.tls_ca_file, server_config.tls_cert_file, server_config.tls_key_file
+        )
+        tls.check_header_trust(
+            bool(getattr(service_config, "trust_service_header", False)), server_config.host
+        )
+        tls.use_client_tls(files)  # this service's clients present its certificate
     except cfg.ConfigError as exc:
         print(f"{name}: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -101,6 +101,7 @@ async def _up(args: argparse.Namespace) -> int:
         ipfs=not args.no_ipfs,
         durations=Durations(args.draft_ttl, args.active_ttl, args.paused_ttl),
         executors=args.executors,
+        tls=not args.no_tls,
     )
     stack = LocalStack(options, progress=_print)
     stop = asyncio.Event()
@@ -553,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--no-demo", action="store_true", help="only start the stack")
     up.add_argument(
+        "--no-tls",
+        action="store_true",
+        help="run the services without mTLS (plaintext on loopback, trusting the x-agentgpt-service header)",
+    )
+    up.add_argument(
         "--exit-after-demo", action="store_true", help="stop the stack once the demo has finished"
     )
     up.add_argument(
@@ -700,8 +706,34 @@ def _check_text_options(args: argparse.Namespace) -> None:
                 ) from None
 
 
+def _client_tls(args: argparse.Namespace) -> None:
+    """The client certificate this CLI presents, when the services run mTLS: the AGENTGPT_TLS_CA_FILE /
+    _CERT_FILE / _KEY_FILE settings if set (a deployment's CA and the certificate it gave you), else the
+    local stack's `operator` certificate (`<workdir>/tls`, named in its stack.json). None of them: plaintext
+    (a `--no-tls` stack). Owner commands are authorised by the owner's signature whatever the certificate."""
+    from agentgpt.runtime import tls
+    from agentgpt.runtime.config import ConfigError
+    from apps.cli.owner import stack_state
+
+    env = os.environ
+    try:
+        files = tls.files_from(
+            env.get("AGENTGPT_TLS_CA_FILE", ""),
+            env.get("AGENTGPT_TLS_CERT_FILE", ""),
+            env.get("AGENTGPT_TLS_KEY_FILE", ""),
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if files is None and getattr(args, "workdir", None):
+        tls_dir = str(stack_state(args.workdir).get("tls_dir") or "")
+        files = tls.local_files(Path(tls_dir), "operator") if tls_dir else None
+    tls.use_client_tls(files)
+
+
 def _run(args: argparse.Namespace) -> int:
     _check_text_options(args)
+    if args.command in ("status", "session", "recovery"):
+        _client_tls(args)
     if args.command == "up":
         return asyncio.run(_up(args))
     if args.command == "status":

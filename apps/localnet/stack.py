@@ -4,6 +4,12 @@ it counts as up. The executor runs as N processes (`executor-1` .. `executor-N`,
 own bonded key, so killing the one holding a session shows the recovery oracle moving it to another. The
 session service and the executors archive to arlocal with a wallet made for the run.
 
+The services call each other over mTLS (on by default): at start the stack issues one certificate per
+service (`session`, `indexer`, `recovery-oracle`, `executor-N`) and one `operator` certificate (for the CLI,
+the stack's own health checks and tests) under `<workdir>/tls`, all signed by a throwaway CA (keys 0600).
+`StackOptions(tls=False)` (`agentgpt up --no-tls`) runs plaintext on loopback with the services trusting
+the `x-agentgpt-service` header instead.
+
 Everything it starts lives under one work directory and is stopped in reverse order by `stop()`.
 `stack.json` in that directory tells `agentgpt status` (and the demo) where everything is.
 
@@ -37,6 +43,7 @@ from agentgpt.clients import ExecutorClient, check_health
 from agentgpt.errors import RpcError
 from agentgpt.lifecycle import Durations
 from agentgpt.network import ChainInfo, Network, write_network
+from agentgpt.runtime import tls
 from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from apps.localnet.arweave import ArlocalError, ArlocalNode
 from apps.localnet.ports import free_port, ports_in_use
@@ -56,6 +63,10 @@ ARWEAVE_DIR = "arweave"
 ARWEAVE_WALLET = "arweave-wallet.json"
 #: Winston minted to the stack's wallet on arlocal: about 15 GB of archive copies at arlocal's prices.
 ARWEAVE_FUNDING = 10**15
+# The stack's CA, its services' certificates and the operator's (see the module doc).
+TLS_DIR = "tls"
+#: The identity of the CLI, the stack's supervisor and tests: reads every session, restores one.
+OPERATOR_IDENTITY = "operator"
 
 # The service kinds (`python -m services.<kind>`); a stack runs one process of each, and N executors.
 SERVICES = ("session", "indexer", "executor", "recovery_oracle")
@@ -111,6 +122,7 @@ RUN_STATE = (
     "ipfs",  # the IPFS node's repo (content of the old chains' sessions)
     ARWEAVE_DIR,  # arlocal's store, pidfile and log (archive copies of the old chains' sessions)
     ARWEAVE_WALLET,
+    TLS_DIR,  # the run's CA and certificates
     "blocks",  # the embedded content store (--no-ipfs)
 )
 PREVIOUS = "previous"
@@ -175,6 +187,8 @@ class StackOptions:
     block_time: float | None = None
     # Executor processes, each with its own key bonded on every chain: 1..MAX_EXECUTORS.
     executors: int = DEFAULT_EXECUTORS
+    # mTLS between everything (certificates under <workdir>/tls); False: plaintext, header trust, loopback.
+    tls: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.executors <= MAX_EXECUTORS:
@@ -196,6 +210,9 @@ class LocalStack:
         # executor name -> its private key, executor-1 first
         self.executor_keys = {executor_name(i): EXECUTOR_KEYS[i - 1] for i in range(1, options.executors + 1)}
         self._lock: int | None = None  # fd of <workdir>/stack.lock while this stack owns the work dir
+        # what this process's clients presented before this stack's operator certificate (given back at stop)
+        self._previous_tls = tls.client_tls()
+        self._tls_set = False
 
     def say(self, msg: str) -> None:
         self._progress(f"[{time.monotonic() - self._t0:6.1f}s] {msg}")
@@ -320,12 +337,14 @@ class LocalStack:
         if self.options.arweave:
             archive_env = await self._start_arweave()
 
+        identities = self._issue_certificates() if self.options.tls else {}
         common = {
             "AGENTGPT_NETWORK": str(network_path),
             "AGENTGPT_IPFS_API": ipfs_api,
             "AGENTGPT_IPFS_EMBEDDED_DIR": str(self.workdir / "blocks"),
             "AGENTGPT_HEALTH_INTERVAL": "1.0",
-            "AGENTGPT_TRUST_SERVICE_HEADER": "true",
+            # without TLS, the loopback-only header trust (refused by the services on any other address)
+            **({} if self.options.tls else {"AGENTGPT_TRUST_SERVICE_HEADER": "true"}),
             "AGENTGPT_DRAFT_TTL": str(self.options.durations.draft),
             "AGENTGPT_ACTIVE_TTL": str(self.options.durations.active),
             "AGENTGPT_PAUSED_TTL": str(self.options.durations.paused),
@@ -363,6 +382,7 @@ class LocalStack:
                 {
                     **common,
                     **own[kind],
+                    **identities.get(name, {}),
                     **env,
                     "AGENTGPT_GRPC_PORT": grpc_ports[name],
                     "AGENTGPT_METRICS_PORT": self._port(port_offset(name), metrics=True),
@@ -402,6 +422,26 @@ class LocalStack:
         await ready(list(self.executor_keys))
         await self.wait_serving(self.options.ready_timeout)
         self.write_state()
+
+    def _issue_certificates(self) -> dict[str, dict[str, str]]:
+        """A certificate for every service and the operator, signed by this process's throwaway CA, under
+        <workdir>/tls; this process's clients present the operator's from now on. The settings that give
+        each service its own, by service name."""
+        directory = self.workdir / TLS_DIR
+        ca = _process_ca(directory)
+        env: dict[str, dict[str, str]] = {}
+        for name in service_names(self.options.executors):
+            files = tls.issue(ca, tls_identity(name), directory)
+            env[name] = {
+                "AGENTGPT_TLS_CA_FILE": str(files.ca),
+                "AGENTGPT_TLS_CERT_FILE": str(files.cert),
+                "AGENTGPT_TLS_KEY_FILE": str(files.key),
+            }
+        self._previous_tls = tls.client_tls()
+        tls.use_client_tls(tls.issue(ca, OPERATOR_IDENTITY, directory))
+        self._tls_set = True
+        self.say(f"mTLS on: certificates in {directory} (CA {ca.path.name})")
+        return env
 
     @property
     def arweave_url(self) -> str:
@@ -480,6 +520,8 @@ class LocalStack:
             "arweave_wallet": str(self.workdir / ARWEAVE_WALLET) if self.arweave_wallet is not None else "",
             # The dev owner and executor-1 of the local chains, for `agentgpt session create|activate`.
             "owner_key_file": str(self.workdir / "owner.key"),
+            # the CA and the operator's certificate the CLI presents (empty: plaintext, --no-tls)
+            "tls_dir": str(self.workdir / TLS_DIR) if self.options.tls else "",
             "executor_address": Account.from_key(EXECUTOR_KEY).address,
             "executors": [
                 {
@@ -532,6 +574,31 @@ class LocalStack:
         if self._lock is not None:  # only the stack that owns the work dir removes its state file
             (self.workdir / "stack.json").unlink(missing_ok=True)
         self._release_workdir()
+        if self._tls_set:
+            tls.use_client_tls(self._previous_tls)
+            self._tls_set = False
+
+
+def tls_identity(name: str) -> str:
+    """A stack service's certificate name: `recovery_oracle` is `recovery-oracle`, the others their own."""
+    return name.replace("_", "-")
+
+
+_ca: tls.Ca | None = None
+
+
+def _process_ca(directory: Path) -> tls.Ca:
+    """The CA of every stack this process starts (one, so that the certificate this process's clients
+    present is good for each of them), written to `directory` as well (ca.pem, ca.key 0600)."""
+    global _ca
+    if _ca is None:
+        _ca = tls.make_ca(directory)
+        return _ca
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "ca.pem").write_bytes(_ca.cert_pem)
+    tls.write_private(directory / "ca.key", _ca.key_pem)
+    _ca = tls.Ca(cert_pem=_ca.cert_pem, key_pem=_ca.key_pem, path=directory / "ca.pem")
+    return _ca
 
 
 def read_state(workdir: Path) -> dict[str, Any]:

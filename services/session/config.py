@@ -28,7 +28,8 @@ class SessionConfig(ArchiveConfig, IpfsConfig):
     )
     trust_service_header: bool = setting(
         False,
-        "Accept the `x-agentgpt-service: <name>` header as a service identity (until mTLS identities exist)",
+        "Accept the `x-agentgpt-service: <name>` header as a service identity: a plaintext local stack only "
+        "(`agentgpt up --no-tls`); refused at start unless AGENTGPT_HOST is loopback, ignored under mTLS",
     )
     draft_ttl: int = setting(3600, "Seconds a session may stay DRAFT before it expires (seed: 1 h)")
     active_ttl: int = setting(72 * 3600, "Seconds of ACTIVE time before a session times out (seed: 72 h)")

@@ -11,6 +11,7 @@ from grpc import aio
 from agentgpt import auth as owner_auth
 from agentgpt.common.v1 import common_pb2 as common
 from agentgpt.errors import InvalidArgument
+from agentgpt.runtime import tls
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.session.v1 import session_pb2_grpc as pb_grpc
 from services.session.control import CallContext, SessionControl
@@ -18,7 +19,8 @@ from services.session.convert import event_to_pb, inspection_to_pb, lease_to_pb,
 
 
 def call_context(context: aio.ServicerContext) -> CallContext:
-    """What the caller presented in metadata. Trust decisions are made by SessionControl.
+    """What the caller presented: its verified certificate's identity (mTLS; the `x-agentgpt-service`
+    header is then ignored), else metadata. Trust decisions are made by SessionControl.
 
     The read-signature and chain-signature headers are deprecated (the requests have fields for them now)
     and are read only so that older clients keep working for one more release."""
@@ -33,11 +35,19 @@ def call_context(context: aio.ServicerContext) -> CallContext:
         except Exception:
             raise InvalidArgument(owner_auth.READ_AUTH_HEADER, "is not a serialized OwnerSignature") from None
     chain_sig = md.get(owner_auth.CHAIN_SIGNATURE_HEADER, b"")
+    chain_signature = chain_sig if isinstance(chain_sig, bytes) else b""
+    peer = tls.peer_identity(context)
+    if peer is not None:
+        # a client certificate that names no service (the CLI's) acts as an owner: it needs signatures
+        service = peer if owner_auth.is_service_identity(peer) else None
+        return CallContext(
+            service=service, read_auth=read_auth, chain_signature=chain_signature, certified=True
+        )
     service = md.get(owner_auth.SERVICE_HEADER)
     return CallContext(
         service=str(service)[:128] if service else None,
         read_auth=read_auth,
-        chain_signature=chain_sig if isinstance(chain_sig, bytes) else b"",
+        chain_signature=chain_signature,
     )
 
 

@@ -9,8 +9,9 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-from grpc import aio
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from agentgpt.runtime import tls
 
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ async def eventually(
 
 async def reflected_services(target: str) -> set[str]:
     """The service names a server lists through gRPC reflection."""
-    async with aio.insecure_channel(target) as channel:
+    async with tls.channel(target) as channel:  # mTLS when a local stack of this process runs it
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
 
         async def requests():  # type: ignore[no-untyped-def]

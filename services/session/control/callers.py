@@ -1,5 +1,7 @@
 """Who is calling: owner authentication (EIP-712 request signatures, judged at the service's clock) and
-service identities (trusted only when configured). Also the transport-level values a call may carry
+service identities: a verified client certificate's name (mTLS), or the `x-agentgpt-service` header where
+a loopback-only local stack is configured to trust it. Which identities may call which RPC is
+`agentgpt.auth.RPC_CALLERS`, enforced by the server before a request gets here. Also the transport-level values a call may carry
 (`CallContext`) and where a request's signatures are found."""
 
 from __future__ import annotations
@@ -19,17 +21,26 @@ from services.session.model import Caller, SessionRecord
 
 @dataclass(frozen=True)
 class CallContext:
-    """What the transport knows about a call: a trusted service identity, and the values older clients
+    """What the transport knows about a call: a service identity, and the values older clients
     send as (deprecated) metadata instead of request fields — an owner's read signature and the owner's
-    SessionFactory signature to relay (see agentgpt.auth). Request fields win over these."""
+    SessionFactory signature to relay (see agentgpt.auth). Request fields win over these.
+
+    `certified`: `service` comes from the caller's verified client certificate (None: a certificate that
+    names no service), so it is trusted as is; otherwise it is the header, trusted only when configured."""
 
     service: str | None = None
     read_auth: common.OwnerSignature | None = None
     chain_signature: bytes = b""
+    certified: bool = False
 
 
-#: The recovery oracle's service identity (the only caller of GetSessionKeys).
+#: The recovery oracle's service identity (the only caller of GetSessionKeys) in the header-trust mode;
+#: its certificate names it `recovery-oracle` (`is_oracle` accepts both).
 ORACLE_IDENTITY = "recovery_oracle"
+
+
+def is_oracle(service: str | None) -> bool:
+    return bool(service) and owner_auth.identity_kind(service or "") == owner_auth.ORACLE
 
 
 def read_signature(request: Message, ctx: CallContext) -> common.OwnerSignature | None:
@@ -72,8 +83,9 @@ def require_service(caller: Caller, what: str) -> None:
 
 
 class Callers:
-    """Authenticates requests: owner signatures under the EIP-712 domain of `auth_chain_id`, and the
-    service header when `trust_service_header` is set (dev/local; mTLS identities replace it later)."""
+    """Authenticates requests: owner signatures under the EIP-712 domain of `auth_chain_id`, certified
+    service identities (mTLS), and the service header when `trust_service_header` is set (a loopback-only
+    local stack without TLS)."""
 
     def __init__(self, *, auth_chain_id: int, trust_service_header: bool, clock: Clock) -> None:
         self.auth_chain_id = auth_chain_id
@@ -101,12 +113,27 @@ class Callers:
         return to_checksum_address(sig.signer)
 
     def service(self, ctx: CallContext) -> str | None:
+        """The caller's service identity: its certificate's (mTLS), else the header where trusted."""
+        if ctx.certified:
+            return ctx.service
         return ctx.service if (self.trust_service_header and ctx.service) else None
 
-    def caller(self, request: Message, ctx: CallContext, *, service_allowed: bool) -> Caller:
-        """Authenticate a mutating request: the owner's signature in `auth`, or a trusted service."""
+    def caller(
+        self, request: Message, ctx: CallContext, *, service_allowed: bool, operator_allowed: bool = False
+    ) -> Caller:
+        """Authenticate a mutating request: the owner's signature in `auth`, or a trusted service.
+
+        An `operator` certificate reads as a service but changes nothing without the owner's signature,
+        except what is `operator_allowed` (RestoreSession)."""
         sig: common.OwnerSignature | None = getattr(request, "auth", None)
         service = self.service(ctx)
+        if (
+            ctx.certified
+            and service
+            and not operator_allowed
+            and owner_auth.identity_kind(service) == owner_auth.OPERATOR
+        ):
+            service = None
         if sig is not None and sig.signature:
             return Caller(owner=self.verify_owner_signature(request, sig), service=service)
         if service_allowed and service:
@@ -115,9 +142,11 @@ class Callers:
             raise Unauthenticated("auth: an owner signature or a service identity is required")
         raise Unauthenticated("auth: an owner signature is required")
 
-    def service_caller(self, request: Message, ctx: CallContext, what: str) -> Caller:
+    def service_caller(
+        self, request: Message, ctx: CallContext, what: str, *, operator_allowed: bool = False
+    ) -> Caller:
         """Authenticate an executor call (leases, reports, checkpoints): a service identity only."""
-        caller = self.caller(request, ctx, service_allowed=True)
+        caller = self.caller(request, ctx, service_allowed=True, operator_allowed=operator_allowed)
         require_service(caller, what)
         return caller
 

@@ -39,7 +39,8 @@ class Restore:
         self.reader = CheckpointReader(store)
 
     async def restore(self, req: pb.RestoreSessionRequest, ctx: CallContext) -> SessionRecord:
-        caller = self.callers.service_caller(req, ctx, "RestoreSession")
+        # the recovery oracle, or an operator's certificate (`agentgpt session restore`)
+        caller = self.callers.service_caller(req, ctx, "RestoreSession", operator_allowed=True)
         core = self.core
         sid = req.session_id
         if await core.db.get(sid) is not None:

@@ -17,7 +17,7 @@ from agentgpt.runtime.validation import INT64_MAX
 from agentgpt.sealing import address_of
 from agentgpt.session.v1 import session_pb2 as pb
 from services.session import rules
-from services.session.control.callers import ORACLE_IDENTITY, CallContext, Callers
+from services.session.control.callers import ORACLE_IDENTITY, CallContext, Callers, is_oracle
 from services.session.control.core import Core
 from services.session.control.relay import Relay
 from services.session.convert import intents_to_bytes
@@ -146,7 +146,7 @@ class Work:
     ) -> pb.GetSessionKeysResponse:
         """Every epoch's data key of a session wrapped to the caller's key: the recovery oracle only."""
         caller = self.callers.service_caller(req, ctx, "GetSessionKeys")
-        if caller.service != ORACLE_IDENTITY:
+        if not is_oracle(caller.service):
             raise PermissionDenied(
                 f"GetSessionKeys is reserved to the recovery oracle (service identity {ORACLE_IDENTITY!r}); "
                 "executors get their sessions' keys with the lease (ClaimLease with executor_public_key)"
