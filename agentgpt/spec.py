@@ -212,6 +212,8 @@ def build_spec(
     _checked_json(params, f"{prefix}.params")
     if "allowlist" in params:
         _check_allowlist(params["allowlist"], f"{prefix}.params.allowlist")
+    if "attestation" in params:
+        params = {**params, "attestation": attestation_block(params["attestation"], f"{prefix}.attestation")}
     interval = checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL
     _check(
         isinstance(interval, int) and not isinstance(interval, bool) and 1 <= interval <= 10000,
@@ -250,6 +252,7 @@ def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
         "decorators",
         "checkpoint_interval",
         "recovery",
+        "attestation",
     }
     _check(not unknown, field_name, f"has unknown keys: {', '.join(sorted(map(str, unknown)))}")
     params = dict(doc.get("params") or {}) if isinstance(doc.get("params") or {}, dict) else doc.get("params")
@@ -276,6 +279,13 @@ def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
             f"says every {every} tasks, but checkpoint_interval says {interval}: give one",
         )
         interval = interval or every
+    if "attestation" in doc:
+        _check(
+            "attestation" not in params,
+            f"{field_name}.params.attestation",
+            "give the attestation block once, at top level",
+        )
+        params["attestation"] = doc["attestation"]
     chains = doc["chains"] if "chains" in doc else params.pop("chains", None)
     models = doc["models"] if "models" in doc else params.pop("models", None)
     _check(
@@ -350,6 +360,49 @@ def recovery_block(block: Any, field: str) -> tuple[int, dict[str, Any]]:
     if interval:
         out["checkpoint_interval"] = interval
     return interval, out
+
+
+def attestation_block(block: Any, field: str) -> dict[str, Any]:
+    """The seed's `attestation:` block (`require`, `measurements`, `tcb`), normalised: measurements
+    lowercase hex without 0x, TCB statuses in Intel's spelling. SpecError naming the field otherwise."""
+    from agentgpt.attestation import TCB_STATUSES
+
+    _check(isinstance(block, dict), field, "must be a mapping with `require`, `measurements` and/or `tcb`")
+    unknown = set(block) - {"require", "measurements", "tcb"}
+    _check(not unknown, field, f"has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    require = block.get("require", True)
+    _check(isinstance(require, bool), f"{field}.require", "must be true or false")
+    measurements = block.get("measurements") or []
+    _check(
+        isinstance(measurements, list) and len(measurements) <= 32,
+        f"{field}.measurements",
+        "must be a list of at most 32 hex measurements (MRENCLAVE or MRTD)",
+    )
+    norm: list[str] = []
+    for i, m in enumerate(measurements):
+        h = str(m).strip().lower().removeprefix("0x")
+        _check(
+            isinstance(m, str) and len(h) in (64, 96) and all(c in "0123456789abcdef" for c in h),
+            f"{field}.measurements[{i}]",
+            f"must be 32-byte (MRENCLAVE) or 48-byte (MRTD) hex, got {str(m)[:100]!r}",
+        )
+        norm.append(h)
+    tcb = block.get("tcb") or ["UpToDate"]
+    _check(isinstance(tcb, list) and tcb, f"{field}.tcb", "must be a non-empty list of TCB statuses")
+    out_tcb: list[str] = []
+    for i, t in enumerate(tcb):
+        name = next((s for s in TCB_STATUSES if s.lower() == str(t).strip().lower()), None)
+        _check(
+            name is not None,
+            f"{field}.tcb[{i}]",
+            f"must be one of {', '.join(TCB_STATUSES)}, got {str(t)[:60]!r}",
+        )
+        assert name is not None
+        out_tcb.append(name)
+    _check(
+        require or not (norm or "tcb" in block), field, "lists measurements or tcb but says require: false"
+    )
+    return {"require": require, "measurements": sorted(set(norm)), "tcb": sorted(set(out_tcb))}
 
 
 def spec_from_message(message: Any) -> SessionSpec:
