@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import dcap_qvl
+import dcap_qvl  # type: ignore[import-untyped]
 
 from agentgpt.errors import InvalidArgument
 

@@ -388,7 +388,7 @@ def attestation_block(block: Any, field: str) -> dict[str, Any]:
         )
         norm.append(h)
     tcb = block.get("tcb") or ["UpToDate"]
-    _check(isinstance(tcb, list) and tcb, f"{field}.tcb", "must be a non-empty list of TCB statuses")
+    _check(isinstance(tcb, list) and bool(tcb), f"{field}.tcb", "must be a non-empty list of TCB statuses")
     out_tcb: list[str] = []
     for i, t in enumerate(tcb):
         name = next((s for s in TCB_STATUSES if s.lower() == str(t).strip().lower()), None)

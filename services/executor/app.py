@@ -6,9 +6,11 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agentgpt.arweave.archiver import Archiver, open_archiver
+from agentgpt.attestation import MAX_COLLATERAL_BYTES, MAX_QUOTE_BYTES
 from agentgpt.checkpoint_format import ZERO_ADDRESS, Domain
 from agentgpt.clients import RecoveryClient, SessionClient, health_probe
 from agentgpt.executor.v1 import executor_pb2, executor_pb2_grpc
@@ -223,6 +225,29 @@ def build_parts(
     return ExecutorParts(engine, chains, store, key, registry, arweave)
 
 
+def attestation_files(config: ExecutorConfig) -> tuple[bytes, str]:
+    """(quote, collateral JSON) from AGENTGPT_ATTESTATION_QUOTE_FILE / _COLLATERAL_FILE; both or neither.
+    Verified by the recovery oracle, not here (the executor is the party being checked)."""
+    if not config.attestation_quote_file and not config.attestation_collateral_file:
+        return b"", ""
+    if not (config.attestation_quote_file and config.attestation_collateral_file):
+        raise ConfigError(
+            "AGENTGPT_ATTESTATION_QUOTE_FILE and AGENTGPT_ATTESTATION_COLLATERAL_FILE go together: set both "
+            "(an attested executor) or neither"
+        )
+    try:
+        quote = Path(config.attestation_quote_file).read_bytes()
+        collateral = Path(config.attestation_collateral_file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"attestation files: {exc}") from None
+    if not 0 < len(quote) <= MAX_QUOTE_BYTES or not 0 < len(collateral) <= MAX_COLLATERAL_BYTES:
+        raise ConfigError(
+            f"attestation files: the quote must be 1..{MAX_QUOTE_BYTES} bytes and the collateral "
+            f"1..{MAX_COLLATERAL_BYTES} (got {len(quote)} and {len(collateral)})"
+        )
+    return quote, collateral
+
+
 async def build(
     config: ExecutorConfig, session: SessionClient | None = None, store: ContentStore | None = None
 ) -> ServiceDefinition:
@@ -231,7 +256,9 @@ async def build(
     port = GrpcSessionPort(session, public_key=ExecutorKey(secret).public_key)
     parts = build_parts(config, port, store=store, secret=secret)
     engine = parts.engine
-    servicer = ExecutorServicer(engine, address=parts.key.address, started_at=time.time())
+    servicer = ExecutorServicer(
+        engine, address=parts.key.address, started_at=time.time(), attestation=attestation_files(config)
+    )
     oracle: RecoveryClient | None = None
     if config.oracle_addr:
         oracle = RecoveryClient(config.oracle_addr, identity=f"executor:{config.executor_id}")

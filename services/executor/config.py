@@ -63,6 +63,14 @@ class ExecutorConfig(ArchiveConfig, IpfsConfig):
     )
     retry_base: float = setting(0.5, "First delay, seconds, before a task or the queue is retried (doubles)")
     retry_max: float = setting(30.0, "Longest delay, seconds, between retries of a task or the queue")
+    attestation_quote_file: str = setting(
+        "",
+        "Path of this executor's Intel DCAP quote (SGX or TDX, binary) whose report data binds its key "
+        "(docs/attestation.md); reported to the recovery oracle, which verifies it. Empty: not attested",
+    )
+    attestation_collateral_file: str = setting(
+        "", "Path of the quote's DCAP collateral (JSON: TCB info, QE identity, CRLs, PCK chain)"
+    )
     oracle_addr: str = setting(
         "",
         "Recovery oracle gRPC address: on SIGTERM the executor hands each session it runs off through it "

@@ -11,10 +11,17 @@ from services.executor.engine import Engine
 
 
 class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
-    def __init__(self, engine: Engine, address: str, started_at: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        address: str,
+        started_at: float,
+        attestation: tuple[bytes, str] = (b"", ""),
+    ) -> None:
         self.engine = engine
         self.address = address
         self.started_at = to_timestamp(started_at)
+        self.attestation = attestation
 
     async def AssignSession(
         self, request: pb.AssignSessionRequest, context: aio.ServicerContext
@@ -45,6 +52,8 @@ class ExecutorServicer(pb_grpc.ExecutorServiceServicer):
             capacity=self.engine.config.capacity,
             started_at=self.started_at,
             draining=self.engine.draining,
+            attestation_quote=self.attestation[0],
+            attestation_collateral_json=self.attestation[1],
             sessions=[
                 pb.RunningSession(
                     session_id=r.session_id,

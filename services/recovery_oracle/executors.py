@@ -6,17 +6,24 @@ called once (the detector recovers the sessions assigned to it), and it is not c
 answers. One that answers `draining` (shutting down, handing its sessions off) is alive but not chosen.
 
 `choose()` picks the live, non-draining executor with the most free capacity, other than the ones
-excluded (the failed one), and, when a bonding check is given, bonded on the home chain.
+excluded (the failed one), and, when a bonding check is given, bonded on the home chain; given a session's
+attestation policy, only among executors whose DCAP quote verified and satisfies it.
+
+Attestation: an executor's status carries its Intel DCAP quote and collateral. `verifier` checks them
+(agentgpt.attestation.verify, any TCB status: the session's policy decides which are acceptable) once per
+distinct quote and keeps the result on the Member (`attestation`, or `attestation_error` saying why not).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from agentgpt.attestation import Attestation, AttestationError, Policy
 from agentgpt.clients import ExecutorClient
 from agentgpt.errors import RpcError
 from agentgpt.executor.v1 import executor_pb2 as ex
@@ -35,6 +42,9 @@ class Member:
     last_ok: float = 0.0
     last_error: str = ""
     since: float = field(default_factory=time.monotonic)
+    attestation: Attestation | None = None
+    attestation_error: str = ""
+    attestation_digest: bytes = b""
 
     @property
     def address(self) -> str:
@@ -57,6 +67,7 @@ class ExecutorPool:
         timeout: float = 1.0,
         on_dead: Callable[[str], Awaitable[None]] | None = None,
         bonded: Callable[[str], Awaitable[bool]] | None = None,
+        verifier: Callable[[bytes, str, str], Attestation] | None = None,
     ) -> None:
         self.members = [
             Member(t, ExecutorClient(t, identity="recovery_oracle")) for t in dict.fromkeys(targets) if t
@@ -66,6 +77,7 @@ class ExecutorPool:
         self.timeout = timeout
         self.on_dead = on_dead
         self.bonded = bonded
+        self.verifier = verifier
 
     async def close(self) -> None:
         for m in self.members:
@@ -106,6 +118,44 @@ class ExecutorPool:
         if m.dead:
             log.info("executor %s (%s) answers again", status.executor_id, m.target)
         m.status, m.failures, m.dead, m.last_ok = status, 0, False, time.monotonic()
+        self._attest(m, status)
+
+    def _attest(self, m: Member, status: ex.GetExecutorStatusResponse) -> None:
+        """Verify the executor's quote when it is new (a restarted executor may bring another)."""
+        digest = hashlib.sha256(
+            status.address.lower().encode()
+            + b"\0"
+            + status.attestation_quote
+            + b"\0"
+            + status.attestation_collateral_json.encode()
+        ).digest()
+        if digest == m.attestation_digest:
+            return
+        m.attestation_digest, m.attestation, m.attestation_error = digest, None, ""
+        if not status.attestation_quote:
+            m.attestation_error = "not attested (no quote)"
+            return
+        if self.verifier is None:
+            m.attestation_error = "this oracle verifies no attestation"
+            return
+        try:
+            m.attestation = self.verifier(
+                status.attestation_quote, status.attestation_collateral_json, status.address
+            )
+        except AttestationError as exc:
+            m.attestation_error = str(exc)[:400]
+            log.warning("executor %s (%s): attestation refused: %s", status.executor_id, m.target, exc)
+            return
+        log.info("executor %s (%s) attested: %s", status.executor_id, m.target, m.attestation.summary())
+
+    @staticmethod
+    def attestation_problem(m: Member, policy: Policy | None) -> str:
+        """Why `m` may not run a session requiring `policy` ("" when it may, or nothing is required)."""
+        if policy is None:
+            return ""
+        if m.attestation is None:
+            return m.attestation_error or "not attested"
+        return policy.problem(m.attestation)
 
     async def probe_all(self) -> None:
         await asyncio.gather(*(self.probe(m) for m in self.members))
@@ -116,9 +166,9 @@ class ExecutorPool:
             await self.probe_all()
             await asyncio.sleep(self.interval)
 
-    async def choose(self, exclude: set[str]) -> Member | None:
+    async def choose(self, exclude: set[str], policy: Policy | None = None) -> Member | None:
         """The live, non-draining, bonded executor with the most free capacity, not in `exclude`
-        (addresses, any case)."""
+        (addresses, any case), attested as `policy` requires (when given)."""
         skip = {a.lower() for a in exclude if a}
         candidates = sorted(
             (
@@ -128,6 +178,7 @@ class ExecutorPool:
                 and m.status is not None
                 and not m.status.draining
                 and m.free > 0
+                and not self.attestation_problem(m, policy)
             ),
             key=lambda m: -m.free,
         )
@@ -136,8 +187,9 @@ class ExecutorPool:
                 return m
         return None
 
-    def describe(self) -> str:
-        """One line per executor, for error messages ("none healthy: ...")."""
+    def describe(self, policy: Policy | None = None) -> str:
+        """One line per executor, for error messages ("none healthy: ..."); with a session's attestation
+        policy, why each executor does not satisfy it."""
         parts = []
         for m in self.members:
             if m.status is None:
@@ -147,5 +199,9 @@ class ExecutorPool:
             elif m.status.draining:
                 parts.append(f"{m.status.executor_id}: draining")
             else:
-                parts.append(f"{m.status.executor_id}: {m.free} free of {m.status.capacity}")
+                problem = self.attestation_problem(m, policy)
+                parts.append(
+                    f"{m.status.executor_id}: {m.free} free of {m.status.capacity}"
+                    + (f", attestation: {problem}" if problem else "")
+                )
         return "; ".join(parts) or "no executors configured (AGENTGPT_EXECUTOR_ADDRS)"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from agentgpt.attestation import Policy, spec_policy
 from agentgpt.clients import SessionClient
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.errors import NotFound, RpcError
@@ -81,6 +83,18 @@ class ProtocolConfig:
     retry_max: float = 5.0
     give_up_after: float = 900.0  # seconds one step keeps retrying before the recovery FAILED
     rehydrate_attempts: int = 3
+
+
+def session_attestation_policy(s: ss.Session) -> Policy | None:
+    """The attestation the session's spec requires of its executor (its `attestation:` block, validated
+    and normalised when the session was created), or None."""
+    if not s.spec.params_json:
+        return None
+    try:
+        params = json.loads(s.spec.params_json)
+    except ValueError:
+        return None
+    return spec_policy(params.get("attestation")) if isinstance(params, dict) else None
 
 
 def _rpc_code(exc: BaseException) -> grpc.StatusCode | None:
@@ -316,8 +330,9 @@ class Recoverer:
         return f"paused: {resp.session.state_reason}"
 
     async def _choose(self, rec: pb.Recovery) -> str:
-        await self._state(rec.session_id)
-        m = await self.pool.choose({rec.failed_executor})
+        s = await self._state(rec.session_id)
+        policy = session_attestation_policy(s)
+        m = await self.pool.choose({rec.failed_executor}, policy)
         if m is None:
             # The failed executor itself, once it came back as a new process (a restarted pod keeps its
             # key): with no other executor, that is where the session continues.
@@ -328,10 +343,16 @@ class Recoverer:
                 and not back.dead
                 and not back.status.draining
                 and back.free > 0
+                and not self.pool.attestation_problem(back, policy)
                 and back.status.started_at.ToSeconds() > rec.started_at.ToSeconds()
             ):
                 m = back
         if m is None or m.status is None:
+            if policy is not None:
+                raise Retry(
+                    "no live executor with free capacity attested as the session's spec requires "
+                    f"({self.pool.describe(policy)}); the session stays paused until one is"
+                )
             raise Retry(f"no live executor with free capacity ({self.pool.describe()})")
         rec.new_executor = m.address
         return f"{m.status.executor_id} {m.address} at {m.target}: {m.free} of {m.status.capacity} free"
@@ -354,7 +375,7 @@ class Recoverer:
             if s.executor.lower() == rec.new_executor.lower():
                 return f"already assigned to {rec.new_executor}"
             # refused on chain (not bonded any more, a state the chain does not allow): choose again
-            m = await self.pool.choose({rec.failed_executor, rec.new_executor})
+            m = await self.pool.choose({rec.failed_executor, rec.new_executor}, session_attestation_policy(s))
             if m is not None:
                 rec.new_executor = m.address
             raise

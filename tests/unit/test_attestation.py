@@ -58,7 +58,7 @@ def test_default_policy_refuses_sgx_sample_tcb() -> None:
 
 def test_wrong_measurement_refused() -> None:
     quote, coll = sample("sgx")
-    with pytest.raises(at.AttestationError, match="measurement 33d8736d.* is not one of the 1 allowed"):
+    with pytest.raises(at.AttestationError, match=r"measurement 33d8736d.* is not one of the 1 allowed"):
         at.verify(quote, coll, SAMPLE_TIME, at.Policy.of(SGX_OK.tcb, ["00" * 32]))
 
 
@@ -85,7 +85,7 @@ def test_truncated_quote_and_bad_collateral_refused() -> None:
 def test_expired_collateral_refused() -> None:
     quote, coll = sample("sgx")
     later = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp())
-    with pytest.raises(at.AttestationError, match="(?i)expired"):
+    with pytest.raises(at.AttestationError, match=r"(?i)expired"):
         at.verify(quote, coll, later, SGX_OK)
     # collateral from the other quote does not verify this one
     _, tdx_coll = sample("tdx")

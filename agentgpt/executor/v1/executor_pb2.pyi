@@ -205,6 +205,8 @@ class GetExecutorStatusResponse(_message.Message):
     SESSIONS_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
+    ATTESTATION_QUOTE_FIELD_NUMBER: _builtins.int
+    ATTESTATION_COLLATERAL_JSON_FIELD_NUMBER: _builtins.int
     executor_id: _builtins.str
     """Executor id (also its lease identity)."""
     address: _builtins.str
@@ -213,6 +215,12 @@ class GetExecutorStatusResponse(_message.Message):
     """Maximum concurrent sessions."""
     draining: _builtins.bool
     """Shutting down (SIGTERM): hands its sessions off and takes no new ones."""
+    attestation_quote: _builtins.bytes
+    """Intel DCAP quote (SGX or TDX) whose report data binds `address` (docs/attestation.md); empty when
+    the executor is not attested.
+    """
+    attestation_collateral_json: _builtins.str
+    """The collateral to verify `attestation_quote` offline (dcap-qvl QuoteCollateralV3 JSON)."""
     @_builtins.property
     def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunningSession]: ...
     @_builtins.property
@@ -226,10 +234,12 @@ class GetExecutorStatusResponse(_message.Message):
         sessions: _abc.Iterable[Global___RunningSession] | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         draining: _builtins.bool = ...,
+        attestation_quote: _builtins.bytes = ...,
+        attestation_collateral_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "draining", b"draining", "executor_id", b"executor_id", "sessions", b"sessions", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "attestation_collateral_json", b"attestation_collateral_json", "attestation_quote", b"attestation_quote", "capacity", b"capacity", "draining", b"draining", "executor_id", b"executor_id", "sessions", b"sessions", "started_at", b"started_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
