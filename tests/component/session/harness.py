@@ -101,10 +101,12 @@ class Harness:
     async def close(self) -> None:
         await self.channel.close()
 
-    async def create(self, owner: Owner, *, budget: str = "1000", key: str | None = None) -> pb.Session:
+    async def create(
+        self, owner: Owner, *, budget: str = "1000", key: str | None = None, spec_yaml: str = SPEC_YAML
+    ) -> pb.Session:
         req = owner.sign(
             pb.CreateSessionRequest(
-                idempotency_key=key or new_key(), spec_yaml=SPEC_YAML, initial_budget=budget
+                idempotency_key=key or new_key(), spec_yaml=spec_yaml, initial_budget=budget
             )
         )
         resp = await self.stub.CreateSession(owner.chain_sign("create", None, req))
