@@ -177,3 +177,17 @@ def spec_policy(block: Any) -> Policy | None:
     if not isinstance(block, dict) or not block.get("require"):
         return None
     return Policy.of(block.get("tcb") or ("UpToDate",), block.get("measurements") or ())
+
+
+def describe_quote(quote: bytes) -> str:
+    """What a quote claims, parsed but NOT verified (for listings: the recovery oracle verifies it):
+    e.g. "sgx MRENCLAVE 33d8736db756ed49…"; "" for no quote; "unparsable quote (...)" otherwise."""
+    if not quote:
+        return ""
+    try:
+        q = dcap_qvl.parse_quote(quote)
+        if q.is_sgx():
+            return f"sgx MRENCLAVE {bytes(q.report.mr_enclave).hex()[:16]}…"
+        return f"tdx MRTD {bytes(q.report.mr_td).hex()[:16]}…"
+    except Exception as exc:
+        return f"unparsable quote ({' '.join(str(exc).split())[:80]})"

@@ -240,6 +240,7 @@ async def _status(args: argparse.Namespace) -> int:
 async def _executor_status(addr: str, timeout: float) -> dict[str, Any]:
     """An executor's GetExecutorStatus as JSON-able data; {"answering": False, "error": ...} when it does
     not answer (stopped, killed, or not serving yet)."""
+    from agentgpt.attestation import describe_quote
     from agentgpt.clients import ChannelOptions, ExecutorClient
     from agentgpt.errors import RpcError
 
@@ -256,6 +257,8 @@ async def _executor_status(addr: str, timeout: float) -> dict[str, Any]:
         "address": resp.address,
         "capacity": resp.capacity,
         "draining": resp.draining,
+        # what the executor's DCAP quote claims; verified by the recovery oracle, not here
+        "attestation": describe_quote(resp.attestation_quote),
         "sessions": [
             {
                 "session_id": s.session_id,
@@ -293,6 +296,8 @@ def executor_lines(rows: list[dict[str, Any]], state: dict[str, Any]) -> list[st
             held = ", ".join(sessions) or "none"
             if status["draining"]:
                 held += " [draining]"
+            if status.get("attestation"):
+                held += f" [quote: {status['attestation']}]"
         out.append(f"{r['service']:<16} {r.get('pid') or '-'!s:<8} {address or '-':<42}  {held}")
     return out
 

@@ -168,3 +168,29 @@ def test_spec_attestation_block_normalised() -> None:
 def test_spec_attestation_block_errors(block: str, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         parse_yaml(SPEC.format(block=block))
+
+
+def test_describe_quote_for_listings() -> None:
+    assert at.describe_quote(sample("sgx")[0]) == f"sgx MRENCLAVE {SGX_MRENCLAVE[:16]}…"
+    assert at.describe_quote(sample("tdx")[0]).startswith("tdx MRTD ")
+    assert at.describe_quote(b"") == ""
+    assert at.describe_quote(b"xx").startswith("unparsable quote")
+
+
+def test_executor_listing_shows_the_quote() -> None:
+    from apps.cli import main as cli
+
+    row = {
+        "service": "executor-1",
+        "pid": 3,
+        "executor": {
+            "answering": True,
+            "executor_id": "executor-1",
+            "address": "0x" + "11" * 20,
+            "capacity": 8,
+            "draining": False,
+            "attestation": at.describe_quote(sample("sgx")[0]),
+            "sessions": [],
+        },
+    }
+    assert cli.executor_lines([row], {})[1].endswith(f"none [quote: sgx MRENCLAVE {SGX_MRENCLAVE[:16]}…]")
