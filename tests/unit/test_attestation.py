@@ -3,6 +3,7 @@ time, and refused when tampered, outside the policy, expired, or checked against
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
@@ -194,3 +195,24 @@ def test_executor_listing_shows_the_quote() -> None:
         },
     }
     assert cli.executor_lines([row], {})[1].endswith(f"none [quote: sgx MRENCLAVE {SGX_MRENCLAVE[:16]}…]")
+
+
+def test_executor_reads_its_attestation_files(tmp_path: Path) -> None:
+    from agentgpt.runtime.config import ConfigError
+    from services.executor.app import attestation_files
+    from services.executor.config import ExecutorConfig
+
+    quote, coll = sample("sgx")
+    assert attestation_files(ExecutorConfig()) == (b"", "")
+    q, c = tmp_path / "quote", tmp_path / "collateral.json"
+    q.write_bytes(quote)
+    c.write_text(coll)
+    both = ExecutorConfig(attestation_quote_file=str(q), attestation_collateral_file=str(c))
+    assert attestation_files(both) == (quote, coll)
+    with pytest.raises(ConfigError, match="go together"):
+        attestation_files(ExecutorConfig(attestation_quote_file=str(q)))
+    with pytest.raises(ConfigError, match="attestation files"):
+        attestation_files(dataclasses.replace(both, attestation_collateral_file=str(tmp_path / "missing")))
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(ConfigError, match="the quote must be 1"):
+        attestation_files(dataclasses.replace(both, attestation_quote_file=str(tmp_path / "empty")))
