@@ -135,14 +135,25 @@ class SessionOwner:
         )
         return (await self.client.create_session(req)).session
 
-    async def activate(self, session_id: str, executor: str, *, idempotency_key: str = "") -> ss.Session:
-        """Commit the workflow, the executor and the spec's allowlist on chain; the session becomes ACTIVE."""
+    async def activate(
+        self,
+        session_id: str,
+        executor: str,
+        *,
+        idempotency_key: str = "",
+        attestation_quote: bytes = b"",
+        attestation_collateral_json: str = "",
+    ) -> ss.Session:
+        """Commit the workflow, the executor and the spec's allowlist on chain; the session becomes ACTIVE.
+        A spec requiring attestation needs the executor's quote and collateral (its GetExecutorStatus)."""
         session = await self.get(session_id)
         executor = to_checksum_address(executor)
         req = ss.ActivateSessionRequest(
             idempotency_key=idempotency_key or new_idempotency_key("activate"),
             session_id=session_id,
             executor=executor,
+            executor_attestation_quote=attestation_quote,
+            executor_attestation_collateral_json=attestation_collateral_json,
         )
         req = await self._relayed(
             req,

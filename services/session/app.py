@@ -14,6 +14,7 @@ from agentgpt.network import Network, load_network
 from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.session.v1 import session_pb2, session_pb2_grpc
+from services.session.attest import AttestationCheck
 from services.session.chain import SessionChain, Web3SessionChain
 from services.session.chain_sync import ChainSync
 from services.session.clock import Clock, system_clock
@@ -101,6 +102,9 @@ async def build(
         durations=Durations(config.draft_ttl, config.active_ttl, config.paused_ttl),
         auth_chain_id=auth_chain_id,
         default_executor=config.default_executor,
+        attestation=AttestationCheck.of(
+            config.attestation_time, config.attestation_root_ca_file, config.attestation_require_binding
+        ),
         receipt_timeout=config.receipt_timeout,
         trust_service_header=config.trust_service_header,
         # on-chain follow-ups (expire after a timer fired) are retried from the timer loop: first after

@@ -550,6 +550,8 @@ class ActivateSessionRequest(_message.Message):
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     AUTH_FIELD_NUMBER: _builtins.int
     CHAIN_SIGNATURE_FIELD_NUMBER: _builtins.int
+    EXECUTOR_ATTESTATION_QUOTE_FIELD_NUMBER: _builtins.int
+    EXECUTOR_ATTESTATION_COLLATERAL_JSON_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
     session_id: _builtins.str
     executor: _builtins.str
@@ -561,6 +563,13 @@ class ActivateSessionRequest(_message.Message):
     typed data's nonce is the factory's current nonce for the owner; its deadline is auth.deadline.
     Required when the home chain is a real chain.
     """
+    executor_attestation_quote: _builtins.bytes
+    """The executor's Intel DCAP quote and its collateral (dcap-qvl QuoteCollateralV3 JSON), as the executor
+    reports them in GetExecutorStatus. Required when the spec requires attestation: the service verifies
+    them (docs/attestation.md) and refuses with FAILED_PRECONDITION an executor whose quote does not
+    satisfy the spec's attestation block or does not bind the executor's address. Ignored otherwise.
+    """
+    executor_attestation_collateral_json: _builtins.str
     @_builtins.property
     def auth(self) -> _common_pb2.OwnerSignature: ...
     def __init__(
@@ -572,10 +581,12 @@ class ActivateSessionRequest(_message.Message):
         expected_version: _builtins.int = ...,
         auth: _common_pb2.OwnerSignature | None = ...,
         chain_signature: _builtins.bytes = ...,
+        executor_attestation_quote: _builtins.bytes = ...,
+        executor_attestation_collateral_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "chain_signature", b"chain_signature", "executor", b"executor", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth", "chain_signature", b"chain_signature", "executor", b"executor", "executor_attestation_collateral_json", b"executor_attestation_collateral_json", "executor_attestation_quote", b"executor_attestation_quote", "expected_version", b"expected_version", "idempotency_key", b"idempotency_key", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

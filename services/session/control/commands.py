@@ -8,12 +8,14 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 
+from agentgpt.attestation import spec_policy
 from agentgpt.canonical import canonical_json
 from agentgpt.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from agentgpt.lifecycle import Action
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import allowlist_of
 from services.session import rules
+from services.session.attest import AttestationCheck
 from services.session.chain import PreparedTx
 from services.session.control import relay as ops
 from services.session.control.archive import LogArchive
@@ -45,7 +47,9 @@ class Commands:
         finals: FinalAnchors,
         *,
         default_executor: str = "",
+        attestation: AttestationCheck | None = None,
     ) -> None:
+        self.attestation = attestation or AttestationCheck()
         self.finals = finals
         self.core = core
         self.relay = relay
@@ -161,6 +165,15 @@ class Commands:
             if not executor:
                 raise FailedPrecondition(
                     "executor: none given and the service has no default executor configured"
+                )
+            # a spec requiring attestation: only an executor whose DCAP quote verifies and satisfies it
+            policy = spec_policy((rec.spec.get("params") or {}).get("attestation"))
+            if policy is not None:
+                self.attestation.require(
+                    policy,
+                    to_checksum_address(executor),
+                    bytes(req.executor_attestation_quote),
+                    req.executor_attestation_collateral_json,
                 )
             chain_sig = required_chain_signature(req, ctx)
             # The owner's public key (a recipient of every sealed checkpoint) from the owner's own

@@ -6,6 +6,7 @@ from __future__ import annotations
 from agentgpt.arweave.archiver import Archiver
 from agentgpt.ipfs import ContentStore
 from agentgpt.lifecycle import Durations
+from services.session.attest import AttestationCheck
 from services.session.chain import SessionChain
 from services.session.chain_sync import ChainSync
 from services.session.clock import Clock, system_clock
@@ -34,6 +35,7 @@ class SessionControl:
         durations: Durations,
         auth_chain_id: int,
         default_executor: str = "",
+        attestation: AttestationCheck | None = None,
         receipt_timeout: float = 60.0,
         trust_service_header: bool = False,
         chain_retry_base: float = 1.0,
@@ -68,6 +70,7 @@ class SessionControl:
             self.log_archive,
             FinalAnchors(self.core, archive),
             default_executor=default_executor,
+            attestation=attestation,
         )
         self.work = Work(self.core, self.callers, self.relay)
         self.reads = Reads(self.core, self.callers)

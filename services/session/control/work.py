@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from eth_utils.address import to_checksum_address
 
+from agentgpt.attestation import spec_policy
 from agentgpt.canonical import canonical_json
 from agentgpt.errors import FailedPrecondition, NotFound, PermissionDenied
 from agentgpt.lifecycle import Action, SessionState
@@ -100,6 +101,16 @@ class Work:
         """The session now leased to the executor (its lease columns), or None when none is free."""
         self.callers.service_caller(req, ctx, "ClaimLease")
         ttl = req.ttl_seconds or DEFAULT_LEASE_TTL
+        if req.session_id and not req.executor_address:
+            # a session requiring attestation is leased only to its executor of record, whose attestation
+            # was verified at activation (this service) or reassignment (the recovery oracle)
+            target = await self.core.db.require(req.session_id)
+            if spec_policy((target.spec.get("params") or {}).get("attestation")) is not None:
+                raise FailedPrecondition(
+                    f"session {req.session_id}: its spec requires an attested executor and it is leased "
+                    f"only to its executor of record ({target.executor or 'none yet'}); {req.executor_id} "
+                    "claimed without executor_address, so its attestation is unknown"
+                )
         rec = await self.core.db.claim(
             executor_id=req.executor_id,
             executor_address=to_checksum_address(req.executor_address) if req.executor_address else None,

@@ -352,7 +352,8 @@ class SessionDB:
         executor_address: str | None = None,
     ) -> SessionRecord | None:
         """Take the lease of `session_id` (or of the next ACTIVE session without a live lease), bumping the
-        fencing epoch; with `executor_address`, only a session assigned to that executor on chain. On
+        fencing epoch; with `executor_address`, only a session assigned to that executor on chain; without,
+        never the next session whose spec has an attestation block. On
         PostgreSQL concurrent claimers skip each other's rows (FOR UPDATE SKIP LOCKED)."""
         async with self._writing() as conn:
             q = sa.select(
@@ -394,7 +395,9 @@ class SessionDB:
                             *(
                                 [sa.func.lower(sessions.c.executor) == executor_address.lower()]
                                 if executor_address is not None
-                                else []
+                                # a claimer without an address never gets a session with an attestation
+                                # block (its key appears in the canonical spec JSON only as that key)
+                                else [sa.not_(sessions.c.spec_json.contains('"attestation"'))]
                             ),
                         )
                         .order_by(sessions.c.pk)

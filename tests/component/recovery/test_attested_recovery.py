@@ -10,6 +10,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest_asyncio
+
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.executor.v1 import executor_pb2 as ex
 from agentgpt.recovery.v1 import recovery_pb2 as pb
@@ -18,6 +20,7 @@ from services.recovery_oracle.config import RecoveryConfig
 from services.recovery_oracle.executors import ExecutorPool, Member
 from services.recovery_oracle.store import RecoveryStore
 from tests.component.recovery.test_protocol import OLD, FakeExecutor, finished, recoverer
+from tests.component.session.conftest import MakeService
 from tests.component.session.harness import SPEC_YAML, Harness, Owner
 from tests.unit.test_attestation import DCAP, SAMPLE_TIME, SGX_MRENCLAVE
 
@@ -25,6 +28,16 @@ UNATTESTED = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 ATTESTED = "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"
 QUOTE = (DCAP / "sgx_quote").read_bytes()
 COLLATERAL = (DCAP / "sgx_quote_collateral.json").read_text()
+TDX_QUOTE = (DCAP / "tdx_quote").read_bytes()
+TDX_COLLATERAL = (DCAP / "tdx_quote_collateral.json").read_text()
+TDX_MRTD = "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7"
+
+
+@pytest_asyncio.fixture
+async def service(make_service: MakeService) -> Harness:
+    """A session service verifying activations' quotes at the sample's pinned time (the sample's report
+    data binds none of this project's keys)."""
+    return await make_service(attestation_time=SAMPLE_TIME, attestation_require_binding=False)
 
 
 def spec(measurement: str, tcb: str = "ConfigurationAndSWHardeningNeeded") -> str:
@@ -66,7 +79,7 @@ async def test_recovery_picks_the_attested_executor_over_a_freer_unattested_one(
     service: Harness, owner: Owner, tmp_path: Path
 ) -> None:
     s = await service.create(owner, spec_yaml=spec("0x" + SGX_MRENCLAVE))
-    await service.activate(owner, s, OLD)
+    await service.activate(owner, s, OLD, quote=QUOTE, collateral=COLLATERAL)
     unattested = executor(UNATTESTED, capacity=16)
     attested = executor(ATTESTED, capacity=2, quote=QUOTE)
     pool = await pool_of(unattested, attested)
@@ -95,8 +108,10 @@ async def test_recovery_picks_the_attested_executor_over_a_freer_unattested_one(
 async def test_no_eligible_executor_keeps_the_session_paused_with_the_reason(
     service: Harness, owner: Owner, tmp_path: Path
 ) -> None:
-    s = await service.create(owner, spec_yaml=spec("ab" * 32))  # a measurement no executor has
-    await service.activate(owner, s, OLD)
+    # only the TDX sample's MRTD: the failed executor was activated with it (the session service verifies
+    # the activation's quote too); no live executor has it
+    s = await service.create(owner, spec_yaml=spec(TDX_MRTD, "UpToDate, ConfigurationAndSWHardeningNeeded"))
+    await service.activate(owner, s, OLD, quote=TDX_QUOTE, collateral=TDX_COLLATERAL)
     tampered = bytearray(QUOTE)
     tampered[48 + 64] ^= 1
     unattested = executor(UNATTESTED, capacity=16)

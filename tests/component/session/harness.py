@@ -112,10 +112,16 @@ class Harness:
         resp = await self.stub.CreateSession(owner.chain_sign("create", None, req))
         return resp.session
 
-    async def activate(self, owner: Owner, session: pb.Session, executor: str) -> pb.ActivateSessionResponse:
+    async def activate(
+        self, owner: Owner, session: pb.Session, executor: str, *, quote: bytes = b"", collateral: str = ""
+    ) -> pb.ActivateSessionResponse:
         req = owner.sign(
             pb.ActivateSessionRequest(
-                idempotency_key=new_key(), session_id=session.session_id, executor=executor
+                idempotency_key=new_key(),
+                session_id=session.session_id,
+                executor=executor,
+                executor_attestation_quote=quote,
+                executor_attestation_collateral_json=collateral,
             )
         )
         return await self.stub.ActivateSession(owner.chain_sign("activate", session, req))
