@@ -8,6 +8,10 @@ Built-in families (the implementations are in services/executor/decorators/):
     ofac_filter          refuses plans touching an address on the sanctions list
     gas_optimizer_v<N>   N in GAS_OPTIMIZER_VERSIONS (1..3): EIP-1559 fees from eth_feeHistory
 
+Bundles (BUNDLES: one name standing for several built-ins, expanded at the executor by `expand`):
+
+    compliance_tier<N>   N in KYC_TIERS: kyc_tier<N> then ofac_filter (shown as COMPLIANCE_TIER<N>)
+
 A name is supported only if it is spelled exactly so: `kyc_tier9`, `kyc_tier04`, `ofac_filter2` and
 `gas_optimizer3` are unknown, never a fallback to the family.
 
@@ -85,7 +89,23 @@ BUILTIN_FAMILIES: tuple[Family, ...] = (
     Family("kyc_tier", "", KYC_TIERS),
     Family("ofac_filter"),
     Family("gas_optimizer", "_v", GAS_OPTIMIZER_VERSIONS),
+    Family("compliance_tier", "", KYC_TIERS),  # a bundle: see BUNDLES
 )
+
+# Bundles: a family base -> its parts, each a format string of the bundle's parameter, applied in order.
+BUNDLES: dict[str, tuple[str, ...]] = {
+    "compliance_tier": ("kyc_tier{n}", "ofac_filter"),
+}
+
+
+def expand(name: str) -> tuple[str, ...]:
+    """The decorator names `name` stands for: a bundle's parts (e.g. compliance_tier2 -> kyc_tier2,
+    ofac_filter), or (name,) for any other name. UnknownDecorator if the bundle name is not supported."""
+    for family in BUILTIN_FAMILIES:
+        if family.base in BUNDLES and family.match(name)[0]:
+            resolved = DecoratorSet(BUILTIN_FAMILIES).resolve(name)
+            return tuple(part.format(n=resolved.parameter) for part in BUNDLES[family.base])
+    return (name,)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentgpt.decorators import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
-from agentgpt.decorators import DecoratorSet, plugin_entry_points, supported_decorators
+from agentgpt.decorators import BUNDLES, DecoratorSet, expand, plugin_entry_points, supported_decorators
 from agentgpt.decorators import UnknownDecorator as UnknownDecorator
 from services.executor.plan import Plan, PlanRejected
 
@@ -120,6 +120,7 @@ class DecoratorRegistry:
             "kyc_tier": make_kyc_tier,
             "ofac_filter": make_ofac_filter,
             "gas_optimizer": make_gas_optimizer,
+            **{base: self._make_bundle for base in BUNDLES},
         }
         self._broken: dict[str, str] = {}
         if load_entry_points:
@@ -130,6 +131,12 @@ class DecoratorRegistry:
                     # A broken plugin must not take the executor down; sessions naming it are refused.
                     log.exception("cannot load decorator entry point %s = %s", ep.name, ep.value)
                     self._broken[name] = f"{type(exc).__name__}: {exc}"
+
+    def _make_bundle(self, name: str, deps: DecoratorDeps) -> Decorator:
+        """A bundle (agentgpt.decorators.BUNDLES): its parts, each built as if named on its own."""
+        from services.executor.decorators.bundle import Bundle
+
+        return Bundle(name, [self.create(part) for part in expand(name)])
 
     def register(self, name: str, factory: DecoratorFactory) -> None:
         """Add (or replace) a factory in this registry only: for tests and embedding. A deployment's

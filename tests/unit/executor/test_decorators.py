@@ -199,3 +199,25 @@ async def test_a_decorator_that_cannot_be_built_is_a_refusing_stand_in_in_spec_a
         await plain.plan(note, SessionView("2"))
     with pytest.raises(PlanRejected, match="unknown decorator 'ofac_fliter'"):
         builder.swap(plain, {"decorators": ["ofac_fliter"]}, at_seq=3)  # not a decorator at all: refused
+
+
+async def test_compliance_tier_bundle_is_kyc_tier_then_ofac_filter() -> None:
+    from agentgpt.decorators import expand
+    from services.executor.decorators.bundle import Bundle
+
+    assert expand("compliance_tier2") == ("kyc_tier2", "ofac_filter")
+    assert expand("ofac_filter") == ("ofac_filter",)
+    with pytest.raises(UnknownDecorator, match="compliance_tier1..compliance_tier5"):
+        expand("compliance_tier9")
+    issuer = Account.from_key(ISSUER).address
+    bundle = registry(issuers=(issuer,)).create("compliance_tier2")
+    assert isinstance(bundle, Bundle) and [p.name for p in bundle.parts] == ["kyc_tier2", "ofac_filter"]
+    good = ctx(kyc_attestation=sign_attestation(ISSUER, OWNER, 2, int(NOW) + 3600))
+    assert await bundle.apply(swap_to(CLEAN), good) == swap_to(CLEAN)
+    with pytest.raises(PlanRejected, match="sanctions list") as info:
+        await bundle.apply(swap_to(SANCTIONED), good)
+    assert info.value.by == "compliance_tier2/ofac_filter"
+    under = ctx(kyc_attestation=sign_attestation(ISSUER, OWNER, 1, int(NOW) + 3600))
+    with pytest.raises(PlanRejected, match="requires tier 2") as info:
+        await bundle.apply(swap_to(CLEAN), under)
+    assert info.value.by == "compliance_tier2/kyc_tier2"
