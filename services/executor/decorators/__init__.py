@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentgpt.decorators import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
 from agentgpt.decorators import BUNDLES, DecoratorSet, expand, plugin_entry_points, supported_decorators
+from agentgpt.decorators import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
 from agentgpt.decorators import UnknownDecorator as UnknownDecorator
 from services.executor.plan import Plan, PlanRejected
 

@@ -44,9 +44,7 @@ async def test_compliance_tier2_refuses_an_under_tier_owner_and_a_sanctioned_add
         ],
     )
     async with running_engine(fake_session.address, tmp_path, kyc_issuers=(ISSUER,)):
-        await eventually(
-            lambda: len(svc.done("201")) == 1 and len(svc.done("202")) == 2, what="3 tasks done"
-        )
+        await eventually(lambda: len(svc.done("201")) == 1 and len(svc.done("202")) == 2, what="3 tasks done")
     under, sanctioned = svc.sessions["201"].tasks[1], svc.sessions["202"].tasks[1]
     assert under.status == ss.TASK_STATUS_REFUSED
     assert "compliance_tier2/kyc_tier2" in under.error and "requires tier 2" in under.error
