@@ -207,7 +207,7 @@ async def test_compliance_tier_bundle_is_kyc_tier_then_ofac_filter() -> None:
 
     assert expand("compliance_tier2") == ("kyc_tier2", "ofac_filter")
     assert expand("ofac_filter") == ("ofac_filter",)
-    with pytest.raises(UnknownDecorator, match="compliance_tier1..compliance_tier5"):
+    with pytest.raises(UnknownDecorator, match=r"compliance_tier1\.\.compliance_tier5"):
         expand("compliance_tier9")
     issuer = Account.from_key(ISSUER).address
     bundle = registry(issuers=(issuer,)).create("compliance_tier2")
