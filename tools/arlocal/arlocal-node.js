@@ -3,7 +3,7 @@
 //
 //   node tools/arlocal/arlocal-node.js --port 1984 --db DIR [--host 127.0.0.1] [--logs]
 //
-// Prints one line once the HTTP server listens, then serves until SIGTERM/SIGINT:
+// Prints one line once the HTTP server listens, then serves until SIGTERM/SIGINT or until its parent exits:
 //   arlocal ready on http://127.0.0.1:1984 (db DIR, pid N)
 // and exits 1 with the reason if it cannot start (port taken, store unreadable). arlocal itself appends a
 // request log to ./logs in the working directory: run it from a directory meant for that.
@@ -77,6 +77,12 @@ async function main() {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // A parent killed with SIGKILL (or one that died mid-start) cannot stop us: when we are re-parented,
+  // shut down as if told to, so no gateway outlives the stack or test that started it.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) shutdown('parent exited');
+  }, 1000).unref();
 
   console.log(`arlocal ready on http://${opts.host}:${opts.port} (db ${opts.db}, pid ${process.pid})`);
 }

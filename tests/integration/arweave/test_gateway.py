@@ -274,3 +274,35 @@ async def test_store_survives_a_restart_and_down_means_unavailable(
         node.stop()
     assert (tmp_path / "arlocal" / "db" / "db.sqlite").is_file()  # a given directory is kept
     assert b64url_decode(tx_id) == tx_id_bytes(tx_id)
+
+
+def test_the_gateway_does_not_outlive_a_parent_killed_with_sigkill(tmp_path: Path) -> None:
+    """A stack or test killed with SIGKILL cannot stop its gateway: the gateway notices it was re-parented
+    and shuts down by itself (before this, every killed `agentgpt up` left an arlocal running)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[3]
+    code = (
+        "import sys, time, pathlib\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from apps.localnet.arweave import ArlocalNode\n"
+        f"node = ArlocalNode(pathlib.Path({str(tmp_path / 'gw')!r})).start()\n"
+        "print(node.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as parent:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        assert line.strip().isdigit(), f"the parent did not start a gateway: {line!r}"
+        pid = int(line)
+        os.kill(parent.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
+    alive = Path(f"/proc/{pid}").exists()
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "the gateway outlived its parent by 20 s"
