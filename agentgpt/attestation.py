@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dcap_qvl  # type: ignore[import-untyped]
 
 from agentgpt.errors import InvalidArgument
+from agentgpt.runtime.config import ConfigError, setting
 
 #: TCB statuses dcap-qvl reports (Intel's names); the policy chooses which are acceptable.
 TCB_STATUSES = (
@@ -191,3 +194,56 @@ def describe_quote(quote: bytes) -> str:
         return f"tdx MRTD {bytes(q.report.mr_td).hex()[:16]}…"
     except Exception as exc:
         return f"unparsable quote ({' '.join(str(exc).split())[:80]})"
+
+
+@dataclass(frozen=True)
+class AttestationConfig:
+    """How a service verifies executors' quotes (AGENTGPT_ATTESTATION_*): the session service at
+    activation, the recovery oracle when it chooses an executor."""
+
+    attestation_time: int = setting(
+        0,
+        "Unix time at which executors' DCAP quotes are verified against their collateral; 0: the current "
+        "time. Pinned only to verify recorded sample collateral (tests, demos)",
+    )
+    attestation_root_ca_file: str = setting(
+        "", "DER file of the root CA quotes must chain to; empty: Intel's SGX root CA (built into dcap-qvl)"
+    )
+    attestation_require_binding: bool = setting(
+        True,
+        "Refuse a quote whose report data does not bind the executor's address (docs/attestation.md). "
+        "False only for sample quotes made without this project's binding",
+    )
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """`verify` with a service's settings: at `at_time` (0: now), chained to `root_ca_der` (None: Intel's),
+    and with `require_binding` the report data must bind the executor's address."""
+
+    at_time: int = 0
+    root_ca_der: bytes | None = None
+    require_binding: bool = True
+
+    @staticmethod
+    def of(config: AttestationConfig) -> Verifier:
+        """The verifier `config` describes; ConfigError when its root CA file cannot be read."""
+        root: bytes | None = None
+        if config.attestation_root_ca_file:
+            try:
+                root = Path(config.attestation_root_ca_file).read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"AGENTGPT_ATTESTATION_ROOT_CA_FILE: {exc}") from None
+        return Verifier(config.attestation_time, root, config.attestation_require_binding)
+
+    def check(self, quote: bytes, collateral: str, address: str, policy: Policy) -> Attestation:
+        """The executor's attestation, verified and satisfying `policy`; AttestationError otherwise."""
+        now = self.at_time or int(time.time())
+        att = verify(quote, collateral, now, policy, address=address, root_ca_der=self.root_ca_der)
+        if self.require_binding and not att.bound_key:
+            raise AttestationError(
+                "attestation.report_data",
+                f"the quote's report data does not bind its address {address} (sha256 binding, "
+                "docs/attestation.md)",
+            )
+        return att

@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry
 
-from agentgpt.attestation import TCB_STATUSES, Attestation, AttestationError, Policy, verify
+from agentgpt.attestation import TCB_STATUSES, Attestation, Policy, Verifier
 from agentgpt.chain.sender import KeySender
 from agentgpt.clients import ClientMetrics, IndexerClient, SessionClient, health_probe
 from agentgpt.errors import FailedPrecondition, RpcError, Unavailable
@@ -58,26 +56,12 @@ def session_key_source(session: SessionClient, keyring: Keyring) -> KeySource:
 
 
 def attestation_verifier(config: RecoveryConfig) -> Callable[[bytes, str, str], Attestation]:
-    """Verifies an executor's DCAP quote at AGENTGPT_ATTESTATION_TIME (0: now) against the configured root
-    CA, accepting every TCB status (a session's spec says which it accepts); with
-    AGENTGPT_ATTESTATION_REQUIRE_BINDING the report data must bind the executor's address."""
-    root: bytes | None = None
-    if config.attestation_root_ca_file:
-        try:
-            root = Path(config.attestation_root_ca_file).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"AGENTGPT_ATTESTATION_ROOT_CA_FILE: {exc}") from None
-    any_tcb = Policy.of(TCB_STATUSES)
+    """Verifies an executor's DCAP quote with the AGENTGPT_ATTESTATION_* settings, accepting every TCB
+    status (a session's spec says which it accepts)."""
+    verifier, any_tcb = Verifier.of(config), Policy.of(TCB_STATUSES)
 
     def check(quote: bytes, collateral: str, address: str) -> Attestation:
-        now = config.attestation_time or int(time.time())
-        att = verify(quote, collateral, now, any_tcb, address=address, root_ca_der=root)
-        if config.attestation_require_binding and not att.bound_key:
-            raise AttestationError(
-                "attestation.report_data",
-                f"does not bind the executor's address {address} (sha256 binding, docs/attestation.md)",
-            )
-        return att
+        return verifier.check(quote, collateral, address, any_tcb)
 
     return check
 

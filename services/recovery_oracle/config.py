@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agentgpt.attestation import AttestationConfig
 from agentgpt.ipfs import IpfsConfig
 from agentgpt.runtime.config import setting
 
 
 @dataclass(frozen=True)
-class RecoveryConfig(IpfsConfig):
+class RecoveryConfig(AttestationConfig, IpfsConfig):
     session_addr: str = setting("127.0.0.1:50051", "Session service gRPC address")
     indexer_addr: str = setting("127.0.0.1:50054", "Indexer service gRPC address")
     network: str = setting("", "Path of the network manifest (chains and contract addresses)")
@@ -50,18 +51,5 @@ class RecoveryConfig(IpfsConfig):
     probe_failures: int = setting(2, "Failed probes in a row after which an executor is dead")
     recovery_lease: float = setting(
         10.0, "Seconds a replica holds a recovery without writing to it before another may take it over"
-    )
-    attestation_time: int = setting(
-        0,
-        "Unix time at which executors' DCAP quotes are verified against their collateral; 0: the current "
-        "time. Pinned only to verify recorded sample collateral (tests, demos)",
-    )
-    attestation_root_ca_file: str = setting(
-        "", "DER file of the root CA quotes must chain to; empty: Intel's SGX root CA (built into dcap-qvl)"
-    )
-    attestation_require_binding: bool = setting(
-        True,
-        "Refuse a quote whose report data does not bind the executor's address (docs/attestation.md). "
-        "False only for sample quotes made without this project's binding",
     )
     give_up_after: float = setting(900.0, "Seconds a recovery step keeps retrying before the recovery FAILED")

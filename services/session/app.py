@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agentgpt.arweave.archiver import open_archiver
+from agentgpt.attestation import Verifier
 from agentgpt.ipfs import ContentStore, open_store
 from agentgpt.lifecycle import Durations
 from agentgpt.network import Network, load_network
@@ -102,9 +103,7 @@ async def build(
         durations=Durations(config.draft_ttl, config.active_ttl, config.paused_ttl),
         auth_chain_id=auth_chain_id,
         default_executor=config.default_executor,
-        attestation=AttestationCheck.of(
-            config.attestation_time, config.attestation_root_ca_file, config.attestation_require_binding
-        ),
+        attestation=AttestationCheck(Verifier.of(config)),
         receipt_timeout=config.receipt_timeout,
         trust_service_header=config.trust_service_header,
         # on-chain follow-ups (expire after a timer fired) are retried from the timer loop: first after

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentgpt.arweave.archiver import ArchiveConfig
+from agentgpt.attestation import AttestationConfig
 from agentgpt.ipfs import IpfsConfig
 from agentgpt.runtime.config import setting
 
 
 @dataclass(frozen=True)
-class SessionConfig(ArchiveConfig, IpfsConfig):
+class SessionConfig(AttestationConfig, ArchiveConfig, IpfsConfig):
     database_url: str = setting(
         "sqlite+aiosqlite:///sessions.db",
         "SQLAlchemy URL of SessionDB (SQLite default; postgresql+asyncpg://... in production)",
@@ -38,19 +39,6 @@ class SessionConfig(ArchiveConfig, IpfsConfig):
     )
     timer_interval: float = setting(1.0, "Seconds between scans for due lifecycle timers")
     default_executor: str = setting("", "Executor address assigned on activation when the request names none")
-    attestation_time: int = setting(
-        0,
-        "Unix time at which an activated executor's DCAP quote is verified against its collateral; 0: the "
-        "current time. Pinned only to verify recorded sample collateral (tests, demos)",
-    )
-    attestation_root_ca_file: str = setting(
-        "", "DER file of the root CA quotes must chain to; empty: Intel's SGX root CA (built into dcap-qvl)"
-    )
-    attestation_require_binding: bool = setting(
-        True,
-        "Refuse a quote whose report data does not bind the executor's address (docs/attestation.md). "
-        "False only for sample quotes made without this project's binding",
-    )
     receipt_timeout: float = setting(60.0, "Seconds to wait for a relayed transaction's receipt")
     chain_sync_interval: float = setting(
         15.0,
