@@ -11,6 +11,8 @@ import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {IERC4906} from "@openzeppelin/contracts/interfaces/IERC4906.sol";
+import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 
 /// @notice What the factory needs from the ExecutorRegistry.
 interface IExecutorRegistry {
@@ -29,7 +31,12 @@ interface IExecutorRegistry {
 ///         Owners never need ETH: create, activate, updateBudget and complete have `...BySig` variants that
 ///         anyone (the session service) relays with the owner's EIP-712 signature; AGPT moves with the
 ///         owner's ERC-2612 permit.
-contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
+///
+///         Metadata (ERC-721 metadata JSON, ERC-4906): `tokenURI` is the `ipfs://` address of a document the
+///         control plane (ORACLE_ROLE) writes to IPFS and sets after each change; every change of what the
+///         document shows (state, executor, budget, checkpoint) emits `MetadataUpdate`, and so does each
+///         `setTokenURI`, so wallets and explorers refetch it.
+contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     using SafeERC20 for IERC20;
 
     /// @dev Values equal `agentgpt.lifecycle.SessionState` (NONE marks a session id that does not exist).
@@ -131,6 +138,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
     uint256 public lastSessionId;
     mapping(uint256 sessionId => Session) private _sessions;
     mapping(uint256 sessionId => mapping(address target => mapping(bytes4 selector => bool))) private _allowed;
+    mapping(uint256 sessionId => string) private _tokenURIs;
 
     event SessionCreated(
         uint256 indexed sessionId, address indexed owner, bytes32 workflowHash, uint256 budget, address account
@@ -192,6 +200,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
     error AccountCallNotAllowed(uint256 sessionId, address caller, SessionState state);
     error SignatureExpired(uint256 deadline);
     error InvalidSignature();
+    error InvalidTokenURI();
 
     constructor(
         IERC20 agpt_,
@@ -330,6 +339,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         s.spent += uint96(amount);
         s.chargedSeq = throughSeq;
         emit BudgetCharged(sessionId, msg.sender, amount, remaining, receiptHash, fromSeq, throughSeq);
+        emit MetadataUpdate(sessionId);
         agpt.safeTransfer(msg.sender, amount);
     }
 
@@ -359,6 +369,23 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         _assign(sessionId, s, executor);
     }
 
+    // ------------------------------------------------------------------ metadata
+
+    /// @notice Point the session's NFT at its metadata document, `ipfs://<CID>` (under 128 bytes).
+    function setTokenURI(uint256 sessionId, string calldata uri) external onlyRole(ORACLE_ROLE) {
+        _requireOwned(sessionId);
+        bytes calldata b = bytes(uri);
+        if (b.length < 8 || b.length > 128 || bytes7(b[:7]) != bytes7("ipfs://")) revert InvalidTokenURI();
+        _tokenURIs[sessionId] = uri;
+        emit MetadataUpdate(sessionId);
+    }
+
+    /// @notice The session's ERC-721 metadata document (empty until the control plane first sets it).
+    function tokenURI(uint256 tokenId) public view override returns (string memory) {
+        _requireOwned(tokenId);
+        return _tokenURIs[tokenId];
+    }
+
     // ------------------------------------------------------------------ checkpoints
 
     /// @notice Anchor checkpoint `seq` (strictly increasing) of an ACTIVE session; assigned executor only.
@@ -379,6 +406,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         s.lastSeq = seq;
         s.checkpointHash = keccak256(abi.encode(keccak256(cid), stateRoot));
         emit CheckpointAnchored(block.chainid, sessionId, seq, msg.sender, epoch, stateRoot, cid);
+        emit MetadataUpdate(sessionId);
     }
 
     // ------------------------------------------------------------------ endings
@@ -522,8 +550,13 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         return _domainSeparatorV4();
     }
 
-    function supportsInterface(bytes4 interfaceId) public view override(ERC721, AccessControl) returns (bool) {
-        return super.supportsInterface(interfaceId);
+    function supportsInterface(bytes4 interfaceId)
+        public
+        view
+        override(ERC721, AccessControl, IERC165)
+        returns (bool)
+    {
+        return interfaceId == bytes4(0x49064906) || super.supportsInterface(interfaceId);
     }
 
     // ------------------------------------------------------------------ internals
@@ -571,6 +604,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         s.executor = executor;
         s.epoch = epoch;
         emit ExecutorAssigned(sessionId, executor, epoch);
+        emit MetadataUpdate(sessionId);
     }
 
     function _addBudget(uint256 sessionId, Session storage s, uint256 amount) private {
@@ -580,6 +614,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         if (budget > type(uint96).max) revert AmountTooLarge();
         s.budget = uint96(budget);
         emit BudgetAdded(sessionId, s.owner, amount, budget);
+        emit MetadataUpdate(sessionId);
     }
 
     /// @dev Anchor the final checkpoint (see FinalAnchor) and the archived log; emits SessionFinalized.
@@ -615,6 +650,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         uint256 refund = s.budget;
         address owner = s.owner;
         s.budget = 0;
+        delete _tokenURIs[sessionId];
         _burn(sessionId);
         emit BudgetRefunded(sessionId, owner, refund);
         if (refund > 0) agpt.safeTransfer(owner, refund);
@@ -637,6 +673,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces {
         s.reason = reason;
         s.enteredAt = now_;
         emit SessionStateChanged(sessionId, from, to, reason, activeUsed);
+        emit MetadataUpdate(sessionId);
     }
 
     function _validateAction(address caller, uint256 sessionId, address target, bytes calldata data) private view {

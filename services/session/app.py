@@ -23,6 +23,7 @@ from services.session.config import SessionConfig
 from services.session.control import SessionControl
 from services.session.keys import KeyCustody
 from services.session.memory import InMemorySessionChain
+from services.session.metadata import MetadataSync
 from services.session.servicer import SessionServicer
 from services.session.store import SessionDB
 from services.session.timers import LifecycleTimers
@@ -68,6 +69,8 @@ async def build(
     from the config. `clock` is the one clock of the control plane, SessionDB and the validators."""
     if min(config.draft_ttl, config.active_ttl, config.paused_ttl) <= 0:
         raise ConfigError("AGENTGPT_DRAFT_TTL/ACTIVE_TTL/PAUSED_TTL must be > 0 seconds")
+    if config.metadata_interval < 0:
+        raise ConfigError("AGENTGPT_METADATA_INTERVAL must be >= 0 seconds (0: off)")
     # the chains a spec may name (and anchor on) are the manifest's; none configured: any name
     network = load_network(config.network)
     deployment = Deployment(network=network if network.chains else None)
@@ -134,6 +137,17 @@ async def build(
         )
         control.chain_sync = sync
         background.append(sync.run)
+    if network.chains and config.metadata_interval > 0:  # (a real home chain: its NFTs are seen)
+        metadata = MetadataSync(
+            db,
+            chain,
+            archive,
+            registry,
+            interval=config.metadata_interval,
+            receipt_timeout=config.receipt_timeout,
+        )
+        control.bus.listeners.append(metadata.mark)
+        background.append(metadata.run)
 
     async def close() -> None:
         if sync is not None:

@@ -45,6 +45,11 @@ class SessionConfig(AttestationConfig, ArchiveConfig, IpfsConfig):
         "Seconds between passes that grant executors the anchor writer role on sessions' secondary chains "
         "and audit each ACTIVE session's escrow against SessionDB (also run at once after an activation)",
     )
+    metadata_interval: float = setting(
+        5.0,
+        "Seconds between passes that publish changed sessions' NFT metadata (ERC-721 JSON on IPFS) and set "
+        "it as the token URI, one transaction per changed session per pass; 0 turns publishing off",
+    )
     arweave_complete_window: float = setting(
         20.0,
         "Seconds CompleteSession keeps retrying an unreachable Arweave gateway, with backoff, before it "

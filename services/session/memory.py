@@ -54,6 +54,8 @@ class InMemorySessionChain:
     calls: list[str] = field(default_factory=list)
     epochs: dict[int, int] = field(default_factory=dict)  # session -> executor assignment epoch
     finals: dict[int, FinalAnchor] = field(default_factory=dict)  # session -> its final anchor, as sent
+    token_uris: dict[int, str] = field(default_factory=dict)  # session -> its NFT's metadata URI
+    _token_txs: set[bytes] = field(default_factory=set)
 
     async def ping(self) -> None:
         if self.down:
@@ -166,6 +168,19 @@ class InMemorySessionChain:
         self._require_state(session_id, ACTIVE, PAUSED)
         return self._prep("reassign", session_id, executor)
 
+    async def token_uri(self, session_id: int) -> str:
+        self._require_state(session_id, DRAFT, ACTIVE, PAUSED)  # (a burned token has none)
+        return self.token_uris.get(session_id, "")
+
+    async def prepare_set_token_uri(self, session_id: int, uri: str) -> PreparedTx:
+        """Applied at once, outside `calls` and the injected failures (those are for the lifecycle)."""
+        self._require_state(session_id, DRAFT, ACTIVE, PAUSED)
+        self.token_uris[session_id] = uri
+        h = hashlib.sha3_256(f"set_token_uri:{session_id}:{uri}".encode()).digest()
+        self._receipts[h] = Receipt(h, True, len(self._receipts) + 1, 21000)
+        self._token_txs.add(h)
+        return PreparedTx(h, b"raw:" + h)
+
     def _execute(self, tx_hash: bytes) -> Receipt:
         if tx_hash in self._receipts:
             return self._receipts[tx_hash]
@@ -196,6 +211,8 @@ class InMemorySessionChain:
         return r
 
     async def send(self, tx: PreparedTx, timeout: float) -> Receipt:
+        if tx.tx_hash in self._token_txs:  # (applied when prepared)
+            return self._receipts[tx.tx_hash]
         self._inject()
         r = self._execute(tx.tx_hash)
         if self.drop_sends:

@@ -35,6 +35,7 @@ class EventBus:
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self.listeners: list[Callable[[str], None]] = []  # told of every change (the metadata publisher)
 
     def waiter(self, session_id: str) -> asyncio.Event:
         return self._events.setdefault(session_id, asyncio.Event())
@@ -43,6 +44,8 @@ class EventBus:
         ev = self._events.pop(session_id, None)
         if ev is not None:
             ev.set()
+        for listener in self.listeners:
+            listener(session_id)
 
 
 class Core:

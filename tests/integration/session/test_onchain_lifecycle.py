@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from eth_account import Account
+from eth_utils import function_signature_to_4byte_selector
 from web3 import Web3
+from web3.exceptions import ContractCustomError
 
 from agentgpt.chain import eip712
 from agentgpt.chain.deploy import Deployment, deploy_all
@@ -183,6 +185,7 @@ async def stack(
         active_ttl=DURATIONS.active,
         paused_ttl=DURATIONS.paused,
         timer_interval=0.2,
+        metadata_interval=0.2,
     )
     running: list[Harness] = []
 
@@ -279,6 +282,74 @@ async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> Non
     evs = await h.control.db.events_after(s.session_id, 0)
     assert verify_chain(evs) and archived["head"] == "0x" + evs[3].hash.hex()
     assert json.loads(evs[-1].data_json)["log_cid"] == done.log_cid
+
+
+async def test_the_nft_shows_the_session_from_its_metadata_on_ipfs(stack: dict[str, Any]) -> None:
+    """ERC-721 metadata JSON on IPFS behind tokenURI, replaced after every change, with ERC-4906 events."""
+    w3, dep = stack["w3"], stack["deployment"]
+    signer = ChainOwner(w3, dep)
+    factory = signer.factory
+    owner = Owner(OWNER, dep.chain_id, chain_signer=signer.sign)
+    executor = Account.from_key(EXECUTOR).address
+    h: Harness = await stack["start"]()
+    assert factory.functions.supportsInterface(bytes.fromhex("49064906")).call()  # ERC-4906
+    deadline = int(time.time()) + 600
+    permit, pd = signer.permit(7 * E18, deadline)
+    create = owner.sign(
+        pb.CreateSessionRequest(
+            idempotency_key=new_key(),
+            spec_yaml=SPEC_YAML,
+            initial_budget=str(7 * E18),
+            budget_permit=permit,
+            budget_permit_deadline=pd,
+        ),
+        deadline=deadline,
+    )
+    s = (await h.stub.CreateSession(owner.chain_sign("create", None, create))).session
+    sid = int(s.session_id)
+
+    async def document(state: str) -> dict[str, Any]:
+        uri = await asyncio.to_thread(factory.functions.tokenURI(sid).call)
+        assert uri.startswith("ipfs://"), uri
+        async with KuboStore(stack["ipfs_api"]) as ipfs:
+            doc: dict[str, Any] = json.loads(await ipfs.get(uri.removeprefix("ipfs://")))
+        assert doc["properties"]["state"] == state, doc["properties"]
+        return doc
+
+    draft = await eventually(lambda: document("DRAFT"), timeout=20)
+    assert draft["name"] == f"AgentGPT session #{sid}" and draft["image"].startswith("data:image/svg+xml")
+    props = draft["properties"]
+    assert props["owner"] == owner.address and props["checkpoint"] is None
+    assert props["budget"] == {"remaining": str(7 * E18), "spent": "0", "decimals": 18}
+    assert {"trait_type": "State", "value": "DRAFT"} in draft["attributes"]
+    async with KuboStore(stack["ipfs_api"]) as ipfs:  # the spec it links is on IPFS too
+        spec = json.loads(await ipfs.get(props["spec_cid"]))
+    assert spec["type"] == s.spec.type
+
+    await h.activate(owner, s, executor)
+    active = await eventually(lambda: document("ACTIVE"), timeout=20)
+    assert active["properties"]["executor"] == executor
+    pause = pb.PauseSessionRequest(idempotency_key=new_key(), session_id=s.session_id, reason="node failure")
+    await h.stub.PauseSession(pause, metadata=SERVICE_MD)
+    await eventually(lambda: document("PAUSED"), timeout=20)
+
+    # ERC-4906: an update for each change the document shows (executor, states) and for each new document
+    updates = factory.events.MetadataUpdate().get_logs(from_block=0)
+    mine = [u for u in updates if int(u["args"]["_tokenId"]) == sid]
+    calls = [
+        factory.decode_function_input(w3.eth.get_transaction(u["transactionHash"])["input"]) for u in mine
+    ]
+    uri_sets = [args["uri"] for fn, args in calls if fn.fn_name == "setTokenURI"]
+    assert len(uri_sets) >= 3 and len(mine) >= len(uri_sets) + 3  # (assign, ACTIVE, PAUSED)
+    # only the control plane may point the token elsewhere, and only at IPFS
+    refusals = {
+        "ipfs://bafyfake": (OWNER, "AccessControlUnauthorizedAccount(address,bytes32)"),
+        "https://example.com/x.json": (RELAYER, "InvalidTokenURI()"),
+    }
+    for uri, (key, error) in refusals.items():
+        with pytest.raises(ContractCustomError) as refused:
+            factory.functions.setTokenURI(sid, uri).call({"from": Account.from_key(key).address})
+        assert str(refused.value.data).startswith("0x" + function_signature_to_4byte_selector(error).hex())
 
 
 async def test_restarted_service_resumes_timers(stack: dict[str, Any]) -> None:
