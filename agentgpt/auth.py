@@ -32,8 +32,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from google.protobuf.message import Message
@@ -110,6 +108,9 @@ def sign_request(
     private_key: str | bytes, request: Message, *, nonce: int, deadline: int, chain_id: int
 ) -> common_pb2.OwnerSignature:
     """The OwnerSignature authorising `request` (whose auth field, if any, is ignored)."""
+    from eth_account import Account  # (imported when first used: it costs a CLI that signs nothing ~0.7 s)
+    from eth_account.messages import encode_typed_data
+
     account = Account.from_key(private_key)
     full = typed_request(
         action=action_of(request),
@@ -148,6 +149,9 @@ def read_metadata(
 def recover_signer(auth: common_pb2.OwnerSignature, request: Message, *, chain_id: int) -> str:
     """The checksummed address that produced `auth.signature` over `request`; raises ValueError when
     the signature is malformed."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
     full = typed_request(
         action=action_of(request),
         session_id=session_id_of(request),

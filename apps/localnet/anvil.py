@@ -117,6 +117,16 @@ class AnvilNode:
         assert last_error is not None
         raise last_error
 
+    def mine_every(self, seconds: int) -> None:
+        """Mine a block every `seconds` s from now on (0: stop mining; transactions wait in the mempool).
+        A stack deploys at once under automine, then switches to interval mining this way."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "evm_setIntervalMining", "params": [seconds]})
+        req = urllib.request.Request(self.rpc_url, body.encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            answer = json.loads(resp.read())
+        if "error" in answer:
+            raise AnvilError(f"evm_setIntervalMining({seconds}) failed: {answer['error']}")
+
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, wait up to `timeout` s, then SIGKILL. Safe to call more than once."""
         self._terminate(timeout)

@@ -182,8 +182,9 @@ class StackOptions:
     # Extra environment by service: "executor" applies to every executor, "executor-2" (etc.) to one, after.
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     ready_timeout: float = 90.0
-    # Seconds between blocks; None mines each transaction at once (anvil's automine). Tests that kill an
-    # executor between broadcast and receipt set it, so transactions wait in the mempool for a block.
+    # Seconds between blocks (whole seconds) once the contracts are deployed; None mines each transaction at
+    # once (anvil's automine). Tests that kill an executor between broadcast and receipt set it, so
+    # transactions wait in the mempool for a block.
     block_time: float | None = None
     # Executor processes, each with its own key bonded on every chain: 1..MAX_EXECUTORS.
     executors: int = DEFAULT_EXECUTORS
@@ -279,63 +280,28 @@ class LocalStack:
             self.say(
                 f"fresh chains: the previous stack's state ({', '.join(named)}) moved to {self.workdir / PREVIOUS}"
             )
-        chains: list[ChainInfo] = []
-        for name, chain_id in self.options.chains:
-            node = AnvilNode(
-                chain_id=chain_id,
-                log_path=self.workdir / f"anvil-{name}.log",
-                block_time=self.options.block_time,
-            )
-            self.anvils.append(node)
-            await _finish_in_thread(node.start)
-            self.say(f"anvil '{name}' (chain {chain_id}) at {node.rpc_url}")
-            dep = await deploy_all(
-                node.rpc_url,
-                DEPLOYER_KEY,
-                durations=self.options.durations,
-                out=self.workdir / f"deployment-{name}.json",
-            )
-            await fund_and_bond(
-                node.rpc_url,
-                dep,
-                DEPLOYER_KEY,
-                executor_keys=list(self.executor_keys.values()),
-                owners=[Account.from_key(OWNER_KEY).address],
-            )
-            self.say(
-                f"contracts deployed on '{name}' at block {dep.deploy_block} "
-                f"({len(self.executor_keys)} {'executor' if len(self.executor_keys) == 1 else 'executors'} "
-                "bonded, owner funded): "
-                + ", ".join(f"{k}={v}" for k, v in dep.contracts.items() if k != "SessionAccount")
-            )
-            chains.append(
-                ChainInfo(
-                    name=name,
-                    chain_id=chain_id,
-                    rpc_url=node.rpc_url,
-                    deploy_block=dep.deploy_block,
-                    contracts=dep.contracts,
-                )
-            )
+        # The IPFS node and the Arweave gateway start while the chains are deployed (none needs another).
+        # Both run to their end whatever happens to the other, so stop() stops everything they started.
+        backends = asyncio.ensure_future(
+            asyncio.gather(self._start_ipfs(), self._start_arweave(), return_exceptions=True)
+        )
+        try:
+            chains = await self._start_chains()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                await backends
+            raise
+        ipfs_api, archive_env = await backends
+        for failed in (ipfs_api, archive_env):
+            if isinstance(failed, BaseException):
+                raise failed
+        assert isinstance(ipfs_api, str) and isinstance(archive_env, dict)
         self.network = Network(tuple(chains))
         network_path = self.workdir / "network.json"
         write_network(self.network, network_path)
         owner_key = self.workdir / "owner.key"  # anvil's well-known dev key: local chains only
         owner_key.write_text(OWNER_KEY + "\n")
         owner_key.chmod(0o600)
-
-        ipfs_api = ""
-        if self.options.ipfs:
-            from apps.localnet.ipfs import IpfsNode
-
-            self.ipfs = IpfsNode(self.workdir / "ipfs")
-            await _finish_in_thread(self.ipfs.start)
-            ipfs_api = self.ipfs.api
-            self.say(f"IPFS node at {ipfs_api}")
-
-        archive_env: dict[str, str] = {}
-        if self.options.arweave:
-            archive_env = await self._start_arweave()
 
         identities = self._issue_certificates() if self.options.tls else {}
         common = {
@@ -451,10 +417,65 @@ class LocalStack:
         except ArlocalError:  # not started (yet)
             return ""
 
+    async def _start_chains(self) -> list[ChainInfo]:
+        """Each chain's anvil with the contracts deployed, the executors bonded and the owner funded."""
+        chains: list[ChainInfo] = []
+        for name, chain_id in self.options.chains:
+            # (deployed under automine, at once; then a block every `block_time` s when one is asked for)
+            node = AnvilNode(chain_id=chain_id, log_path=self.workdir / f"anvil-{name}.log")
+            self.anvils.append(node)
+            await _finish_in_thread(node.start)
+            self.say(f"anvil '{name}' (chain {chain_id}) at {node.rpc_url}")
+            dep = await deploy_all(
+                node.rpc_url,
+                DEPLOYER_KEY,
+                durations=self.options.durations,
+                out=self.workdir / f"deployment-{name}.json",
+            )
+            await fund_and_bond(
+                node.rpc_url,
+                dep,
+                DEPLOYER_KEY,
+                executor_keys=list(self.executor_keys.values()),
+                owners=[Account.from_key(OWNER_KEY).address],
+            )
+            if self.options.block_time:
+                await asyncio.to_thread(node.mine_every, max(1, round(self.options.block_time)))
+            self.say(
+                f"contracts deployed on '{name}' at block {dep.deploy_block} "
+                f"({len(self.executor_keys)} {'executor' if len(self.executor_keys) == 1 else 'executors'} "
+                "bonded, owner funded): "
+                + ", ".join(f"{k}={v}" for k, v in dep.contracts.items() if k != "SessionAccount")
+            )
+            chains.append(
+                ChainInfo(
+                    name=name,
+                    chain_id=chain_id,
+                    rpc_url=node.rpc_url,
+                    deploy_block=dep.deploy_block,
+                    contracts=dep.contracts,
+                )
+            )
+        return chains
+
+    async def _start_ipfs(self) -> str:
+        """The IPFS node (its API address), or "" when the stack runs none."""
+        if not self.options.ipfs:
+            return ""
+        from apps.localnet.ipfs import IpfsNode
+
+        self.ipfs = IpfsNode(self.workdir / "ipfs")
+        await _finish_in_thread(self.ipfs.start)
+        self.say(f"IPFS node at {self.ipfs.api}")
+        return self.ipfs.api
+
     async def _start_arweave(self) -> dict[str, str]:
         """arlocal on a free port, and a new wallet for this run saved in the work dir (0600) and funded on
         it; the settings that point the session service and the executors at both. arlocal mines only when
-        asked, so they are told to mine after each post (AGENTGPT_ARWEAVE_MINE)."""
+        asked, so they are told to mine after each post (AGENTGPT_ARWEAVE_MINE). Nothing when the stack
+        runs no gateway."""
+        if not self.options.arweave:
+            return {}
         self.arweave = ArlocalNode(self.workdir / ARWEAVE_DIR)
         await _finish_in_thread(self.arweave.start)
         wallet = await asyncio.to_thread(Wallet.generate)  # an RSA-4096 key: about a second of CPU
@@ -548,28 +569,31 @@ class LocalStack:
         (self.workdir / "stack.json").write_text(json.dumps(self.state(), indent=2))
 
     async def stop(self) -> None:
-        """Services first (SIGTERM, graceful; the executors all at once, so none is handed another's
-        sessions), then the Arweave gateway, then IPFS, then the chains."""
-        for name, proc in self.services.items():
-            if service_kind(name) == "executor":
-                proc.terminate()
-        for name in reversed(list(self.services)):
-            proc = self.services[name]
-            code = await asyncio.to_thread(proc.stop)
-            self.say(f"{name} stopped (exit {code})")
+        """Services first (SIGTERM, graceful): the executors all at once, so none is handed another's
+        sessions, and once they are gone the other services together. Then the Arweave gateway, IPFS and
+        the chains, together."""
+
+        async def stop_services(names: list[str]) -> None:
+            for name in names:
+                self.services[name].terminate()
+            codes = await asyncio.gather(*(asyncio.to_thread(self.services[n].stop) for n in names))
+            for name, code in zip(names, codes, strict=True):
+                self.say(f"{name} stopped (exit {code})")
+
+        names = list(reversed(list(self.services)))
+        await stop_services([n for n in names if service_kind(n) == "executor"])
+        await stop_services([n for n in names if service_kind(n) != "executor"])
         self.services.clear()
+        backends: list[Any] = [b for b in (*self.anvils, self.ipfs, self.arweave) if b is not None]
+        await asyncio.gather(*(asyncio.to_thread(b.stop) for b in backends))
         if self.arweave is not None:
-            await asyncio.to_thread(self.arweave.stop)
-            self.arweave = None
             self.say("Arweave gateway stopped")
         if self.ipfs is not None:
-            await asyncio.to_thread(self.ipfs.stop)
-            self.ipfs = None
             self.say("IPFS node stopped")
-        for node in reversed(self.anvils):
-            await asyncio.to_thread(node.stop)
         if self.anvils:
             self.say("anvil stopped")
+        self.arweave = None
+        self.ipfs = None
         self.anvils.clear()
         if self._lock is not None:  # only the stack that owns the work dir removes its state file
             (self.workdir / "stack.json").unlink(missing_ok=True)

@@ -3,15 +3,18 @@ no on-chain effect happens twice.
 
 The chains mine a block every second here (not at once), so a transaction waits in the mempool after
 it is broadcast. Each task is a `call` from the session's on-chain account: AGPT.approve(spender, seq),
-which leaves one Approval event per task with the task's seq as its value. The executor holding the
-session is killed as soon as a task is RUNNING with its transaction recorded (the intent is written
-before the broadcast), so the kill falls between broadcast and receipt. The new executor finds the
+which leaves one Approval event per task with the task's seq as its value. Mining is stopped once the
+tasks are queued, so the first task's transaction, once broadcast, stays in the mempool: the executor
+holding the session is killed while that task is RUNNING with its transaction recorded (the intent is
+written before the broadcast), so the kill falls between broadcast and receipt whatever the machine's
+load; then mining resumes. The new executor finds the
 recorded transaction on chain (or rebroadcasts the same signed bytes): every seq has exactly one Approval,
 the account's executed(seq, 0) marker is set once, and every task SUCCEEDED once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator
@@ -69,6 +72,8 @@ async def test_sigkill_between_broadcast_and_receipt_does_no_effect_twice(
     )
     sid = (await session_ok(stack, "create", str(spec), "--budget", "50")).split()[1]
     await session_ok(stack, "activate", sid)
+    home_node = stack.anvils[0]
+    await asyncio.to_thread(home_node.mine_every, 0)  # nothing lands until the kill
     for seq in range(1, TASKS + 1):
         data = APPROVE + encode(["address", "uint256"], [SPENDER, seq]).hex()
         args = {"chain": "arbitrum", "target": agpt, "value": 0, "data": data}
@@ -82,6 +87,7 @@ async def test_sigkill_between_broadcast_and_receipt_does_no_effect_twice(
     in_flight = await eventually(a_transaction_in_flight, timeout=90, interval=0.02)
     victim = await holder(stack, sid)
     stack.services[victim].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+    await asyncio.to_thread(home_node.mine_every, 1)
     tx_hash = bytes(in_flight.intents[0].tx_hash)
 
     await check_exactly_once(stack, sid, TASKS)
