@@ -467,7 +467,7 @@ class LocalStack:
         self.ipfs = IpfsNode(self.workdir / "ipfs")
         await _finish_in_thread(self.ipfs.start)
         self.say(f"IPFS node at {self.ipfs.api}")
-        return self.ipfs.api
+        return str(self.ipfs.api)
 
     async def _start_arweave(self) -> dict[str, str]:
         """arlocal on a free port, and a new wallet for this run saved in the work dir (0600) and funded on
