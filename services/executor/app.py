@@ -210,6 +210,7 @@ def build_parts(
         domain=_domain(network),
         chain_names={k: c.name for c in network.chains for k in (c.name, str(c.chain_id))},
         metrics=ExecutorMetrics(),
+        fee_source=chains,
     )
     engine = Engine(engine_config, deps)
     if chains is not None:

@@ -37,6 +37,7 @@ from services.executor.actions import ActionRunner
 from services.executor.anchoring import Anchor, AnchorQueue
 from services.executor.checkpoints import Checkpointer
 from services.executor.context import ContextBuilder
+from services.executor.decorators import FeeSource
 from services.executor.metrics import ExecutorMetrics
 from services.executor.ports import KeyedSessionPort, ResumePoint, SessionPort
 from services.executor.records import checkpoint_pb
@@ -84,6 +85,8 @@ class EngineDeps:
     # This executor's private key and the data keys of the sessions it ran (shared with `reader`): opens
     # the checkpoint keys that come with a lease; None: checkpoints are written in plaintext.
     keyring: Keyring | None = None
+    # EIP-1559 fee data of the session's chains, given to the planner as gas feedback; None: no chain.
+    fee_source: FeeSource | None = None
 
 
 class Engine:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ from services.executor.actions import Step
 from services.executor.budget import BudgetMeter
 from services.executor.context import SessionContext
 from services.executor.plan import PlanDeferred, PlanRejected, TaskRequest
-from services.executor.planners.base import SessionView
+from services.executor.planners.base import Feedback, SessionView
 from services.executor.ports import Fenced, ResumePoint
 from services.executor.records import (
     DONE,
@@ -58,6 +59,15 @@ if TYPE_CHECKING:
 
 # The engine's logger: the runners' messages are the engine's log, as operators know it.
 log = logging.getLogger("agentgpt.executor.engine")
+
+# The planner's chain feedback: eth_feeHistory of the session's first chain is read at most every
+# FEE_FEEDBACK_TTL s (waiting at most FEE_FEEDBACK_TIMEOUT s; after a failure the last answer stands and the
+# next read is FEE_FEEDBACK_BACKOFF s later), so off-chain tasks do not wait on the chain.
+FEE_FEEDBACK_TTL = 3.0
+FEE_FEEDBACK_TIMEOUT = 2.0
+FEE_FEEDBACK_BACKOFF = 30.0
+FEE_FEEDBACK_BLOCKS = 5
+RECENT_GAS_TASKS = 10
 
 ACTIVE = cpb.SESSION_STATE_ACTIVE
 
@@ -107,6 +117,9 @@ class SessionRunner:
         self._checkpoint_log_head = b""  # a v2 checkpoint document's log head, read when records are gone
         self.attempts: dict[int, int] = {}  # task seq -> failed attempts so far (retried tasks only)
         self._queue_failures = 0
+        self.recent_gas: deque[int] = deque(maxlen=RECENT_GAS_TASKS)  # the planner's gas feedback
+        self._fees: tuple[list[int], list[int]] | None = None  # the last eth_feeHistory answer
+        self._fees_due = 0.0  # monotonic time of the next read
 
     @property
     def context_epoch(self) -> int:
@@ -445,7 +458,7 @@ class SessionRunner:
         intents: list[TxIntentRecord] = [intent_from_pb(i) for i in t.intents]
         while True:
             try:
-                plan = await self.ctx.plan(task, self._view())
+                plan = await self.ctx.plan(task, await self._view())
                 self.meter.check(plan)
                 break
             except PlanRejected as exc:
@@ -522,8 +535,38 @@ class SessionRunner:
 
         return journal
 
-    def _view(self) -> SessionView:
-        return SessionView(self.session_id, self.params, self.chains, "", self.memory)
+    async def _view(self) -> SessionView:
+        return SessionView(self.session_id, self.params, self.chains, "", self.memory, await self._feedback())
+
+    async def _feedback(self) -> Feedback:
+        assert self.meter is not None
+        source = self.deps.fee_source
+        if source is not None and self.chains and time.monotonic() >= self._fees_due:
+            try:
+                self._fees = await asyncio.wait_for(
+                    source.fee_history(self.chains[0], FEE_FEEDBACK_BLOCKS, 50.0), FEE_FEEDBACK_TIMEOUT
+                )
+                self._fees_due = time.monotonic() + FEE_FEEDBACK_TTL
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the chain away or slow: plan with what was last known
+                log.info(
+                    "session %s: no fee history for the planner (%s)",
+                    self.session_id,
+                    printable(str(exc) or type(exc).__name__),
+                )
+                self._fees_due = time.monotonic() + FEE_FEEDBACK_BACKOFF
+        base_fees, rewards = self._fees or ([], [])
+        tips = sorted(r for r in rewards if r > 0)
+        return Feedback(
+            base_fee_wei=base_fees[-1] if base_fees else None,
+            base_fees_wei=tuple(base_fees[:-1]),
+            priority_fee_wei=tips[len(tips) // 2] if tips else None,
+            recent_gas_used=tuple(self.recent_gas),
+            budget_left=max(0, self.meter.budget - self.meter.spent),
+            task_fee=self.meter.task_fee,
+            agpt_per_gas=self.meter.agpt_per_gas,
+        )
 
     async def _report(
         self,
@@ -565,6 +608,8 @@ class SessionRunner:
         tx_hashes: Sequence[bytes] = (),
     ) -> None:
         assert self.tasklog is not None and self.meter is not None and self.ctx is not None
+        if gas_used:
+            self.recent_gas.append(gas_used)
         # A task that ran (succeeded or failed) pays the task fee and its gas; a refused one only its gas.
         cost = self.meter.cost_of(gas_used) if status != REFUSED or gas_used else 0
         result = {**result, "context_epoch": self.context_epoch}

@@ -1719,7 +1719,10 @@ class InspectSessionResponse(_message.Message):
     alerts_critical: _builtins.int
     alerts_warning: _builtins.int
     model_score: _builtins.float
-    """Mean plan score from the model adapter, 0..1."""
+    """Outcome score, 0..1: the share of finished tasks that SUCCEEDED (refused and failed ones count
+    against the model; the planner's self-reported confidence stays in each task's result). 0 before any
+    task finished.
+    """
     @_builtins.property
     def session(self) -> Global___Session: ...
     @_builtins.property

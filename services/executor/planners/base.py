@@ -10,6 +10,37 @@ from services.executor.plan import Plan, TaskRequest
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """What the chain and the escrow say back to the planner (product page §3: gas feedback and incentive
+    signals). Fees are of the session's first chain, read with eth_feeHistory at most every few seconds;
+    None when unknown (no chain, or the node did not answer in time)."""
+
+    base_fee_wei: int | None = None  # the next block's base fee
+    base_fees_wei: tuple[int, ...] = ()  # the last blocks' base fees, oldest first
+    priority_fee_wei: int | None = None  # median tip paid in those blocks
+    recent_gas_used: tuple[int, ...] = ()  # gas of the session's last on-chain tasks, oldest first
+    budget_left: int = 0  # AGPT base units the escrow still holds for this session (as metered here)
+    task_fee: int = 0  # AGPT base units every task that runs pays the executor
+    agpt_per_gas: int = 0  # AGPT base units paid per gas unit used (the gas price in AGPT)
+
+    def to_json(self) -> dict[str, Any]:
+        """The form a remote model is given (amounts as decimal strings: they exceed JSON's safe integers)."""
+
+        def text(v: int | None) -> str | None:
+            return None if v is None else str(v)
+
+        return {
+            "base_fee_wei": text(self.base_fee_wei),
+            "base_fees_wei": [str(v) for v in self.base_fees_wei],
+            "priority_fee_wei": text(self.priority_fee_wei),
+            "recent_gas_used": list(self.recent_gas_used),
+            "budget_left_agpt_base_units": str(self.budget_left),
+            "task_fee_agpt_base_units": str(self.task_fee),
+            "gas_price_agpt_base_units": str(self.agpt_per_gas),
+        }
+
+
+@dataclass(frozen=True)
 class SessionView:
     """What a planner may know about a session: its spec params, chains, account and earlier results."""
 
@@ -19,6 +50,7 @@ class SessionView:
     account: str = ""  # the session's SessionAccount address on its home chain ("" when off-chain)
     # Latest result per task kind (e.g. "analyze_market" -> reserves and price): the session's memory.
     memory: Mapping[str, Any] = field(default_factory=dict)
+    feedback: Feedback = field(default_factory=Feedback)
 
 
 class Planner(Protocol):

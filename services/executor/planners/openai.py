@@ -20,7 +20,9 @@ SYSTEM_PROMPT = (
     '{"actions": [{"kind": KIND, "params": {...}}], "score": 0..1, "rationale": str, "est_gas": int}. '
     "Allowed kinds and their required params: "
     + "; ".join(f"{k}({', '.join(v)})" for k, v in ACTION_KINDS.items())
-    + ". Addresses are 0x-prefixed hex. Use only addresses given to you."
+    + ". Addresses are 0x-prefixed hex. Use only addresses given to you. `feedback` says what the chain "
+    "costs now (base fee, recent gas used) and what is left in the budget (AGPT base units; each task "
+    "pays task_fee plus its gas at gas_price): prefer fewer on-chain actions when fees are high."
 )
 
 
@@ -62,6 +64,8 @@ class OpenAIPlanner:
                 "params": dict(view.params),
                 "memory": dict(view.memory),
             },
+            # gas feedback and incentive signals: defer or batch on-chain work when fees are high
+            "feedback": view.feedback.to_json(),
         }
         return {
             "model": self.model,

@@ -24,6 +24,16 @@ MAX_ALERTS = 20  # per InspectSession answer
 WATCH_POLL_S = 1.0  # a watcher re-reads this often when woken by no local commit (writers elsewhere)
 
 
+def outcome_score(counts: dict[int, int]) -> float:
+    """The dashboard's Model Score: the share of the session's finished tasks that SUCCEEDED (a plan a
+    guard, a decorator or the budget refused, or that failed on chain, counts against the model), 0..1;
+    0 before any task finished. Outcomes, not the planner's own confidence: a planner that reports 0.95
+    for every plan scores what its plans did."""
+    succeeded = counts.get(pb.TASK_STATUS_SUCCEEDED, 0)
+    finished = succeeded + counts.get(pb.TASK_STATUS_FAILED, 0) + counts.get(pb.TASK_STATUS_REFUSED, 0)
+    return succeeded / finished if finished else 0.0
+
+
 class Reads:
     def __init__(self, core: Core, callers: Callers) -> None:
         self.core = core
@@ -75,7 +85,7 @@ class Reads:
         caller = self.callers.read_caller(req, ctx)
         db = self.core.db
         rec = await self.core.load_owned(req.session_id, caller)
-        counts, gas, score = await db.task_stats(rec.session_id)
+        counts, gas = await db.task_stats(rec.session_id)
         done = sum(counts.get(s, 0) for s in FINAL_TASK)
         total = rec.next_task_seq - 1
         failed, refused = counts.get(pb.TASK_STATUS_FAILED, 0), counts.get(pb.TASK_STATUS_REFUSED, 0)
@@ -98,7 +108,7 @@ class Reads:
             # warning: refused tasks, tasks retrying on a failing dependency, budget 90 % used
             alerts_warning=refused
             + sum(1 for a in alerts if a.severity == "warning" and a.code != "task_refused"),
-            model_score=score or 0.0,
+            model_score=outcome_score(counts),
             decorators=list(rec.spec["decorators"]),
             alerts=alerts[:MAX_ALERTS],
             recent_tasks=await db.recent_tasks(rec.session_id) if full else [],

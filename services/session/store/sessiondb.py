@@ -475,8 +475,8 @@ class SessionDB:
         async with self.engine.connect() as conn:
             return sum(int(c or 0) for (c,) in (await conn.execute(q)).all())
 
-    async def task_stats(self, session_id: str) -> tuple[dict[int, int], int, float | None]:
-        """(count by status, total gas used, mean model score)."""
+    async def task_stats(self, session_id: str) -> tuple[dict[int, int], int]:
+        """(count by status, total gas used), in one query."""
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -487,14 +487,9 @@ class SessionDB:
                     .group_by(tasks.c.status)
                 )
             ).all()
-            score = (
-                await conn.execute(
-                    sa.select(sa.func.avg(tasks.c.score)).where(tasks.c.session_id == session_id)
-                )
-            ).scalar()
         counts = {int(s): int(n) for s, n, _ in rows}
         gas = sum(int(g) for _, _, g in rows)
-        return counts, gas, (float(score) if score is not None else None)
+        return counts, gas
 
     async def events_after(self, session_id: str, cursor: int, limit: int = 500) -> list[EventRecord]:
         cursor = min(cursor, INT64_MAX)

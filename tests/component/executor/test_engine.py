@@ -43,7 +43,7 @@ async def test_runs_tasks_in_order_commits_each_and_checkpoints(
     assert fs.tasks[12].log_hash == head
     result = json.loads(fs.tasks[3].result_json)
     assert result["outputs"] == [{"note": {"i": 2}}] and result["context_epoch"] == 1
-    assert result["model_score"] == 1.0  # the session service averages it into the dashboard's score
+    assert result["model_score"] == 1.0  # the planner's own confidence, kept in the result
     assert int(fs.session.budget_spent) == 12 * 10**15
 
 
