@@ -14,6 +14,10 @@ STAMP_ARLOCAL := tools/arlocal/node_modules/.installed
 PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# make test runs the files on this many pytest-xdist workers (a file stays on one worker, so a module's
+# stack starts once). Each end-to-end file runs a whole stack of processes: more workers than CPUs makes
+# the lease and timeout-bound tests race the scheduler, so the default is one worker per CPU (at least 2).
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=2; echo $$n)
 # mypy --strict covers the library, the services and the application package once it exists.
 MYPY_PACKAGES := agentgpt services $(wildcard apps)
 
@@ -70,7 +74,7 @@ check: setup  ## generated code fresh; protos lint/format/breaking; ruff lint + 
 	if [ -f .importlinter ]; then $(VENV)/bin/lint-imports; fi
 
 test: check docker  ## everything: checks, then unit, component, integration, end-to-end and container tests
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-chaos: setup  ## only the failure tests: executors, services and nodes killed, stopped and restarted (make test runs them too)
 	$(PY) -m pytest -p no:cacheprovider -m chaos $(PYTEST_ARGS)
