@@ -34,6 +34,7 @@ from agentgpt.chain.rpc import connect
 from agentgpt.clients import SessionClient
 from agentgpt.contracts import load_artifact
 from agentgpt.network import ChainInfo
+from agentgpt.policies import policies_of, policy_hash
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.spec import allowlist_of, parse_yaml
 
@@ -155,6 +156,7 @@ class SessionOwner:
             executor_attestation_quote=attestation_quote,
             executor_attestation_collateral_json=attestation_collateral_json,
         )
+        params = json.loads(session.spec.params_json or "{}")
         req = await self._relayed(
             req,
             int(time.time()) + SIGNATURE_LIFETIME,
@@ -162,7 +164,8 @@ class SessionOwner:
             session_id=int(session_id),
             workflow_hash=bytes(session.workflow_hash),
             executor=executor,
-            allowlist=allowlist_of(json.loads(session.spec.params_json or "{}")),
+            allowlist=allowlist_of(params),
+            policy_hash=policy_hash(policies_of(params)),
         )
         return (await self.client.activate_session(req)).session
 

@@ -29,8 +29,10 @@ ExecutorRegistry applies to every session alike, so a value other than those is 
 silently ignored. The block is kept, normalised, as `params.recovery`.
 
 `params.allowlist` (optional) lists the calls the session's on-chain account may make, each
-`{target: 0x-address, selector: 0x + 8 hex}` (at most 64, as SessionFactory.MAX_ALLOWLIST); activation
-commits exactly this list on chain, so the owner signs it.
+`{target: 0x-address, selector: 0x + 8 hex}` (at most 64, as SessionFactory.MAX_ALLOWLIST, each pair
+once), optionally with a `policy` of limits (`agentgpt/policies.py`: recipients, amounts per call and per
+period, native value, call count, expiry); activation commits exactly this list and these policies on
+chain, so the owner signs them.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from eth_utils.crypto import keccak
 from agentgpt.canonical import canonical_json
 from agentgpt.errors import InvalidArgument
 from agentgpt.jsonvalue import JsonValueError, check_json_value, check_text
+from agentgpt.policies import PolicyError, parse_policy
 
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
 _CHAIN = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -109,9 +112,11 @@ def _check_allowlist(value: Any, field_name: str) -> None:
     for i, call in enumerate(value):
         where = f"{field_name}[{i}]"
         _check(
-            isinstance(call, dict) and set(call) == {"target", "selector"},
+            isinstance(call, dict)
+            and {"target", "selector"} <= set(call) <= {"target", "selector", "policy"},
             where,
-            "must be a map with exactly `target` (0x address) and `selector` (0x + 8 hex)",
+            "must be a map with `target` (0x address), `selector` (0x + 8 hex) and optionally `policy` "
+            "(its limits: docs/design.md §7)",
         )
         _check(
             isinstance(call["target"], str) and bool(_ADDRESS.fullmatch(call["target"])),
@@ -123,6 +128,15 @@ def _check_allowlist(value: Any, field_name: str) -> None:
             f"{where}.selector",
             f"must be a 4-byte function selector like 0x38ed1739, got {str(call['selector'])[:80]!r}",
         )
+        if "policy" in call:
+            try:
+                parse_policy(
+                    call["target"], bytes.fromhex(call["selector"][2:]), call["policy"], f"{where}.policy"
+                )
+            except PolicyError as exc:
+                raise SpecError(exc.field, exc.problem) from None
+    pairs = [(str(c["target"]).lower(), str(c["selector"]).lower()) for c in value]
+    _check(len(pairs) == len(set(pairs)), field_name, "lists a (target, selector) twice")
 
 
 def _check(cond: bool, field_name: str, problem: str) -> None:

@@ -169,7 +169,7 @@ async def checkpoint_cost(n: int) -> None:
         tx(agpt.functions.approve(factory.address, 10**20), owner)
         r = tx(factory.functions.createSession(b"\x11" * 32, 10**20), owner)
         sid = int(factory.events.SessionCreated().process_receipt(r, errors=DISCARD)[0]["args"]["sessionId"])
-        tx(factory.functions.activate(sid, b"\x11" * 32, executor, []), owner)
+        tx(factory.functions.activate(sid, b"\x11" * 32, executor, [], b""), owner)
 
         network = Network((ChainInfo("home", 31337, anvil.rpc_url, contracts=dict(dep.contracts)),))
         chains = ChainSet(network, DEV_PRIVATE_KEYS[2])

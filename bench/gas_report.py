@@ -63,7 +63,7 @@ def main() -> int:
         rows.append(
             (
                 "activate (1 allowlist entry)",
-                send(factory.functions.activate(sid, b"\x02" * 32, executor, allow), owner),
+                send(factory.functions.activate(sid, b"\x02" * 32, executor, allow, b""), owner),
             )
         )
         first = send(factory.functions.anchorCheckpoint(sid, 1, CID, b"\x03" * 32), executor)
@@ -99,7 +99,7 @@ def main() -> int:
         # a second session whose final checkpoint is new: signed by the executor, checked and anchored
         send(factory.functions.createSession(b"\x01" * 32, 10 * E18), owner)
         sid2 = factory.functions.lastSessionId().call()
-        send(factory.functions.activate(sid2, b"\x01" * 32, executor, allow), owner)
+        send(factory.functions.activate(sid2, b"\x01" * 32, executor, allow, b""), owner)
         send(factory.functions.anchorCheckpoint(sid2, 1, CID, b"\x03" * 32), executor)
         domain = Domain(w3.eth.chain_id, factory.address)
         root, prev = b"\x04" * 32, b"\x03" * 32

@@ -19,6 +19,11 @@ interface IExecutorRegistry {
     function isBonded(address executor) external view returns (bool);
 }
 
+/// @notice What the factory needs from a session's account: its action policies, committed at activation.
+interface IPolicyAccount {
+    function commitPolicies(bytes calldata encoded) external;
+}
+
 /// @title SessionFactory — the on-chain half of a session (docs/design.md §2, §4, §5).
 /// @notice Each session is an ERC-721 whose token id is the session id. The factory escrows the session's
 ///         AGPT budget, mirrors the lifecycle of `agentgpt/lifecycle.py` (same states, same deadlines, same
@@ -119,7 +124,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         "CreateSession(address owner,bytes32 workflowHash,uint256 initialBudget,uint256 nonce,uint256 deadline)"
     );
     bytes32 public constant ACTIVATE_TYPEHASH = keccak256(
-        "Activate(uint256 sessionId,bytes32 workflowHash,address executor,AllowedCall[] allowlist,uint256 nonce,uint256 deadline)AllowedCall(address target,bytes4 selector)"
+        "Activate(uint256 sessionId,bytes32 workflowHash,address executor,AllowedCall[] allowlist,bytes32 policyHash,uint256 nonce,uint256 deadline)AllowedCall(address target,bytes4 selector)"
     );
     bytes32 public constant UPDATE_BUDGET_TYPEHASH =
         keccak256("UpdateBudget(uint256 sessionId,uint256 amount,uint256 nonce,uint256 deadline)");
@@ -258,12 +263,18 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     // ------------------------------------------------------------------ activate
 
     /// @notice DRAFT -> ACTIVE: commit the final workflow hash, assign a bonded executor and the allowlist.
-    function activate(uint256 sessionId, bytes32 workflowHash, address executor, AllowedCall[] calldata allowlist)
-        external
-    {
+    /// @dev `policies`: the account's action policies, abi-encoded `SessionAccount.Policy[]` (empty: none);
+    ///      the owner's signature covers keccak256(policies) as `policyHash`.
+    function activate(
+        uint256 sessionId,
+        bytes32 workflowHash,
+        address executor,
+        AllowedCall[] calldata allowlist,
+        bytes calldata policies
+    ) external {
         Session storage s = _existing(sessionId);
         if (msg.sender != s.owner) revert NotSessionOwner(sessionId, msg.sender);
-        _activate(sessionId, s, workflowHash, executor, allowlist, hashAllowlist(allowlist));
+        _activate(sessionId, s, workflowHash, executor, allowlist, hashAllowlist(allowlist), policies);
     }
 
     function activateBySig(
@@ -271,6 +282,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         bytes32 workflowHash,
         address executor,
         AllowedCall[] calldata allowlist,
+        bytes calldata policies,
         uint256 nonce,
         uint256 deadline,
         bytes calldata signature
@@ -280,13 +292,22 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         _useSignature(
             s.owner,
             keccak256(
-                abi.encode(ACTIVATE_TYPEHASH, sessionId, workflowHash, executor, allowlistHash, nonce, deadline)
+                abi.encode(
+                    ACTIVATE_TYPEHASH,
+                    sessionId,
+                    workflowHash,
+                    executor,
+                    allowlistHash,
+                    keccak256(policies),
+                    nonce,
+                    deadline
+                )
             ),
             nonce,
             deadline,
             signature
         );
-        _activate(sessionId, s, workflowHash, executor, allowlist, allowlistHash);
+        _activate(sessionId, s, workflowHash, executor, allowlist, allowlistHash, policies);
     }
 
     // ------------------------------------------------------------------ budget
@@ -584,7 +605,8 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         bytes32 workflowHash,
         address executor,
         AllowedCall[] calldata allowlist,
-        bytes32 allowlistHash
+        bytes32 allowlistHash,
+        bytes calldata policies
     ) private {
         _requireLive(sessionId, s, SessionState.DRAFT);
         if (!registry.isBonded(executor)) revert ExecutorNotBonded(executor);
@@ -594,6 +616,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
             allowed[allowlist[i].target][allowlist[i].selector] = true;
         }
         s.workflowHash = workflowHash;
+        if (policies.length != 0) IPolicyAccount(accountOf(sessionId)).commitPolicies(policies);
         emit SessionActivated(sessionId, workflowHash, allowlistHash, n);
         _assign(sessionId, s, executor);
         _transition(sessionId, s, SessionState.DRAFT, SessionState.ACTIVE, TerminalReason.NONE);

@@ -15,11 +15,14 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 FACTORY_DOMAIN_NAME = "AgentGPT SessionFactory"
 FACTORY_DOMAIN_VERSION = "1"
 AGPT_DOMAIN_NAME = "AgentGPT Token"
 AGPT_DOMAIN_VERSION = "1"
+
+NO_POLICIES_HASH = keccak(b"")  # an activation without action policies: keccak256 of empty bytes
 
 _DOMAIN_FIELDS = [
     {"name": "name", "type": "string"},
@@ -41,6 +44,7 @@ FACTORY_TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "workflowHash", "type": "bytes32"},
         {"name": "executor", "type": "address"},
         {"name": "allowlist", "type": "AllowedCall[]"},
+        {"name": "policyHash", "type": "bytes32"},
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ],
@@ -173,13 +177,16 @@ def sign_activate(
     allowlist: Sequence[tuple[str, bytes | str]],
     nonce: int,
     deadline: int,
+    policy_hash: bytes = NO_POLICIES_HASH,
 ) -> bytes:
-    """`allowlist` is a sequence of (target address, 4-byte selector), in the order passed on chain."""
+    """`allowlist` is a sequence of (target address, 4-byte selector), in the order passed on chain;
+    `policy_hash` is keccak256 of the account's encoded action policies (agentgpt.policies.policy_hash)."""
     msg = {
         "sessionId": session_id,
         "workflowHash": _b32(workflow_hash),
         "executor": to_checksum_address(executor),
         "allowlist": [{"target": to_checksum_address(t), "selector": _selector(s)} for t, s in allowlist],
+        "policyHash": policy_hash,
         "nonce": nonce,
         "deadline": deadline,
     }

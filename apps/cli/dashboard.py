@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from agentgpt.common.v1 import common_pb2
+from agentgpt.policies import policies_of
 from agentgpt.session.v1 import session_pb2
 from agentgpt.timestamps import whole_seconds
 
@@ -47,6 +49,17 @@ def _ago(seconds: float) -> str:
     return f"in {text}" if seconds >= 0 else f"{text} ago"
 
 
+def _policies(params_json: str) -> list[str]:
+    """The account's action policies, one line each (as committed at activation from the spec)."""
+    try:
+        policies = policies_of(json.loads(params_json or "{}"))
+    except (ValueError, TypeError, KeyError):  # (a stored spec was validated; say so rather than crash)
+        return ["Action policies: unreadable in this spec"]
+    if not policies:
+        return []
+    return ["Action policies:"] + [f"  {p.target} 0x{p.selector.hex()}: {p.describe()}" for p in policies]
+
+
 def render(resp: session_pb2.InspectSessionResponse, now: float | None = None) -> str:
     s = resp.session
     now = time.time() if now is None else now
@@ -71,6 +84,7 @@ def render(resp: session_pb2.InspectSessionResponse, now: float | None = None) -
     )
     decorators = ", ".join(d.upper() for d in resp.decorators) or "none"
     lines.append(f"Attached Decorators: [{decorators}]")
+    lines += _policies(s.spec.params_json)
     if resp.alerts:
         lines.append("Alerts:")
         lines += [f"  {a.severity.upper():<8} {a.code:<16} {a.message}" for a in resp.alerts]

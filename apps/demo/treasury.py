@@ -147,7 +147,19 @@ async def run_demo(
             "market": {"chain": network.home.name, **market.to_json()},
             "max_base_fee_gwei": options.max_base_fee_gwei,
             "kyc_attestation": _attestation(issuer_key, owner.address),
-            "allowlist": [{"target": market.router, "selector": "0x" + SWAP_SELECTOR.hex()}],
+            # the swap may only pay the session's own account (`to`, ABI word 2 of swapExactETHForTokens),
+            # with at most half the treasury's ETH per call
+            "allowlist": [
+                {
+                    "target": market.router,
+                    "selector": "0x" + SWAP_SELECTOR.hex(),
+                    "policy": {
+                        "recipient_arg": 2,
+                        "recipients": ["self"],
+                        "max_value": str(options.treasury_eth // 2),
+                    },
+                }
+            ],
         }
         spec_yaml = treasury_spec_yaml([c.name for c in network.chains], params)
         session = await owner.create(spec_yaml, options.budget)

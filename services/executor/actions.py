@@ -36,8 +36,9 @@ from agentgpt.filing import (
     table_value_total,
 )
 from agentgpt.ipfs import ContentStore
+from agentgpt.policies import policies_of
 from services.executor.plan import Action, Plan, PlanRejected
-from services.executor.transactions import ChainSet, Journal, TxIntentRecord, TxResult, signer_of
+from services.executor.transactions import ChainSet, Journal, TxIntentRecord, TxResult, TxReverted, signer_of
 
 # Minimal ABIs of the Uniswap V2 / ERC-20 functions the actions use (the full artifacts live in npm
 # packages that an executor image does not carry).
@@ -202,16 +203,35 @@ class ActionRunner:
             )
         account = await self.account_of(session_id)
         if action.kind == "swap_exact_eth_for_tokens":
-            return await self._swap(step, account, action, plan, journal)
+            return await self._swap(step, account, action, plan, journal, params)
         target = str(p.get("to") or p.get("target"))
         value = int(p.get("value", 0))
         data = bytes.fromhex(str(p.get("data", "0x"))[2:])
-        tx = await self._execute(step, account, target, value, data, plan, journal)
+        tx = await self._execute(step, account, target, value, data, plan, journal, params)
         return ActionOutcome({"target": target, "value": value, "tx_hash": "0x" + tx.tx_hash.hex()}, [tx])
 
     async def _execute(
-        self, step: Step, account: str, target: str, value: int, data: bytes, plan: Plan, journal: Journal
+        self,
+        step: Step,
+        account: str,
+        target: str,
+        value: int,
+        data: bytes,
+        plan: Plan,
+        journal: Journal,
+        params: Mapping[str, Any],
     ) -> TxResult:
+        """SessionAccount.execute of the call, once its policy (if the spec gives one) allows it: a call the
+        policy refuses, here or on chain (PolicyViolation), is a PlanRejected naming the rule."""
+        selector = data[:4] if len(data) >= 4 else b"\x00" * 4
+        policy = next(
+            (p for p in policies_of(params) if p.target.lower() == target.lower() and p.selector == selector),
+            None,
+        )
+        if policy is not None:
+            rule = policy.check(account, value, data, time.time())
+            if rule is not None:
+                raise PlanRejected(_policy_refusal(target, selector, rule), by="policy")
         handle = self._chains().home
         acct = handle.w3.eth.contract(
             address=to_checksum_address(account), abi=load_artifact("SessionAccount").abi
@@ -219,9 +239,15 @@ class ActionRunner:
         calldata = acct.encode_abi(
             "execute", args=[step.task_seq, step.index, to_checksum_address(target), value, data]
         )
-        return await handle.sender.send(
-            to=account, data=bytes.fromhex(calldata[2:]), journal=journal, fees=plan.fees
-        )
+        try:
+            return await handle.sender.send(
+                to=account, data=bytes.fromhex(calldata[2:]), journal=journal, fees=plan.fees
+            )
+        except TxReverted as exc:
+            found = re.search(r"PolicyViolation\([^)]*, ([a-z_]+)\)", str(exc))
+            if found is None:
+                raise
+            raise PlanRejected(_policy_refusal(target, selector, found.group(1)), by="policy") from None
 
     async def _read_market(self, chain: str, pair: str, params: Mapping[str, Any]) -> dict[str, Any]:
         handle = self._chains().get(chain)
@@ -245,7 +271,13 @@ class ActionRunner:
         return out
 
     async def _swap(
-        self, step: Step, account: str, action: Action, plan: Plan, journal: Journal
+        self,
+        step: Step,
+        account: str,
+        action: Action,
+        plan: Plan,
+        journal: Journal,
+        params: Mapping[str, Any],
     ) -> ActionOutcome:
         p = action.params
         handle = self._chains().home
@@ -264,7 +296,7 @@ class ActionRunner:
             "swapExactETHForTokens", args=[min_out, path, to_checksum_address(account), deadline]
         )
         tx = await self._execute(
-            step, account, str(p["router"]), amount_in, bytes.fromhex(swap[2:]), plan, journal
+            step, account, str(p["router"]), amount_in, bytes.fromhex(swap[2:]), plan, journal, params
         )
         after = await token_out.functions.balanceOf(to_checksum_address(account)).call()
         return ActionOutcome(
@@ -404,6 +436,13 @@ class ActionRunner:
             "value_usd": str(table_value_total(rows)),
             "usd_per_eth": None if eth_usd is None else exact_decimal(eth_usd),
         }
+
+
+def _policy_refusal(target: str, selector: bytes, rule: str) -> str:
+    return (
+        f"the session's action policy on {target} 0x{selector.hex()} refused the call: rule {rule} "
+        "(params.allowlist[].policy)"
+    )
 
 
 async def _optional(call: Any, default: Any) -> Any:

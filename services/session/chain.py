@@ -122,6 +122,7 @@ class SessionChain(Protocol):
         workflow_hash: bytes,
         executor: str,
         allowlist: Sequence[tuple[str, bytes]],
+        policies: bytes,
         *,
         nonce: int,
         deadline: int,
@@ -312,6 +313,7 @@ class Web3SessionChain:
         workflow_hash: bytes,
         executor: str,
         allowlist: Sequence[tuple[str, bytes]],
+        policies: bytes,
         *,
         nonce: int,
         deadline: int,
@@ -319,7 +321,14 @@ class Web3SessionChain:
     ) -> PreparedTx:
         calls = [(to_checksum_address(target), selector) for target, selector in allowlist]
         fn = self.factory.functions.activateBySig(
-            session_id, workflow_hash, to_checksum_address(executor), calls, nonce, deadline, signature
+            session_id,
+            workflow_hash,
+            to_checksum_address(executor),
+            calls,
+            policies,
+            nonce,
+            deadline,
+            signature,
         )
         return await self._prepare("activateBySig", fn)
 

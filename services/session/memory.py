@@ -115,6 +115,7 @@ class InMemorySessionChain:
         workflow_hash: bytes,
         executor: str,
         allowlist: Sequence[tuple[str, bytes]],
+        policies: bytes,
         *,
         nonce: int,
         deadline: int,

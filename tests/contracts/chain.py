@@ -151,19 +151,20 @@ class Chain:
         allowlist: list[tuple[str, bytes]] | None = None,
         owner: str | None = None,
         workflow: bytes = b"\x22" * 32,
+        policies: bytes = b"",
     ) -> Any:
         return self.tx(
             self.factory.functions.activate(
-                session_id, workflow, executor or self.actors.executor, allowlist or []
+                session_id, workflow, executor or self.actors.executor, allowlist or [], policies
             ),
             owner or self.actors.owner,
         )
 
     def active_session(
-        self, budget: int = 100 * E18, allowlist: list[tuple[str, bytes]] | None = None
+        self, budget: int = 100 * E18, allowlist: list[tuple[str, bytes]] | None = None, policies: bytes = b""
     ) -> int:
         sid = self.create(budget=budget)
-        self.activate(sid, allowlist=allowlist)
+        self.activate(sid, allowlist=allowlist, policies=policies)
         return sid
 
     def session(self, session_id: int) -> dict[str, Any]:

@@ -91,16 +91,19 @@ def test_full_lifecycle_by_signature_without_eth(chain: Chain) -> None:
     )
     # the allowlist is part of what the owner signed
     c.reverts(
-        c.factory.functions.activateBySig(sid, b"\x77" * 32, a.executor, [], 1, deadline, sig),
+        c.factory.functions.activateBySig(sid, b"\x77" * 32, a.executor, [], b"", 1, deadline, sig),
         a.relayer,
         "InvalidSignature",
     )
     c.reverts(
-        c.factory.functions.activateBySig(sid, b"\x77" * 32, a.executor2, allow, 1, deadline, sig),
+        c.factory.functions.activateBySig(sid, b"\x77" * 32, a.executor2, allow, b"", 1, deadline, sig),
         a.relayer,
         "InvalidSignature",
     )
-    c.tx(c.factory.functions.activateBySig(sid, b"\x77" * 32, a.executor, allow, 1, deadline, sig), a.relayer)
+    c.tx(
+        c.factory.functions.activateBySig(sid, b"\x77" * 32, a.executor, allow, b"", 1, deadline, sig),
+        a.relayer,
+    )
     s = c.session(sid)
     assert (s["state"], s["executor"], s["workflowHash"]) == (SessionState.ACTIVE, a.executor, b"\x77" * 32)
     assert c.factory.functions.isAllowed(sid, *allow[0]).call()
@@ -237,7 +240,7 @@ def test_by_sig_still_enforces_lifecycle(chain: Chain) -> None:
         deadline=deadline,
     )
     c.reverts(
-        c.factory.functions.activateBySig(sid, WF, a.executor, [], 1, deadline, sig),
+        c.factory.functions.activateBySig(sid, WF, a.executor, [], b"", 1, deadline, sig),
         a.relayer,
         "DeadlinePassed",
     )

@@ -130,7 +130,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         c, a = self.chain, self.chain.actors
         f = c.factory.functions
         calls: dict[Action, tuple[Callable[[], Any], str]] = {
-            Action.ACTIVATE: (lambda: f.activate(self.sid, b"\x02" * 32, a.executor, []), a.owner),
+            Action.ACTIVATE: (lambda: f.activate(self.sid, b"\x02" * 32, a.executor, [], b""), a.owner),
             Action.PAUSE: (lambda: f.pause(self.sid), a.admin),
             Action.RESUME: (lambda: f.resume(self.sid), a.admin),
             Action.COMPLETE: (lambda: f.complete(self.sid, reaffirm(c.factory, self.sid)), a.owner),

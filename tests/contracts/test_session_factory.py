@@ -56,7 +56,9 @@ def test_create_without_allowance_reverts(chain: Chain) -> None:
 
 def test_unknown_session_reverts(chain: Chain) -> None:
     c, a = chain, chain.actors
-    c.reverts(c.factory.functions.activate(999, b"\x00" * 32, a.executor, []), a.owner, "SessionNotFound")
+    c.reverts(
+        c.factory.functions.activate(999, b"\x00" * 32, a.executor, [], b""), a.owner, "SessionNotFound"
+    )
     c.reverts(c.factory.functions.expire(999), a.stranger, "SessionNotFound")
     c.reverts(c.factory.functions.accountOf(999), a.stranger, "SessionNotFound")
 
@@ -99,7 +101,7 @@ def test_activate_after_draft_deadline_reverts(chain: Chain) -> None:
     sid = c.create()
     c.increase_time(DRAFT_S)
     data = c.reverts(
-        c.factory.functions.activate(sid, b"\x22" * 32, c.actors.executor, []),
+        c.factory.functions.activate(sid, b"\x22" * 32, c.actors.executor, [], b""),
         c.actors.owner,
         "DeadlinePassed",
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from agentgpt.common.v1 import common_pb2
 from agentgpt.session.v1 import session_pb2
 from apps.cli.dashboard import render
@@ -65,3 +67,21 @@ def test_dashboard_lists_the_alerts_with_their_reasons() -> None:
     assert lines[at + 2].split()[:2] == ["WARNING", "task_retrying"]
     quiet = session_pb2.InspectSessionResponse(session=resp.session)
     assert "Alerts:" not in render(quiet, now=0)
+
+
+def test_dashboard_shows_the_accounts_action_policies() -> None:
+    token = "0x" + "12" * 20
+    allow = [
+        {"target": token, "selector": "0xa9059cbb",
+         "policy": {"recipient_arg": 0, "recipients": ["self", "0x" + "34" * 20], "amount_arg": 1,
+                    "max_per_call": "1000", "period": 86400, "max_per_period": "5000", "max_calls": 9}},
+        {"target": token, "selector": "0x095ea7b3"},
+    ]  # fmt: skip
+    spec = session_pb2.SessionSpec(type="t", params_json=json.dumps({"allowlist": allow}))
+    text = render(session_pb2.InspectSessionResponse(session=session_pb2.Session(session_id="9", spec=spec)))
+    assert "Action policies:" in text
+    assert (
+        f"  {token} 0xa9059cbb: recipient (word 0) in [self, 0x{'34' * 20}]; ≤ 1000 per call (word 1); "
+        "≤ 5000 per 86400 s (word 1); ≤ 9 calls"
+    ) in text
+    assert "0x095ea7b3" not in text  # allowlisted without a policy: nothing to show

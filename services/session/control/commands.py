@@ -12,6 +12,7 @@ from agentgpt.attestation import spec_policy
 from agentgpt.canonical import canonical_json
 from agentgpt.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from agentgpt.lifecycle import Action
+from agentgpt.policies import encode_policies, policies_of
 from agentgpt.session.v1 import session_pb2 as pb
 from agentgpt.spec import allowlist_of
 from services.session import rules
@@ -182,6 +183,7 @@ class Commands:
             payload = {"executor": to_checksum_address(executor), "owner_public_key": owner_key.hex()}
             # The account's allowlist is the spec's (params.allowlist), as the owner signed it.
             allowlist = allowlist_of(rec.spec.get("params") or {})
+            policies = encode_policies(policies_of(rec.spec.get("params") or {}))  # (and its policies)
 
             async def prepare() -> PreparedTx:
                 nonce = await core.chain.owner_nonce(rec.owner)
@@ -190,6 +192,7 @@ class Commands:
                     rec.workflow_hash,
                     executor,
                     allowlist,
+                    policies,
                     nonce=nonce,
                     deadline=int(req.auth.deadline),
                     signature=chain_sig,

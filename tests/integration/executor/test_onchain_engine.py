@@ -15,6 +15,7 @@ from web3 import Web3
 from agentgpt.checkpoint_format import verify_document
 from agentgpt.errors import FailedPrecondition
 from agentgpt.ipfs import CheckpointReader, KuboStore
+from agentgpt.policies import encode_policies, policies_of
 from agentgpt.sealing import Keyring, is_sealed_body, new_session_key, public_key_of
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ExecutorKey, LogEntry
@@ -184,3 +185,36 @@ async def test_anchoring_retries_without_stopping_tasks(
         timeout=30,
         what="anchors recorded with the session service",
     )
+
+
+async def test_the_action_policy_refuses_a_call_with_the_rule_off_chain_and_on_chain(
+    two_chains: TwoChains, fake_session: FakeSessionServer, executor: ExecutorParts
+) -> None:
+    """Plain ETH transfers to RECIPIENT, at most 500 wei each and 2 calls in all: the executor refuses an
+    oversized one before sending anything; the call count only the chain keeps refuses the third (its
+    simulation reverts with PolicyViolation): both REFUSED tasks name the rule, and nothing moved for them."""
+    policy = {"max_per_call": 500, "max_calls": 2}
+    allow = [{"target": RECIPIENT, "selector": "0x00000000", "policy": policy}]
+    sid = two_chains.session(
+        allowlist=[(RECIPIENT, b"\x00" * 4)],
+        fund_wei=10**18,
+        policies=encode_policies(policies_of({"allowlist": allow})),
+    )
+    svc = fake_session.service
+    svc.add_session(str(sid), spec=spec(two_chains, params_json=json.dumps({"allowlist": allow})))
+    before = balance(two_chains, RECIPIENT)
+    send = [400, 600, 100, 50]
+    svc.submit(str(sid), [("transfer", {"chain": "arbitrum", "to": RECIPIENT, "value": v}) for v in send])
+    await eventually(lambda: len(svc.done(str(sid))) == 4, timeout=60, what="tasks done")
+    tasks = svc.sessions[str(sid)].tasks
+    assert [tasks[i].status for i in (1, 2, 3, 4)] == [
+        ss.TASK_STATUS_SUCCEEDED,
+        ss.TASK_STATUS_REFUSED,
+        ss.TASK_STATUS_SUCCEEDED,
+        ss.TASK_STATUS_REFUSED,
+    ]
+    assert "policy: " in tasks[2].error and "rule max_per_call" in tasks[2].error and not tasks[2].intents
+    assert "rule max_calls" in tasks[4].error and not tasks[4].intents
+    assert balance(two_chains, RECIPIENT) == before + 500
+    account = two_chains.home.account_contract(sid)
+    assert account.functions.policyOf(RECIPIENT, b"\x00" * 4).call()[6] == 2  # calls made

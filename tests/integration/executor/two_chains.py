@@ -27,14 +27,18 @@ class TwoChains:
         c.tx(c.registry.functions.bond(MIN_BOND), a.executor)
 
     def session(
-        self, budget: int = 100 * E18, allowlist: list[tuple[str, bytes]] | None = None, fund_wei: int = 0
+        self,
+        budget: int = 100 * E18,
+        allowlist: list[tuple[str, bytes]] | None = None,
+        fund_wei: int = 0,
+        policies: bytes = b"",
     ) -> int:
         """An ACTIVE session assigned to actors.executor, writer on the other chain, account funded."""
         c, a = self.home, self.home.actors
         self.bond_executor()
         c.tx(c.agpt.functions.mint(a.owner, budget), a.admin)
         sid = c.create(budget=budget)
-        c.activate(sid, allowlist=allowlist or [])
+        c.activate(sid, allowlist=allowlist or [], policies=policies)
         o = self.other
         o.tx(o.anchors.functions.grantWriter(c.chain_id, sid, a.executor), o.actors.admin)
         if fund_wei:

@@ -25,6 +25,7 @@ from agentgpt.common.v1 import common_pb2 as common
 from agentgpt.contracts import load_artifact
 from agentgpt.ipfs import KuboStore
 from agentgpt.lifecycle import Durations
+from agentgpt.policies import policies_of, policy_hash
 from agentgpt.runtime.config import load
 from agentgpt.runtime.server import RunningService
 from agentgpt.session.v1 import session_pb2 as pb
@@ -51,7 +52,8 @@ ROUTER = "0x" + "11" * 20
 SWAP = "0x38ed1739"
 # The seed's treasury spec plus the one call its account may make (a router swap).
 ALLOWLIST_SPEC = SPEC_YAML.replace(
-    "decorators:", f"  allowlist:\n    - {{target: '{ROUTER}', selector: '{SWAP}'}}\ndecorators:"
+    "decorators:",
+    f"  allowlist:\n    - {{target: '{ROUTER}', selector: '{SWAP}', policy: {{max_calls: 5}}}}\ndecorators:",
 )
 DURATIONS = Durations(draft=8, active=600, paused=300)
 ADMIN, OWNER, EXECUTOR, RELAYER = (
@@ -122,6 +124,7 @@ class ChainOwner:
                 workflow_hash=session.workflow_hash,
                 executor=req.executor,
                 allowlist=allowlist_of(json.loads(session.spec.params_json or "{}")),
+                policy_hash=policy_hash(policies_of(json.loads(session.spec.params_json or "{}"))),
                 **common_args,
             )
         if action == "complete":
@@ -255,6 +258,12 @@ async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> Non
         sid, Web3.to_checksum_address(ROUTER), bytes.fromhex(SWAP[2:])
     ).call()
     assert not signer.factory.functions.isAllowed(sid, Web3.to_checksum_address(ROUTER), b"\x00" * 4).call()
+    # and the spec's action policy, signed by the owner with the activation, is the account's
+    account = w3.eth.contract(
+        address=signer.factory.functions.accountOf(sid).call(), abi=load_artifact("SessionAccount").abi
+    )
+    rule = account.functions.policyOf(Web3.to_checksum_address(ROUTER), bytes.fromhex(SWAP[2:])).call()
+    assert rule[0] is True and rule[3] == 5  # exists, max_calls
 
     # PAUSED by a service identity (the relayer holds ORACLE_ROLE), then ACTIVE again
     pause = pb.PauseSessionRequest(idempotency_key=new_key(), session_id=s.session_id, reason="node failure")
