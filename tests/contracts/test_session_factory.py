@@ -88,12 +88,12 @@ def test_activate_reverts(chain: Chain) -> None:
     c, a = chain, chain.actors
     sid = c.create()
     f = c.factory.functions
-    c.reverts(f.activate(sid, b"\x22" * 32, a.executor, []), a.stranger, "NotSessionOwner")
-    c.reverts(f.activate(sid, b"\x22" * 32, a.unbonded, []), a.owner, "ExecutorNotBonded")
+    c.reverts(f.activate(sid, b"\x22" * 32, a.executor, [], b""), a.stranger, "NotSessionOwner")
+    c.reverts(f.activate(sid, b"\x22" * 32, a.unbonded, [], b""), a.owner, "ExecutorNotBonded")
     too_long = [(c.agpt.address, i.to_bytes(4, "big")) for i in range(65)]
-    c.reverts(f.activate(sid, b"\x22" * 32, a.executor, too_long), a.owner, "AllowlistTooLong")
+    c.reverts(f.activate(sid, b"\x22" * 32, a.executor, too_long, b""), a.owner, "AllowlistTooLong")
     c.activate(sid)
-    c.reverts(f.activate(sid, b"\x22" * 32, a.executor, []), a.owner, "InvalidState")
+    c.reverts(f.activate(sid, b"\x22" * 32, a.executor, [], b""), a.owner, "InvalidState")
 
 
 def test_activate_after_draft_deadline_reverts(chain: Chain) -> None:
