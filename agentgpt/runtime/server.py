@@ -79,11 +79,24 @@ def _check_validators(definition: ServiceDefinition) -> None:
         raise MissingValidator(f"{definition.name}: no request validator for {', '.join(missing)}")
 
 
+def _process_metrics(registry: CollectorRegistry) -> None:
+    """process_* (CPU, memory, open files, start time) and python_info on the service's /metrics, once per
+    registry (a test may start a service twice on one)."""
+    from prometheus_client import PlatformCollector, ProcessCollector
+
+    if getattr(registry, "_agentgpt_process_metrics", False):
+        return
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    registry._agentgpt_process_metrics = True  # type: ignore[attr-defined]
+
+
 class RunningService:
     """A started service: ports, health, and an orderly stop."""
 
     def __init__(self, definition: ServiceDefinition, config: ServerConfig) -> None:
         _check_validators(definition)
+        _process_metrics(definition.registry)
         self.definition = definition
         self.config = config
         self.health = health.aio.HealthServicer()

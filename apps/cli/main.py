@@ -443,6 +443,9 @@ async def _read(args: argparse.Namespace, resolve: Any) -> int:
                 page=common_pb2.PageRequest(page_size=args.limit),
             )
             listed = await client.list_sessions(req)
+            if args.json:
+                _print(json_format.MessageToJson(listed))
+                return 0
             _print(f"{'ID':<8} {'STATE':<11} {'TYPE':<24} {'SPENT/BUDGET (AGPT base units)':<40} OWNER")
             for sess in listed.sessions:
                 state = common_pb2.SessionState.Name(sess.state).removeprefix("SESSION_STATE_")
@@ -461,6 +464,9 @@ async def _read(args: argparse.Namespace, resolve: Any) -> int:
                     page_size=args.limit,
                 )
             )
+            if args.json:
+                _print(json_format.MessageToJson(page))
+                return 0
             _print(f"{'SEQ':>6} {'KIND':<20} {'STATUS':<10} {'GAS':>9} {'COST (AGPT base units)':<24} ERROR")
             for t in page.tasks:
                 st = session_pb2.TaskStatus.Name(t.status).removeprefix("TASK_STATUS_")
@@ -470,6 +476,9 @@ async def _read(args: argparse.Namespace, resolve: Any) -> int:
         elif args.action == "watch":
             async for item in client.watch_session(sid, args.from_cursor, args.history_only):
                 e = item.event
+                if args.json:  # JSON Lines: one event per line, as it arrives
+                    _print(json_format.MessageToJson(e, indent=None))
+                    continue
                 state = common_pb2.SessionState.Name(e.state).removeprefix("SESSION_STATE_")
                 _print(f"{e.cursor:>6} {state:<10} {e.type:<22} {e.data_json}")
         elif args.action == "restore":
@@ -498,6 +507,18 @@ def _config(args: argparse.Namespace) -> int:
         ("recovery_oracle", RecoveryConfig),
         ("indexer", IndexerConfig),
     ]
+    if args.json:
+        _print(
+            json.dumps(
+                [
+                    {"service": title, "variable": var, "default": default, "meaning": doc}
+                    for title, cls in sections
+                    for var, default, doc in describe(cls)
+                ],
+                indent=2,
+            )
+        )
+        return 0
     for title, cls in sections:
         rows = describe(cls)
         if args.markdown:
@@ -511,12 +532,22 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("agentgpt-sessions")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agentgpt", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     debug_help = f"print the traceback of an internal error (also: {DEBUG_ENV}=1)"
     parser.add_argument("--debug", action="store_true", help=debug_help)
+    parser.add_argument("--version", action="version", version=f"agentgpt {_version()}")
     # accepted after the command too (`agentgpt session list --debug`)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
@@ -645,6 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeatable",
     )
     listing.add_argument("--limit", type=int, default=50, help="at most this many (1..500)")
+    listing.add_argument("--json", action="store_true", help="the ListSessions answer as JSON")
     tasks = add_action("tasks", help="a session's tasks in order, with status, gas and error")
     tasks.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     tasks.add_argument("--after", type=int, default=0, help="only tasks after this seq")
@@ -656,10 +688,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only tasks in this status (repeatable)",
     )
     tasks.add_argument("--limit", type=int, default=100, help="at most this many (1..1000)")
+    tasks.add_argument("--json", action="store_true", help="the ListTasks answer as JSON")
     watch = add_action("watch", help="follow a session's events (Ctrl-C to stop)")
     watch.add_argument("id", help="session id: decimal token id, or 0x-prefixed hex")
     watch.add_argument("--from-cursor", type=int, default=0, help="resume after this event cursor")
     watch.add_argument("--history-only", action="store_true", help="stop after the recorded history")
+    watch.add_argument("--json", action="store_true", help="one JSON object per event (JSON Lines)")
     restore = add_action(
         "restore",
         help="operators: rebuild a session SessionDB lost, from its home chain and its newest anchored "
@@ -685,6 +719,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", parents=[common], help="list every AGENTGPT_* setting with its default")
     config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")
+    config.add_argument(
+        "--json",
+        action="store_true",
+        help="every setting as a JSON list (service, variable, default, meaning)",
+    )
     return parser
 
 

@@ -75,6 +75,7 @@ class AnvilNode:
         self.startup_timeout = startup_timeout
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._log_file: Path | None = None
 
     # ---------------------------------------------------------------- properties
@@ -167,7 +168,24 @@ class AnvilNode:
         self._log_file = log
         with open(log, "ab") as out:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._watch(self._proc.pid)
         self._wait_ready(port)
+
+    def _watch(self, pid: int) -> None:
+        """A watchdog that kills anvil once this process is gone: a parent killed with SIGKILL (a timed-out
+        test, `kill -9` of `agentgpt up`) cannot stop its chains, which would otherwise run on, re-parented
+        to init. It ends by itself with anvil."""
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null && kill -0 {pid} 2>/dev/null; do sleep 1; done; "
+            f"kill -KILL {pid} 2>/dev/null"
+        )
+        self._watchdog = subprocess.Popen(
+            ["sh", "-c", script],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # (a Ctrl-C to the terminal's process group leaves it watching)
+        )
 
     def _wait_ready(self, port: int) -> None:
         url = f"http://127.0.0.1:{port}"
@@ -188,6 +206,10 @@ class AnvilNode:
         raise AnvilError(f"anvil did not answer on {url} within {self.startup_timeout}s:\n{self._log_tail()}")
 
     def _terminate(self, timeout: float = 5.0) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

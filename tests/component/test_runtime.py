@@ -69,6 +69,10 @@ async def test_health_reflection_and_metrics(recovery: RunningService) -> None:
     assert recovery.metrics_port > 0
     text = scrape(recovery.metrics_port)
     assert "grpc_server_handled_total" in text and "grpc_server_handling_seconds_bucket" in text
+    # the process itself, for the operators' dashboards (CPU, memory, open files, start time)
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds"):
+        assert f"\n{name} " in text, name
+    assert "python_info{" in text
 
 
 async def test_service_to_service_call_is_made_and_counted(

@@ -740,3 +740,16 @@ def test_piping_into_head_reads_one_line_and_ends_quietly(
     assert code in (0, 141)
     if args[0] == "session":  # far more than a pipe holds: the write after the close fails
         assert code == 141
+
+
+def test_machine_readable_output_and_the_version(files: Path, fake_service: str) -> None:
+    """Operators' scripts: `--json` on list and config is one JSON document; `--version` names it."""
+    listed = run_cli(session("list", "--json", "--session-addr", fake_service), files)
+    assert listed.code == 0, listed.stderr
+    assert len(json.loads(listed.stdout)["sessions"]) == MANY_SESSIONS
+    config = run_cli(["config", "--json"], files)
+    rows = json.loads(config.stdout)
+    assert config.code == 0 and {"service", "variable", "default", "meaning"} == set(rows[0])
+    assert any(r["variable"] == "AGENTGPT_METADATA_INTERVAL" and r["service"] == "session" for r in rows)
+    version = run_cli(["--version"], files)
+    assert version.code == 0 and version.stdout.startswith("agentgpt ")
