@@ -23,6 +23,7 @@ from web3.contract.contract import ContractFunction
 from agentgpt.chain.deploy import deploy_all
 from agentgpt.checkpoint_format import Domain, checkpoint_digest, sign
 from agentgpt.contracts import load_artifact
+from agentgpt.policies import Policy, encode_policies
 from agentgpt.tasklog import ExecutorKey
 from apps.localnet.anvil import AnvilNode
 
@@ -106,6 +107,31 @@ def main() -> int:
         sig = sign(ExecutorKey(node.private_keys[2]), checkpoint_digest(domain, str(sid2), 2, root, prev))
         final = send(factory.functions.complete(sid2, (2, root, prev, CID, sig, log_cid, arweave)), owner)
         rows.append(("complete, final anchor with a new signed checkpoint", final))
+        # a third session: the same transfer pair under an action policy (per-call and per-period limits,
+        # a call count), committed by the activation; its NFT's metadata URI set once
+        send(factory.functions.createSession(b"\x01" * 32, 10 * E18), owner)
+        sid3 = factory.functions.lastSessionId().call()
+        policy = Policy(
+            owner, b"\x00" * 4, max_per_call=E18, period=86_400, max_per_period=10 * E18, max_calls=1000
+        )
+        with_policy = send(
+            factory.functions.activate(sid3, b"\x01" * 32, executor, allow, encode_policies([policy])), owner
+        )
+        rows.append(("activate (1 allowlist entry + its action policy)", with_policy))
+        account3 = w3.eth.contract(
+            address=factory.functions.accountOf(sid3).call(), abi=load_artifact("SessionAccount").abi
+        )
+        w3.eth.wait_for_transaction_receipt(
+            w3.eth.send_transaction({"from": admin, "to": account3.address, "value": 10**18})
+        )
+        send(account3.functions.execute(1, 0, owner, 1, b""), executor)
+        policed = send(account3.functions.execute(2, 0, owner, 1, b""), executor)
+        rows.append(("SessionAccount.execute under the policy (task 2, same word)", policed))
+        uri = "ipfs://bafkreia" + "a" * 52
+        rows.append(("setTokenURI (first)", send(factory.functions.setTokenURI(sid3, uri), admin)))
+        rows.append(
+            ("setTokenURI (replacing)", send(factory.functions.setTokenURI(sid3, uri[:-1] + "b"), admin))
+        )
 
     width = max(len(name) for name, _ in rows)
     print(f"{'operation':<{width}}  {'gas':>8}")
@@ -118,6 +144,10 @@ def main() -> int:
     print(
         f"final anchor: a new signed checkpoint costs {final - plain:,} gas over re-affirming the last one "
         f"({(final - plain) / steady:.2f}x a steady anchorCheckpoint, which it replaces)"
+    )
+    print(
+        f"action policy: the activation costs {with_policy - rows[1][1]:,} gas more, each policed call "
+        f"{policed - step_next:,} more ({policed / step_next:.2f}x an unpoliced one)"
     )
     worst = max(first, steady)
     print(
