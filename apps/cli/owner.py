@@ -101,6 +101,19 @@ def add_actions(add_action: Callable[[str, str], argparse.ArgumentParser]) -> No
     activate.add_argument(
         "--executor", default="", help="the executor's address; default: the local stack's executor"
     )
+    activate.add_argument(
+        "--attestation-quote",
+        default="",
+        metavar="FILE",
+        help="the executor's Intel DCAP quote (binary, as its GetExecutorStatus gives it): for a spec whose "
+        "attestation block requires one (docs/attestation.md)",
+    )
+    activate.add_argument(
+        "--attestation-collateral",
+        default="",
+        metavar="FILE",
+        help="the quote's collateral (JSON) to verify it against; goes with --attestation-quote",
+    )
     submit = on_session("submit", "append a task to an ACTIVE session's queue")
     submit.add_argument("kind", help="task kind, e.g. analyze_market, rebalance, publish_report")
     submit.add_argument("--args", default="{}", help='task arguments as a JSON object (default: "{}")')
@@ -128,8 +141,24 @@ def add_actions(add_action: Callable[[str, str], argparse.ArgumentParser]) -> No
 
 
 # ---------------------------------------------------------------------------------- input checks
+def read_binary_file(path: str, what: str, limit: int) -> bytes:
+    """The bytes of the file at `path` (1..`limit`); `what` names it in errors."""
+    data = _read_file(path, what, limit)
+    if not data:
+        raise UsageError(f"{what} {path}: is empty")
+    return data
+
+
 def read_text_file(path: str, what: str, limit: int = MAX_FILE_BYTES) -> str:
     """The UTF-8 text of the file at `path`; `what` names it in errors ("spec file", "--network")."""
+    data = _read_file(path, what, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what} {path}: is not UTF-8 text (a binary file?)") from None
+
+
+def _read_file(path: str, what: str, limit: int) -> bytes:
     if not path:
         raise UsageError(f"{what}: no file name given; pass the path of a file")
     try:
@@ -143,10 +172,7 @@ def read_text_file(path: str, what: str, limit: int = MAX_FILE_BYTES) -> str:
         raise UsageError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
     if len(data) > limit:
         raise UsageError(f"{what} {path}: is larger than {limit} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{what} {path}: is not UTF-8 text (a binary file?)") from None
+    return data
 
 
 def session_id(text: str) -> str:
@@ -321,6 +347,17 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     elif args.action == "activate":
         if args.executor:
             values["executor"] = address(args.executor, "--executor")
+        if bool(args.attestation_quote) != bool(args.attestation_collateral):
+            raise UsageError(
+                "--attestation-quote and --attestation-collateral go together; give both or neither"
+            )
+        if args.attestation_quote:
+            from agentgpt.attestation import MAX_QUOTE_BYTES
+
+            values["quote"] = read_binary_file(args.attestation_quote, "--attestation-quote", MAX_QUOTE_BYTES)
+            collateral = read_text_file(args.attestation_collateral, "--attestation-collateral")
+            json_object(collateral, "--attestation-collateral")
+            values["collateral"] = collateral
     elif args.action == "submit":
         values["task"] = (name(args.kind, "task kind", "publish_report"), json_object(args.args, "--args"))
     elif args.action in ("pause", "resume", "terminate"):
@@ -471,7 +508,12 @@ async def run(args: argparse.Namespace, target: Callable[[], str]) -> int:
                 answer = session = await owner.create(values["spec_yaml"], values["budget"])
                 line = f"session {session.session_id} created (DRAFT), NFT minted; owner {owner.address}"
             elif args.action == "activate":
-                answer = session = await owner.activate(sid, values["executor"])
+                answer = session = await owner.activate(
+                    sid,
+                    values["executor"],
+                    attestation_quote=values.get("quote", b""),
+                    attestation_collateral_json=values.get("collateral", ""),
+                )
                 line = f"session {session.session_id} ACTIVE, executor {session.executor}"
             elif args.action == "submit":
                 answer = submitted = await owner.submit(sid, [values["task"]])

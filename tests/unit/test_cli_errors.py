@@ -477,6 +477,35 @@ CASES = [
     Case("reason-empty", session("pause", "1", "--reason", " "), "--reason: must not be empty"),
     Case("reason-too-long", session("terminate", "1", "--reason", "x" * 300), "--reason: is 300 characters"),
     Case("executor-address", session("activate", "1", "--executor", "0x12"), "--executor '0x12'"),
+    Case(
+        "attestation-half",
+        session("activate", "1", "--attestation-quote", "binary.yaml"),
+        "--attestation-quote and --attestation-collateral go together",
+    ),
+    Case(
+        "attestation-no-quote-file",
+        session("activate", "1", "--attestation-quote", "nope.bin", "--attestation-collateral", "good.yaml"),
+        "--attestation-quote nope.bin: no such file",
+    ),
+    Case(
+        "attestation-empty-quote",
+        session(
+            "activate", "1", "--attestation-quote", "empty.yaml", "--attestation-collateral", "good.yaml"
+        ),
+        "--attestation-quote empty.yaml: is empty",
+    ),
+    Case(
+        "attestation-collateral-not-an-object",
+        session(
+            "activate",
+            "1",
+            "--attestation-quote",
+            "binary.yaml",
+            "--attestation-collateral",
+            "params-list.json",
+        ),
+        "--attestation-collateral: must be a JSON object",
+    ),
     Case("list-owner", session("list", "--owner", "alice"), "--owner 'alice'"),
     Case("list-limit", session("list", "--limit", "0"), "--limit 0: must be between 1 and 500"),
     Case("tasks-after", session("tasks", "1", "--after", "-1"), "--after -1"),
