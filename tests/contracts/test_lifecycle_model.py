@@ -167,7 +167,7 @@ def test_contract_follows_the_lifecycle_model(chain: Chain) -> None:
     run_state_machine_as_test(
         LifecycleMachine,
         settings=settings(
-            max_examples=45,
+            max_examples=60,
             stateful_step_count=40,
             deadline=None,
             derandomize=True,  # a fixed walk: the coverage check below must not flake
