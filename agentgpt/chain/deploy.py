@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -107,6 +108,7 @@ async def deploy_all(
     deployer_key: str,
     *,
     oracle: str | None = None,
+    also_oracle: Sequence[str] = (),
     durations: Durations | None = None,
     min_bond: int = DEFAULT_MIN_BOND,
     unbonding_delay: int = DEFAULT_UNBONDING_DELAY,
@@ -116,7 +118,8 @@ async def deploy_all(
     """Deploy AGPT, ExecutorRegistry, SessionAccount (implementation), SessionFactory, AnchorRegistry.
 
     The deployer becomes admin of every contract (and AGPT minter); `oracle` (default: the deployer)
-    gets ORACLE_ROLE on the registry, the factory and the anchor registry.
+    gets ORACLE_ROLE on the registry, the factory and the anchor registry, and so does each address in
+    `also_oracle` (e.g. the session service's relayer, when the oracle has a key of its own).
     """
     durations = durations or Durations()
     w3 = connect(rpc_url)
@@ -145,11 +148,11 @@ async def deploy_all(
     async def grant_oracle(name: str) -> None:
         art = load_artifact(name)
         contract = w3.eth.contract(address=to_checksum_address(addresses[name]), abi=art.abi)
-        tx = dict(
-            await contract.functions.grantRole(ORACLE_ROLE, oracle_addr).build_transaction(sender.base())
-        )
-        receipt = await sender.send(f"grant ORACLE_ROLE on {name}", tx, receipt_timeout)
-        txs[f"grant ORACLE_ROLE on {name}"] = "0x" + bytes(receipt["transactionHash"]).hex()
+        for who in dict.fromkeys([oracle_addr, *(to_checksum_address(a) for a in also_oracle)]):
+            tx = dict(await contract.functions.grantRole(ORACLE_ROLE, who).build_transaction(sender.base()))
+            what = f"grant ORACLE_ROLE on {name}" + ("" if who == oracle_addr else f" to {who}")
+            receipt = await sender.send(what, tx, receipt_timeout)
+            txs[what] = "0x" + bytes(receipt["transactionHash"]).hex()
 
     try:
         agpt = await deploy("AGPT", account.address)

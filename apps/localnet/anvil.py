@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from apps.localnet.ports import free_port
 
@@ -121,12 +122,21 @@ class AnvilNode:
     def mine_every(self, seconds: int) -> None:
         """Mine a block every `seconds` s from now on (0: stop mining; transactions wait in the mempool).
         A stack deploys at once under automine, then switches to interval mining this way."""
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "evm_setIntervalMining", "params": [seconds]})
+        self.rpc("evm_setIntervalMining", [seconds])
+
+    def set_balance(self, address: str, wei: int) -> None:
+        """Give `address` `wei` of ETH (anvil_setBalance): a dev key outside the 10 funded accounts."""
+        self.rpc("anvil_setBalance", [address, hex(wei)])
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call to this node (AnvilError when it answers an error)."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
         req = urllib.request.Request(self.rpc_url, body.encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
             answer = json.loads(resp.read())
         if "error" in answer:
-            raise AnvilError(f"evm_setIntervalMining({seconds}) failed: {answer['error']}")
+            raise AnvilError(f"{method}({params}) failed: {answer['error']}")
+        return answer.get("result")
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, wait up to `timeout` s, then SIGKILL. Safe to call more than once."""

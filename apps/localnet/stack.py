@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from eth_utils.crypto import keccak
 
 from agentgpt.arweave import ArweaveClient, Wallet
 from agentgpt.chain.deploy import deploy_all
@@ -51,6 +52,9 @@ from apps.localnet.processes import ServiceProcess
 
 # Dev accounts (anvil's public test keys) and their roles in the local stack.
 DEPLOYER_KEY = DEV_PRIVATE_KEYS[0]  # deploys, holds ORACLE_ROLE, relays owner requests
+# The recovery oracle's own key (ORACLE_ROLE too, ETH set at start): not the relayer's, so the two services
+# never race for one account's nonces. Derived from a fixed phrase: local chains only.
+ORACLE_KEY = "0x" + keccak(text="agentgpt local stack: recovery oracle").hex()
 OWNER_KEY = DEV_PRIVATE_KEYS[2]  # the demo session's owner
 KYC_ISSUER_KEY = DEV_PRIVATE_KEYS[9]  # signs the demo owner's KYC attestation; the executors trust it
 # executor-i signs with EXECUTOR_KEYS[i - 1]: the dev accounts no other role uses, in order.
@@ -58,6 +62,7 @@ EXECUTOR_KEYS = tuple(DEV_PRIVATE_KEYS[i] for i in (1, 3, 4, 5, 6, 7, 8))
 EXECUTOR_KEY = EXECUTOR_KEYS[0]  # executor-1's: the demo session's executor
 MAX_EXECUTORS = len(EXECUTOR_KEYS)
 DEFAULT_EXECUTORS = 2
+ORACLE_ETH = 1_000 * 10**18  # the oracle pays gas for pause, reassign, resume and penalties
 # arlocal's store and the wallet that signs and pays for the archive copies (made for each run, 0600).
 ARWEAVE_DIR = "arweave"
 ARWEAVE_WALLET = "arweave-wallet.json"
@@ -326,7 +331,7 @@ class LocalStack:
             "indexer": {"AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'indexer.db'}"},
             "executor": {**archive_env, "AGENTGPT_KYC_ISSUERS": Account.from_key(KYC_ISSUER_KEY).address},
             "recovery_oracle": {
-                "AGENTGPT_ORACLE_KEY": DEPLOYER_KEY,
+                "AGENTGPT_ORACLE_KEY": ORACLE_KEY,
                 "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'recoveries.db'}",
                 # one stable replica name: a restarted oracle resumes its own open recoveries at once
                 "AGENTGPT_REPLICA_ID": "recovery-oracle-1",
@@ -426,9 +431,13 @@ class LocalStack:
             self.anvils.append(node)
             await _finish_in_thread(node.start)
             self.say(f"anvil '{name}' (chain {chain_id}) at {node.rpc_url}")
+            oracle = Account.from_key(ORACLE_KEY).address
+            await asyncio.to_thread(node.set_balance, oracle, ORACLE_ETH)
             dep = await deploy_all(
                 node.rpc_url,
                 DEPLOYER_KEY,
+                oracle=oracle,
+                also_oracle=[Account.from_key(DEPLOYER_KEY).address],  # the session service's relayer
                 durations=self.options.durations,
                 out=self.workdir / f"deployment-{name}.json",
             )
