@@ -56,6 +56,18 @@ def anvil_binary() -> Path:
     return path
 
 
+def rpc_call(url: str, method: str, params: list[Any]) -> Any:
+    """One JSON-RPC call to the anvil at `url` (also one in a container); AnvilError when it answers an
+    error."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    req = urllib.request.Request(url, body.encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        answer = json.loads(resp.read())
+    if "error" in answer:
+        raise AnvilError(f"{method}({params}) failed: {answer['error']}")
+    return answer.get("result")
+
+
 class AnvilNode:
     """One anvil process. Use as a context manager, or call start()/stop() (idempotent)."""
 
@@ -130,13 +142,7 @@ class AnvilNode:
 
     def rpc(self, method: str, params: list[Any]) -> Any:
         """One JSON-RPC call to this node (AnvilError when it answers an error)."""
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        req = urllib.request.Request(self.rpc_url, body.encode(), {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            answer = json.loads(resp.read())
-        if "error" in answer:
-            raise AnvilError(f"{method}({params}) failed: {answer['error']}")
-        return answer.get("result")
+        return rpc_call(self.rpc_url, method, params)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM, wait up to `timeout` s, then SIGKILL. Safe to call more than once."""

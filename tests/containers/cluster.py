@@ -33,7 +33,8 @@ from agentgpt.chain.devnet import fund_and_bond
 from agentgpt.clients import ExecutorClient, check_health
 from agentgpt.errors import RpcError
 from agentgpt.network import ChainInfo, Network, write_network
-from apps.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEYS, KYC_ISSUER_KEY, OWNER_KEY
+from apps.localnet.anvil import rpc_call
+from apps.localnet.stack import DEPLOYER_KEY, EXECUTOR_KEYS, KYC_ISSUER_KEY, ORACLE_ETH, ORACLE_KEY, OWNER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 GRPC_PORT = 50051
@@ -305,7 +306,15 @@ async def container_cluster(workdir: Path) -> AsyncIterator[Cluster]:
             host_chains, inner_chains = [], []
             for chain, chain_id in CHAINS:
                 rpc = f"http://127.0.0.1:{cluster.containers[f'anvil-{chain}'].get_exposed_port(8545)}"
-                dep = await deploy_all(rpc, DEPLOYER_KEY, out=workdir / f"deployment-{chain}.json")
+                oracle = Account.from_key(ORACLE_KEY).address  # its own key, as in the local stack
+                await asyncio.to_thread(rpc_call, rpc, "anvil_setBalance", [oracle, hex(ORACLE_ETH)])
+                dep = await deploy_all(
+                    rpc,
+                    DEPLOYER_KEY,
+                    oracle=oracle,
+                    also_oracle=[Account.from_key(DEPLOYER_KEY).address],  # the session service's relayer
+                    out=workdir / f"deployment-{chain}.json",
+                )
                 await fund_and_bond(
                     rpc,
                     dep,
@@ -355,7 +364,7 @@ async def container_cluster(workdir: Path) -> AsyncIterator[Cluster]:
                 "indexer": {"AGENTGPT_DATABASE_URL": "sqlite+aiosqlite:////var/lib/agentgpt/indexer.db"},
                 "recovery-oracle": {
                     **deps,
-                    "AGENTGPT_ORACLE_KEY": DEPLOYER_KEY,
+                    "AGENTGPT_ORACLE_KEY": ORACLE_KEY,
                     "AGENTGPT_DATABASE_URL": "sqlite+aiosqlite:////var/lib/agentgpt/recoveries.db",
                     "AGENTGPT_REPLICA_ID": "recovery-oracle-1",
                     "AGENTGPT_EXECUTOR_ADDRS": ",".join(f"{n}:{GRPC_PORT}" for n in EXECUTORS),
