@@ -220,6 +220,16 @@ async def test_sessiondb_deleted_restore_brings_the_session_back_at_its_last_anc
     for path in stack.workdir.glob("sessions.db*"):
         path.unlink()
     await restart(stack, "session")
+
+    async def executors_let_go() -> None:  # the lost sessions' runners have stopped (NOT_FOUND) everywhere
+        assert await stack.holder_of(sid) is None
+
+    # Restore once the executors have dropped what SessionDB lost, so the executor of record is free to
+    # claim the restored session at once. (Otherwise the oracle may see the restored session unleased and
+    # move it to an executor that cannot open its sealed checkpoint: restore brings back no data keys and
+    # no owner public key; see the closing note.)
+    await eventually(executors_let_go, timeout=60)
+    await asyncio.sleep(LEASE_TTL)
     out = await session_ok(stack, "restore", sid)
     assert f"session {sid} restored from chain + IPFS" in out and "at checkpoint 4" in out
     async with SessionClient(stack.services["session"].grpc, identity="e2e") as client:
