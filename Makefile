@@ -10,6 +10,9 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_IPFS := tools/ipfs-node/node_modules/.installed
 STAMP_ARLOCAL := tools/arlocal/node_modules/.installed
+STAMP_ZK_NODE := circuits/node_modules/.installed
+# The zk_batch_prover's circuit and Groth16 setup, cached under ~/.cache (minutes the first time on a machine).
+ZK_SETUP := .agentgpt/zk/setup.json
 # promtool (Debian's `prometheus` package) tests the alert rules; installed once per machine.
 PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -26,7 +29,7 @@ MYPY_PACKAGES := agentgpt services $(wildcard apps)
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_IPFS) $(STAMP_ARLOCAL) $(PROMTOOL)  ## install Python deps (locked), Node toolchain (locked), IPFS test node, arlocal (Arweave test gateway), promtool
+setup: $(STAMP_PY) $(STAMP_NODE) $(STAMP_IPFS) $(STAMP_ARLOCAL) $(PROMTOOL) $(ZK_SETUP)  ## install Python deps (locked), Node toolchain (locked), IPFS test node, arlocal (Arweave test gateway), promtool, the zk circuit and its trusted setup (cached)
 
 $(UV):
 	$(PYTHON) -m venv .tools && .tools/bin/pip install -q --disable-pip-version-check uv==0.13.8
@@ -50,6 +53,14 @@ $(STAMP_ARLOCAL): tools/arlocal/package.json tools/arlocal/package-lock.json
 	bash tools/arlocal/install.sh
 	touch $@
 
+$(STAMP_ZK_NODE): circuits/package.json circuits/package-lock.json
+	cd circuits && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+$(ZK_SETUP): circuits/batch_chain.circom $(STAMP_ZK_NODE) scripts/zk_setup.py | $(STAMP_PY)
+	$(PY) scripts/zk_setup.py
+	touch $@
+
 $(PROMTOOL):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus
@@ -67,6 +78,8 @@ check: setup  ## generated code fresh; protos lint/format/breaking; ruff lint + 
 	$(PY) scripts/gen_protos.py --check
 	$(PY) scripts/build_contracts.py --check
 	$(PY) scripts/make_checkpoint_vectors.py --check
+	$(PY) scripts/zk_setup.py --check-constants
+	$(PY) scripts/zk_setup.py --check
 	bash scripts/check_protos.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -100,4 +113,4 @@ image: docker  ## build the one container image of the four services: localhost/
 	bash tools/containers/build.sh project
 
 clean:  ## remove installed toolchains and local state
-	rm -rf $(VENV) .tools node_modules tools/ipfs-node/node_modules tools/arlocal/node_modules .agentgpt
+	rm -rf $(VENV) .tools node_modules tools/ipfs-node/node_modules tools/arlocal/node_modules circuits/node_modules .agentgpt

@@ -50,6 +50,7 @@ from agentgpt.tasklog import (
     result_digest,
     verify_checkpoint_log,
 )
+from agentgpt.zk import batch as zk_batch
 
 FORMAT_VERSION = 2
 STATE_ROOT_TAG = b"agentgpt/state-root/v2"
@@ -82,6 +83,9 @@ HEADER_KEYS = (
     "spec",
     "body",
 )
+#: Header keys a writer adds only when the session has what they hold: `zk`, the zk_batch_prover's proofs
+#: (agentgpt.zk.batch.zk_block; docs/checkpoint-format.md §3.3).
+OPTIONAL_HEADER_KEYS = ("zk",)
 STATE_KEYS = ("budget", "context", "memory", "results")
 
 
@@ -209,13 +213,14 @@ def checkpoint_document(
     memory: Mapping[str, Any],
     chains: Sequence[str],
     spec_cid: str = "",
+    zk: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A v2 checkpoint document with a plaintext body (CheckpointWriter seals the body when it has a key).
 
     `seq` is the seq of the last task covered; `entries` are the tasks prev_seq+1 .. seq, chained from
     `log_start` (the previous checkpoint's log head); `results` holds each entry's task result (its
     digest is the entry's `result`). `spec_cid` links the session's spec (raw block of its canonical
-    JSON, whose keccak256 is the workflowHash on chain)."""
+    JSON, whose keccak256 is the workflowHash on chain); `zk`, the zk_batch_prover's block of proofs."""
     log_head = entries[-1].hash if entries else log_start
     state = state_of(memory=memory, context=context, budget=budget, results=results)
     root = state_root(seq, log_head, state_hash(state))
@@ -224,7 +229,7 @@ def checkpoint_document(
         "entries": [e.to_cbor_obj() for e in entries],
         **state,
     }
-    return {
+    doc = {
         "version": FORMAT_VERSION,
         "session_id": session_id,
         "home_chain_id": domain.chain_id,
@@ -244,6 +249,9 @@ def checkpoint_document(
         "spec": link(spec_cid),
         "body": body,
     }
+    if zk is not None:
+        doc["zk"] = dict(zk)
+    return doc
 
 
 def is_sealed_body(body: Any) -> bool:
@@ -269,7 +277,7 @@ def verify_v2(doc: Mapping[str, Any], domain: Domain | None = None) -> VerifiedL
     when given); with a plaintext body also every entry (links from `log_start`, hashes, signatures,
     consecutive seqs prev_seq+1 .. seq, result digests against `results`), `log_head`, `state_hash` and
     `state_root`. A sealed body leaves those unchecked: VerifiedLog.sealed says so. Raises TaskLogError."""
-    unknown = sorted(set(doc) - set(HEADER_KEYS))
+    unknown = sorted(set(doc) - set(HEADER_KEYS) - set(OPTIONAL_HEADER_KEYS))
     if unknown:
         raise TaskLogError(f"unknown header fields {', '.join(unknown)}")
     session_id = str(doc.get("session_id"))
@@ -315,6 +323,7 @@ def verify_v2(doc: Mapping[str, Any], domain: Domain | None = None) -> VerifiedL
         log_head=log_head,
         epoch=epoch,
         sealed=is_sealed_body(doc.get("body")),
+        batches=_batches(doc, seq - prev_seq),
     )
     if verified.sealed:
         return verified
@@ -351,7 +360,36 @@ def verify_v2(doc: Mapping[str, Any], domain: Domain | None = None) -> VerifiedL
         raise TaskLogError("log_head is not the last entry's hash")
     if state_hash(state) != hashed:
         raise TaskLogError("state_hash does not match the state the body holds")
+    if verified.batches:  # the proofs' records are exactly these entries, with the block's fees
+        first = verified.batches[0][0]
+        try:
+            zk_batch.check_chain(
+                verified.batches,
+                prev_root=first.prev_root,
+                spent_before=first.spent_before,
+                tasks=seq - prev_seq,
+                entry_hashes=[e.hash for e in entries],
+                fees=zk_batch.parse_block(doc["zk"])[1],
+            )
+        except zk_batch.ZkError as exc:
+            raise TaskLogError(f"zk: {exc}") from None
     return verified
+
+
+def _batches(doc: Mapping[str, Any], tasks: int) -> tuple[Any, ...]:
+    """The zk block's (statement, proof) batches, checked to chain among themselves over `tasks` tasks and
+    to charge exactly the block's fees ((), without a block). Proofs are checked by agentgpt.verify."""
+    if "zk" not in doc:
+        return ()
+    try:
+        batches, fees = zk_batch.parse_block(doc["zk"])
+        first, last = batches[0][0], batches[-1][0]
+        zk_batch.check_chain(batches, prev_root=first.prev_root, spent_before=first.spent_before, tasks=tasks)
+        if len(fees) != tasks or sum(fees) != last.spent_after - first.spent_before:
+            raise zk_batch.ZkError("the fees are not one per task, or do not add up to the proved charge")
+    except zk_batch.ZkError as exc:
+        raise TaskLogError(f"zk: {exc}") from None
+    return tuple(batches)
 
 
 def verify_document(doc: Mapping[str, Any], domain: Domain | None = None) -> VerifiedLog:

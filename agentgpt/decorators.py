@@ -7,6 +7,8 @@ Built-in families (the implementations are in services/executor/decorators/):
     kyc_tier<N>          N in KYC_TIERS (1..5): the owner's KYC attestation must be of tier >= N
     ofac_filter          refuses plans touching an address on the sanctions list
     gas_optimizer_v<N>   N in GAS_OPTIMIZER_VERSIONS (1..3): EIP-1559 fees from eth_feeHistory
+    zk_batch_prover      every checkpoint carries Groth16 proofs of its task records, checked on chain
+                         (agentgpt/zk; shown as ZK_BATCH_PROVER)
 
 Bundles (BUNDLES: one name standing for several built-ins, expanded at the executor by `expand`):
 
@@ -90,6 +92,7 @@ BUILTIN_FAMILIES: tuple[Family, ...] = (
     Family("ofac_filter"),
     Family("gas_optimizer", "_v", GAS_OPTIMIZER_VERSIONS),
     Family("compliance_tier", "", KYC_TIERS),  # a bundle: see BUNDLES
+    Family("zk_batch_prover"),
 )
 
 # Bundles: a family base -> its parts, each a format string of the bundle's parameter, applied in order.

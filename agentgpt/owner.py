@@ -164,7 +164,7 @@ class SessionOwner:
             session_id=int(session_id),
             workflow_hash=bytes(session.workflow_hash),
             executor=executor,
-            allowlist=allowlist_of(params),
+            allowlist=allowlist_of(params, list(session.spec.decorators)),
             policy_hash=policy_hash(policies_of(params)),
         )
         return (await self.client.activate_session(req)).session

@@ -48,6 +48,7 @@ from agentgpt.canonical import canonical_json
 from agentgpt.errors import InvalidArgument
 from agentgpt.jsonvalue import JsonValueError, check_json_value, check_text
 from agentgpt.policies import PolicyError, parse_policy
+from agentgpt.zk import PROVED_MARKER, proves_batches
 
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
 _CHAIN = re.compile(r"[A-Za-z0-9_\-]{1,64}")
@@ -95,12 +96,17 @@ class SessionSpec:
         return keccak(self.canonical())
 
     def allowlist(self) -> list[tuple[str, bytes]]:
-        """`params.allowlist` as (target, 4-byte selector) pairs, in order (validated by build_spec)."""
-        return allowlist_of(self.params)
+        """The account's allowlist as the owner signs it at activation (see allowlist_of)."""
+        return allowlist_of(self.params, self.decorators)
 
 
-def allowlist_of(params: dict[str, Any]) -> list[tuple[str, bytes]]:
-    return [(str(c["target"]), bytes.fromhex(str(c["selector"])[2:])) for c in params.get("allowlist") or []]
+def allowlist_of(params: dict[str, Any], decorators: Any = ()) -> list[tuple[str, bytes]]:
+    """`params.allowlist` as (target, 4-byte selector) pairs, in order (validated by build_spec), then, for a
+    session with the zk_batch_prover decorator, the entry that makes its anchors proved (agentgpt.zk)."""
+    calls = [(str(c["target"]), bytes.fromhex(str(c["selector"])[2:])) for c in params.get("allowlist") or []]
+    if proves_batches(decorators):
+        calls.append(PROVED_MARKER)
+    return calls
 
 
 def _check_allowlist(value: Any, field_name: str) -> None:

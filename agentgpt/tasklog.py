@@ -293,6 +293,8 @@ class VerifiedLog:
     log_head: bytes = ZERO_HASH  # the newest entry's hash (v1: == head)
     epoch: int = 0  # the executor epoch the document claims (v2; 0 when it says none)
     sealed: bool = False  # v2 with a sealed body: entries and state were not checked (need the key)
+    # the zk_batch_prover's (Statement, Proof) batches from the header's `zk` (agentgpt.zk.batch); () = none
+    batches: tuple[Any, ...] = ()
 
 
 def verify_checkpoint_log(doc: Mapping[str, Any]) -> VerifiedLog:

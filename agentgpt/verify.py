@@ -43,6 +43,7 @@ from agentgpt.ipfs import CheckpointReader
 from agentgpt.ipfs.errors import ContentIntegrityError, ContentNotFound, DocumentFormatError
 from agentgpt.recovery.v1 import recovery_pb2 as pb
 from agentgpt.tasklog import ZERO_HASH, TaskLogError, VerifiedLog
+from agentgpt.zk.batch import Groth16Worker, ZkError
 
 EVENT_NAMES = ("CheckpointAnchored", "ExecutorAssigned", "SessionFinalized", "SessionStateChanged")
 COMPLETED, TERMINATED = 4, 5  # SessionFactory.SessionState
@@ -168,6 +169,29 @@ class _Verified:
     epoch: int  # the assignment epoch its signer held
     root: bytes = ZERO_HASH  # its state root
     log_head: bytes = ZERO_HASH  # where its task log ends
+    zk: tuple[int, int] | None = None  # zk_batch_prover: the Poseidon root and proved spend it ends at
+
+
+def _zk_end(log: VerifiedLog) -> tuple[int, int] | None:
+    if not log.batches:
+        return None
+    last = log.batches[-1][0]
+    return (last.new_root, last.spent_after)
+
+
+def _zk_link(cid: str, log: VerifiedLog, prev_end: tuple[int, int] | None) -> None:
+    """A checkpoint's proofs continue where the previous checkpoint's ended (root 0 and spend 0 for the
+    first proved one); once a session's checkpoints are proved, every later one with tasks is."""
+    if not log.batches:
+        if prev_end is not None and log.entries:
+            raise Rejected(f"checkpoint {cid} carries no zk proofs, though the checkpoint before it does")
+        return
+    first = log.batches[0][0]
+    if (first.prev_root, first.spent_before) != (prev_end or (0, 0)):
+        raise Rejected(
+            f"checkpoint {cid}: zk: its proofs do not continue the previous checkpoint's Poseidon root and "
+            "proved spend"
+        )
 
 
 class CheckpointVerifier:
@@ -178,6 +202,7 @@ class CheckpointVerifier:
         *,
         domain: Domain | None = None,
         require_body: bool = True,
+        zk: Groth16Worker | None = None,
     ) -> None:
         """`domain`: the home chain's SessionFactory, which v2 signatures must be made for (None: the one
         each document names). `require_body`: a v2 checkpoint whose body is sealed and cannot be opened
@@ -187,6 +212,8 @@ class CheckpointVerifier:
         self.reader = reader
         self.domain = domain
         self.require_body = require_body
+        # checks zk_batch_prover proofs (snarkjs when this machine has it, else pure-Python pairings)
+        self.zk = zk or Groth16Worker()
         self.sealed: set[str] = set()  # CIDs accepted on their header alone (body sealed, no key)
         # the history walked by the last successful check, newest first: (cid, seq, epoch, signer)
         self.walked: list[tuple[str, int, int, str]] = []
@@ -338,8 +365,9 @@ class CheckpointVerifier:
         rec: ChainRecord,
     ) -> None:
         """Walk `prev_cid` back to the first checkpoint; Rejected at the first link that does not hold."""
+        await self._proofs(cid, log)
         chain: list[tuple[str, _Verified]] = [
-            (cid, _Verified(int(doc["seq"]), epoch, log.head, log.log_head))
+            (cid, _Verified(int(doc["seq"]), epoch, log.head, log.log_head, _zk_end(log)))
         ]
         signers = [log.executor]
         while True:
@@ -351,6 +379,7 @@ class CheckpointVerifier:
                         f"checkpoint {cid} names no previous checkpoint, yet its log starts after task "
                         f"{prev_seq} from 0x{prev_root.hex()}: its history is cut"
                     )
+                _zk_link(cid, log, None)
                 break
             anchored = rec.anchors.get(prev_seq, [])
             if anchored and any(a.cid != prev_cid for a in anchored):
@@ -375,6 +404,7 @@ class CheckpointVerifier:
                         f"checkpoint {cid} was written at epoch {epoch}, after {prev_cid} of epoch "
                         f"{known.epoch}: it was written by an executor fenced out before"
                     )
+                _zk_link(cid, log, known.zk)
                 break
             try:
                 prev_doc, prev_log = await self._open(session_id, prev_cid, prev_seq)
@@ -390,13 +420,28 @@ class CheckpointVerifier:
                     f"checkpoint {cid}'s task log starts from 0x{log.log_start.hex()}, but its previous "
                     f"checkpoint {prev_cid} ends its log at 0x{prev_log.log_head.hex()}"
                 )
+            _zk_link(cid, log, _zk_end(prev_log))
+            await self._proofs(prev_cid, prev_log)
             epoch = self._signer_epoch(prev_cid, prev_log.executor, anchored, rec, bound=epoch)
-            chain.append((prev_cid, _Verified(prev_seq, epoch, prev_log.head, prev_log.log_head)))
+            chain.append(
+                (prev_cid, _Verified(prev_seq, epoch, prev_log.head, prev_log.log_head, _zk_end(prev_log)))
+            )
             signers.append(prev_log.executor)
             cid, doc, log = prev_cid, prev_doc, prev_log
         for c, verified in chain:
             self._histories[(session_id, c)] = verified
         self.walked = [(c, v.seq, v.epoch, who) for (c, v), who in zip(chain, signers, strict=True)]
+
+    async def _proofs(self, cid: str, log: VerifiedLog) -> None:
+        """Every zk_batch_prover proof of a checkpoint verifies (their statements were checked to chain and,
+        with a readable body, to be its entries by verify_document)."""
+        for i, (statement, proof) in enumerate(log.batches):
+            try:
+                valid = await self.zk.verify_proof(statement, proof)
+            except ZkError as exc:
+                raise Rejected(f"checkpoint {cid}: zk: batch {i}: {exc}") from None
+            if not valid:
+                raise Rejected(f"checkpoint {cid}: zk: batch {i}'s Groth16 proof does not verify")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,16 @@ interface IExecutorRegistry {
     function isBonded(address executor) external view returns (bool);
 }
 
+/// @notice The Groth16 verifier snarkjs exports for the zk_batch_prover circuit (scripts/zk_setup.py).
+interface IBatchVerifier {
+    function verifyProof(
+        uint256[2] calldata a,
+        uint256[2][2] calldata b,
+        uint256[2] calldata c,
+        uint256[5] calldata publicSignals
+    ) external view returns (bool);
+}
+
 /// @notice What the factory needs from a session's account: its action policies, committed at activation.
 interface IPolicyAccount {
     function commitPolicies(bytes calldata encoded) external;
@@ -139,11 +149,30 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     uint40 public immutable draftDuration;
     uint40 public immutable activeDuration;
     uint40 public immutable pausedDuration;
+    /// @notice The zk_batch_prover's verifier (zero: this deployment anchors no proved sessions).
+    IBatchVerifier public immutable batchVerifier;
 
     uint256 public lastSessionId;
     mapping(uint256 sessionId => Session) private _sessions;
     mapping(uint256 sessionId => mapping(address target => mapping(bytes4 selector => bool))) private _allowed;
     mapping(uint256 sessionId => string) private _tokenURIs;
+
+    /// @notice A proved session's latest Poseidon root and the AGPT its proved batches charged
+    ///         (agentgpt/zk/batch.py); both start at 0.
+    struct BatchProofs {
+        uint256 root;
+        uint256 spent;
+    }
+
+    mapping(uint256 sessionId => BatchProofs) public batchProofOf;
+
+    /// @dev The allowlist entry (target 0, this selector) marks a session whose checkpoints must be proved:
+    ///      the owner's activation signature commits it with the rest of the allowlist.
+    bytes4 public constant PROVED_MARKER =
+        bytes4(keccak256("anchorCheckpointProved(uint256,uint64,bytes,bytes32,uint256[5][],uint256[8][])"));
+    /// @dev Gas handed to the verifier per proof (it uses ~200k); below that it would answer false (out of gas
+    ///      in the pairing precompile) instead of reverting, so too little gas left reverts first.
+    uint256 public constant BATCH_VERIFY_GAS = 260_000;
 
     event SessionCreated(
         uint256 indexed sessionId, address indexed owner, bytes32 workflowHash, uint256 budget, address account
@@ -167,6 +196,8 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     );
     event BudgetRefunded(uint256 indexed sessionId, address indexed to, uint256 amount);
     /// @dev Same shape as AnchorRegistry.CheckpointAnchored; here homeChainId is always block.chainid.
+    /// @notice A proved anchor's batches checked: the session's Poseidon root and proved spend after them.
+    event BatchesProved(uint256 indexed sessionId, uint64 seq, uint256 root, uint256 spent, uint256 batches);
     event CheckpointAnchored(
         uint256 indexed homeChainId,
         uint256 indexed sessionId,
@@ -183,6 +214,11 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     );
 
     error SessionNotFound(uint256 sessionId);
+    error ProofRequired(uint256 sessionId);
+    error NoBatchVerifier();
+    error BatchMismatch(uint256 sessionId, uint256 batch);
+    error InvalidBatchProof(uint256 sessionId, uint256 batch);
+    error OutOfGasForProof(uint256 sessionId, uint256 batch);
     error FinalCheckpointBehind(uint256 sessionId, uint64 lastSeq, uint64 seq);
     error FinalCheckpointMismatch(uint256 sessionId, uint64 seq);
     error InvalidState(uint256 sessionId, SessionState state);
@@ -214,7 +250,8 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         uint40 draftDuration_,
         uint40 activeDuration_,
         uint40 pausedDuration_,
-        address admin
+        address admin,
+        IBatchVerifier batchVerifier_
     ) ERC721("AgentGPT Session", "AGPTS") EIP712("AgentGPT SessionFactory", "1") {
         if (
             address(agpt_) == address(0) || address(registry_) == address(0) || accountImplementation_ == address(0)
@@ -227,6 +264,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         draftDuration = draftDuration_;
         activeDuration = activeDuration_;
         pausedDuration = pausedDuration_;
+        batchVerifier = batchVerifier_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
@@ -412,6 +450,67 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     /// @notice Anchor checkpoint `seq` (strictly increasing) of an ACTIVE session; assigned executor only.
     /// @dev Stores only the sequence number and one 32-byte commitment; the CID travels in the event.
     function anchorCheckpoint(uint256 sessionId, uint64 seq, bytes calldata cid, bytes32 stateRoot) external {
+        if (_allowed[sessionId][address(0)][PROVED_MARKER]) revert ProofRequired(sessionId);
+        _anchor(sessionId, seq, cid, stateRoot);
+    }
+
+    /// @notice anchorCheckpoint with the zk_batch_prover's Groth16 proofs of the tasks since the last anchor:
+    ///         batch i proves publics (prevRoot, newRoot, spentBefore, spentAfter, count); they must chain from
+    ///         the session's stored root and spend, cover exactly the new tasks, and keep the proved spend
+    ///         within what the escrow ever held (charged + left).
+    function anchorCheckpointProved(
+        uint256 sessionId,
+        uint64 seq,
+        bytes calldata cid,
+        bytes32 stateRoot,
+        uint256[5][] calldata publics,
+        uint256[8][] calldata proofs
+    ) external {
+        uint64 last = _anchor(sessionId, seq, cid, stateRoot);
+        _proveBatches(sessionId, seq - last, publics, proofs);
+        emit BatchesProved(sessionId, seq, batchProofOf[sessionId].root, batchProofOf[sessionId].spent, publics.length);
+    }
+
+    function _proveBatches(
+        uint256 sessionId,
+        uint256 tasks,
+        uint256[5][] calldata publics,
+        uint256[8][] calldata proofs
+    ) private {
+        (uint256 root, uint256 spent, uint256 count) = _verifyBatches(sessionId, publics, proofs);
+        Session storage s = _sessions[sessionId];
+        if (count != tasks || spent > uint256(s.spent) + s.budget) revert BatchMismatch(sessionId, publics.length);
+        batchProofOf[sessionId] = BatchProofs(root, spent);
+    }
+
+    function _verifyBatches(uint256 sessionId, uint256[5][] calldata publics, uint256[8][] calldata proofs)
+        private
+        view
+        returns (uint256 root, uint256 spent, uint256 count)
+    {
+        if (address(batchVerifier) == address(0)) revert NoBatchVerifier();
+        uint256 n = publics.length;
+        if (n == 0 || n != proofs.length) revert BatchMismatch(sessionId, 0);
+        BatchProofs storage z = batchProofOf[sessionId];
+        (root, spent) = (z.root, z.spent);
+        for (uint256 i = 0; i < n; ++i) {
+            uint256[5] calldata p = publics[i];
+            if (p[0] != root || p[2] != spent || p[3] < spent) revert BatchMismatch(sessionId, i);
+            _verifyProof(sessionId, i, p, proofs[i]);
+            (root, spent, count) = (p[1], p[3], count + p[4]);
+        }
+    }
+
+    function _verifyProof(uint256 sessionId, uint256 i, uint256[5] calldata p, uint256[8] calldata w) private view {
+        if (gasleft() < BATCH_VERIFY_GAS + BATCH_VERIFY_GAS / 63 + 10_000) revert OutOfGasForProof(sessionId, i);
+        bool valid = batchVerifier.verifyProof{gas: BATCH_VERIFY_GAS}(
+            [w[0], w[1]], [[w[2], w[3]], [w[4], w[5]]], [w[6], w[7]], p
+        );
+        if (!valid) revert InvalidBatchProof(sessionId, i);
+    }
+
+    /// @return last the seq anchored before this one
+    function _anchor(uint256 sessionId, uint64 seq, bytes calldata cid, bytes32 stateRoot) private returns (uint64 last) {
         Session storage s = _sessions[sessionId];
         SessionState st = s.state;
         if (st != SessionState.ACTIVE) {
@@ -422,7 +521,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         if (block.timestamp >= deadline) revert DeadlinePassed(sessionId, deadline);
         uint32 epoch = s.epoch;
         if (msg.sender != s.executor) revert NotAssignedExecutor(sessionId, msg.sender, epoch);
-        uint64 last = s.lastSeq;
+        last = s.lastSeq;
         if (seq <= last) revert NonIncreasingSeq(sessionId, last, seq);
         s.lastSeq = seq;
         s.checkpointHash = keccak256(abi.encode(keccak256(cid), stateRoot));

@@ -84,6 +84,12 @@ def compile_all(contracts_dir: Path) -> dict[str, dict[str, Any]]:
     sources = {f"{rel}/{p.name}": p.read_text(encoding="utf-8") for p in sorted(contracts_dir.glob("*.sol"))}
     if not sources:
         raise SystemExit(f"build_contracts: no {rel}/*.sol found")
+    return compile_files(sources)
+
+
+def compile_files(sources: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Compile {source name: Solidity text} as one unit; {ContractName: artifact} for contracts with bytecode
+    (also used for the zk setup's generated verifier, scripts/zk_setup.py)."""
     std_input = {
         "language": "Solidity",
         "sources": {name: {"content": text} for name, text in sources.items()},

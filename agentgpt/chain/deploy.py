@@ -34,11 +34,13 @@ from web3 import AsyncWeb3
 from web3.types import TxParams
 
 from agentgpt.chain.rpc import connect
-from agentgpt.contracts import load_artifact
+from agentgpt.contracts import Artifact, load_artifact
 from agentgpt.lifecycle import Durations
 from agentgpt.network import ChainInfo, Network
+from agentgpt.zk.batch import verifier_artifact
 
 ORACLE_ROLE = keccak(text="ORACLE_ROLE")
+ZERO_ADDRESS = "0x" + "00" * 20
 DEFAULT_MIN_BOND = 100 * 10**18
 DEFAULT_UNBONDING_DELAY = 7 * 24 * 3600
 
@@ -114,12 +116,16 @@ async def deploy_all(
     unbonding_delay: int = DEFAULT_UNBONDING_DELAY,
     out: Path | None = None,
     receipt_timeout: float = 120.0,
+    batch_verifier: bool = True,
 ) -> Deployment:
     """Deploy AGPT, ExecutorRegistry, SessionAccount (implementation), SessionFactory, AnchorRegistry.
 
     The deployer becomes admin of every contract (and AGPT minter); `oracle` (default: the deployer)
     gets ORACLE_ROLE on the registry, the factory and the anchor registry, and so does each address in
     `also_oracle` (e.g. the session service's relayer, when the oracle has a key of its own).
+    With `batch_verifier` and a zk setup on this machine (agentgpt.zk.batch.verifier_artifact), the setup's
+    BatchVerifier too, which the factory calls for proved anchors; without one the factory anchors no
+    zk_batch_prover session (its verifier is the zero address).
     """
     durations = durations or Durations()
     w3 = connect(rpc_url)
@@ -132,9 +138,9 @@ async def deploy_all(
     txs: dict[str, str] = {}
     deploy_block: int | None = None
 
-    async def deploy(name: str, *args: Any) -> str:
+    async def deploy(name: str, *args: Any, artifact: Artifact | None = None) -> str:
         nonlocal deploy_block
-        art = load_artifact(name)
+        art = artifact or load_artifact(name)
         contract = w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
         tx = dict(await contract.constructor(*args).build_transaction(sender.base()))
         receipt = await sender.send(f"deploy {name}", tx, receipt_timeout)
@@ -158,6 +164,10 @@ async def deploy_all(
         agpt = await deploy("AGPT", account.address)
         registry = await deploy("ExecutorRegistry", agpt, min_bond, unbonding_delay, account.address)
         implementation = await deploy("SessionAccount")
+        verifier_art = verifier_artifact() if batch_verifier else None
+        verifier = ZERO_ADDRESS
+        if verifier_art is not None:
+            verifier = await deploy("BatchVerifier", artifact=verifier_art)
         await deploy(
             "SessionFactory",
             agpt,
@@ -167,6 +177,7 @@ async def deploy_all(
             durations.active,
             durations.paused,
             account.address,
+            verifier,
         )
         await deploy("AnchorRegistry", account.address)
         for name in ("ExecutorRegistry", "SessionFactory", "AnchorRegistry"):

@@ -1,7 +1,9 @@
 """Anchoring: each checkpoint's (seq, CID, state root) written on every chain of its session.
 
 The home chain's SessionFactory.anchorCheckpoint and AnchorRegistry.anchorCheckpoint on every other
-chain. Anchoring runs in a background queue that retries with backoff, so a slow or failing chain never
+chain; a zk_batch_prover session's home anchor is SessionFactory.anchorCheckpointProved with the Groth16
+proofs of every batch since the factory's stored root (agentgpt.zk.batch), gathered from the checkpoints
+made here (and the last one read back on resume). Anchoring runs in a background queue that retries with backoff, so a slow or failing chain never
 stops tasks; a session that has ended (completed, terminated) is anchored no more, and a chain whose
 contract keeps refusing (counted as result="refused", e.g. NotAuthorizedWriter) shows in the anchors
 metric and its alert. The checkpoint documents themselves are written by checkpoints.Checkpointer.
@@ -18,8 +20,9 @@ from dataclasses import dataclass
 
 from multiformats import CID
 
+from agentgpt.zk.batch import Proof, Statement, ZkError
 from services.executor.metrics import ExecutorMetrics
-from services.executor.transactions import ChainSet, TxError, TxIntentRecord, TxReverted
+from services.executor.transactions import ChainSet, TxError, TxIntentRecord, TxReverted, explain_revert
 
 log = logging.getLogger("agentgpt.executor.checkpoints")
 
@@ -84,6 +87,30 @@ class AnchorQueue:
         self._done: dict[tuple[str, int], list[Anchor]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self.failures = 0  # total failed attempts (a metric; checked by tests)
+        # zk_batch_prover sessions: session -> [(checkpoint seq, statement, proof)] in order, not yet anchored
+        self._batches: dict[str, list[tuple[int, Statement, Proof]]] = {}
+
+    def add_batches(self, session_id: str, seq: int, batches: Sequence[tuple[Statement, Proof]]) -> None:
+        """The proofs of checkpoint `seq` (once per checkpoint): its home anchor, or a later one, carries them."""
+        held = self._batches.setdefault(session_id, [])
+        if not batches or any(s == seq for s, _, _ in held):
+            return
+        held.extend((seq, st, pr) for st, pr in batches)
+        held.sort(key=lambda b: b[0])
+
+    def _proofs_for(self, session_id: str, root: int, spent: int, seq: int) -> list[tuple[Statement, Proof]]:
+        """The held batches chaining from the factory's (root, spent) through checkpoint `seq`."""
+        held = self._batches.get(session_id, [])
+        start = next(
+            (i for i, (_, st, _) in enumerate(held) if st.prev_root == root and st.spent_before == spent),
+            None,
+        )
+        if start is None:
+            raise ZkError(f"no proof at hand continues the factory's root of session {session_id}")
+        chosen = [b for b in held[start:] if b[0] <= seq]
+        if not chosen or chosen[-1][0] != seq:
+            raise ZkError(f"the proofs of session {session_id} through checkpoint {seq} are not all at hand")
+        return [(st, pr) for _, st, pr in chosen]
 
     def submit(
         self,
@@ -191,10 +218,28 @@ class AnchorQueue:
         )
         if int(state) in _ENDED_STATES:
             raise SessionEnded(f"session {sid} has ended on its home chain (state {int(state)})")
+        gas: int | None = None
         if handle.chain_id == job.home_chain_id:
             contract = handle.contract("SessionFactory")
             last_seq, _ = await contract.functions.latestCheckpoint(sid).call()
             fn = contract.functions.anchorCheckpoint(sid, job.seq, cid_bytes, job.state_root)
+            if job.session_id in self._batches and int(last_seq) < job.seq:
+                root, spent = await contract.functions.batchProofOf(sid).call()
+                proofs = self._proofs_for(job.session_id, int(root), int(spent), job.seq)
+                fn = contract.functions.anchorCheckpointProved(
+                    sid,
+                    job.seq,
+                    cid_bytes,
+                    job.state_root,
+                    [st.public_signals() for st, _ in proofs],
+                    [list(pr.words) for _, pr in proofs],
+                )
+                # explicit: the verifier answers false (not a revert) when its pairing check runs out of gas
+                gas = 150_000 + 330_000 * len(proofs)
+                try:  # so a refused proof costs no transaction (there is no estimate to refuse it)
+                    await fn.call({"from": handle.sender.address, "gas": gas})
+                except Exception as exc:
+                    raise TxReverted(f"transaction would revert: {explain_revert(exc)}") from None
         else:
             contract = handle.contract("AnchorRegistry")
             _, _, last_seq, _ = await contract.functions.streamOf(job.home_chain_id, sid).call()
@@ -211,8 +256,11 @@ class AnchorQueue:
             return None
 
         try:
-            result = await handle.sender.send(to=contract.address, data=data, journal=journal)
+            result = await handle.sender.send(to=contract.address, data=data, journal=journal, gas=gas)
         except TxError:
             raise
+        if gas is not None:  # proved: what it carried is on chain now
+            held = self._batches.get(job.session_id, [])
+            held[:] = [b for b in held if b[0] > job.seq]
         block = await handle.w3.eth.get_block(result.block_number)
         return Anchor(handle.chain_id, result.block_number, bytes(block["hash"]), result.tx_hash)

@@ -20,6 +20,7 @@ from agentgpt.runtime.config import ConfigError
 from agentgpt.runtime.server import ServiceDefinition, Servicer
 from agentgpt.sealing import Keyring
 from agentgpt.tasklog import ExecutorKey
+from agentgpt.zk.batch import Groth16Worker
 from services.executor.actions import ActionRunner
 from services.executor.anchoring import AnchorQueue
 from services.executor.budget import AgptEscrowRail, LedgerRail, PaymentRail
@@ -172,12 +173,14 @@ def build_parts(
     # this executor's key); the deployment-wide AGENTGPT_CHECKPOINT_KEY only opens legacy v1 envelopes.
     keyring = Keyring(private_key=secret)
     legacy_key = checkpoint_key(config.checkpoint_key)
+    zk = Groth16Worker(config.zk_dir or None)
     registry = DecoratorRegistry(
         DecoratorDeps(
             ofac_list=config.ofac_list,
             kyc_issuers=config.kyc_issuers,
             fee_source=chains,
             gas_retry_after=config.gas_retry_after,
+            zk_worker=zk,
         )
     )
     default_rail = config.payment_rail or ("agpt_escrow" if chains else "ledger")
@@ -211,6 +214,7 @@ def build_parts(
         chain_names={k: c.name for c in network.chains for k in (c.name, str(c.chain_id))},
         metrics=ExecutorMetrics(),
         fee_source=chains,
+        zk=zk,
     )
     engine = Engine(engine_config, deps)
     if chains is not None:

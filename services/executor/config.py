@@ -55,6 +55,11 @@ class ExecutorConfig(ArchiveConfig, IpfsConfig):
     )
     tx_bump_percent: int = setting(20, "Fee increase of a replacement transaction, percent (>= 10)")
     gas_retry_after: float = setting(12.0, "Seconds before a task deferred by gas_optimizer is retried")
+    zk_dir: str = setting(
+        "",
+        "The zk_batch_prover's Groth16 setup (scripts/zk_setup.py); empty = .agentgpt/zk of this tree. "
+        "Without one (or without Node) the executor cannot provide the decorator",
+    )
     anchor_retry_base: float = setting(1.0, "First delay, seconds, before retrying a failed anchor (doubles)")
     task_attempts: int = setting(
         8,

@@ -33,6 +33,7 @@ from agentgpt.ipfs import CheckpointReader
 from agentgpt.sealing import Keyring, Sealing, SessionKey
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.tasklog import ExecutorKey
+from agentgpt.zk.batch import Groth16Worker
 from services.executor.actions import ActionRunner
 from services.executor.anchoring import Anchor, AnchorQueue
 from services.executor.checkpoints import Checkpointer
@@ -87,6 +88,8 @@ class EngineDeps:
     keyring: Keyring | None = None
     # EIP-1559 fee data of the session's chains, given to the planner as gas feedback; None: no chain.
     fee_source: FeeSource | None = None
+    # Proves the checkpoints of zk_batch_prover sessions (snarkjs); None: this executor cannot.
+    zk: Groth16Worker | None = None
 
 
 class Engine:

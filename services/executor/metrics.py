@@ -41,6 +41,12 @@ class ExecutorMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
             registry=registry,
         )
+        self.proof_seconds = Histogram(
+            "agentgpt_executor_proof_seconds",
+            "Seconds to prove a zk_batch_prover checkpoint (every batch of it, Groth16 with snarkjs)",
+            buckets=(0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
         self.anchors = Counter(
             "agentgpt_executor_anchors",
             "Checkpoint anchor transactions by chain and result (ok, failed: retried with backoff)",

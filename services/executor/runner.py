@@ -31,7 +31,9 @@ from agentgpt.jsonvalue import parse_json_object
 from agentgpt.sealing import Sealing
 from agentgpt.session.v1 import session_pb2 as ss
 from agentgpt.spec import spec_from_message
-from agentgpt.tasklog import ZERO_HASH, TaskLog, TaskLogError
+from agentgpt.tasklog import ZERO_HASH, LogEntry, TaskLog, TaskLogError
+from agentgpt.zk import batch as zk_batch
+from agentgpt.zk import proves_batches
 from services.executor.actions import Step
 from services.executor.budget import BudgetMeter
 from services.executor.context import SessionContext
@@ -118,6 +120,10 @@ class SessionRunner:
         self.attempts: dict[int, int] = {}  # task seq -> failed attempts so far (retried tasks only)
         self._queue_failures = 0
         self.recent_gas: deque[int] = deque(maxlen=RECENT_GAS_TASKS)  # the planner's gas feedback
+        # zk_batch_prover: each pending task's charge, and the Poseidon root / proved spend the next
+        # checkpoint's proofs start from (the previous checkpoint's last batch; 0, 0 for the first)
+        self.costs: dict[int, int] = {}
+        self.zk_root, self.zk_spent = 0, 0
         self._fees: tuple[list[int], list[int]] | None = None  # the last eth_feeHistory answer
         self._fees_due = 0.0  # monotonic time of the next read
 
@@ -291,10 +297,16 @@ class SessionRunner:
         log_head = doc.get("log_head")
         if isinstance(log_head, bytes):  # v2: the state root is not the log head
             self._checkpoint_log_head = log_head
+        if "zk" in doc:  # the proofs continue from its last batch; it may not be anchored yet
+            batches, _ = zk_batch.parse_block(doc["zk"])
+            self.zk_root, self.zk_spent = batches[-1][0].new_root, batches[-1][0].spent_after
+            if self.deps.anchors is not None:
+                self.deps.anchors.add_batches(self.session_id, checkpoint.seq, batches)
         return dict(body_of(doc).get("memory") or {})
 
     def _relog(self, t: ss.Task) -> None:
         assert self.tasklog is not None
+        self.costs[t.seq] = int(t.cost or 0)
         try:
             result = json.loads(t.result_json or "{}")
             self.tasklog.append(
@@ -644,6 +656,7 @@ class SessionRunner:
             self.tasklog.drop_last(entry.prev_hash, self.last_seq)
             raise
         self.meter.commit(t.seq, cost)  # committed: now it is part of the record settlements pay from
+        self.costs[t.seq] = cost
         self.last_seq = t.seq
         m = self.deps.metrics
         m.tasks.labels(STATUS_NAME[status]).inc()
@@ -661,9 +674,11 @@ class SessionRunner:
         if cp is None or self.tasklog is None or self.ctx is None or self.meter is None:
             return
         entries = list(self.tasklog.pending)
+        proofs: list[tuple[zk_batch.Statement, zk_batch.Proof]] = []
         try:
             if self.spec_json and not self.spec_cid:
                 self.spec_cid = await cp.writer.store.put(self.spec_json.encode(), "raw")
+            zk = await self._prove(entries, proofs) if self.proves_batches and entries else None
             doc = checkpoint_document(
                 domain=self.deps.domain,
                 session_id=self.session_id,
@@ -681,6 +696,7 @@ class SessionRunner:
                 memory=self.memory,
                 chains=self.chains,
                 spec_cid=self.spec_cid,
+                zk=zk,
             )
             made = await cp.make(doc, sealing=self.sealing)
         except Exception as exc:
@@ -697,6 +713,12 @@ class SessionRunner:
         self.tasklog.take_pending()
         self.prev_cid, self.prev_root, self.last_checkpoint_seq = made.cid, made.state_root, made.seq
         self.prev_log_head = bytes(doc["log_head"])
+        for e in entries:
+            self.costs.pop(e.seq, None)
+        if proofs:
+            self.zk_root, self.zk_spent = proofs[-1][0].new_root, proofs[-1][0].spent_after
+            if self.deps.anchors is not None:
+                self.deps.anchors.add_batches(self.session_id, made.seq, proofs)
         await self.deps.port.record_checkpoint(
             self.lease,
             checkpoint_pb(made.session_id, made.seq, made.cid, made.state_root, [], made.created_at),
@@ -706,6 +728,24 @@ class SessionRunner:
             self.deps.anchors.submit(
                 self.session_id, made.seq, made.cid, made.state_root, names, self.deps.home_chain_id
             )
+
+    @property
+    def proves_batches(self) -> bool:
+        return self.ctx is not None and proves_batches([d.name for d in self.ctx.decorators])
+
+    async def _prove(
+        self, entries: Sequence[LogEntry], out: list[tuple[zk_batch.Statement, zk_batch.Proof]]
+    ) -> dict[str, Any]:
+        """The zk block of a checkpoint over `entries`: one Groth16 proof per batch (appended to `out`)."""
+        worker = self.deps.zk
+        if worker is None:
+            raise zk_batch.ZkError("this executor has no zk prover")
+        fees = [self.costs.get(e.seq, 0) for e in entries]
+        started = time.perf_counter()
+        for w in zk_batch.witnesses(self.zk_root, self.zk_spent, [e.hash for e in entries], fees):
+            out.append((w.statement, await worker.prove(w)))
+        self.deps.metrics.proof_seconds.observe(time.perf_counter() - started)
+        return zk_batch.zk_block(out, fees)
 
     async def _settle(self) -> None:
         """Pay for the committed tasks the rail has not been paid for yet (from the record, exactly once)."""

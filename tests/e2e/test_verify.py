@@ -19,13 +19,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 from eth_account import Account
+from eth_utils.crypto import keccak
 from multiformats import CID
 from web3 import Web3
+from web3.exceptions import ContractCustomError
 
 from agentgpt.checkpoint_format import Domain, checkpoint_document, entry_digest, sign
 from agentgpt.contracts import load_artifact
 from agentgpt.ipfs import KuboStore, decode, encode
-from agentgpt.tasklog import ExecutorKey, TaskLog
+from agentgpt.tasklog import ExecutorKey, LogEntry, TaskLog
+from agentgpt.zk.batch import parse_block, witnesses, zk_block
 from apps.localnet.anvil import DEV_PRIVATE_KEYS
 from apps.localnet.stack import EXECUTOR_KEY, LocalStack
 from tests.support import eventually
@@ -76,9 +79,9 @@ async def verify(stack: LocalStack, sid: str, *args: str) -> tuple[int, dict[str
     return proc.returncode, json.loads(proc.stdout)
 
 
-async def new_session(stack: LocalStack, tmp_path: Path, tasks: int = 2) -> str:
+async def new_session(stack: LocalStack, tmp_path: Path, tasks: int = 2, spec_text: str = SPEC) -> str:
     spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC)
+    spec.write_text(spec_text)
     sid = (await session_ok(stack, "create", str(spec), "--budget", "50")).split()[1]
     await session_ok(stack, "activate", sid)
     for i in range(tasks):
@@ -187,6 +190,43 @@ class Forger:
                     self.home.chain_id, int(self.sid), seq, raw, root
                 )
             )
+
+
+async def test_a_zk_batch_prover_session_anchors_proved_checkpoints_that_verify_rechecks(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    sid = await new_session(stack, tmp_path, tasks=4, spec_text=SPEC + "decorators: [zk_batch_prover]\n")
+    forger = Forger(stack, sid)
+    root, spent = forger.home.contract.functions.batchProofOf(int(sid)).call()
+    proved = forger.home.contract.events.BatchesProved().get_logs(
+        from_block=0, argument_filters={"sessionId": int(sid)}
+    )
+    assert root != 0 and spent > 0 and proved and proved[-1]["args"]["seq"] == 4  # checked on chain
+    _, last = await forger.last()
+    batches, _ = parse_block(last["zk"])
+    assert batches[-1][0].new_root == root and batches[-1][0].spent_after == spent
+    code, report = await verify(stack, sid, "--key-file", stack.state()["owner_key_file"])
+    assert code == 0 and report["checkpoint"]["seq"] == 4, report  # proofs and records rechecked
+    # a next checkpoint whose zk block carries an earlier proof for its own (true) statement, anchored
+    # where nothing checks proofs (the second chain's AnchorRegistry): verify refuses it
+    old_proof = batches[-1][1]
+
+    def zk(doc: dict[str, Any]) -> dict[str, Any]:
+        entry = LogEntry.from_cbor_obj(doc["body"]["entries"][0])
+        (w,) = witnesses(root, spent, [entry.hash], [0])
+        return zk_block([(w.statement, old_proof)], [0])
+
+    seq, cid, state_root = await forger.write(zk=zk)
+    forger.anchor(seq, cid, state_root, home=False)
+    code, report = await verify(stack, sid)
+    assert code == 1 and "Groth16 proof does not verify" in report["rejected"][0]["reason"], report
+    assert report["checkpoint"]["seq"] == 4
+    # the home chain refuses a checkpoint without its proofs outright
+    with pytest.raises(ContractCustomError) as refused:
+        forger.home.send(
+            forger.home.contract.functions.anchorCheckpoint(int(sid), seq, bytes(CID.decode(cid)), state_root)
+        )
+    assert str(refused.value.data).startswith("0x" + keccak(text="ProofRequired(uint256)")[:4].hex())
 
 
 def _edit_entry(doc: dict[str, Any]) -> dict[str, Any]:

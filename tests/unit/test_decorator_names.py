@@ -46,8 +46,8 @@ def test_every_builtin_the_demo_uses_resolves() -> None:
         ("gas_optimizer3", "did you mean 'gas_optimizer_v3'?"),
         ("ofac_filter2", "did you mean 'ofac_filter'?"),  # no fallback to a family by base name
         (
-            "zk_batch_prover",
-            "supported: kyc_tier1..kyc_tier5, ofac_filter, gas_optimizer_v1..gas_optimizer_v3",
+            "tee_sealer",
+            "supported: kyc_tier1..kyc_tier5, ofac_filter, gas_optimizer_v1..gas_optimizer_v3, compliance_tier1..compliance_tier5, zk_batch_prover",
         ),
     ],
 )
@@ -65,7 +65,7 @@ def test_the_families_match_the_executor_implementations() -> None:
 
 def test_plugins_are_exact_names_and_may_replace_a_family(monkeypatch: pytest.MonkeyPatch) -> None:
     eps = [
-        EntryPoint("zk_batch_prover", "my_pkg.zk:make", names.ENTRY_POINT_GROUP),
+        EntryPoint("tee_sealer", "my_pkg.zk:make", names.ENTRY_POINT_GROUP),
         EntryPoint("ofac_filter", "my_pkg.ofac:make", names.ENTRY_POINT_GROUP),  # replaces the built-in
         EntryPoint("Bad-Name", "my_pkg.bad:make", names.ENTRY_POINT_GROUP),  # not a decorator name
     ]
@@ -73,11 +73,11 @@ def test_plugins_are_exact_names_and_may_replace_a_family(monkeypatch: pytest.Mo
     supported_decorators.cache_clear()
     try:
         reg = supported_decorators()
-        assert reg.resolve("zk_batch_prover").implementation == "zk_batch_prover"
+        assert reg.resolve("tee_sealer").implementation == "tee_sealer"
         assert reg.resolve("ofac_filter").implementation == "ofac_filter"
-        assert reg.plugins == ("zk_batch_prover",)
-        for unknown in ("zk_batch_prover2", "Bad-Name", "bad_name"):
+        assert reg.plugins == ("tee_sealer",)
+        for unknown in ("tee_sealer2", "Bad-Name", "bad_name"):
             assert not reg.known(unknown)
-        assert "zk_batch_prover" in reg.describe()
+        assert "tee_sealer" in reg.describe()
     finally:
         supported_decorators.cache_clear()

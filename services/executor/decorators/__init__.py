@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from agentgpt.decorators import BUNDLES, DecoratorSet, expand, plugin_entry_points, supported_decorators
 from agentgpt.decorators import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
 from agentgpt.decorators import UnknownDecorator as UnknownDecorator
+from agentgpt.zk.batch import Groth16Worker
 from services.executor.plan import Plan, PlanRejected
 
 log = logging.getLogger("agentgpt.executor.decorators")
@@ -66,6 +67,7 @@ class DecoratorDeps:
     kyc_issuers: tuple[str, ...] = ()  # addresses whose KYC attestations are trusted
     fee_source: FeeSource | None = None
     gas_retry_after: float = 12.0  # seconds before a deferred (fee too high) task is retried
+    zk_worker: Groth16Worker | None = None  # proves zk_batch_prover checkpoints (None: cannot)
 
 
 DecoratorFactory = Callable[[str, DecoratorDeps], Decorator]
@@ -112,6 +114,7 @@ class DecoratorRegistry:
         from services.executor.decorators.gas import make_gas_optimizer
         from services.executor.decorators.kyc import make_kyc_tier
         from services.executor.decorators.ofac import make_ofac_filter
+        from services.executor.decorators.zk import make_zk_batch_prover
 
         self.deps = deps
         # without entry points: the built-in names only (what tests and the benchmark use)
@@ -120,6 +123,7 @@ class DecoratorRegistry:
             "kyc_tier": make_kyc_tier,
             "ofac_filter": make_ofac_filter,
             "gas_optimizer": make_gas_optimizer,
+            "zk_batch_prover": make_zk_batch_prover,
             **{base: self._make_bundle for base in BUNDLES},
         }
         self._broken: dict[str, str] = {}

@@ -181,8 +181,9 @@ class Commands:
             # signature on this request; kept with the session when the activation settles.
             owner_key = owner_public_key(req.auth, req, chain_id=self.relay.callers.auth_chain_id)
             payload = {"executor": to_checksum_address(executor), "owner_public_key": owner_key.hex()}
-            # The account's allowlist is the spec's (params.allowlist), as the owner signed it.
-            allowlist = allowlist_of(rec.spec.get("params") or {})
+            # The account's allowlist is the spec's (params.allowlist, and the proved-anchoring entry of a
+            # zk_batch_prover session), as the owner signed it.
+            allowlist = allowlist_of(rec.spec.get("params") or {}, rec.spec.get("decorators") or [])
             policies = encode_policies(policies_of(rec.spec.get("params") or {}))  # (and its policies)
 
             async def prepare() -> PreparedTx:

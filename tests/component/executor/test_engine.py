@@ -92,7 +92,7 @@ async def test_context_swap_is_a_recorded_epoch(fake_session: FakeSessionServer,
             ("transfer_note", {"to": SANCTIONED}),
             ("swap_context", {"decorators": ["ofac_filter"], "models": {"execution": "web3-agent-v5"}}),
             ("transfer", {"chain": "home", "to": SANCTIONED, "value": 1}),
-            ("swap_context", {"decorators": ["zk_batch_prover"]}),
+            ("swap_context", {"decorators": ["tee_sealer"]}),
         ],
     )
     async with running_engine(fake_session.address, tmp_path):

@@ -146,7 +146,7 @@ async def test_unknown_decorators_are_refused_at_create_attach_and_activate(
 
     # a draft naming a decorator the deployment no longer has (made before a plug-in was removed)
     rec = await service.control.db.require(s.session_id)
-    stale = {**rec.spec, "decorators": [*rec.spec["decorators"], "zk_batch_prover"]}
+    stale = {**rec.spec, "decorators": [*rec.spec["decorators"], "tee_sealer"]}
     await service.control.db.commit(
         Change(s.session_id, rec.version, {"spec_json": canonical_json(stale)}, [])
     )

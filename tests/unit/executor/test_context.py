@@ -66,11 +66,11 @@ def test_bad_swap_changes_nothing() -> None:
 
 async def test_unknown_decorator_in_spec_refuses_every_plan() -> None:
     """Never skipped: the session's context holds a stand-in that refuses each plan, saying why."""
-    ctx = builder().build("1", models={}, decorators=["ofac_filter", "zk_batch_prover"])
-    assert [d.name for d in ctx.decorators] == ["ofac_filter", "zk_batch_prover"]
-    with pytest.raises(PlanRejected, match="unknown decorator 'zk_batch_prover'") as info:
+    ctx = builder().build("1", models={}, decorators=["ofac_filter", "tee_sealer"])
+    assert [d.name for d in ctx.decorators] == ["ofac_filter", "tee_sealer"]
+    with pytest.raises(PlanRejected, match="unknown decorator 'tee_sealer'") as info:
         await ctx.plan(TaskRequest("1", 1, "note", {}), SessionView("1"))
-    assert info.value.by == "zk_batch_prover"
+    assert info.value.by == "tee_sealer"
 
 
 def test_budget_refuses_tasks_over_budget() -> None:

@@ -56,7 +56,7 @@ def test_registry_knows_the_seed_decorators_and_refuses_others() -> None:
     assert all(reg.known(n) for n in ("kyc_tier4", "ofac_filter", "gas_optimizer_v3"))
     assert not reg.known("gas_optimizer_v9")
     with pytest.raises(UnknownDecorator):
-        reg.create("zk_batch_prover")
+        reg.create("tee_sealer")
 
 
 def test_registry_accepts_plugins() -> None:
@@ -151,7 +151,7 @@ async def test_a_plugin_that_cannot_load_refuses_every_plan(monkeypatch: pytest.
     from services.executor import decorators as executor_decorators
 
     eps = {
-        "zk_batch_prover": EntryPoint("zk_batch_prover", "no_such_pkg.zk:make", names.ENTRY_POINT_GROUP),
+        "tee_sealer": EntryPoint("tee_sealer", "no_such_pkg.zk:make", names.ENTRY_POINT_GROUP),
         "tagger": EntryPoint(
             "tagger", "tests.unit.executor.test_decorators:make_tagger", names.ENTRY_POINT_GROUP
         ),
@@ -159,12 +159,12 @@ async def test_a_plugin_that_cannot_load_refuses_every_plan(monkeypatch: pytest.
     monkeypatch.setattr(executor_decorators, "plugin_entry_points", lambda: eps)
     reg = DecoratorRegistry(DecoratorDeps(), supported=names.DecoratorSet(plugins=eps))
     assert reg.create("tagger").name == "tagger"
-    with pytest.raises(UnknownDecorator, match="'zk_batch_prover' is supported but cannot be loaded here"):
-        reg.create("zk_batch_prover")
-    stand_in = reg.create_or_refuse("zk_batch_prover")
+    with pytest.raises(UnknownDecorator, match="'tee_sealer' is supported but cannot be loaded here"):
+        reg.create("tee_sealer")
+    stand_in = reg.create_or_refuse("tee_sealer")
     with pytest.raises(PlanRejected, match="ModuleNotFoundError") as info:
         await stand_in.apply(Plan("note", (Action("note", {}),)), ctx())
-    assert info.value.by == "zk_batch_prover"  # off-chain plans too: an unknown check is never skipped
+    assert info.value.by == "tee_sealer"  # off-chain plans too: an unknown check is never skipped
 
 
 class _Tag:
