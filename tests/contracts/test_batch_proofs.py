@@ -56,6 +56,7 @@ def test_a_proved_session_anchors_only_with_valid_proofs(
     chain: Chain, proved: list[tuple[Statement, Proof]]
 ) -> None:
     c, a = chain, chain.actors
+    assert c.factory.functions.PROVED_MARKER().call() == PROVED_MARKER[1]  # the one the spec side adds
     sid = proved_session(c)
     c.reverts(c.factory.functions.anchorCheckpoint(sid, 3, CID, b"\x44" * 32), a.executor, "ProofRequired")
     receipt = c.tx(anchor(c, sid, 3, proved[:1]), a.executor)

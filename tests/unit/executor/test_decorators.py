@@ -221,3 +221,25 @@ async def test_compliance_tier_bundle_is_kyc_tier_then_ofac_filter() -> None:
     with pytest.raises(PlanRejected, match="requires tier 2") as info:
         await bundle.apply(swap_to(CLEAN), under)
     assert info.value.by == "compliance_tier2/kyc_tier2"
+
+
+async def test_zk_batch_prover_needs_a_prover_and_changes_no_plan(tmp_path: Path) -> None:
+    from agentgpt.zk.batch import Groth16Worker
+
+    def create(deps: DecoratorDeps) -> object:
+        return DecoratorRegistry(deps, load_entry_points=False).create("zk_batch_prover")
+
+    with pytest.raises(UnknownDecorator, match="cannot be loaded here: this executor has no zk prover"):
+        create(DecoratorDeps())
+    with pytest.raises(UnknownDecorator, match="no zk setup at"):  # a tree without `make setup`'s setup
+        create(DecoratorDeps(zk_worker=Groth16Worker(tmp_path)))
+    stand_in = DecoratorRegistry(
+        DecoratorDeps(zk_worker=Groth16Worker(tmp_path)), load_entry_points=False
+    ).create_or_refuse("zk_batch_prover")
+    with pytest.raises(PlanRejected, match="no zk setup"):  # never run unproved
+        await stand_in.apply(Plan("note", (Action("note", {}),)), ctx())
+    prover = DecoratorRegistry(DecoratorDeps(zk_worker=Groth16Worker()), load_entry_points=False).create(
+        "zk_batch_prover"
+    )
+    plan = swap_to("0x" + "12" * 20)
+    assert await prover.apply(plan, ctx()) is plan  # the proofs are made at checkpoints
