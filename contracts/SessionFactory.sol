@@ -116,7 +116,8 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         // slot 1: executor fencing + checkpoint sequence
         address executor;
         uint64 lastSeq;
-        uint32 epoch; // bumped on every executor assignment
+        uint24 epoch; // bumped on every executor assignment
+        bool proved; // zk_batch_prover: checkpoints anchor only with their proofs (PROVED_MARKER allowlisted)
         // slot 2: everything chargeBudget touches, read and written with one SLOAD/SSTORE
         uint96 budget; // AGPT still in escrow
         uint96 spent; // AGPT charged so far
@@ -450,8 +451,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     /// @notice Anchor checkpoint `seq` (strictly increasing) of an ACTIVE session; assigned executor only.
     /// @dev Stores only the sequence number and one 32-byte commitment; the CID travels in the event.
     function anchorCheckpoint(uint256 sessionId, uint64 seq, bytes calldata cid, bytes32 stateRoot) external {
-        if (_allowed[sessionId][address(0)][PROVED_MARKER]) revert ProofRequired(sessionId);
-        _anchor(sessionId, seq, cid, stateRoot);
+        _anchor(sessionId, seq, cid, stateRoot, false);
     }
 
     /// @notice anchorCheckpoint with the zk_batch_prover's Groth16 proofs of the tasks since the last anchor:
@@ -466,7 +466,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         uint256[5][] calldata publics,
         uint256[8][] calldata proofs
     ) external {
-        uint64 last = _anchor(sessionId, seq, cid, stateRoot);
+        uint64 last = _anchor(sessionId, seq, cid, stateRoot, true);
         _proveBatches(sessionId, seq - last, publics, proofs);
         emit BatchesProved(sessionId, seq, batchProofOf[sessionId].root, batchProofOf[sessionId].spent, publics.length);
     }
@@ -510,7 +510,10 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     }
 
     /// @return last the seq anchored before this one
-    function _anchor(uint256 sessionId, uint64 seq, bytes calldata cid, bytes32 stateRoot) private returns (uint64 last) {
+    function _anchor(uint256 sessionId, uint64 seq, bytes calldata cid, bytes32 stateRoot, bool withProofs)
+        private
+        returns (uint64 last)
+    {
         Session storage s = _sessions[sessionId];
         SessionState st = s.state;
         if (st != SessionState.ACTIVE) {
@@ -521,6 +524,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         if (block.timestamp >= deadline) revert DeadlinePassed(sessionId, deadline);
         uint32 epoch = s.epoch;
         if (msg.sender != s.executor) revert NotAssignedExecutor(sessionId, msg.sender, epoch);
+        if (s.proved && !withProofs) revert ProofRequired(sessionId);
         last = s.lastSeq;
         if (seq <= last) revert NonIncreasingSeq(sessionId, last, seq);
         s.lastSeq = seq;
@@ -712,7 +716,9 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
         uint256 n = allowlist.length; // bounded by MAX_ALLOWLIST in hashAllowlist
         mapping(address => mapping(bytes4 => bool)) storage allowed = _allowed[sessionId];
         for (uint256 i = 0; i < n; ++i) {
-            allowed[allowlist[i].target][allowlist[i].selector] = true;
+            AllowedCall calldata call = allowlist[i];
+            allowed[call.target][call.selector] = true;
+            if (call.target == address(0) && call.selector == PROVED_MARKER) s.proved = true;
         }
         s.workflowHash = workflowHash;
         if (policies.length != 0) IPolicyAccount(accountOf(sessionId)).commitPolicies(policies);
@@ -722,7 +728,7 @@ contract SessionFactory is ERC721, AccessControl, EIP712, Nonces, IERC4906 {
     }
 
     function _assign(uint256 sessionId, Session storage s, address executor) private {
-        uint32 epoch = s.epoch + 1;
+        uint24 epoch = s.epoch + 1;
         s.executor = executor;
         s.epoch = epoch;
         emit ExecutorAssigned(sessionId, executor, epoch);

@@ -225,7 +225,7 @@ class Web3SessionChain:
 
         s = await self._rpc(self.factory.functions.getSession(session_id).call())
         keys = (
-            "owner state reason enteredAt activeUsed executor lastSeq epoch budget spent chargedSeq "
+            "owner state reason enteredAt activeUsed executor lastSeq epoch proved budget spent chargedSeq "
             "workflowHash checkpointHash"
         ).split()
         d = dict(zip(keys, s, strict=True))

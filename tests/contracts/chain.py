@@ -170,7 +170,7 @@ class Chain:
     def session(self, session_id: int) -> dict[str, Any]:
         s = self.factory.functions.getSession(session_id).call()
         keys = (
-            "owner state reason enteredAt activeUsed executor lastSeq epoch budget spent chargedSeq workflowHash "
+            "owner state reason enteredAt activeUsed executor lastSeq epoch proved budget spent chargedSeq workflowHash "
             "checkpointHash"
         ).split()
         return dict(zip(keys, s, strict=True))

@@ -253,7 +253,7 @@ async def test_session_lifecycle_on_chain_and_ipfs(stack: dict[str, Any]) -> Non
     act = await h.activate(owner, s, executor)
     assert act.session.state == common.SESSION_STATE_ACTIVE
     on_chain = signer.factory.functions.getSession(sid).call()
-    assert on_chain[1] == 2 and on_chain[5] == executor and on_chain[11] == s.workflow_hash
+    assert on_chain[1] == 2 and on_chain[5] == executor and on_chain[12] == s.workflow_hash
     assert signer.factory.functions.isAllowed(
         sid, Web3.to_checksum_address(ROUTER), bytes.fromhex(SWAP[2:])
     ).call()
