@@ -17,6 +17,7 @@ ZK_SETUP := .agentgpt/zk/setup.json
 PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+LOAD_ARGS ?=
 # make test runs the files on this many pytest-xdist workers (a file stays on one worker, so a module's
 # stack starts once). Each end-to-end file runs a whole stack of processes: more workers than CPUs makes
 # the lease and timeout-bound tests race the scheduler, so the default is one worker per CPU (at least 2).
@@ -24,7 +25,7 @@ PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=
 # mypy --strict covers the library, the services and the application package once it exists.
 MYPY_PACKAGES := agentgpt services $(wildcard apps)
 
-.PHONY: setup up test test-chaos check protos contracts docs lint bench image docker lock clean help
+.PHONY: setup up test test-chaos check protos contracts docs lint bench load image docker lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -99,6 +100,9 @@ lint: check  ## alias of check
 
 bench: setup  ## benchmarks; each prints a ratio against a baseline measured in the same run
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+load: setup  ## the load run: 1,000 concurrent sessions with tasks through the full stack on PostgreSQL (LOAD_ARGS="--sessions 100")
+	$(PY) load/run.py --json .agentgpt/load.json $(LOAD_ARGS)
 
 lock: | $(UV)  ## re-resolve the lockfiles after changing pyproject.toml (dev + runtime)
 	$(UV) pip compile -q pyproject.toml --extra dev -o requirements.lock --python-version 3.11
