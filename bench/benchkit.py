@@ -88,7 +88,10 @@ def spread(values: Iterable[float]) -> dict[str, float]:
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--json", metavar="PATH", default="", help="also write the figures as JSON here (what bench/run.py reads)"
+        "--json",
+        metavar="PATH",
+        default="",
+        help="also write the figures as JSON here (what bench/run.py reads)",
     )
 
 
@@ -119,7 +122,6 @@ def table(report: Mapping[str, Any]) -> str:
     for bench, entry in report["benchmarks"].items():
         if entry.get("error"):
             rows.append((f"{bench}: FAILED", entry["error"][:60], "", "", ""))
-            continue
         for name, fig in entry["figures"].items():
             value = fig["value"].get("median")
             r = fig.get("ratio") or {}
@@ -135,7 +137,8 @@ def table(report: Mapping[str, Any]) -> str:
     for i, r in enumerate(rows):
         lines.append(
             "  ".join(
-                (c.ljust(w) if j in (0, 2, 4) else c.rjust(w)) for j, (c, w) in enumerate(zip(r, widths, strict=True))
+                (c.ljust(w) if j in (0, 2, 4) else c.rjust(w))
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
             ).rstrip()
         )
         if i == 0:

@@ -48,15 +48,21 @@ TIMEOUTS: dict[str, float] = {"recovery": 1800.0}
 
 
 def discover() -> list[str]:
-    return sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in NOT_BENCHMARKS and not p.stem.startswith("_"))
+    return sorted(
+        p.stem for p in BENCH.glob("*.py") if p.stem not in NOT_BENCHMARKS and not p.stem.startswith("_")
+    )
 
 
-def run_once(name: str, extra: list[str], log: Path) -> dict[str, Any]:
-    """One run of bench/<name>.py: its figures, or raises RuntimeError saying why there are none."""
+def run_once(name: str, extra: list[str], log: Path) -> tuple[dict[str, Any], str]:
+    """One run of bench/<name>.py: its figures, and why the run failed ("" when it did not). A script
+    that wrote figures but exited non-zero (a check of its own failed) keeps its figures."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     cmd = [sys.executable, str(BENCH / f"{name}.py"), "--json", str(out), *RUNNER_ARGS.get(name, []), *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     try:
         with log.open("w") as sink:
             proc = subprocess.run(
@@ -69,15 +75,15 @@ def run_once(name: str, extra: list[str], log: Path) -> dict[str, Any]:
                 check=False,
             )
         text = out.read_text() if out.exists() else ""
-        figures = json.loads(text)["figures"] if text else {}
+        figures = dict(json.loads(text)["figures"]) if text else {}
         if not figures:
             tail = log.read_text().strip().splitlines()[-1:] or [""]
-            raise RuntimeError(f"exit {proc.returncode}, no figures ({tail[0][:200]}); see {log}")
+            return {}, f"exit {proc.returncode}, no figures ({tail[0][:200]}); see {log}"
         if proc.returncode != 0:
-            raise RuntimeError(f"exit {proc.returncode} (a goal or check failed); see {log}")
-        return dict(figures)
+            return figures, f"exit {proc.returncode} (a check of the benchmark failed); see {log}"
+        return figures, ""
     except subprocess.TimeoutExpired:
-        raise RuntimeError(f"timed out; see {log}") from None
+        return {}, f"timed out; see {log}"
     finally:
         out.unlink(missing_ok=True)
 
@@ -85,10 +91,20 @@ def run_once(name: str, extra: list[str], log: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs of each benchmark (default 3)")
-    parser.add_argument("--only", nargs="+", default=[], metavar="NAME", help="run only these (bench/NAME.py)")
+    parser.add_argument(
+        "--only", nargs="+", default=[], metavar="NAME", help="run only these (bench/NAME.py)"
+    )
     parser.add_argument("--skip", nargs="+", default=[], metavar="NAME", help="leave these out")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"the report (default {DEFAULT_OUT.relative_to(ROOT)})")
-    parser.add_argument("--args", action="append", default=[], metavar="NAME=ARGS", help="extra arguments for one script, e.g. session_api='--duration 1'")
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUT), help=f"the report (default {DEFAULT_OUT.relative_to(ROOT)})"
+    )
+    parser.add_argument(
+        "--args",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="extra arguments for one script, e.g. session_api='--duration 1'",
+    )
     args = parser.parse_args()
     names = [n for n in (args.only or discover()) if n not in args.skip]
     unknown = sorted(set(names) - set(discover()))
@@ -101,7 +117,11 @@ def main() -> int:
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "repeat": args.repeat,
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
         "benchmarks": {},
     }
     failed = False
@@ -111,10 +131,10 @@ def main() -> int:
         t0 = time.monotonic()
         for i in range(args.repeat):
             print(f"== {name} ({i + 1}/{args.repeat})", file=sys.stderr, flush=True)
-            try:
-                runs.append(run_once(name, extra.get(name, []), logs / f"{name}-{i + 1}.log"))
-            except RuntimeError as exc:
-                error = str(exc)
+            figures, error = run_once(name, extra.get(name, []), logs / f"{name}-{i + 1}.log")
+            if figures:
+                runs.append(figures)
+            if error:
                 print(f"   {name}: {error}", file=sys.stderr, flush=True)
                 break
         entry: dict[str, Any] = {

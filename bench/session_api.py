@@ -1,7 +1,7 @@
 """Session service API: GetSession, InspectSession and SubmitTasks throughput and p50/p99 latency, against
 a bare grpc.aio server answering the same messages, driven by the same client at the same concurrency.
 
-Both servers run in their own process, one after the other, on the same machine: the real one is the
+Both servers run in their own process on the same machine, measured in turns, scenario by scenario: the real one is the
 service's own entry point (`python -m services.session`: SQLite SessionDB in WAL mode, in-memory chain,
 embedded archive, JSON logs at INFO to a file, the loopback service header trusted); the baseline is a
 grpc.aio server with the same SessionService stubs whose methods answer, without any work, the responses
@@ -14,7 +14,9 @@ per scenario after a short warm-up, and times every call. Scenarios, each at eve
   within its signature's lifetime);
 * get/owner-fresh: a different owner read signature on every call (nothing to remember);
 * submit/owner: one task per call, owner-signed with a fresh nonce and idempotency key every call
-  (pre-signed before the clock starts; the bare server gets the same requests).
+  (pre-signed before the clock starts; the bare server gets the same requests), round-robin over
+  SUBMIT_SESSIONS sessions of the owner (many sessions taking tasks at once, not one session's queue
+  fought over by every caller).
 
 InspectSession asks detail "full" (recent tasks and events) of a session with 25 tasks queued. Figures:
 throughput (ratio to the bare server's; goals GetSession >= 0.7, InspectSession >= 0.5), p50 and p99
@@ -67,6 +69,8 @@ decorators:
   - "ofac_filter"
 """
 GOALS = {"get": 0.7, "inspect": 0.5}
+SUBMIT_SESSIONS = 16
+SUBMIT_BUDGET = 3000  # pre-signed submissions per second of a scenario
 _nonces = itertools.count(time.time_ns())
 
 
@@ -104,7 +108,9 @@ class BareServicer(pb_grpc.SessionServiceServicer):
 async def bare_server(responses_file: str, ready_file: str) -> None:
     responses = {k: bytes.fromhex(v) for k, v in json.loads(Path(responses_file).read_text()).items()}
     # the real server's options (agentgpt.runtime.server.RunningService)
-    server = aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), ("grpc.so_reuseport", 0)])
+    server = aio.server(
+        options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), ("grpc.so_reuseport", 0)]
+    )
     pb_grpc.add_SessionServiceServicer_to_server(BareServicer(responses), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -164,13 +170,22 @@ def real_server(tmp: Path, root: Path, profile: str = "") -> Server:
     }
     return start(
         [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), "-m", "services.session"],
-        env, tmp / "ready-real.json", tmp / "session-service.log", root
+        env,
+        tmp / "ready-real.json",
+        tmp / "session-service.log",
+        root,
     )
 
 
 def baseline_server(tmp: Path, responses: dict[str, bytes]) -> Server:
     (tmp / "responses.json").write_text(json.dumps({k: v.hex() for k, v in responses.items()}))
-    cmd = [sys.executable, __file__, "--bare-server", str(tmp / "responses.json"), str(tmp / "ready-bare.json")]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--bare-server",
+        str(tmp / "responses.json"),
+        str(tmp / "ready-bare.json"),
+    ]
     return start(cmd, {"PYTHONPATH": str(ROOT)}, tmp / "ready-bare.json", tmp / "bare-server.log")
 
 
@@ -237,10 +252,12 @@ async def drive(
 
 
 def scenarios(session_id: str, submits: Sequence[pb.SubmitTasksRequest]) -> list[Scenario]:
+    """The scenarios: reads of `session_id`, and `submits` sent in turn."""
     get = pb.GetSessionRequest(session_id=session_id)
     inspect = pb.InspectSessionRequest(session_id=session_id, detail="full")
-    get_owner, inspect_owner = sign(pb.GetSessionRequest(session_id=session_id), nonce=0), sign(
-        pb.InspectSessionRequest(session_id=session_id, detail="full"), nonce=0
+    get_owner, inspect_owner = (
+        sign(pb.GetSessionRequest(session_id=session_id), nonce=0),
+        sign(pb.InspectSessionRequest(session_id=session_id, detail="full"), nonce=0),
     )
     base = int(time.time()) + 1800
     fresh = itertools.count()
@@ -260,12 +277,13 @@ def scenarios(session_id: str, submits: Sequence[pb.SubmitTasksRequest]) -> list
     ]
 
 
-def submit_requests(session_id: str, n: int) -> list[pb.SubmitTasksRequest]:
+def submit_requests(session_ids: Sequence[str], n: int) -> list[pb.SubmitTasksRequest]:
+    """`n` one-task submissions, to each of `session_ids` in turn."""
     return [
         sign(
             pb.SubmitTasksRequest(
                 idempotency_key=f"bench-{time.time_ns()}-{i}",
-                session_id=session_id,
+                session_id=session_ids[i % len(session_ids)],
                 tasks=[pb.TaskInput(kind="publish_report", args_json=json.dumps({"title": f"report {i}"}))],
             )
         )
@@ -273,45 +291,72 @@ def submit_requests(session_id: str, n: int) -> list[pb.SubmitTasksRequest]:
     ]
 
 
-async def setup(address: str) -> tuple[str, dict[str, bytes]]:
-    """A session ACTIVE with 25 tasks queued; the responses the benchmarked RPCs answer about it."""
+async def new_session(stub: pb_grpc.SessionServiceStub) -> str:
+    """An ACTIVE session of the owner."""
+    create = sign(
+        pb.CreateSessionRequest(
+            idempotency_key=f"bench-{time.time_ns()}", spec_yaml=SPEC_YAML, initial_budget="1000000"
+        )
+    )
+    create.chain_signature = b"\x01" * 65  # the in-memory chain takes any
+    session = (await stub.CreateSession(create)).session
+    activate = sign(
+        pb.ActivateSessionRequest(
+            idempotency_key=f"bench-{time.time_ns()}", session_id=session.session_id, executor=EXECUTOR
+        )
+    )
+    activate.chain_signature = b"\x01" * 65
+    await stub.ActivateSession(activate)
+    return str(session.session_id)
+
+
+async def setup(address: str) -> tuple[list[str], dict[str, bytes]]:
+    """SUBMIT_SESSIONS ACTIVE sessions, the first with 25 tasks queued (the one read); the responses the
+    benchmarked RPCs answer about it."""
     async with aio.insecure_channel(address) as channel:
         stub = pb_grpc.SessionServiceStub(channel)
-        create = sign(pb.CreateSessionRequest(idempotency_key=f"bench-{time.time_ns()}", spec_yaml=SPEC_YAML, initial_budget="1000000"))
-        create.chain_signature = b"\x01" * 65
-        session = (await stub.CreateSession(create)).session
-        activate = sign(pb.ActivateSessionRequest(idempotency_key=f"bench-{time.time_ns()}", session_id=session.session_id, executor=EXECUTOR))
-        activate.chain_signature = b"\x01" * 65
-        await stub.ActivateSession(activate)
-        submit = submit_requests(session.session_id, 25)
+        sids = [await new_session(stub) for _ in range(SUBMIT_SESSIONS)]
+        sid = sids[0]
+        submit = submit_requests([sid], 25)
         for req in submit[:-1]:
             await stub.SubmitTasks(req)
-        sid = session.session_id
         responses = {
             "SubmitTasks": (await stub.SubmitTasks(submit[-1])).SerializeToString(),
             "GetSession": (
                 await stub.GetSession(pb.GetSessionRequest(session_id=sid), metadata=SERVICE_MD)
             ).SerializeToString(),
             "InspectSession": (
-                await stub.InspectSession(pb.InspectSessionRequest(session_id=sid, detail="full"), metadata=SERVICE_MD)
+                await stub.InspectSession(
+                    pb.InspectSessionRequest(session_id=sid, detail="full"), metadata=SERVICE_MD
+                )
             ).SerializeToString(),
         }
-    return sid, responses
+    return sids, responses
 
 
-async def measure_server(
-    server: Server, session_id: str, concurrencies: Sequence[int], duration: float, submit_rate_guess: float
-) -> dict[tuple[str, int], Result]:
-    results: dict[tuple[str, int], Result] = {}
-    async with aio.insecure_channel(server.address) as channel:
-        stub = pb_grpc.SessionServiceStub(channel)
+async def measure_both(
+    real: Server, bare: Server, session_ids: Sequence[str], concurrencies: Sequence[int], duration: float
+) -> tuple[dict[tuple[str, int], Result], dict[tuple[str, int], Result]]:
+    """Every scenario at every concurrency on both servers, back to back (in turns: bare first, then real
+    first), so both see the same machine at nearly the same time."""
+    got_real: dict[tuple[str, int], Result] = {}
+    got_bare: dict[tuple[str, int], Result] = {}
+    async with aio.insecure_channel(real.address) as rc, aio.insecure_channel(bare.address) as bc:
+        stubs = {"real": pb_grpc.SessionServiceStub(rc), "bare": pb_grpc.SessionServiceStub(bc)}
+        turn = 0
         for c in concurrencies:
-            # enough pre-signed submissions for the run at the bare server's pace (the iterator ends a
-            # scenario early otherwise, which the figures show as fewer calls)
-            submits = submit_requests(session_id, int(submit_rate_guess * (duration + 1)))
-            for sc in scenarios(session_id, submits):
-                results[(sc.name, c)] = await drive(stub, sc, c, duration, server)
-    return results
+            # fresh submissions for the real server (enough for the bare server's pace, at most: the
+            # scenario ends early when they run out, which the figures show as fewer calls)
+            submits = submit_requests(session_ids, int(SUBMIT_BUDGET * (duration + 1)))
+            plans = {who: scenarios(session_ids[0], submits) for who in stubs}
+            for i in range(len(plans["real"])):
+                order = ("bare", "real") if turn % 2 == 0 else ("real", "bare")
+                turn += 1
+                for who in order:
+                    sc = plans[who][i]
+                    server, into = (real, got_real) if who == "real" else (bare, got_bare)
+                    into[(sc.name, c)] = await drive(stubs[who], sc, c, duration, server)
+    return got_real, got_bare
 
 
 async def measure(
@@ -319,15 +364,14 @@ async def measure(
 ) -> tuple[dict[str, benchkit.Figure], dict[str, Any]]:
     real = real_server(tmp, root, profile)
     try:
-        session_id, responses = await setup(real.address)
-        got_real = await measure_server(real, session_id, concurrencies, duration, 1500)
+        session_ids, responses = await setup(real.address)
+        bare = baseline_server(tmp, responses)
+        try:
+            got_real, got_bare = await measure_both(real, bare, session_ids, concurrencies, duration)
+        finally:
+            bare.stop()
     finally:
         real.stop()
-    bare = baseline_server(tmp, responses)
-    try:
-        got_bare = await measure_server(bare, session_id, concurrencies, duration, 4000)
-    finally:
-        bare.stop()
     figures: dict[str, benchkit.Figure] = {}
     detail: dict[str, Any] = {"response_bytes": {k: len(v) for k, v in responses.items()}}
     for (name, c), r in got_real.items():
@@ -346,14 +390,23 @@ async def measure(
         figures[f"{name} c{c} server cpu/call"] = benchkit.Figure(
             r.cpu_ms_per_call(), "ms", b.cpu_ms_per_call(), better="lower"
         )
-        detail[f"{name} c{c}"] = {"real_calls": r.calls, "bare_calls": b.calls, "real_errors": r.errors, "bare_errors": b.errors}
+        detail[f"{name} c{c}"] = {
+            "real_calls": r.calls,
+            "bare_calls": b.calls,
+            "real_errors": r.errors,
+            "bare_errors": b.errors,
+        }
     return figures, detail
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds per scenario and server (default 2)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64], help="calls in flight (default 16 64)")
+    parser.add_argument(
+        "--duration", type=float, default=2.0, help="seconds per scenario and server (default 2)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[16, 64], help="calls in flight (default 16 64)"
+    )
     parser.add_argument(
         "--server-root",
         type=Path,
@@ -361,7 +414,10 @@ def main() -> int:
         help="run the session service from this checkout (e.g. an older commit's, for a before/after)",
     )
     parser.add_argument(
-        "--profile-server", metavar="PATH", default="", help="run the real service under cProfile, stats to PATH"
+        "--profile-server",
+        metavar="PATH",
+        default="",
+        help="run the real service under cProfile, stats to PATH",
     )
     parser.add_argument("--keep", action="store_true", help="keep the servers' directory (logs, database)")
     parser.add_argument("--bare-server", nargs=2, metavar=("RESPONSES", "READY"), help=argparse.SUPPRESS)
@@ -371,9 +427,15 @@ def main() -> int:
         asyncio.run(bare_server(*args.bare_server))
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-session-api-"))
-    figures, detail = asyncio.run(measure(args.duration, args.concurrency, tmp, args.server_root.resolve(), args.profile_server))
-    print(f"session service vs a bare grpc.aio server, {args.duration:g} s per scenario (servers' files: {tmp})")
-    print(f"{'scenario':<28}{'real/s':>9}{'bare/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'bare p99':>9}{'cpu ms':>8}")
+    figures, detail = asyncio.run(
+        measure(args.duration, args.concurrency, tmp, args.server_root.resolve(), args.profile_server)
+    )
+    print(
+        f"session service vs a bare grpc.aio server, {args.duration:g} s per scenario (servers' files: {tmp})"
+    )
+    print(
+        f"{'scenario':<28}{'real/s':>9}{'bare/s':>9}{'ratio':>7}{'p50 ms':>9}{'p99 ms':>9}{'bare p99':>9}{'cpu ms':>8}"
+    )
     for key in detail:
         if key == "response_bytes":
             continue
