@@ -14,6 +14,8 @@ STAMP_ARLOCAL := tools/arlocal/node_modules/.installed
 PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# e.g. BENCH_ARGS="--repeat 5 --only session_api" (bench/run.py --help)
+BENCH_ARGS ?=
 # make test runs the files on this many pytest-xdist workers (a file stays on one worker, so a module's
 # stack starts once). Each end-to-end file runs a whole stack of processes: more workers than CPUs makes
 # the lease and timeout-bound tests race the scheduler, so the default is one worker per CPU (at least 2).
@@ -84,8 +86,8 @@ docs: $(STAMP_PY)  ## regenerate the README's configuration table
 
 lint: check  ## alias of check
 
-bench: setup  ## benchmarks; each prints a ratio against a baseline measured in the same run
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: setup  ## benchmarks: each bench/*.py --repeat times, ratios to same-run baselines -> .agentgpt/bench/report.json + a table
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 lock: | $(UV)  ## re-resolve the lockfiles after changing pyproject.toml (dev + runtime)
 	$(UV) pip compile -q pyproject.toml --extra dev -o requirements.lock --python-version 3.11

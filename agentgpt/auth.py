@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, cast
 
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -190,35 +191,50 @@ def read_metadata(
 
 def recover_signer(auth: common_pb2.OwnerSignature, request: Message, *, chain_id: int) -> str:
     """The checksummed address that produced `auth.signature` over `request`; raises ValueError when
-    the signature is malformed."""
+    the signature is malformed.
+
+    A pure function of the two messages and the chain id, so its answers are remembered (by the
+    messages' serialized bytes): a client reusing a read signature within its deadline costs one
+    recovery, not one per call. Deadlines, nonces and ownership are the caller's checks, made on every
+    call; failures are not remembered."""
+    return _recover_request(
+        chain_id,
+        cast(Hashable, type(request)),  # (a class: hashable, though typeshed's Message says otherwise)
+        request.SerializeToString(deterministic=True),
+        auth.SerializeToString(deterministic=True),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _recover_request(chain_id: int, request_type: Hashable, request: bytes, auth: bytes) -> str:
+    from eth_account import Account
+
+    req = cast(type[Message], request_type).FromString(request)
+    sig = common_pb2.OwnerSignature.FromString(auth)
     try:
         message = signable_request(
-            action=action_of(request),
-            session_id=session_id_of(request),
-            req_hash=request_hash(request),
-            nonce=auth.nonce,
-            deadline=auth.deadline,
+            action=action_of(req),
+            session_id=session_id_of(req),
+            req_hash=request_hash(req),
+            nonce=sig.nonce,
+            deadline=sig.deadline,
             chain_id=chain_id,
         )
-        return _recover(message.header, message.body, bytes(auth.signature))
+        return str(Account.recover_message(message, signature=bytes(sig.signature)))
     except Exception as exc:  # eth-keys raises several types for junk signatures
         raise ValueError(f"signature cannot be recovered: {exc}") from None
 
 
 @functools.lru_cache(maxsize=4096)
-def _recover(domain: bytes, struct: bytes, signature: bytes) -> str:
-    """The signer of `signature` over one EIP-712 message. A pure function of its arguments, so the
-    answers are remembered: a client reusing a read signature (within its deadline, which the service
-    checks on every call) costs one recovery, not one per call. Failures are not remembered."""
-    from eth_account import Account
-    from eth_account.messages import SignableMessage
-
-    return str(Account.recover_message(SignableMessage(b"\x01", domain, struct), signature=signature))
+def checksum_address(address: str) -> str:
+    """`address` in its EIP-55 checksummed form (remembered: the same few addresses come again and
+    again); ValueError when it is not an address."""
+    return str(to_checksum_address(address))
 
 
 def same_address(a: str, b: str) -> bool:
     try:
-        return to_checksum_address(a) == to_checksum_address(b)
+        return checksum_address(a) == checksum_address(b)
     except ValueError:
         return False
 

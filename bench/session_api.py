@@ -6,8 +6,10 @@ service's own entry point (`python -m services.session`: SQLite SessionDB in WAL
 embedded archive, JSON logs at INFO to a file, the loopback service header trusted); the baseline is a
 grpc.aio server with the same SessionService stubs whose methods answer, without any work, the responses
 the real service gave during the setup (same sizes, same parsing and serialization of the messages).
-The client (this process, one channel) keeps `--concurrency` calls in flight for `--duration` seconds
-per scenario after a short warm-up, and times every call. Scenarios, each at every concurrency:
+The client (this process, one channel per server) keeps `--concurrency` calls in flight for
+`--duration` seconds per scenario and server, after a short warm-up, and times every call; that time is
+cut into `--slices` turns alternating between the two servers, so both see the same machine (it is
+shared: other work comes and goes within seconds). Scenarios, each at every concurrency:
 
 * get/service, inspect/service: reads as a service identity (the `x-agentgpt-service` header);
 * get/owner, inspect/owner: reads signed by the owner, one read signature reused (as a client does
@@ -216,8 +218,14 @@ class Result:
 
 
 async def drive(
-    stub: pb_grpc.SessionServiceStub, scenario: Scenario, concurrency: int, duration: float, server: Server
+    stub: pb_grpc.SessionServiceStub,
+    scenario: Scenario,
+    concurrency: int,
+    duration: float,
+    server: Server,
+    warm_up: float = 0.0,
 ) -> Result:
+    """`concurrency` calls in flight for `duration` seconds (after `warm_up` seconds not recorded)."""
     method = getattr(stub, scenario.rpc)
     latencies: list[float] = []
     errors = 0
@@ -235,13 +243,14 @@ async def drive(
             try:
                 await method(req, metadata=md, timeout=30)
             except aio.AioRpcError:
-                errors += 1
+                errors += 1 if recording else 0
                 continue
             if recording:
                 latencies.append(time.perf_counter() - t0)
 
-    stop_at = time.perf_counter() + min(0.3, duration / 4)  # warm-up, not recorded
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if warm_up:
+        stop_at = time.perf_counter() + warm_up
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
     recording = True
     cpu0 = server.cpu_seconds()
     t0 = time.perf_counter()
@@ -249,6 +258,16 @@ async def drive(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - t0
     return Result(len(latencies), elapsed, latencies, server.cpu_seconds() - cpu0, errors)
+
+
+def merged(parts: Sequence[Result]) -> Result:
+    return Result(
+        sum(r.calls for r in parts),
+        sum(r.seconds for r in parts),
+        [x for r in parts for x in r.latencies],
+        sum(r.cpu for r in parts),
+        sum(r.errors for r in parts),
+    )
 
 
 def scenarios(session_id: str, submits: Sequence[pb.SubmitTasksRequest]) -> list[Scenario]:
@@ -335,39 +354,62 @@ async def setup(address: str) -> tuple[list[str], dict[str, bytes]]:
 
 
 async def measure_both(
-    real: Server, bare: Server, session_ids: Sequence[str], concurrencies: Sequence[int], duration: float
+    real: Server,
+    bare: Server,
+    session_ids: Sequence[str],
+    concurrencies: Sequence[int],
+    duration: float,
+    slices: int,
+    only: Sequence[str] = (),
 ) -> tuple[dict[tuple[str, int], Result], dict[tuple[str, int], Result]]:
-    """Every scenario at every concurrency on both servers, back to back (in turns: bare first, then real
-    first), so both see the same machine at nearly the same time."""
+    """Every scenario at every concurrency on both servers, each scenario's time cut into `slices`
+    slices run in turns (bare, real, real, bare, ...), so both see the same machine at the same time
+    (it is shared: other work comes and goes within seconds)."""
     got_real: dict[tuple[str, int], Result] = {}
     got_bare: dict[tuple[str, int], Result] = {}
     async with aio.insecure_channel(real.address) as rc, aio.insecure_channel(bare.address) as bc:
         stubs = {"real": pb_grpc.SessionServiceStub(rc), "bare": pb_grpc.SessionServiceStub(bc)}
-        turn = 0
+        servers = {"real": real, "bare": bare}
         for c in concurrencies:
             # fresh submissions for the real server (enough for the bare server's pace, at most: the
             # scenario ends early when they run out, which the figures show as fewer calls)
             submits = submit_requests(session_ids, int(SUBMIT_BUDGET * (duration + 1)))
-            plans = {who: scenarios(session_ids[0], submits) for who in stubs}
+            plans = {
+                who: [sc for sc in scenarios(session_ids[0], submits) if not only or sc.name in only]
+                for who in stubs
+            }
             for i in range(len(plans["real"])):
-                order = ("bare", "real") if turn % 2 == 0 else ("real", "bare")
-                turn += 1
-                for who in order:
-                    sc = plans[who][i]
-                    server, into = (real, got_real) if who == "real" else (bare, got_bare)
-                    into[(sc.name, c)] = await drive(stubs[who], sc, c, duration, server)
+                parts: dict[str, list[Result]] = {"real": [], "bare": []}
+                for k in range(slices):
+                    for who in ("bare", "real") if k % 2 == 0 else ("real", "bare"):
+                        sc = plans[who][i]
+                        parts[who].append(
+                            await drive(
+                                stubs[who], sc, c, duration / slices, servers[who], warm_up=0.0 if k else 0.2
+                            )
+                        )
+                name = plans["real"][i].name
+                got_real[(name, c)], got_bare[(name, c)] = merged(parts["real"]), merged(parts["bare"])
     return got_real, got_bare
 
 
 async def measure(
-    duration: float, concurrencies: Sequence[int], tmp: Path, root: Path, profile: str = ""
+    duration: float,
+    concurrencies: Sequence[int],
+    tmp: Path,
+    root: Path,
+    profile: str = "",
+    slices: int = 4,
+    only: Sequence[str] = (),
 ) -> tuple[dict[str, benchkit.Figure], dict[str, Any]]:
     real = real_server(tmp, root, profile)
     try:
         session_ids, responses = await setup(real.address)
         bare = baseline_server(tmp, responses)
         try:
-            got_real, got_bare = await measure_both(real, bare, session_ids, concurrencies, duration)
+            got_real, got_bare = await measure_both(
+                real, bare, session_ids, concurrencies, duration, slices, only
+            )
         finally:
             bare.stop()
     finally:
@@ -407,6 +449,14 @@ def main() -> int:
     parser.add_argument(
         "--concurrency", type=int, nargs="+", default=[16, 64], help="calls in flight (default 16 64)"
     )
+    parser.add_argument("--slices", type=int, default=4, help="turns of each server per scenario (default 4)")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="only these (e.g. get/service submit/owner)",
+    )
     parser.add_argument(
         "--server-root",
         type=Path,
@@ -428,7 +478,15 @@ def main() -> int:
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="bench-session-api-"))
     figures, detail = asyncio.run(
-        measure(args.duration, args.concurrency, tmp, args.server_root.resolve(), args.profile_server)
+        measure(
+            args.duration,
+            args.concurrency,
+            tmp,
+            args.server_root.resolve(),
+            args.profile_server,
+            args.slices,
+            args.scenarios,
+        )
     )
     print(
         f"session service vs a bare grpc.aio server, {args.duration:g} s per scenario (servers' files: {tmp})"

@@ -293,7 +293,13 @@ class SessionDB:
                 )
             state = change.values.get("state", cur.state)
             cursor, head = await self._append_events(
-                conn, change.session_id, state, cur.event_cursor, cur.event_head, change.events
+                conn,
+                change.session_id,
+                state,
+                cur.event_cursor,
+                cur.event_head,
+                change.events,
+                update_head=False,  # (set with the other values below)
             )
             values = {**change.values, "version": cur.version + 1, "updated_at": self.clock()}
             if change.events:
@@ -343,7 +349,11 @@ class SessionDB:
         cursor: int,
         head: bytes,
         new: Sequence[NewEvent],
+        *,
+        update_head: bool = True,
     ) -> tuple[int, bytes]:
+        """Append `new` to the session's log; the new (cursor, head), also stored on the session's row
+        unless the caller stores them (`update_head=False`)."""
         for ev in new:
             cursor += 1
             at = round(self.clock(), 6)
@@ -368,7 +378,7 @@ class SessionDB:
                     hash=head,
                 )
             )
-        if new:
+        if new and update_head:
             await conn.execute(
                 sa.update(sessions)
                 .where(sessions.c.session_id == session_id)
@@ -723,35 +733,38 @@ class SessionDB:
         Same key with a different method or request -> FAILED_PRECONDITION.
         """
         for _ in range(3):
-            async with self.engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        sa.select(requests).where(requests.c.principal == principal, requests.c.key == key)
-                    )
-                ).first()
-            if row is not None:
-                rec = StoredRequest.from_row(row)
-                if rec.method != method or rec.request_hash != req_hash:
-                    raise FailedPrecondition(
-                        f"idempotency_key: {key!r} was already used for a different request ({rec.method}); "
-                        "use a new key for a new request"
-                    )
-                return rec
             try:
+                # the look-up and the reservation in one transaction (one connection, one commit)
                 async with self._writing() as conn:
-                    await conn.execute(
-                        sa.insert(requests).values(
-                            principal=principal,
-                            key=key,
-                            method=method,
-                            request_hash=req_hash,
-                            status="pending",
-                            created_at=self.clock(),
+                    row = (
+                        await conn.execute(
+                            sa.select(requests).where(
+                                requests.c.principal == principal, requests.c.key == key
+                            )
                         )
-                    )
-                return None
+                    ).first()
+                    if row is None:
+                        await conn.execute(
+                            sa.insert(requests).values(
+                                principal=principal,
+                                key=key,
+                                method=method,
+                                request_hash=req_hash,
+                                status="pending",
+                                created_at=self.clock(),
+                            )
+                        )
             except IntegrityError:
                 continue  # a concurrent request took the key first: read what it stored
+            if row is None:
+                return None
+            rec = StoredRequest.from_row(row)
+            if rec.method != method or rec.request_hash != req_hash:
+                raise FailedPrecondition(
+                    f"idempotency_key: {key!r} was already used for a different request ({rec.method}); "
+                    "use a new key for a new request"
+                )
+            return rec
         raise Aborted(f"idempotency_key: {key!r} is being used concurrently; retry")
 
     async def record_intent(

@@ -81,7 +81,7 @@ def test_direct_encoding_is_the_generic_eip712_encoding() -> None:
 
 def test_remembered_recoveries_still_judge_each_request() -> None:
     req = auth.signed(pb.GetSessionRequest(session_id="7"), KEY, nonce=0, deadline=10**10, chain_id=5)
-    for _ in range(3):  # the second and third answers come from the cache: still the signer
+    for _ in range(3):  # the second and third answers are remembered: still the signer
         assert auth.recover_signer(req.auth, req, chain_id=5) == req.auth.signer  # type: ignore[attr-defined]
     # the same signature over another request (or in another domain) is not the signer's
     other = pb.GetSessionRequest(session_id="8")
