@@ -719,18 +719,19 @@ class SessionDB:
                     sa.insert(nonces).values(owner=owner.lower(), nonce=str(nonce), used_at=self.clock())
                 )
         except IntegrityError:
-            raise PermissionDenied(
-                f"auth.nonce: nonce {nonce} of {owner} was already used; sign the request with a fresh nonce"
-            ) from None
+            raise _replayed(owner, nonce) from None
 
     # ------------------------------------------------------------------ idempotency and chain intents
 
     async def begin_request(
-        self, principal: str, key: str, method: str, req_hash: bytes
+        self, principal: str, key: str, method: str, req_hash: bytes, *, nonce: tuple[str, int] | None = None
     ) -> StoredRequest | None:
         """Reserve idempotency key `key`; returns the existing record when the key was seen before.
 
-        Same key with a different method or request -> FAILED_PRECONDITION.
+        Same key with a different method or request -> FAILED_PRECONDITION. With `nonce` (owner, nonce),
+        a new key is reserved only together with that nonce marked used (what `use_nonce` does, in the
+        same transaction): PERMISSION_DENIED, and nothing reserved, when it already was. A key seen
+        before uses no nonce.
         """
         for _ in range(3):
             try:
@@ -743,6 +744,21 @@ class SessionDB:
                             )
                         )
                     ).first()
+                    if row is None and nonce is not None:
+                        owner, n = nonce
+                        used = (
+                            await conn.execute(
+                                sa.select(nonces.c.nonce).where(
+                                    nonces.c.owner == owner.lower(), nonces.c.nonce == str(n)
+                                )
+                            )
+                        ).first()
+                        if used is not None:
+                            raise _replayed(owner, n)
+                        # (a concurrent writer of the same nonce: IntegrityError, then the look-up again)
+                        await conn.execute(
+                            sa.insert(nonces).values(owner=owner.lower(), nonce=str(n), used_at=self.clock())
+                        )
                     if row is None:
                         await conn.execute(
                             sa.insert(requests).values(
@@ -827,6 +843,12 @@ class SessionDB:
                 )
             ).first()
         return StoredRequest.from_row(row) if row else None
+
+
+def _replayed(owner: str, nonce: int) -> PermissionDenied:
+    return PermissionDenied(
+        f"auth.nonce: nonce {nonce} of {owner} was already used; sign the request with a fresh nonce"
+    )
 
 
 def encode_page_token(pk: int) -> str:
