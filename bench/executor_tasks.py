@@ -258,25 +258,28 @@ async def checkpoint_cost(n: int) -> dict[str, Figure]:
     }
 
 
-async def measure(tasks: int, checkpoints: int) -> dict[str, Figure]:
-    """The figures (printing the readable text as it goes): the checkpoint costs, then the engine's rate."""
-    figures: dict[str, Figure] = {}
-    if checkpoints:
-        figures.update(await checkpoint_cost(checkpoints))
+async def measure(tasks: int, checkpoints: int, into: dict[str, Figure]) -> dict[str, Figure]:
+    """The figures, added to `into` as each is measured (printing the readable text as it goes): the
+    engine's rate, then the checkpoint costs (which need anvil and an IPFS node)."""
     n = tasks
-    if not n:
-        return figures
-    with tempfile.TemporaryDirectory() as tmp:
-        engine_rate, checkpoints_made = await engine_run(n, Path(tmp))
-    base_rate = baseline(n)
-    print(f"tasks: {n} off-chain, built-in planner, decorators ofac_filter+kyc_tier4+gas_optimizer_v3")
-    print(f"baseline (planner call loop):     {base_rate:10.0f} tasks/s")
-    print(f"executor engine (full pipeline):  {engine_rate:10.0f} tasks/s   ({checkpoints_made} checkpoints)")
-    print(f"ratio engine/baseline:            {engine_rate / base_rate:10.4f}")
-    print(f"goal >= 1000 tasks/s per executor: {'MET' if engine_rate >= 1000 else 'NOT MET'}")
-    figures["engine vs planner call loop"] = Figure(engine_rate, "tasks/s", base_rate)
-    figures["engine tasks/s (absolute goal)"] = Figure(engine_rate, "tasks/s", goal=1000, note="per executor")
-    return figures
+    if n:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine_rate, checkpoints_made = await engine_run(n, Path(tmp))
+        base_rate = baseline(n)
+        print(f"tasks: {n} off-chain, built-in planner, decorators ofac_filter+kyc_tier4+gas_optimizer_v3")
+        print(f"baseline (planner call loop):     {base_rate:10.0f} tasks/s")
+        print(
+            f"executor engine (full pipeline):  {engine_rate:10.0f} tasks/s   ({checkpoints_made} checkpoints)"
+        )
+        print(f"ratio engine/baseline:            {engine_rate / base_rate:10.4f}")
+        print(f"goal >= 1000 tasks/s per executor: {'MET' if engine_rate >= 1000 else 'NOT MET'}")
+        into["engine vs planner call loop"] = Figure(engine_rate, "tasks/s", base_rate)
+        into["engine tasks/s (absolute goal)"] = Figure(
+            engine_rate, "tasks/s", goal=1000, note="per executor"
+        )
+    if checkpoints:
+        into.update(await checkpoint_cost(checkpoints))
+    return into
 
 
 async def main() -> None:
@@ -291,7 +294,11 @@ async def main() -> None:
     )
     benchkit.add_json_option(parser)
     args = parser.parse_args()
-    benchkit.write_json(args.json, await measure(args.tasks, args.checkpoint_cost))
+    figures: dict[str, Figure] = {}
+    try:
+        await measure(args.tasks, args.checkpoint_cost, figures)
+    finally:  # what was measured is kept even when a later part fails (no IPFS node, say)
+        benchkit.write_json(args.json, figures)
 
 
 if __name__ == "__main__":
