@@ -18,6 +18,8 @@ PROMTOOL := /usr/bin/promtool
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 LOAD_ARGS ?=
+# e.g. BENCH_ARGS="--repeat 5 --only session_api" (bench/run.py --help)
+BENCH_ARGS ?=
 # make test runs the files on this many pytest-xdist workers (a file stays on one worker, so a module's
 # stack starts once). Each end-to-end file runs a whole stack of processes: more workers than CPUs makes
 # the lease and timeout-bound tests race the scheduler, so the default is one worker per CPU (at least 2).
@@ -98,8 +100,8 @@ docs: $(STAMP_PY)  ## regenerate the README's configuration table
 
 lint: check  ## alias of check
 
-bench: setup  ## benchmarks; each prints a ratio against a baseline measured in the same run
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+bench: setup  ## benchmarks: each bench/*.py --repeat times, ratios to same-run baselines -> .agentgpt/bench/report.json + a table
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 load: setup  ## the load run: 1,000 concurrent sessions with tasks through the full stack on PostgreSQL (LOAD_ARGS="--sessions 100")
 	$(PY) load/run.py --json .agentgpt/load.json $(LOAD_ARGS)

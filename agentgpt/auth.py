@@ -29,14 +29,19 @@ falls back to the header only when it is not.
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any, cast
 
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from google.protobuf.message import Message
 
 from agentgpt.common.v1 import common_pb2
+
+if TYPE_CHECKING:
+    from eth_account.messages import SignableMessage
 
 DOMAIN_NAME = "AgentGPT Sessions"
 DOMAIN_VERSION = "1"
@@ -104,15 +109,53 @@ def session_id_of(request: Message) -> str:
     return str(getattr(request, "session_id", ""))
 
 
+_REQUEST_TYPE_HASH = keccak(
+    b"AgentGPTRequest(string action,string sessionId,bytes32 requestHash,uint256 nonce,uint256 deadline)"
+)
+_DOMAIN_TYPE_HASH = keccak(b"EIP712Domain(string name,string version,uint256 chainId)")
+
+
+@functools.lru_cache(maxsize=16)
+def _domain_separator(chain_id: int) -> bytes:
+    return keccak(
+        _DOMAIN_TYPE_HASH
+        + keccak(DOMAIN_NAME.encode())
+        + keccak(DOMAIN_VERSION.encode())
+        + chain_id.to_bytes(32, "big")
+    )
+
+
+def signable_request(
+    *, action: str, session_id: str, req_hash: bytes, nonce: int, deadline: int, chain_id: int
+) -> SignableMessage:
+    """The EIP-712 message of `typed_request(...)`, encoded directly for this one fixed struct (what
+    eth_account's `encode_typed_data` makes of it, without its generic type parsing: the tests hold the
+    two equal). Raises ValueError for values the struct cannot hold."""
+    from eth_account.messages import SignableMessage
+
+    if len(req_hash) != 32:
+        raise ValueError(f"requestHash must be 32 bytes, got {len(req_hash)}")
+    if not (0 <= nonce < 2**256 and 0 <= deadline < 2**256 and 0 <= chain_id < 2**256):
+        raise ValueError("nonce, deadline and chainId must be uint256 values")
+    struct = keccak(
+        _REQUEST_TYPE_HASH
+        + keccak(action.encode())
+        + keccak(session_id.encode())
+        + bytes(req_hash)
+        + nonce.to_bytes(32, "big")
+        + deadline.to_bytes(32, "big")
+    )
+    return SignableMessage(b"\x01", _domain_separator(chain_id), struct)
+
+
 def sign_request(
     private_key: str | bytes, request: Message, *, nonce: int, deadline: int, chain_id: int
 ) -> common_pb2.OwnerSignature:
     """The OwnerSignature authorising `request` (whose auth field, if any, is ignored)."""
     from eth_account import Account  # (imported when first used: it costs a CLI that signs nothing ~0.7 s)
-    from eth_account.messages import encode_typed_data
 
     account = Account.from_key(private_key)
-    full = typed_request(
+    message = signable_request(
         action=action_of(request),
         session_id=session_id_of(request),
         req_hash=request_hash(request),
@@ -120,7 +163,7 @@ def sign_request(
         deadline=deadline,
         chain_id=chain_id,
     )
-    signed = Account.sign_message(encode_typed_data(full_message=full), private_key)
+    signed = Account.sign_message(message, private_key)
     return common_pb2.OwnerSignature(
         signer=account.address, nonce=nonce, deadline=deadline, signature=bytes(signed.signature)
     )
@@ -148,29 +191,50 @@ def read_metadata(
 
 def recover_signer(auth: common_pb2.OwnerSignature, request: Message, *, chain_id: int) -> str:
     """The checksummed address that produced `auth.signature` over `request`; raises ValueError when
-    the signature is malformed."""
-    from eth_account import Account
-    from eth_account.messages import encode_typed_data
+    the signature is malformed.
 
-    full = typed_request(
-        action=action_of(request),
-        session_id=session_id_of(request),
-        req_hash=request_hash(request),
-        nonce=auth.nonce,
-        deadline=auth.deadline,
-        chain_id=chain_id,
+    A pure function of the two messages and the chain id, so its answers are remembered (by the
+    messages' serialized bytes): a client reusing a read signature within its deadline costs one
+    recovery, not one per call. Deadlines, nonces and ownership are the caller's checks, made on every
+    call; failures are not remembered."""
+    return _recover_request(
+        chain_id,
+        cast(Hashable, type(request)),  # (a class: hashable, though typeshed's Message says otherwise)
+        request.SerializeToString(deterministic=True),
+        auth.SerializeToString(deterministic=True),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _recover_request(chain_id: int, request_type: Hashable, request: bytes, auth: bytes) -> str:
+    from eth_account import Account
+
+    req = cast(type[Message], request_type).FromString(request)
+    sig = common_pb2.OwnerSignature.FromString(auth)
     try:
-        return str(
-            Account.recover_message(encode_typed_data(full_message=full), signature=bytes(auth.signature))
+        message = signable_request(
+            action=action_of(req),
+            session_id=session_id_of(req),
+            req_hash=request_hash(req),
+            nonce=sig.nonce,
+            deadline=sig.deadline,
+            chain_id=chain_id,
         )
+        return str(Account.recover_message(message, signature=bytes(sig.signature)))
     except Exception as exc:  # eth-keys raises several types for junk signatures
         raise ValueError(f"signature cannot be recovered: {exc}") from None
 
 
+@functools.lru_cache(maxsize=4096)
+def checksum_address(address: str) -> str:
+    """`address` in its EIP-55 checksummed form (remembered: the same few addresses come again and
+    again); ValueError when it is not an address."""
+    return str(to_checksum_address(address))
+
+
 def same_address(a: str, b: str) -> bool:
     try:
-        return to_checksum_address(a) == to_checksum_address(b)
+        return checksum_address(a) == checksum_address(b)
     except ValueError:
         return False
 

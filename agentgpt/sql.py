@@ -13,6 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_PREFIX = "sqlite+aiosqlite:///"
+#: Connections an engine keeps open (SQLite file: each is an aiosqlite thread; PostgreSQL: a server
+#: connection). All are kept: no overflow connection is opened for a burst and closed after it (that
+#: churn cost a connect, and on SQLite its pragmas, per call under load); a call beyond them waits for a free
+#: one, up to POOL_TIMEOUT seconds.
+SQLITE_POOL_SIZE = 8
+POSTGRES_POOL_SIZE = 15
+POOL_TIMEOUT = 30.0
 
 
 def sqlite_path(url: str) -> str | None:
@@ -23,15 +30,19 @@ def sqlite_path(url: str) -> str | None:
 def open_engine(url: str) -> AsyncEngine:
     """An async engine for `url`. SQLite: the file's folder is made, the database runs in WAL mode
     (readers never block the writer nor it them, so a long read cannot make a write fail with "database
-    is locked"), and a statement waits up to 30 s for a lock. PostgreSQL: connections checked before use."""
+    is locked"), and a statement waits up to 30 s for a lock. PostgreSQL: connections checked before use.
+    Either keeps a fixed pool of connections (SQLITE_POOL_SIZE, POSTGRES_POOL_SIZE)."""
     kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
     if path is not None:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs.update(pool_size=SQLITE_POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT)
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs["pool_pre_ping"] = True
+        kwargs.update(
+            pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT
+        )
     engine = create_async_engine(url, **kwargs)
     if path is not None and path and path != ":memory:":
 

@@ -10,7 +10,7 @@ the ratio (the machine is shared and noisy: compare ratios).
 The session port here is in-memory (what the engine needs from the session service, without gRPC), so the
 figure is the executor's own capacity; a run over gRPC is the component tests' business.
 
-    .venv/bin/python bench/executor_tasks.py [--tasks 5000] [--checkpoint-cost 30]
+    .venv/bin/python bench/executor_tasks.py [--tasks 5000] [--checkpoint-cost 30] [--json PATH]
 
 --checkpoint-cost N (default 30; 0 skips it) adds the executor's share of the checkpoint-cost question (the IPFS side alone is
 bench/ipfs_checkpoint.py): on a real anvil + IPFS node, for N checkpoints of 50 signed log entries,
@@ -31,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import benchkit
+from benchkit import Figure
 
 from agentgpt.common.v1 import common_pb2 as cpb
 from agentgpt.ipfs import EmbeddedStore
@@ -127,7 +130,7 @@ async def engine_run(n: int, tmp: Path, port: Any = None) -> tuple[float, int]:
     return n / elapsed, port.checkpoints
 
 
-async def checkpoint_cost(n: int) -> None:
+async def checkpoint_cost(n: int) -> dict[str, Figure]:
     import statistics
 
     import aioipfs
@@ -248,6 +251,35 @@ async def checkpoint_cost(n: int) -> None:
     print(f"checkpoint cost, {n} checkpoints (format v2) of 50 signed entries (~{len(data)} bytes), medians:")
     for k, v in med.items():
         print(f"  {k:<24} {v:8.2f} ms   ratio to raw add {v / med['raw add']:6.2f}")
+    return {
+        f"checkpoint {k} (median)": Figure(v, "ms", med["raw add"], better="lower")
+        for k, v in med.items()
+        if k != "raw add"
+    }
+
+
+async def measure(tasks: int, checkpoints: int, into: dict[str, Figure]) -> dict[str, Figure]:
+    """The figures, added to `into` as each is measured (printing the readable text as it goes): the
+    engine's rate, then the checkpoint costs (which need anvil and an IPFS node)."""
+    n = tasks
+    if n:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine_rate, checkpoints_made = await engine_run(n, Path(tmp))
+        base_rate = baseline(n)
+        print(f"tasks: {n} off-chain, built-in planner, decorators ofac_filter+kyc_tier4+gas_optimizer_v3")
+        print(f"baseline (planner call loop):     {base_rate:10.0f} tasks/s")
+        print(
+            f"executor engine (full pipeline):  {engine_rate:10.0f} tasks/s   ({checkpoints_made} checkpoints)"
+        )
+        print(f"ratio engine/baseline:            {engine_rate / base_rate:10.4f}")
+        print(f"goal >= 1000 tasks/s per executor: {'MET' if engine_rate >= 1000 else 'NOT MET'}")
+        into["engine vs planner call loop"] = Figure(engine_rate, "tasks/s", base_rate)
+        into["engine tasks/s (absolute goal)"] = Figure(
+            engine_rate, "tasks/s", goal=1000, note="per executor"
+        )
+    if checkpoints:
+        into.update(await checkpoint_cost(checkpoints))
+    return into
 
 
 async def main() -> None:
@@ -260,20 +292,13 @@ async def main() -> None:
         metavar="N",
         help="checkpoints to time on anvil + IPFS (0: skip)",
     )
+    benchkit.add_json_option(parser)
     args = parser.parse_args()
-    if args.checkpoint_cost:
-        await checkpoint_cost(args.checkpoint_cost)
-    n = args.tasks
-    if not n:
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        engine_rate, checkpoints = await engine_run(n, Path(tmp))
-    base_rate = baseline(n)
-    print(f"tasks: {n} off-chain, built-in planner, decorators ofac_filter+kyc_tier4+gas_optimizer_v3")
-    print(f"baseline (planner call loop):     {base_rate:10.0f} tasks/s")
-    print(f"executor engine (full pipeline):  {engine_rate:10.0f} tasks/s   ({checkpoints} checkpoints)")
-    print(f"ratio engine/baseline:            {engine_rate / base_rate:10.4f}")
-    print(f"goal >= 1000 tasks/s per executor: {'MET' if engine_rate >= 1000 else 'NOT MET'}")
+    figures: dict[str, Figure] = {}
+    try:
+        await measure(args.tasks, args.checkpoint_cost, figures)
+    finally:  # what was measured is kept even when a later part fails (no IPFS node, say)
+        benchkit.write_json(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Indexer ingestion throughput vs raw eth_getLogs over the same blocks of the same anvil.
 
-    .venv/bin/python bench/indexer_ingest.py [--sessions 3000] [--per-block 30] [--runs 3]
+    .venv/bin/python bench/indexer_ingest.py [--sessions 3000] [--per-block 30] [--runs 3] [--json PATH]
 
 Starts its own anvil, deploys the contracts, creates `--sessions` sessions (3 indexed events each),
 then times (best of --runs) a raw eth_getLogs of the followed contracts over the range (JSON parsed,
@@ -20,11 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchkit
+from benchkit import Figure
+
 from services.indexer.rpc import ChainRpc
 from tests.integration.indexer.chainkit import IndexerUnderTest, deploy_chain, emit_sessions
 
 
-async def main(sessions: int, per_block: int, runs: int) -> int:
+async def measure(sessions: int, per_block: int, runs: int) -> tuple[dict[str, Figure], bool]:
+    """The figures (printing the readable text): ingest rate against raw eth_getLogs, completeness; and
+    whether every raw log was indexed exactly once."""
     deployed = await deploy_chain()
     try:
         start = deployed.head() + 1
@@ -71,6 +76,19 @@ async def main(sessions: int, per_block: int, runs: int) -> int:
         f"completeness: {len(set(ix_keys) & set(raw_keys))}/{n} = {100.0 * len(set(ix_keys) & set(raw_keys)) / max(n, 1):.1f}%"
         f"{'' if complete else '  MISMATCH'}"
     )
+    matched = len(set(ix_keys) & set(raw_keys))
+    figures = {
+        "ingest vs raw eth_getLogs": Figure(ix_rate, "events/s", raw_rate, goal=0.5),
+        "completeness": Figure(
+            100.0 * matched / max(n, 1), "% indexed", goal=100.0, note="" if complete else "MISMATCH"
+        ),
+    }
+    return figures, complete
+
+
+async def main(sessions: int, per_block: int, runs: int, json_path: str) -> int:
+    figures, complete = await measure(sessions, per_block, runs)
+    benchkit.write_json(json_path, figures)
     return 0 if complete else 1
 
 
@@ -79,5 +97,6 @@ if __name__ == "__main__":
     p.add_argument("--sessions", type=int, default=3000)
     p.add_argument("--per-block", type=int, default=30)
     p.add_argument("--runs", type=int, default=3)
+    benchkit.add_json_option(p)
     a = p.parse_args()
-    sys.exit(asyncio.run(main(a.sessions, a.per_block, a.runs)))
+    sys.exit(asyncio.run(main(a.sessions, a.per_block, a.runs, a.json)))

@@ -11,7 +11,7 @@ of --tasks entries) times, interleaved on the same node:
 Prints median / p90 per-op milliseconds and the ratios against the baseline measured in this run (the
 machine is shared and noisy: compare ratios, not absolute numbers).
 
-    .venv/bin/python bench/ipfs_checkpoint.py [--n 200] [--tasks 50]
+    .venv/bin/python bench/ipfs_checkpoint.py [--n 200] [--tasks 50] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ import asyncio
 import functools
 import os
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aioipfs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit
+from benchkit import Figure
 
 from agentgpt.ipfs import CheckpointReader, CheckpointWriter, KuboStore, encode, generate_key
 from apps.localnet.ipfs import IpfsNode
@@ -55,7 +60,8 @@ def stats(xs: list[float]) -> tuple[float, float]:
     return statistics.median(xs) * 1e3, xs[int(0.9 * (len(xs) - 1))] * 1e3
 
 
-async def run(api: str, n: int, tasks: int) -> None:
+async def run(api: str, n: int, tasks: int) -> dict[str, Figure]:
+    """The figures (printing the readable table): median write and read costs against the baselines."""
     store = KuboStore(api, timeout=30)
     client = aioipfs.AsyncIPFS(maddr=api)
     key = generate_key()
@@ -104,6 +110,7 @@ async def run(api: str, n: int, tasks: int) -> None:
     get_med, _ = stats(times["block/get"])
     print(f"\n{n} checkpoints, {tasks} task entries each, {size} bytes of dag-cbor per checkpoint")
     print(f"{'operation':<16}{'median ms':>10}{'p90 ms':>9}{'ratio':>8}")
+    figures: dict[str, Figure] = {}
     for name, ref in (
         ("baseline", base_med),
         ("checkpoint", base_med),
@@ -113,7 +120,10 @@ async def run(api: str, n: int, tasks: int) -> None:
     ):
         med, p90 = stats(times[name])
         print(f"{name:<16}{med:>10.2f}{p90:>9.2f}{med / ref:>7.2f}x")
+        if name not in ("baseline", "block/get"):
+            figures[f"{name} (median)"] = Figure(med, "ms", ref, better="lower")
     print("ratios: writes vs baseline (aioipfs add, same bytes); read vs aioipfs block/get")
+    return figures
 
 
 def main() -> None:
@@ -121,12 +131,14 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="checkpoints to time (default 200)")
     parser.add_argument("--tasks", type=int, default=50, help="task-log entries per checkpoint (default 50)")
     parser.add_argument("--api", default=os.environ.get("AGENTGPT_BENCH_IPFS_API", ""), help="use this node")
+    benchkit.add_json_option(parser)
     args = parser.parse_args()
     if args.api:
-        asyncio.run(run(args.api, args.n, args.tasks))
-        return
-    with IpfsNode() as node:
-        asyncio.run(run(node.api, args.n, args.tasks))
+        figures = asyncio.run(run(args.api, args.n, args.tasks))
+    else:
+        with IpfsNode() as node:
+            figures = asyncio.run(run(node.api, args.n, args.tasks))
+    benchkit.write_json(args.json, figures)
 
 
 if __name__ == "__main__":

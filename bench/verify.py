@@ -9,7 +9,7 @@ the session's key, opened with the owner's key (ECIES unwrap + AES-GCM per check
 checks). The chains' events come from an in-memory event source (the chain reads are the RPC's cost, not
 the verifier's; `agentgpt verify` adds one eth_getLogs per event name and chain).
 
-    .venv/bin/python bench/verify.py [--checkpoints 40]
+    .venv/bin/python bench/verify.py [--checkpoints 40] [--json PATH]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchkit
+from benchkit import Figure
 from multiformats import CID
 
 from agentgpt.checkpoint_format import Domain, checkpoint_document, entry_digest, sign
@@ -107,7 +109,13 @@ async def history(store: KuboStore, n: int, sealing: Sealing | None) -> tuple[Ev
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoints", type=int, default=40)
-    n = parser.parse_args().checkpoints
+    benchkit.add_json_option(parser)
+    args = parser.parse_args()
+    benchkit.write_json(args.json, await measure(args.checkpoints))
+
+
+async def measure(n: int) -> dict[str, Figure]:
+    """The figures (printing the readable text): verifier cost per checkpoint against fetching it."""
     owner = DEV_PRIVATE_KEYS[2]
     sealing = Sealing(
         new_session_key(1), (ExecutorKey(owner).public_key, ExecutorKey(DEV_PRIVATE_KEYS[1]).public_key)
@@ -142,6 +150,10 @@ async def main() -> None:
             f"({took / (n * ENTRIES) * 1e6:6.0f} us per entry; fetch alone {fetch / n * 1e3:6.2f} ms: "
             f"ratio {took / fetch:5.2f})"
         )
+    return {
+        f"verify per checkpoint, {label}": Figure(took / n * 1e3, "ms", fetch / n * 1e3, better="lower")
+        for label, took, fetch in rows
+    }
 
 
 if __name__ == "__main__":

@@ -4,15 +4,19 @@ validation.
 Each wraps unary and streaming handlers alike. Order (outermost first): metrics, request context,
 callers, errors, validation — so metrics see the final status code, a refused caller is logged, and
 validation errors are mapped like any other domain error.
+
+grpc.aio asks every interceptor for the handler of every call; each builds its wrapper once per method
+and answers the same one after (`_PerMethod`): nothing a wrapper closes over depends on the call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
@@ -68,6 +72,29 @@ def _wrap(
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **ser)
     return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **ser)
+
+
+class _PerMethod:
+    """The wrapped handler of each method, built once: grpc.aio hands an interceptor the same inner
+    handler for every call of a method, so the wrapper made for it the first time serves them all."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
+
+    def get(
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler | None,
+        build: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler | None],
+    ) -> grpc.RpcMethodHandler | None:
+        if handler is None:
+            return None
+        hit = self._built.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = build(handler)
+        self._built[method] = (handler, wrapped)
+        return wrapped
 
 
 # go-grpc-prometheus labels grpc_code with Go's codes.Code.String() ("InvalidArgument", "Canceled"),
@@ -134,6 +161,7 @@ class ServerMetrics:
 class MetricsInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: ServerMetrics) -> None:
         self.m = metrics
+        self._handlers = _PerMethod()
 
     async def intercept_service(
         self,
@@ -141,25 +169,35 @@ class MetricsInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
-        if handler is None:
-            return None
-        service, method = _split(details.method)
+        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
+
+    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        service, method = _split(full_method)
         labels = (_rpc_type(handler), service, method)
         m = self.m
+        # the label children of this method, resolved once (handled: one per status code seen)
+        started, received, sent = (c.labels(*labels) for c in (m.started, m.received, m.sent))
+        seconds = m.seconds.labels(*labels)
+        handled: dict[grpc.StatusCode, Any] = {}
+        counts_received = not handler.request_streaming
 
         def finish(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
-            m.handled.labels(*labels, go_code_name(status_of(context, exc))).inc()
-            m.seconds.labels(*labels).observe(time.perf_counter() - start)
+            code = status_of(context, exc)
+            child = handled.get(code)
+            if child is None:
+                child = handled[code] = m.handled.labels(*labels, go_code_name(code))
+            child.inc()
+            seconds.observe(time.perf_counter() - start)
 
         def unary(fn: UnaryBehavior) -> UnaryBehavior:
             async def call(request: Any, context: aio.ServicerContext) -> Any:
-                m.started.labels(*labels).inc()
-                if not handler.request_streaming:
-                    m.received.labels(*labels).inc()
+                started.inc()
+                if counts_received:
+                    received.inc()
                 start, exc = time.perf_counter(), None
                 try:
                     response = await fn(request, context)
-                    m.sent.labels(*labels).inc()
+                    sent.inc()
                     return response
                 except BaseException as e:
                     exc = e
@@ -171,12 +209,12 @@ class MetricsInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
         def stream(fn: StreamBehavior) -> StreamBehavior:
             async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                m.started.labels(*labels).inc()
-                m.received.labels(*labels).inc()
+                started.inc()
+                received.inc()
                 start, exc = time.perf_counter(), None
                 try:
                     async for item in fn(request, context):
-                        m.sent.labels(*labels).inc()
+                        sent.inc()
                         yield item
                 except BaseException as e:
                     exc = e
@@ -189,8 +227,33 @@ class MetricsInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         return _wrap(handler, unary, stream)
 
 
+class RequestIds:
+    """New request ids: 16 hex digits, a random prefix of this process and a counter (unique across the
+    services' processes like a random id, without drawing one per call)."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(4).hex()
+        self._count = itertools.count(1)
+
+    def new(self) -> str:
+        return f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}"
+
+
+def _request_id_of(context: aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and value:
+            return str(value)
+    return ""
+
+
 class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
-    """Gives each call a request id (the caller's `x-request-id` or a new one) and logs its outcome."""
+    """Gives each call a request id (the caller's `x-request-id` or a new one) and logs its outcome: a
+    failed call at WARNING, with its code and duration; a call that succeeded (or that its client
+    cancelled) only at DEBUG, so the access log is off the hot path at the default level."""
+
+    def __init__(self) -> None:
+        self.ids = RequestIds()
+        self._handlers = _PerMethod()
 
     async def intercept_service(
         self,
@@ -198,15 +261,18 @@ class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
-        method = details.method
-        metadata = dict(details.invocation_metadata or ())
-        rid = str(metadata.get("x-request-id") or uuid.uuid4().hex[:16])
+        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
+
+    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        ids = self.ids
 
         def done(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
             code = status_of(context, exc)
             level = (
-                logging.INFO if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+                logging.DEBUG if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
             )
+            if not log.isEnabledFor(level):
+                return
             log.log(
                 level,
                 "rpc %s %s",
@@ -221,7 +287,7 @@ class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
         def unary(fn: UnaryBehavior) -> UnaryBehavior:
             async def call(request: Any, context: aio.ServicerContext) -> Any:
-                token = request_id.set(rid)
+                token = request_id.set(_request_id_of(context) or ids.new())
                 start, exc = time.perf_counter(), None
                 try:
                     return await fn(request, context)
@@ -236,7 +302,7 @@ class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
         def stream(fn: StreamBehavior) -> StreamBehavior:
             async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                token = request_id.set(rid)
+                token = request_id.set(_request_id_of(context) or ids.new())
                 start, exc = time.perf_counter(), None
                 try:
                     async for item in fn(request, context):
@@ -263,6 +329,7 @@ class CallerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, *, enforce: bool) -> None:
         self.enforce = enforce
+        self._handlers = _PerMethod()
 
     async def intercept_service(
         self,
@@ -272,7 +339,9 @@ class CallerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(details)
         if not self.enforce:
             return handler
-        method = details.method
+        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
+
+    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
 
         async def admit(context: aio.ServicerContext) -> None:
             identity = tls.peer_identity(context)
@@ -326,27 +395,32 @@ class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
     """Domain errors become their status; anything unexpected becomes INTERNAL and is logged with a
     traceback — the service never dies of a request."""
 
+    def __init__(self) -> None:
+        self._handlers = _PerMethod()
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(details)
+        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
 
+    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
         async def fail(context: aio.ServicerContext, exc: Exception) -> None:
             if isinstance(exc, ServiceError):
                 await context.abort(exc.code, exc.message)
             if isinstance(exc, RpcError):
                 code = _DEPENDENCY_STATUS.get(exc.code)
                 if code is not None:
-                    log.warning("%s: %s", details.method, exc)
+                    log.warning("%s: %s", method, exc)
                     await context.abort(code, f"{exc.service}: {exc.details}")
             if isinstance(exc, NotImplementedError):
                 await context.abort(
                     grpc.StatusCode.UNIMPLEMENTED,
-                    f"{details.method} is not implemented by this server version",
+                    f"{method} is not implemented by this server version",
                 )
-            log.exception("unhandled error in %s", details.method)
+            log.exception("unhandled error in %s", method)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error (request id {request_id.get() or 'unknown'})"
             )
@@ -392,6 +466,7 @@ class ValidationInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, validators: Mapping[str, Validator]) -> None:
         self.validators = dict(validators)
+        self._handlers = _PerMethod()
 
     async def intercept_service(
         self,
@@ -402,6 +477,13 @@ class ValidationInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
         validator = self.validators.get(details.method)
         if handler is None or validator is None or handler.request_streaming:
             return handler
+        return self._handlers.get(
+            details.method, handler, lambda h: self._build(details.method, h, validator)
+        )
+
+    def _build(
+        self, method: str, handler: grpc.RpcMethodHandler, validator: Validator
+    ) -> grpc.RpcMethodHandler | None:
 
         parse = handler.request_deserializer
 
@@ -411,7 +493,7 @@ class ValidationInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 return parse(data) if parse else data
             except Exception as exc:
-                return _Unparsable(f"is not a valid request message for {details.method}: {exc}")
+                return _Unparsable(f"is not a valid request message for {method}: {exc}")
 
         def check(request: Any) -> None:
             if isinstance(request, _Unparsable):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from typing import cast
@@ -24,13 +25,19 @@ def spec_to_pb(spec: dict[str, object]) -> pb.SessionSpec:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _stored_spec_to_pb(spec_json: str) -> pb.SessionSpec:
+    """A stored spec (its canonical JSON) as the API message; many calls answer the same few specs, so
+    each is converted once (the caller copies it: the cached message is never handed out)."""
+    return spec_to_pb(dict(json.loads(spec_json)))
+
+
 def session_to_pb(rec: SessionRecord) -> pb.Session:
     s = pb.Session(
         session_id=rec.session_id,
         owner=rec.owner,
         state=cast(common.SessionState.ValueType, rec.state),
         state_reason=rec.state_reason,
-        spec=spec_to_pb(rec.spec),
         workflow_hash=rec.workflow_hash,
         budget=rec.budget,
         budget_spent=rec.budget_spent,
@@ -43,6 +50,7 @@ def session_to_pb(rec: SessionRecord) -> pb.Session:
         updated_at=timestamp(rec.updated_at),
         context_epoch=rec.context_epoch,
     )
+    s.spec.CopyFrom(_stored_spec_to_pb(rec.spec_json))
     if rec.deadline is not None:
         s.deadline.CopyFrom(timestamp(rec.deadline))
     if rec.checkpoint_json:

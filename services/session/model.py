@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -12,6 +13,17 @@ from agentgpt.canonical import canonical_json
 from agentgpt.lifecycle import SessionClock, SessionState, TerminalReason
 
 ZERO_HASH = b"\x00" * 32
+
+
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _values(cls: type, row: Any) -> dict[str, Any]:
+    """A record's fields from a SQLAlchemy row, or from any mapping of column names (a sqlite3.Row)."""
+    m = getattr(row, "_mapping", row)
+    return {name: m[name] for name in _names(cls)}
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,7 @@ class SessionRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> SessionRecord:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
+        return cls(**_values(cls, row))
 
     @property
     def lifecycle_state(self) -> SessionState:
@@ -86,8 +97,7 @@ class KeyRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> KeyRecord:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
+        return cls(**_values(cls, row))
 
 
 @dataclass(frozen=True)
@@ -102,8 +112,7 @@ class EventRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> EventRecord:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
+        return cls(**_values(cls, row))
 
 
 @dataclass(frozen=True)
@@ -126,8 +135,7 @@ class TaskRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
-        m = row._mapping
-        return cls(**{f.name: m[f.name] for f in fields(cls)})
+        return cls(**_values(cls, row))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils.address import to_checksum_address
 from google.protobuf.message import Message
 
 from agentgpt import auth as owner_auth
@@ -110,7 +109,7 @@ class Callers:
                 f"auth.signature: signed by {recovered}, not by auth.signer {sig.signer} "
                 "(wrong key, or the request changed after signing)"
             )
-        return to_checksum_address(sig.signer)
+        return owner_auth.checksum_address(sig.signer)
 
     def service(self, ctx: CallContext) -> str | None:
         """The caller's service identity: its certificate's (mTLS), else the header where trusted."""

@@ -5,7 +5,8 @@ of owner requests, and the one retry-on-conflict helper every read-modify-commit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from agentgpt.errors import Aborted
@@ -48,6 +49,30 @@ class EventBus:
             listener(session_id)
 
 
+class SessionLocks:
+    """One asyncio lock per session, held while this process reads, decides and commits a change of it
+    that concurrent callers make all at once (task submissions): they queue here instead of racing to
+    commit and losing on the version check over and over. Other writers (other replicas included) are
+    still fenced by the version check; this only spares a hot session's callers the lost races."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, session_id: str) -> AsyncIterator[None]:
+        lock, users = self._held.get(session_id) or (asyncio.Lock(), 0)
+        self._held[session_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._held[session_id]
+            if users <= 1:
+                del self._held[session_id]
+            else:
+                self._held[session_id] = (lock, users - 1)
+
+
 class Core:
     """What the planes share. `chain_sync` (writer grants and budget audits) is set once the service knows
     its network; None without one. `custody` keeps the sessions' checkpoint data keys."""
@@ -70,6 +95,7 @@ class Core:
         self.receipt_timeout = receipt_timeout
         self.deployment = deployment or Deployment()  # the decorators and chains a spec may name
         self.bus = EventBus()
+        self.locks = SessionLocks()
         self.chain_sync: ChainSync | None = None
         # the checkpoint data keys (None: no keys are made, checkpoints stay plaintext)
         self.custody = custody

@@ -13,7 +13,7 @@ from agentgpt.errors import PermissionDenied
 from agentgpt.lifecycle import SessionState
 from agentgpt.runtime.validation import INT64_MAX
 from agentgpt.session.v1 import session_pb2 as pb
-from services.session.control.callers import CallContext, Callers
+from services.session.control.callers import CallContext, Callers, require_owner_or_service
 from services.session.control.core import Core
 from services.session.control.work import FINAL_TASK
 from services.session.model import Alert, EventRecord, Inspection, SessionRecord, TaskRecord
@@ -21,6 +21,9 @@ from services.session.model import Alert, EventRecord, Inspection, SessionRecord
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_TASK_PAGE = 100
 MAX_ALERTS = 20  # per InspectSession answer
+RECENT = 20  # tasks and events in a "full" InspectSession answer
+# the task statuses InspectSession raises alerts for (RUNNING: when its error says it is retrying)
+FLAGGED = (pb.TASK_STATUS_FAILED, pb.TASK_STATUS_REFUSED, pb.TASK_STATUS_RUNNING)
 WATCH_POLL_S = 1.0  # a watcher re-reads this often when woken by no local commit (writers elsewhere)
 
 
@@ -83,9 +86,13 @@ class Reads:
 
     async def inspect(self, req: pb.InspectSessionRequest, ctx: CallContext) -> Inspection:
         caller = self.callers.read_caller(req, ctx)
-        db = self.core.db
-        rec = await self.core.load_owned(req.session_id, caller)
-        counts, gas = await db.task_stats(rec.session_id)
+        full = req.detail == "full"
+        # one read of everything shown; nothing of it is answered unless the caller may see the session
+        seen = await self.core.db.overview(
+            req.session_id, recent=RECENT if full else 0, flagged=FLAGGED, flagged_limit=MAX_ALERTS
+        )
+        rec, counts = seen.session, seen.counts
+        require_owner_or_service(caller, rec)
         done = sum(counts.get(s, 0) for s in FINAL_TASK)
         total = rec.next_task_seq - 1
         failed, refused = counts.get(pb.TASK_STATUS_FAILED, 0), counts.get(pb.TASK_STATUS_REFUSED, 0)
@@ -94,13 +101,12 @@ class Reads:
             and rec.lease_epoch > 0
             and (rec.lease_expires_at is None or rec.lease_expires_at < self.core.clock())
         )
-        alerts = await self.alerts(rec, counts, lease_lost)
-        full = req.detail == "full"
+        alerts = self.alerts(rec, seen.flagged, lease_lost)
         return Inspection(
             session=rec,
             tasks_done=done,
             tasks_total=total,
-            gas_used=gas,
+            gas_used=seen.gas_used,
             completion=(done / total) if total else 0.0,
             # critical: failed tasks, a lapsed executor lease, budget overrun, escrow/SessionDB mismatch
             alerts_critical=failed
@@ -111,13 +117,14 @@ class Reads:
             model_score=outcome_score(counts),
             decorators=list(rec.spec["decorators"]),
             alerts=alerts[:MAX_ALERTS],
-            recent_tasks=await db.recent_tasks(rec.session_id) if full else [],
-            recent_events=await db.recent_events(rec.session_id) if full else [],
+            recent_tasks=seen.recent_tasks,
+            recent_events=seen.recent_events,
         )
 
-    async def alerts(self, rec: SessionRecord, counts: dict[int, int], lease_lost: bool) -> list[Alert]:
+    def alerts(self, rec: SessionRecord, flagged: list[TaskRecord], lease_lost: bool) -> list[Alert]:
         """The session's alerts, critical ones first: a budget mismatch found by the chain audit, a lapsed
-        lease, the budget, and the failed, refused and retrying tasks (up to MAX_ALERTS of those)."""
+        lease, the budget, and the failed, refused and retrying tasks (`flagged`: up to MAX_ALERTS of
+        the session's tasks in the FLAGGED statuses)."""
         critical: list[Alert] = []
         warning: list[Alert] = []
         budget, spent = int(rec.budget), int(rec.budget_spent)
@@ -135,19 +142,17 @@ class Reads:
             critical.append(Alert("critical", "budget_overrun", f"spent {spent} of a budget of {budget}"))
         elif budget > 0 and spent * 10 >= budget * 9:
             warning.append(Alert("warning", "budget_low", f"spent {spent} of {budget} (90 % or more)"))
-        wanted = [pb.TASK_STATUS_FAILED, pb.TASK_STATUS_REFUSED, pb.TASK_STATUS_RUNNING]
-        if any(counts.get(s, 0) for s in wanted):
-            for t in await self.core.db.tasks_after(rec.session_id, 0, statuses=wanted, limit=MAX_ALERTS):
-                if t.status == pb.TASK_STATUS_FAILED:
-                    critical.append(
-                        Alert("critical", "task_failed", f"task {t.seq} failed: {t.error[:300]}", t.seq)
-                    )
-                elif t.status == pb.TASK_STATUS_REFUSED:
-                    warning.append(
-                        Alert("warning", "task_refused", f"task {t.seq} refused: {t.error[:300]}", t.seq)
-                    )
-                elif t.error.startswith("retrying:"):
-                    warning.append(Alert("warning", "task_retrying", f"task {t.seq} {t.error[:300]}", t.seq))
+        for t in flagged:
+            if t.status == pb.TASK_STATUS_FAILED:
+                critical.append(
+                    Alert("critical", "task_failed", f"task {t.seq} failed: {t.error[:300]}", t.seq)
+                )
+            elif t.status == pb.TASK_STATUS_REFUSED:
+                warning.append(
+                    Alert("warning", "task_refused", f"task {t.seq} refused: {t.error[:300]}", t.seq)
+                )
+            elif t.error.startswith("retrying:"):
+                warning.append(Alert("warning", "task_retrying", f"task {t.seq} {t.error[:300]}", t.seq))
         return critical + warning
 
     async def watch(self, req: pb.WatchSessionRequest, ctx: CallContext) -> AsyncIterator[EventRecord]:

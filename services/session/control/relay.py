@@ -229,7 +229,11 @@ class Relay:
         fields = cast(_Idempotent, request)
         key = str(fields.idempotency_key)
         principal = caller.principal
-        existing = await db.begin_request(principal, key, method, owner_auth.request_hash(request))
+        # an owner's nonce is used as the new key is reserved (a key seen before uses none)
+        nonce = (caller.owner, int(fields.auth.nonce)) if caller.owner is not None else None
+        existing = await db.begin_request(
+            principal, key, method, owner_auth.request_hash(request), nonce=nonce
+        )
         if existing is not None:
             if existing.status == "done" and existing.response is not None:
                 return response_type.FromString(existing.response)
@@ -241,8 +245,8 @@ class Relay:
                 raise Unavailable(f"idempotency_key {key!r}: its transaction is not settled yet; retry")
             if self.core.clock() - existing.created_at < STALE_PENDING_S:
                 raise Aborted(f"idempotency_key {key!r}: the same request is in progress; retry shortly")
-        if caller.owner is not None:
-            await db.use_nonce(caller.owner, int(fields.auth.nonce))
+            if nonce is not None:  # a stale reservation, taken over: this request's nonce is used now
+                await db.use_nonce(*nonce)
         try:
             return await body(caller, key)
         except BaseException:

@@ -49,10 +49,12 @@ class Work:
         async def body(caller: Caller, key: str) -> pb.SubmitTasksResponse:
             # Executors update an ACTIVE session all the time (reports, leases, checkpoints): appending
             # to its queue re-reads and retries on a version conflict instead of failing the owner.
-            return await core.retry_on_conflict(
-                lambda: attempt(caller, key),
-                gave_up=f"session {req.session_id} kept changing; retry the submission",
-            )
+            # Submissions to one session through this process queue for it rather than race each other.
+            async with core.locks.hold(req.session_id):
+                return await core.retry_on_conflict(
+                    lambda: attempt(caller, key),
+                    gave_up=f"session {req.session_id} kept changing; retry the submission",
+                )
 
         async def attempt(caller: Caller, key: str) -> pb.SubmitTasksResponse:
             rec = await core.load_owned(req.session_id, caller)

@@ -8,12 +8,16 @@ acknowledged before it is committed here.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import sqlite3
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -38,6 +42,99 @@ from services.session.model import (
 from services.session.store.tables import events, nonces, requests, session_keys, sessions, tasks
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
+READ_THREADS = 4  # threads (each with its connection) of a SQLite SessionDB's hot reads
+
+
+def _column_list(table: sa.Table) -> str:
+    return ", ".join(f'"{c}"' for c in table.c.keys())
+
+
+class SqliteReads:
+    """The hot reads of a SQLite SessionDB (GetSession, InspectSession) on plain sqlite3 connections, one
+    per worker thread. Through SQLAlchemy and aiosqlite a query is several hops between the event loop and
+    a connection's thread (cursor, execute, fetch, close, rollback) plus the statement's compilation
+    checks; here a whole read is one hop and fixed SQL. The connections are read-only (`query_only`) and
+    in autocommit mode, so every read sees every committed write (WAL: readers never block the writer);
+    a read of several statements is one read transaction, a consistent snapshot. Writes, and the other
+    reads, stay on the engine."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="sessiondb-read")
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        cols = _column_list
+        self.session_sql = f"SELECT {cols(sessions)} FROM sessions WHERE session_id = ?"
+        self.stats_sql = "SELECT status, count(*), coalesce(sum(gas_used), 0) FROM tasks WHERE session_id = ? GROUP BY status"
+        self.flagged_sql = f"SELECT {cols(tasks)} FROM tasks WHERE session_id = ? AND status IN ({{marks}}) ORDER BY seq LIMIT ?"
+        self.recent_tasks_sql = (
+            f"SELECT {cols(tasks)} FROM tasks WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
+        )
+        self.recent_events_sql = (
+            f"SELECT {cols(events)} FROM events WHERE session_id = ? ORDER BY cursor DESC LIMIT ?"
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+            with self._guard:
+                self._opened.append(conn)
+        return conn
+
+    async def run(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: read(self._conn()))
+
+    async def session(self, session_id: str) -> SessionRecord | None:
+        def read(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(self.session_sql, (session_id,)).fetchone()
+            return SessionRecord.from_row(row) if row is not None else None
+
+        return await self.run(read)
+
+    async def overview(
+        self, session_id: str, *, recent: int, flagged: Sequence[int], flagged_limit: int
+    ) -> Overview | None:
+        def read(conn: sqlite3.Connection) -> Overview | None:
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(self.session_sql, (session_id,)).fetchone()
+                if row is None:
+                    return None
+                stats = conn.execute(self.stats_sql, (session_id,)).fetchall()
+                counts = {int(st): int(n) for st, n, _ in stats}
+                flagged_rows = []
+                if any(counts.get(st, 0) for st in flagged):
+                    sql = self.flagged_sql.format(marks=", ".join("?" * len(flagged)))
+                    flagged_rows = conn.execute(sql, (session_id, *flagged, flagged_limit)).fetchall()
+                recent_tasks = recent_events = []
+                if recent:
+                    recent_tasks = conn.execute(self.recent_tasks_sql, (session_id, recent)).fetchall()
+                    recent_events = conn.execute(self.recent_events_sql, (session_id, recent)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            return Overview(
+                session=SessionRecord.from_row(row),
+                counts=counts,
+                gas_used=sum(int(g) for _, _, g in stats),
+                flagged=[TaskRecord.from_row(r) for r in flagged_rows],
+                recent_tasks=[TaskRecord.from_row(r) for r in recent_tasks],
+                recent_events=[EventRecord.from_row(r) for r in recent_events],
+            )
+
+        return await self.run(read)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._guard:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
 
 
 class VersionConflict(Aborted):
@@ -68,6 +165,18 @@ class StoredRequest:
         return cls(**{k: m[k] for k in cls.__dataclass_fields__})
 
 
+@dataclass(frozen=True)
+class Overview:
+    """A session with its task statistics and latest records, as one read (`SessionDB.overview`)."""
+
+    session: SessionRecord
+    counts: dict[int, int]  # tasks by status
+    gas_used: int
+    flagged: list[TaskRecord]
+    recent_tasks: list[TaskRecord]
+    recent_events: list[EventRecord]
+
+
 @dataclass
 class Change:
     """One atomic update of a session: column values, appended events, task rows, request record."""
@@ -90,6 +199,9 @@ class SessionDB:
         self.clock = clock  # stamps updated_at, event times, nonce and request records
         self.writes = Writes(engine)
         self.is_sqlite = self.writes.is_sqlite
+        path = engine.url.database if self.is_sqlite else None
+        # (an in-memory database is one connection's own: it has no fast reads)
+        self.fast: SqliteReads | None = SqliteReads(path) if path and path != ":memory:" else None
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True, clock: Clock = system_clock) -> SessionDB:
@@ -99,6 +211,8 @@ class SessionDB:
         return db
 
     async def close(self) -> None:
+        if self.fast is not None:
+            await asyncio.to_thread(self.fast.close)
         await self.engine.dispose()
 
     async def migrate(self) -> None:
@@ -123,6 +237,8 @@ class SessionDB:
     # ------------------------------------------------------------------ sessions
 
     async def get(self, session_id: str) -> SessionRecord | None:
+        if self.fast is not None:
+            return await self.fast.session(session_id)
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(sessions).where(sessions.c.session_id == session_id))).first()
         return SessionRecord.from_row(row) if row else None
@@ -177,7 +293,13 @@ class SessionDB:
                 )
             state = change.values.get("state", cur.state)
             cursor, head = await self._append_events(
-                conn, change.session_id, state, cur.event_cursor, cur.event_head, change.events
+                conn,
+                change.session_id,
+                state,
+                cur.event_cursor,
+                cur.event_head,
+                change.events,
+                update_head=False,  # (set with the other values below)
             )
             values = {**change.values, "version": cur.version + 1, "updated_at": self.clock()}
             if change.events:
@@ -227,7 +349,11 @@ class SessionDB:
         cursor: int,
         head: bytes,
         new: Sequence[NewEvent],
+        *,
+        update_head: bool = True,
     ) -> tuple[int, bytes]:
+        """Append `new` to the session's log; the new (cursor, head), also stored on the session's row
+        unless the caller stores them (`update_head=False`)."""
         for ev in new:
             cursor += 1
             at = round(self.clock(), 6)
@@ -252,7 +378,7 @@ class SessionDB:
                     hash=head,
                 )
             )
-        if new:
+        if new and update_head:
             await conn.execute(
                 sa.update(sessions)
                 .where(sessions.c.session_id == session_id)
@@ -491,6 +617,77 @@ class SessionDB:
         gas = sum(int(g) for _, _, g in rows)
         return counts, gas
 
+    async def overview(
+        self, session_id: str, *, recent: int, flagged: Sequence[int], flagged_limit: int
+    ) -> Overview:
+        """What InspectSession shows, read on one connection: the session (NOT_FOUND when there is none),
+        its task counts by status and gas, its first `flagged_limit` tasks in the `flagged` statuses (only
+        when there are some), and its `recent` newest tasks and events (none when 0)."""
+        if self.fast is not None:
+            seen = await self.fast.overview(
+                session_id, recent=recent, flagged=flagged, flagged_limit=flagged_limit
+            )
+            if seen is None:
+                raise NotFound(f"session {session_id} does not exist")
+            return seen
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(sessions).where(sessions.c.session_id == session_id))).first()
+            if row is None:
+                raise NotFound(f"session {session_id} does not exist")
+            stats = (
+                await conn.execute(
+                    sa.select(
+                        tasks.c.status, sa.func.count(), sa.func.coalesce(sa.func.sum(tasks.c.gas_used), 0)
+                    )
+                    .where(tasks.c.session_id == session_id)
+                    .group_by(tasks.c.status)
+                )
+            ).all()
+            counts = {int(st): int(n) for st, n, _ in stats}
+            flagged_rows: list[Any] = []
+            if any(counts.get(st, 0) for st in flagged):
+                flagged_rows = list(
+                    (
+                        await conn.execute(
+                            sa.select(tasks)
+                            .where(tasks.c.session_id == session_id, tasks.c.status.in_(list(flagged)))
+                            .order_by(tasks.c.seq)
+                            .limit(flagged_limit)
+                        )
+                    ).all()
+                )
+            recent_tasks: list[Any] = []
+            recent_events: list[Any] = []
+            if recent:
+                recent_tasks = list(
+                    (
+                        await conn.execute(
+                            sa.select(tasks)
+                            .where(tasks.c.session_id == session_id)
+                            .order_by(tasks.c.seq.desc())
+                            .limit(recent)
+                        )
+                    ).all()
+                )
+                recent_events = list(
+                    (
+                        await conn.execute(
+                            sa.select(events)
+                            .where(events.c.session_id == session_id)
+                            .order_by(events.c.cursor.desc())
+                            .limit(recent)
+                        )
+                    ).all()
+                )
+        return Overview(
+            session=SessionRecord.from_row(row),
+            counts=counts,
+            gas_used=sum(int(g) for _, _, g in stats),
+            flagged=[TaskRecord.from_row(r) for r in flagged_rows],
+            recent_tasks=[TaskRecord.from_row(r) for r in recent_tasks],
+            recent_events=[EventRecord.from_row(r) for r in recent_events],
+        )
+
     async def events_after(self, session_id: str, cursor: int, limit: int = 500) -> list[EventRecord]:
         cursor = min(cursor, INT64_MAX)
         q = (
@@ -522,49 +719,68 @@ class SessionDB:
                     sa.insert(nonces).values(owner=owner.lower(), nonce=str(nonce), used_at=self.clock())
                 )
         except IntegrityError:
-            raise PermissionDenied(
-                f"auth.nonce: nonce {nonce} of {owner} was already used; sign the request with a fresh nonce"
-            ) from None
+            raise _replayed(owner, nonce) from None
 
     # ------------------------------------------------------------------ idempotency and chain intents
 
     async def begin_request(
-        self, principal: str, key: str, method: str, req_hash: bytes
+        self, principal: str, key: str, method: str, req_hash: bytes, *, nonce: tuple[str, int] | None = None
     ) -> StoredRequest | None:
         """Reserve idempotency key `key`; returns the existing record when the key was seen before.
 
-        Same key with a different method or request -> FAILED_PRECONDITION.
+        Same key with a different method or request -> FAILED_PRECONDITION. With `nonce` (owner, nonce),
+        a new key is reserved only together with that nonce marked used (what `use_nonce` does, in the
+        same transaction): PERMISSION_DENIED, and nothing reserved, when it already was. A key seen
+        before uses no nonce.
         """
         for _ in range(3):
-            async with self.engine.connect() as conn:
-                row = (
-                    await conn.execute(
-                        sa.select(requests).where(requests.c.principal == principal, requests.c.key == key)
-                    )
-                ).first()
-            if row is not None:
-                rec = StoredRequest.from_row(row)
-                if rec.method != method or rec.request_hash != req_hash:
-                    raise FailedPrecondition(
-                        f"idempotency_key: {key!r} was already used for a different request ({rec.method}); "
-                        "use a new key for a new request"
-                    )
-                return rec
             try:
+                # the look-up and the reservation in one transaction (one connection, one commit)
                 async with self._writing() as conn:
-                    await conn.execute(
-                        sa.insert(requests).values(
-                            principal=principal,
-                            key=key,
-                            method=method,
-                            request_hash=req_hash,
-                            status="pending",
-                            created_at=self.clock(),
+                    row = (
+                        await conn.execute(
+                            sa.select(requests).where(
+                                requests.c.principal == principal, requests.c.key == key
+                            )
                         )
-                    )
-                return None
+                    ).first()
+                    if row is None and nonce is not None:
+                        owner, n = nonce
+                        used = (
+                            await conn.execute(
+                                sa.select(nonces.c.nonce).where(
+                                    nonces.c.owner == owner.lower(), nonces.c.nonce == str(n)
+                                )
+                            )
+                        ).first()
+                        if used is not None:
+                            raise _replayed(owner, n)
+                        # (a concurrent writer of the same nonce: IntegrityError, then the look-up again)
+                        await conn.execute(
+                            sa.insert(nonces).values(owner=owner.lower(), nonce=str(n), used_at=self.clock())
+                        )
+                    if row is None:
+                        await conn.execute(
+                            sa.insert(requests).values(
+                                principal=principal,
+                                key=key,
+                                method=method,
+                                request_hash=req_hash,
+                                status="pending",
+                                created_at=self.clock(),
+                            )
+                        )
             except IntegrityError:
                 continue  # a concurrent request took the key first: read what it stored
+            if row is None:
+                return None
+            rec = StoredRequest.from_row(row)
+            if rec.method != method or rec.request_hash != req_hash:
+                raise FailedPrecondition(
+                    f"idempotency_key: {key!r} was already used for a different request ({rec.method}); "
+                    "use a new key for a new request"
+                )
+            return rec
         raise Aborted(f"idempotency_key: {key!r} is being used concurrently; retry")
 
     async def record_intent(
@@ -627,6 +843,12 @@ class SessionDB:
                 )
             ).first()
         return StoredRequest.from_row(row) if row else None
+
+
+def _replayed(owner: str, nonce: int) -> PermissionDenied:
+    return PermissionDenied(
+        f"auth.nonce: nonce {nonce} of {owner} was already used; sign the request with a fresh nonce"
+    )
 
 
 def encode_page_token(pk: int) -> str:

@@ -153,6 +153,27 @@ async def test_idempotency_records_and_nonces(db: SessionDB) -> None:
         await db.use_nonce("0xABC", 2**64 - 1)
 
 
+async def test_a_key_is_reserved_with_its_nonce_or_not_at_all(db: SessionDB) -> None:
+    assert await db.begin_request("0xabc", "k1", "SubmitTasks", b"h1", nonce=("0xAbC", 7)) is None
+    # the nonce was used with the key: a replay under a new key is refused and reserves nothing
+    with pytest.raises(PermissionDenied, match="nonce 7"):
+        await db.begin_request("0xabc", "k2", "SubmitTasks", b"h2", nonce=("0xabc", 7))
+    assert await db.get_request("0xabc", "k2") is None
+    with pytest.raises(PermissionDenied):
+        await db.use_nonce("0xabc", 7)
+    # a key seen before answers its record and uses no nonce
+    seen = await db.begin_request("0xabc", "k1", "SubmitTasks", b"h1", nonce=("0xabc", 8))
+    assert seen is not None and seen.status == "pending"
+    await db.use_nonce("0xabc", 8)
+    # concurrent requests with one nonce: one reserves its key, the others are refused
+    results = await asyncio.gather(
+        *(db.begin_request("0xabc", f"c{i}", "SubmitTasks", b"h", nonce=("0xabc", 9)) for i in range(4)),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, PermissionDenied) for r in results if r is not None)
+
+
 async def test_leases_claim_next_skips_live_and_bumps_epoch(db: SessionDB) -> None:
     for sid in ("1", "2", "3"):
         await db.insert(row(sid, state=2), [], None)

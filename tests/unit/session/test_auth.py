@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from eth_utils.crypto import keccak
 
 from agentgpt import auth
@@ -60,3 +61,35 @@ def test_read_requests_are_signable_in_their_auth_field() -> None:
     from agentgpt.common.v1 import common_pb2
 
     assert common_pb2.OwnerSignature.FromString(raw).signature == req.auth.signature  # type: ignore[attr-defined]
+
+
+def test_direct_encoding_is_the_generic_eip712_encoding() -> None:
+    # signable_request encodes the one AgentGPTRequest struct directly; eth_account's generic encoder
+    # must make the very same message of typed_request, for any strings and uint256 values
+    from eth_account.messages import encode_typed_data
+
+    cases = [
+        ("get_session", "7", keccak(b"a"), 0, 1, 31337),
+        ("submit_tasks", "", b"\x00" * 32, 2**64 - 1, 2**63, 1),
+        ("complete_session", "ünïcødé ⛓", b"\xff" * 32, 2**256 - 1, 0, 2**256 - 1),
+    ]
+    for action, sid, h, nonce, deadline, chain_id in cases:
+        fields = {"action": action, "session_id": sid, "req_hash": h, "nonce": nonce, "deadline": deadline}
+        generic = encode_typed_data(full_message=auth.typed_request(**fields, chain_id=chain_id))
+        assert auth.signable_request(**fields, chain_id=chain_id) == generic
+
+
+def test_remembered_recoveries_still_judge_each_request() -> None:
+    req = auth.signed(pb.GetSessionRequest(session_id="7"), KEY, nonce=0, deadline=10**10, chain_id=5)
+    for _ in range(3):  # the second and third answers are remembered: still the signer
+        assert auth.recover_signer(req.auth, req, chain_id=5) == req.auth.signer  # type: ignore[attr-defined]
+    # the same signature over another request (or in another domain) is not the signer's
+    other = pb.GetSessionRequest(session_id="8")
+    other.auth.CopyFrom(req.auth)  # type: ignore[attr-defined]
+    assert auth.recover_signer(other.auth, other, chain_id=5) != req.auth.signer  # type: ignore[attr-defined]
+    assert auth.recover_signer(req.auth, req, chain_id=6) != req.auth.signer  # type: ignore[attr-defined]
+    # a junk signature raises every time (failures are not remembered as answers)
+    req.auth.signature = b"\x00" * 65  # type: ignore[attr-defined]
+    for _ in range(2):
+        with pytest.raises(ValueError, match="cannot be recovered"):
+            auth.recover_signer(req.auth, req, chain_id=5)  # type: ignore[attr-defined]
