@@ -276,7 +276,7 @@ def _session_id(doc: Mapping[str, Any]) -> str:
         or (len(value) > 1 and value.startswith("0"))
         or int(value) >= 2**256
     ):
-        raise TaskLogError("header field session_id must be a uint256 in decimal digits (e.g. \"7\")")
+        raise TaskLogError('header field session_id must be a uint256 in decimal digits (e.g. "7")')
     return value
 
 

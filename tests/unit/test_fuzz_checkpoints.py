@@ -105,8 +105,11 @@ UNSIGNED_SEALED = {("body",), ("prev_seq",), ("log_start",)}
 
 
 def _changed_paths(a: Any, b: Any, path: tuple[Any, ...] = ()) -> set[tuple[Any, ...]]:
-    if isinstance(a, Mapping) and isinstance(b, Mapping) and path[:1] != ("body",) or (
-        path == ("body",) and isinstance(a, Mapping) and isinstance(b, Mapping) and "ciphertext" not in a
+    if (
+        isinstance(a, Mapping)
+        and isinstance(b, Mapping)
+        and path[:1] != ("body",)
+        or (path == ("body",) and isinstance(a, Mapping) and isinstance(b, Mapping) and "ciphertext" not in a)
     ):
         out: set[tuple[Any, ...]] = set()
         for k in set(a) | set(b):
@@ -202,10 +205,14 @@ CBOR_VALUES = st.recursive(
         st.binary(max_size=70),
         st.sampled_from([bytes(32), b"\xff" * 32, bytes(64), bytes(65), b"\x1b" * 65]),
         st.text(max_size=50),
-        st.sampled_from(["", "7", "-1", "0x" + "00" * 20, "0x5FbDB2315678afecb367f032d93F642f64180aa3", "9" * 90]),
+        st.sampled_from(
+            ["", "7", "-1", "0x" + "00" * 20, "0x5FbDB2315678afecb367f032d93F642f64180aa3", "9" * 90]
+        ),
         st.just(CID.decode("bafyreidmfo4otzw66thrrd7lzvdliehi5dhvgjk3xeyxclug42qzjxb4g4")),
     ),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=12), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=12), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 

@@ -33,7 +33,9 @@ recovery:
 # every code point, lone surrogates included (what undecodable argv bytes or a bad proxy could hand us)
 ANY_CHAR = st.characters(codec=None, categories=None)
 ODD_TEXT = st.text(
-    alphabet=st.one_of(ANY_CHAR, st.sampled_from(list("\ud800\udfff\x00\x85\u2028\ufeff\U0001f600:{}[]-&*!|>'\"#"))),
+    alphabet=st.one_of(
+        ANY_CHAR, st.sampled_from(list("\ud800\udfff\x00\x85\u2028\ufeff\U0001f600:{}[]-&*!|>'\"#"))
+    ),
     max_size=80,
 )
 HUGE = st.one_of(
