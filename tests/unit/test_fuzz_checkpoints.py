@@ -104,21 +104,18 @@ UNSIGNED = {("epoch",), ("prev",), ("spec",), ("body", "chains")}
 UNSIGNED_SEALED = {("body",), ("prev_seq",), ("log_start",)}
 
 
-def _changed_paths(a: Any, b: Any, path: tuple[Any, ...] = ()) -> set[tuple[Any, ...]]:
-    if (
-        isinstance(a, Mapping)
-        and isinstance(b, Mapping)
-        and path[:1] != ("body",)
-        or (path == ("body",) and isinstance(a, Mapping) and isinstance(b, Mapping) and "ciphertext" not in a)
-    ):
-        out: set[tuple[Any, ...]] = set()
-        for k in set(a) | set(b):
-            if k not in a or k not in b:
-                out.add((*path, k))
-            elif a[k] != b[k]:
-                out |= {(*path, k)} if len(path) >= 1 else _changed_paths(a[k], b[k], (*path, k))
-        return out
-    return set() if a == b else {path}
+def _diff(a: Mapping[str, Any], b: Mapping[str, Any], path: tuple[Any, ...]) -> set[tuple[Any, ...]]:
+    return {(*path, k) for k in set(a) | set(b) if k not in a or k not in b or a[k] != b[k]}
+
+
+def _changed_paths(a: Mapping[str, Any], b: Mapping[str, Any]) -> set[tuple[Any, ...]]:
+    """The header keys that differ, with a plaintext body's keys instead of ("body",)."""
+    out = _diff(a, b, ())
+    body_a, body_b = a.get("body"), b.get("body")
+    plain = isinstance(body_a, Mapping) and "ciphertext" not in body_a
+    if ("body",) in out and plain and isinstance(body_b, Mapping):
+        out = (out - {("body",)}) | _diff(body_a, body_b, ("body",))
+    return out
 
 
 def _sha256_of(doc: Mapping[str, Any]) -> bytes | None:

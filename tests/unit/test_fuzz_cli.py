@@ -10,6 +10,7 @@ the CLI's documented failures (a service or chain that cannot be reached); a fai
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -155,10 +156,13 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "key-good").write_text(OWNER_KEY + "\n")
     (d / "key-garbage").write_bytes(b"\xff\xfe correct horse\n")
     (d / "key-huge").write_text("0x" + "f" * 64 + "\n")  # beyond the curve order
-    (d / "network.json").write_text(
-        '{"chains": [{"name": "arbitrum", "chain_id": 31337, "rpc_url": "http://127.0.0.1:%d", '
-        '"contracts": {"SessionFactory": "0x%s", "AGPT": "0x%s"}}]}' % (closed, "11" * 20, "22" * 20)
-    )
+    chain = {
+        "name": "arbitrum",
+        "chain_id": 31337,
+        "rpc_url": f"http://127.0.0.1:{closed}",
+        "contracts": {"SessionFactory": "0x" + "11" * 20, "AGPT": "0x" + "22" * 20},
+    }
+    (d / "network.json").write_text(json.dumps({"chains": [chain]}))
     (d / "network-garbage.json").write_text('{"chains": [{"name": ')
     (d / "network-huge.json").write_text('{"chains": [{"name": "a", "chain_id": ' + "9" * 5000 + "}]}")
     (d / "params-binary.json").write_bytes(b"\xff\xfe{\x00}\x00")
