@@ -87,6 +87,8 @@ HEADER_KEYS = (
 #: (agentgpt.zk.batch.zk_block; docs/checkpoint-format.md §3.3).
 OPTIONAL_HEADER_KEYS = ("zk",)
 STATE_KEYS = ("budget", "context", "memory", "results")
+#: A plaintext body's keys (docs/checkpoint-format.md §3.2): the chains, the entries and the state.
+BODY_KEYS = ("chains", "entries", *STATE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -267,8 +269,22 @@ def _bytes32(doc: Mapping[str, Any], key: str) -> bytes:
 
 def _int(doc: Mapping[str, Any], key: str) -> int:
     value = doc.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise TaskLogError(f"header field {key} must be an integer >= 0")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+        raise TaskLogError(f"header field {key} must be an integer in 0..2^64-1")
+    return value
+
+
+def _session_id(doc: Mapping[str, Any]) -> str:
+    """The header's session id: a uint256 in decimal ASCII digits, no sign, no leading zeros."""
+    value = doc.get("session_id")
+    if (
+        not isinstance(value, str)
+        or not (value.isascii() and value.isdigit())
+        or len(value) > 78
+        or (len(value) > 1 and value.startswith("0"))
+        or int(value) >= 2**256
+    ):
+        raise TaskLogError('header field session_id must be a uint256 in decimal digits (e.g. "7")')
     return value
 
 
@@ -280,7 +296,7 @@ def verify_v2(doc: Mapping[str, Any], domain: Domain | None = None) -> VerifiedL
     unknown = sorted(set(doc) - set(HEADER_KEYS) - set(OPTIONAL_HEADER_KEYS))
     if unknown:
         raise TaskLogError(f"unknown header fields {', '.join(unknown)}")
-    session_id = str(doc.get("session_id"))
+    session_id = _session_id(doc)
     seq, prev_seq, epoch = _int(doc, "seq"), _int(doc, "prev_seq"), _int(doc, "epoch")
     if prev_seq > seq:
         raise TaskLogError(f"prev_seq {prev_seq} is after seq {seq}")
@@ -330,6 +346,12 @@ def verify_v2(doc: Mapping[str, Any], domain: Domain | None = None) -> VerifiedL
     body = doc.get("body")
     if not isinstance(body, Mapping):
         raise TaskLogError("body must be a map (or a sealed body)")
+    if set(body) != set(BODY_KEYS):
+        unknown, missing = sorted(map(str, set(body) - set(BODY_KEYS))), sorted(set(BODY_KEYS) - set(body))
+        raise TaskLogError(
+            f"the body must hold exactly {', '.join(BODY_KEYS)}: missing {', '.join(missing) or 'nothing'}, "
+            f"unknown {', '.join(unknown) or 'nothing'}"
+        )
     try:
         entries = [LogEntry.from_cbor_obj(e) for e in body["entries"]]
         state = {k: body[k] for k in STATE_KEYS}

@@ -38,6 +38,7 @@ chain, so the owner signs them.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ from eth_utils.crypto import keccak
 
 from agentgpt.canonical import canonical_json
 from agentgpt.errors import InvalidArgument
-from agentgpt.jsonvalue import JsonValueError, check_json_value, check_text
+from agentgpt.jsonvalue import JsonValueError, check_json_value, check_text, text_problem
 from agentgpt.policies import PolicyError, parse_policy
 from agentgpt.zk import PROVED_MARKER, proves_batches
 
@@ -244,7 +245,7 @@ def build_spec(
     try:
         encoded = spec.canonical()
     except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"{prefix}.params", f"must be JSON-compatible: {exc}") from None
+        raise SpecError(f"{prefix}.params", f"must be JSON-compatible: {exc}") from None
     _check(
         len(encoded) <= MAX_SPEC_BYTES,
         prefix,
@@ -256,13 +257,24 @@ def build_spec(
 def parse_yaml(text: str, field_name: str = "spec_yaml") -> SessionSpec:
     """Parse the seed's YAML form. `chains`/`models` are taken from `params` when not at top level;
     given in both places they are a SpecError naming both (whether or not the values are equal)."""
+    problem = text_problem(text)
+    _check(problem is None, field_name, f"{problem}; a spec is UTF-8 text")
     _check(len(text.encode()) <= MAX_SPEC_BYTES, field_name, f"is larger than {MAX_SPEC_BYTES} bytes")
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidArgument(field_name, f"is not valid YAML: {exc}".replace("\n", " ")) from None
+        raise SpecError(field_name, f"is not valid YAML: {exc}".replace("\n", " ")) from None
     except RecursionError:
-        raise InvalidArgument(field_name, "is nested too deeply") from None
+        raise SpecError(field_name, "is nested too deeply") from None
+    except ValueError as exc:  # a scalar YAML matched but Python cannot build: 2001-13-01, a 5000-digit int
+        if "integer string conversion" in str(exc):
+            problem = (
+                f"holds an integer of more than {sys.get_int_max_str_digits()} digits; "
+                "write such a value as a quoted string"
+            )
+        else:
+            problem = f"holds a value that cannot be read ({exc}); quote it to keep it as a string"
+        raise SpecError(field_name, problem) from None
     _check(isinstance(doc, dict), field_name, "must be a YAML mapping with type, params and decorators")
     unknown = set(doc) - {
         "type",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dag_cbor
 from cryptography.exceptions import InvalidSignature
@@ -119,18 +119,42 @@ class LogEntry:
 
     @classmethod
     def from_cbor_obj(cls, obj: Mapping[str, Any]) -> LogEntry:
+        """An entry as stored; TypeError/ValueError/KeyError naming the field when one has the wrong type
+        (no conversion: `bytes(n)` of a stored integer would allocate n bytes)."""
+        if not isinstance(obj, Mapping):
+            raise TypeError(f"an entry must be a map, not {type(obj).__name__}")
+        txs = obj["txs"]
+        if not isinstance(txs, list):
+            raise TypeError("entry field txs must be a list of transaction hashes")
         return cls(
-            session_id=str(obj["session"]),
-            seq=int(obj["seq"]),
-            kind=str(obj["kind"]),
-            status=str(obj["status"]),
-            result_hash=bytes(obj["result"]),
-            context_epoch=int(obj["ctx"]),
-            tx_hashes=tuple(bytes(t) for t in obj["txs"]),
-            prev_hash=bytes(obj["prev"]),
-            hash=bytes(obj["hash"]),
-            signature=bytes(obj["sig"]),
+            session_id=_typed(obj, "session", str),
+            seq=_uint(obj, "seq"),
+            kind=_typed(obj, "kind", str),
+            status=_typed(obj, "status", str),
+            result_hash=_typed(obj, "result", bytes),
+            context_epoch=_uint(obj, "ctx"),
+            tx_hashes=tuple(_typed({"txs": t}, "txs", bytes) for t in txs),
+            prev_hash=_typed(obj, "prev", bytes),
+            hash=_typed(obj, "hash", bytes),
+            signature=_typed(obj, "sig", bytes),
         )
+
+
+T = TypeVar("T")
+
+
+def _typed(obj: Mapping[str, Any], key: str, kind: type[T]) -> T:
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise TypeError(f"field {key} must be {kind.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _uint(obj: Mapping[str, Any], key: str) -> int:
+    value = obj[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+        raise ValueError(f"field {key} must be an integer in 0..2^64-1, got {str(value)[:40]}")
+    return value
 
 
 def entry_hash(prev_hash: bytes, body: Mapping[str, Any]) -> bytes:
@@ -302,17 +326,22 @@ def verify_checkpoint_log(doc: Mapping[str, Any]) -> VerifiedLog:
     content, each signature is by `executor_public_key`, whose address is `executor`, and entries belong
     to the checkpoint's session in consecutive seqs ending at its seq. Raises TaskLogError."""
     try:
-        public_key = bytes(doc["executor_public_key"])
-        claimed = str(doc["executor"])
-        prev_root = bytes(doc["prev_root"])
+        public_key = _typed(doc, "executor_public_key", bytes)
+        claimed = _typed(doc, "executor", str)
+        prev_root = _typed(doc, "prev_root", bytes)
+        session_id, seq = _typed(doc, "session_id", str), _uint(doc, "seq")
+        if not isinstance(doc["entries"], list):
+            raise TypeError("entries must be a list")
         entries = [LogEntry.from_cbor_obj(e) for e in doc["entries"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise TaskLogError(
             f"checkpoint document is not a version-{CHECKPOINT_VERSION} task log: {exc}"
         ) from None
-    if len(public_key) != 64 or address_of(public_key) != to_checksum_address(claimed):
-        raise TaskLogError(f"executor_public_key is not the key of executor {claimed}")
-    session_id, seq = str(doc["session_id"]), int(doc["seq"])
+    try:
+        if len(public_key) != 64 or address_of(public_key) != to_checksum_address(claimed):
+            raise ValueError(claimed)
+    except ValueError:
+        raise TaskLogError(f"executor_public_key is not the key of executor {claimed[:60]}") from None
     for i, e in enumerate(entries):
         if e.session_id != session_id:
             raise TaskLogError(f"entry {e.seq} belongs to session {e.session_id}, not {session_id}")

@@ -86,7 +86,7 @@ def decode(data: bytes) -> dict[str, Any]:
     DocumentFormatError, because stored bytes that fail here are corrupt or forged."""
     try:
         doc = dag_cbor.decode(data)
-    except (CBORError, ValueError, TypeError) as exc:
+    except (CBORError, ValueError, TypeError, LookupError) as exc:  # LookupError: a link's unknown multicodec
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DocumentFormatError(f"not a canonical dag-cbor document: {first_line}") from None
     if not isinstance(doc, dict):

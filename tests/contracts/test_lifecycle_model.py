@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -36,6 +37,7 @@ from agentgpt.lifecycle import (
 from tests.contracts.chain import reaffirm
 
 from .chain import E18, Chain
+from .conftest import UNBONDING_DELAY
 
 DUR = Durations()
 REASON_CODE = {
@@ -179,3 +181,226 @@ def test_contract_follows_the_lifecycle_model(chain: Chain) -> None:
     for action in ("activate", "pause", "resume", "complete", "terminate", "expire", "execute_tasks"):
         assert LifecycleMachine.outcomes[(action, True)] > 0, (action, LifecycleMachine.outcomes)
         assert LifecycleMachine.outcomes[(action, False)] > 0, (action, LifecycleMachine.outcomes)
+
+
+# ------------------------------------------------------------------------------------ money
+AMOUNTS = st.sampled_from([1, E18, 3 * E18, 10 * E18, 40 * E18])
+BONDERS = ("executor2", "stranger", "unbonded")  # never the executor the sessions are activated with
+BPS = st.sampled_from([1, 500, 1500, 10_000])
+
+
+class MoneyMachine(LifecycleMachine):
+    """The lifecycle walk with budgets and executor bonds alongside: after every step the escrow equals
+    the budgets of the live sessions as the model keeps them, nothing is lost (deposits = owner refunds +
+    executor charges + escrow, each side read from the token balances), and the registry holds exactly
+    the bonds it records, which equal the model's."""
+
+    money: Counter[str] = Counter()  # accepted operations over all examples
+
+    @initialize()
+    def start(self) -> None:
+        c, a = self.chain, self.chain.actors
+        self.deposits = self.refunds = self.charges = self.burned = self.slashed_out = 0
+        self.budgets: dict[int, int] = {}  # live sessions: the model's budget
+        self.charged_seq: dict[int, int] = {}
+        for who in BONDERS:  # before the walk's timestamps start (each later transaction sets its own)
+            c.tx(c.agpt.functions.approve(c.registry.address, 10**9 * E18), getattr(a, who))
+        super().start()
+        self.evidence = 0
+        self.bonds = {who: list(c.registry.functions.bondOf(getattr(a, who)).call()[:2]) for who in BONDERS}
+        # the other accounts' bonds, which no rule changes (the sessions' executor's among them)
+        others = [getattr(a, f) for f in a.__dataclass_fields__ if f not in BONDERS]
+        self.fixed_bonds = sum(sum(c.registry.functions.bondOf(x).call()[:2]) for x in others)
+        self.balances0 = {
+            name: c.agpt.functions.balanceOf(addr).call()
+            for name, addr in (
+                ("owner", a.owner),
+                ("executor", a.executor),
+                ("factory", c.factory.address),
+                ("registry", c.registry.address),
+                ("admin", a.admin),
+                *((who, getattr(a, who)) for who in BONDERS),
+            )
+        }
+        # the session start() created before the balances were read: count it as if made after
+        self.balances0["owner"] += self.budgets[self.sid]
+        self.balances0["factory"] -= self.budgets[self.sid]
+        self.supply0 = c.agpt.functions.totalSupply().call()
+
+    def _create(self) -> None:
+        super()._create()
+        self.budgets[self.sid] = 10 * E18
+        self.charged_seq[self.sid] = 0
+        self.deposits += 10 * E18
+
+    def _step(self, action: Action, fn: Any, sender: str) -> None:
+        was_final = self.clock.state.is_final
+        super()._step(action, fn, sender)
+        if not was_final and self.clock.state.is_final:  # the escrow went back to the owner
+            self.refunds += self.budgets.pop(self.sid)
+
+    def _live_now(self) -> bool:
+        """Whether a budget operation at `self.now` finds the session ACTIVE and before its deadline."""
+        try:
+            apply(self.clock, Action.EXECUTE_TASKS, self.now, DUR)
+        except LifecycleError:
+            return False
+        return True
+
+    @rule(charge=st.booleans(), amount=AMOUNTS, replay=st.booleans())
+    def budget_op(self, charge: bool, amount: int, replay: bool) -> None:
+        """The owner adds to the budget, or the executor charges it (a replayed seq must revert)."""
+        if charge:
+            self._charge(amount, replay)
+        else:
+            self._add_budget(amount)
+
+    @rule(
+        op=st.sampled_from(["bond", "bond", "unbond", "unbond", "withdraw", "wait_and_withdraw", "penalise"]),
+        who=st.sampled_from(BONDERS),
+        amount=AMOUNTS,
+        bps=BPS,
+        burn=st.booleans(),
+    )
+    def bond_op(self, op: str, who: str, amount: int, bps: int, burn: bool) -> None:
+        if op == "bond":
+            self._bond(who, amount)
+        elif op == "unbond":
+            self._request_unbond(who, amount)
+        elif op == "penalise":
+            self._penalise(who, bps, burn)
+        else:
+            if op == "wait_and_withdraw":
+                self.now += UNBONDING_DELAY
+            self._withdraw(who)
+
+    def _add_budget(self, amount: int) -> None:
+        c = self.chain
+        self.now += 1
+        expected = self._live_now()
+        receipt = self._send(c.factory.functions.updateBudget(self.sid, amount), c.actors.owner)
+        assert receipt["status"] == (1 if expected else 0), (self.clock, self.steps)
+        if expected:
+            self.budgets[self.sid] += amount
+            self.deposits += amount
+            self.money["add_budget"] += 1
+
+    def _charge(self, amount: int, replay: bool) -> None:
+        c = self.chain
+        self.now += 1
+        through = self.charged_seq.get(self.sid, 0) + (0 if replay else 1)
+        expected = self._live_now() and not replay and amount <= self.budgets.get(self.sid, 0)
+        fn = c.factory.functions.chargeBudget(self.sid, through, amount, b"\x04" * 32)
+        receipt = self._send(fn, c.actors.executor)
+        assert receipt["status"] == (1 if expected else 0), (amount, replay, self.clock, self.steps)
+        if expected:
+            self.budgets[self.sid] -= amount
+            self.charged_seq[self.sid] = through
+            self.charges += amount
+            self.money["charge"] += 1
+
+    # ------------------------------------------------------------------ bonds
+    def _bond(self, who: str, amount: int) -> None:
+        c = self.chain
+        self.now += 1
+        receipt = self._send(c.registry.functions.bond(amount), getattr(c.actors, who))
+        assert receipt["status"] == 1
+        self.bonds[who][0] += amount
+        self.money["bond"] += 1
+
+    def _request_unbond(self, who: str, amount: int) -> None:
+        c = self.chain
+        self.now += 1
+        receipt = self._send(c.registry.functions.requestUnbond(amount), getattr(c.actors, who))
+        expected = amount <= self.bonds[who][0]
+        assert receipt["status"] == (1 if expected else 0)
+        if expected:
+            self.bonds[who][0] -= amount
+            self.bonds[who][1] += amount
+            self.money["unbond"] += 1
+
+    def _withdraw(self, who: str) -> None:
+        c = self.chain
+        addr = getattr(c.actors, who)
+        unlock_at = c.registry.functions.bondOf(addr).call()[2]
+        self.now += 1
+        receipt = self._send(c.registry.functions.withdraw(), addr)
+        expected = self.bonds[who][1] > 0 and self.now >= unlock_at
+        assert receipt["status"] == (1 if expected else 0), (who, self.bonds[who], unlock_at, self.now)
+        if expected:
+            self.bonds[who][1] = 0
+            self.money["withdraw"] += 1
+
+    def _penalise(self, who: str, bps: int, burn: bool) -> None:
+        c, a = self.chain, self.chain.actors
+        self.evidence += 1
+        evidence = f"session {self.sid} checkpoint {self.evidence}: test penalty"
+        active, unbonding = self.bonds[who]
+        amount = (active + unbonding) * bps // 10_000
+        if burn:
+            fn = c.registry.functions.burn(getattr(a, who), bps, evidence)
+        else:
+            fn = c.registry.functions.slash(getattr(a, who), bps, a.admin, evidence)
+        self.now += 1
+        assert self._send(fn, a.admin)["status"] == 1
+        taken_active = min(amount, active)
+        self.bonds[who] = [active - taken_active, unbonding - (amount - taken_active)]
+        if burn:
+            self.burned += amount
+        else:
+            self.slashed_out += amount
+        self.money["burn" if burn else "slash"] += 1
+        # the same evidence is penalised once: a second claim reverts
+        self.now += 1
+        assert self._send(fn, a.admin)["status"] == 0
+
+    # ------------------------------------------------------------------ invariants
+    @invariant()
+    def nothing_is_lost(self) -> None:
+        if not hasattr(self, "balances0"):
+            return
+        c, a = self.chain, self.chain.actors
+        bal = c.agpt.functions.balanceOf
+        escrow = bal(c.factory.address).call() - self.balances0["factory"]
+        assert escrow == sum(self.budgets.values()), (escrow, self.budgets, self.steps)
+        for sid, budget in self.budgets.items():
+            assert c.factory.functions.budgetOf(sid).call()[0] == budget, (sid, self.steps)
+        owner_now = bal(a.owner).call() - self.balances0["owner"]
+        assert owner_now == self.refunds - self.deposits, self.steps  # refunds as the model predicts them
+        assert bal(a.executor).call() - self.balances0["executor"] == self.charges, self.steps
+        assert self.deposits == self.refunds + self.charges + escrow
+
+    @invariant()
+    def registry_holds_exactly_the_bonds(self) -> None:
+        if not hasattr(self, "balances0"):
+            return
+        c, a = self.chain, self.chain.actors
+        recorded = self.fixed_bonds
+        for who in BONDERS:
+            bond = list(c.registry.functions.bondOf(getattr(a, who)).call()[:2])
+            assert bond == self.bonds[who], who
+            recorded += sum(bond)
+        assert c.agpt.functions.balanceOf(c.registry.address).call() == recorded
+        # where penalties went: slashes to the beneficiary (admin), burns out of the supply
+        assert c.agpt.functions.totalSupply().call() == self.supply0 - self.burned
+        assert c.agpt.functions.balanceOf(a.admin).call() == self.balances0["admin"] + self.slashed_out
+
+
+@pytest.mark.timeout(600)  # about 2 minutes on an idle machine: room for a loaded one
+def test_budgets_and_bonds_are_conserved(chain: Chain) -> None:
+    MoneyMachine.chain = chain
+    MoneyMachine.outcomes = Counter()
+    MoneyMachine.money = Counter()
+    run_state_machine_as_test(
+        MoneyMachine,
+        settings=settings(
+            max_examples=6,
+            stateful_step_count=40,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+        ),
+    )
+    print(sorted(MoneyMachine.money.items()))
+    for op in ("add_budget", "charge", "bond", "unbond", "withdraw", "slash", "burn"):
+        assert MoneyMachine.money[op] > 0, (op, MoneyMachine.money)

@@ -393,3 +393,52 @@ async def test_restarted_service_resumes_timers(stack: dict[str, Any]) -> None:
 
     await eventually(expired, timeout=20)
     await eventually(expired_on_chain, timeout=20)
+
+
+async def test_the_owner_client_drives_a_session_through_every_action(stack: dict[str, Any]) -> None:
+    """agentgpt.owner.SessionOwner (what the CLI's owner commands and the demo use), in-process against the
+    service on the real chain: every action, each checked on chain and in the answer."""
+    from agentgpt.clients import SessionClient
+    from agentgpt.network import ChainInfo
+    from agentgpt.owner import SessionOwner
+
+    w3, dep = stack["w3"], stack["deployment"]
+    factory = w3.eth.contract(
+        address=dep.contracts["SessionFactory"], abi=load_artifact("SessionFactory").abi
+    )
+    h: Harness = await stack["start"]()
+    home = ChainInfo("arbitrum", dep.chain_id, w3.provider.endpoint_uri, contracts=dep.contracts)  # type: ignore[attr-defined]
+    client = SessionClient(h.service.address)
+    owner = SessionOwner(OWNER, home, client)
+    executor = Account.from_key(EXECUTOR).address
+    try:
+        # DRAFT lasts DURATIONS.draft (8 s) here: each draft's DRAFT-only actions come right after it is made
+        s = await owner.create(SPEC_YAML, budget=100 * E18)
+        sid = s.session_id
+        assert s.state == common.SESSION_STATE_DRAFT
+        s = await owner.activate(sid, executor)
+        assert s.state == common.SESSION_STATE_ACTIVE and factory.functions.stateOf(int(sid)).call() == 2
+        assert factory.functions.ownerOf(int(sid)).call() == owner.address
+        s = await owner.update_budget(sid, 5 * E18)
+        assert int(s.budget) == 105 * E18 and factory.functions.budgetOf(int(sid)).call()[0] == 105 * E18
+        submitted = await owner.submit(sid, [("analyze_market", {})])
+        assert list(submitted.task_seqs) == [1]
+        assert (await owner.pause(sid, "owner pause")).state == common.SESSION_STATE_PAUSED
+        assert (await owner.resume(sid, "owner resume")).state == common.SESSION_STATE_ACTIVE
+        assert (await owner.inspect(sid)).session.session_id == sid
+        done = await owner.complete(sid)
+        assert done.session.state == common.SESSION_STATE_COMPLETED and done.log_cid
+        assert factory.functions.stateOf(int(sid)).call() == 4
+
+        other = await owner.create(SPEC_YAML, budget=E18, idempotency_key="owner-client-terminate")
+        edited = await owner.edit_params(other.session_id, {"max_base_fee_gwei": 50})
+        assert json.loads(edited.spec.params_json) == {"max_base_fee_gwei": 50}
+        attached = await owner.attach_decorators(other.session_id, ["gas_optimizer_v3"])
+        assert list(attached.spec.decorators)[-1] == "gas_optimizer_v3"
+        ended = await owner.terminate(other.session_id, "changed my mind")
+        assert ended.state == common.SESSION_STATE_TERMINATED
+        assert factory.functions.stateOf(int(other.session_id)).call() == 5
+        assert (await owner.get(other.session_id)).spec.decorators == attached.spec.decorators
+    finally:
+        await owner.close()
+        await client.close()

@@ -93,3 +93,55 @@ def test_remembered_recoveries_still_judge_each_request() -> None:
     for _ in range(2):
         with pytest.raises(ValueError, match="cannot be recovered"):
             auth.recover_signer(req.auth, req, chain_id=5)  # type: ignore[attr-defined]
+
+
+def test_a_junk_signature_is_a_value_error_and_a_good_one_recovers_its_signer() -> None:
+    from eth_account import Account
+
+    signed = auth.signed(_request(), KEY, nonce=1, deadline=2, chain_id=31337)
+    assert auth.recover_signer(signed.auth, signed, chain_id=31337) == Account.from_key(KEY).address  # type: ignore[attr-defined]
+    junk = auth.sign_request(KEY, _request(), nonce=1, deadline=2, chain_id=31337)
+    junk.signature = b"\x01" * 10
+    try:
+        auth.recover_signer(junk, _request(), chain_id=31337)
+    except ValueError as exc:
+        assert str(exc).startswith("signature cannot be recovered")
+    else:
+        raise AssertionError("a 10-byte signature recovered")
+
+
+def test_addresses_compare_in_any_spelling_and_junk_matches_nothing() -> None:
+    address = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    assert auth.same_address(address, address.lower())
+    assert not auth.same_address(address, "0x" + "00" * 20)
+    assert not auth.same_address(address, "not an address")
+
+
+def test_certificate_names_map_to_identity_kinds() -> None:
+    assert auth.identity_kind("executor-3") == auth.EXECUTOR
+    assert auth.identity_kind("recovery_oracle") == auth.ORACLE
+    assert auth.identity_kind("operator") == auth.OPERATOR
+    assert auth.identity_kind("cli") == auth.CLIENT
+    assert auth.is_service_identity("session") and auth.is_service_identity("operator")
+    assert not auth.is_service_identity("cli") and not auth.is_service_identity(None)
+    assert not auth.is_service_identity("")
+
+
+def test_the_rpc_allowlist_names_who_may_call() -> None:
+    claim = "/agentgpt.session.v1.SessionService/ClaimLease"
+    assert auth.caller_refusal(claim, "executor-1") is None
+    assert (
+        auth.caller_refusal("/agentgpt.session.v1.SessionService/CreateSession", "cli") is None
+    )  # not listed
+    refusal = auth.caller_refusal(claim, "cli")
+    assert refusal == "ClaimLease may not be called by 'cli': it is reserved to executor-N"
+    restore = auth.caller_refusal("/agentgpt.session.v1.SessionService/RestoreSession", "indexer")
+    assert restore is not None and restore.endswith("reserved to operator, recovery-oracle")
+
+
+def test_read_metadata_carries_a_read_signature() -> None:
+    ((name, value),) = auth.read_metadata(KEY, pb.GetSessionRequest(session_id="7"), deadline=9, chain_id=1)
+    from agentgpt.common.v1 import common_pb2
+
+    sig = common_pb2.OwnerSignature.FromString(value)
+    assert name == auth.READ_AUTH_HEADER and sig.nonce == 0 and sig.deadline == 9
