@@ -43,6 +43,7 @@ RUNNER_ARGS: dict[str, list[str]] = {
     "recovery": ["--kills", "5", "--handoffs", "3"],
     "executor_tasks": ["--checkpoint-cost", "15"],
     "ipfs_checkpoint": ["--n", "100"],
+    "zk_prover": ["--runs", "2"],
 }
 TIMEOUTS: dict[str, float] = {"recovery": 1800.0}
 

@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchkit
 from eth_account import Account
 from eth_utils.address import to_checksum_address
 from web3 import Web3
@@ -198,6 +199,7 @@ def gas(proofs: list[tuple[Statement, Proof]]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="proving runs per size (default 3)")
+    benchkit.add_json_option(parser)
     args = parser.parse_args()
     with IpfsNode() as ipfs:
         prove, proofs = asyncio.run(proving(ipfs.api, args.runs))
@@ -218,6 +220,33 @@ def main() -> int:
         f"the transition itself (pause {chain['transition_gas']['pause']:,}, resume {chain['transition_gas']['resume']:,})"
     )
     print(json.dumps({"bench": "zk_prover", "proving": prove, "gas": chain}))
+    figures: dict[str, benchkit.Figure] = {}
+    for tasks in (44, 50):
+        row = prove[f"checkpoint_{tasks}_tasks"]
+        write = row["write_without_proof_s"]["median"]
+        prove_s = row["prove_s"]["median"] + row["witness_s"]["median"]
+        figures[f"checkpoint {tasks} tasks with proofs"] = benchkit.Figure(
+            write + prove_s,
+            "s",
+            baseline=write,
+            better="lower",
+            note=f"{row['batches']} batch(es); vs the write alone",
+        )
+    figures["anchor with 1 proof"] = benchkit.Figure(
+        chain["anchor_proved_1_batch_gas"],
+        "gas",
+        baseline=chain["anchor_plain_gas"],
+        better="lower",
+        note="anchorCheckpointProved vs anchorCheckpoint",
+    )
+    figures["setTokenURI per transition"] = benchkit.Figure(
+        chain["set_token_uri_gas"],
+        "gas",
+        baseline=chain["transition_gas"]["pause"],
+        better="lower",
+        note="first URI of a session vs the pause transition itself",
+    )
+    benchkit.write_json(args.json, figures)
     return 0
 
 
