@@ -163,6 +163,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert s["budget"] == 0
 
 
+@pytest.mark.timeout(600)  # a long random walk on anvil; room for a loaded machine with coverage on
 def test_contract_follows_the_lifecycle_model(chain: Chain) -> None:
     LifecycleMachine.chain = chain
     LifecycleMachine.outcomes = Counter()
