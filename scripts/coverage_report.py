@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-strict", action="store_true", help="print what STRICT misses but do not fail (a partial run)"
     )
+    parser.add_argument(
+        "--strict-only",
+        action="store_true",
+        help="check only the STRICT files (the data is of their tests alone: per-package figures would mislead)",
+    )
     args = parser.parse_args(argv)
     if not Path(args.data_file).exists():
         print(f"coverage: no data at {args.data_file} (run the tests with --cov first)", file=sys.stderr)
@@ -57,8 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         if rel in STRICT:
             arcs = [(line, to) for line, tos in analysis.missing_branch_arcs().items() for to in tos]
             strict[rel] = (sorted(analysis.missing), sorted(arcs))
-    width = max(len(p) for p in packages)
-    print(f"\n{'package':<{width}}  {'lines':>7}  {'branches':>8}")
+    if args.strict_only:
+        packages.clear()
+        args.no_html = True
+    width = max((len(p) for p in packages), default=0)
+    if packages:
+        print(f"\n{'package':<{width}}  {'lines':>7}  {'branches':>8}")
     total = [0, 0, 0, 0]
     for name, (stmts, miss, branches, miss_br) in sorted(packages.items()):
         lines, br = _pct(stmts - miss, stmts), _pct(branches - miss_br, branches)
@@ -66,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{width}}  {lines:6.1f}%  {br:7.1f}%{flag}")
         total = [t + n for t, n in zip(total, (stmts, miss, branches, miss_br), strict=True)]
     lines, br = _pct(total[0] - total[1], total[0]), _pct(total[2] - total[3], total[2])
-    print(f"{'total':<{width}}  {lines:6.1f}%  {br:7.1f}%")
+    if packages:
+        print(f"{'total':<{width}}  {lines:6.1f}%  {br:7.1f}%")
     if not args.no_html:
         cov.html_report()
         cov.xml_report()

@@ -145,3 +145,13 @@ def test_read_metadata_carries_a_read_signature() -> None:
 
     sig = common_pb2.OwnerSignature.FromString(value)
     assert name == auth.READ_AUTH_HEADER and sig.nonce == 0 and sig.deadline == 9
+
+
+def test_the_direct_encoding_refuses_what_the_struct_cannot_hold() -> None:
+    good = {"action": "get_session", "session_id": "7", "nonce": 0, "deadline": 1, "chain_id": 1}
+    with pytest.raises(ValueError, match="requestHash must be 32 bytes, got 31"):
+        auth.signable_request(**good, req_hash=b"\x00" * 31)  # type: ignore[arg-type]
+    for field in ("nonce", "deadline", "chain_id"):
+        for bad in (-1, 2**256):
+            with pytest.raises(ValueError, match="must be uint256 values"):
+                auth.signable_request(**{**good, field: bad}, req_hash=b"\x00" * 32)  # type: ignore[arg-type]

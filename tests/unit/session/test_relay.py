@@ -79,10 +79,12 @@ class FakeDB:
     pending: list[StoredRequest] = field(default_factory=list)
 
     async def begin_request(
-        self, principal: str, key: str, method: str, req_hash: bytes
+        self, principal: str, key: str, method: str, req_hash: bytes, *, nonce: tuple[str, int] | None = None
     ) -> StoredRequest | None:
         existing = self.requests.get((principal, key))
         if existing is None:
+            if nonce is not None:  # a new key is reserved together with the owner's nonce (SessionDB)
+                self.nonces.append(nonce)
             self.requests[(principal, key)] = stored(principal=principal, key=key, tx_hash=None)
         return existing
 
@@ -268,7 +270,21 @@ async def test_a_key_in_progress_is_aborted_and_a_stale_one_taken_over() -> None
         await relay.idempotent(budget_request(), None, pb.UpdateBudgetResponse, answer)  # type: ignore[arg-type]
     core.db.requests[(OWNER, "k")] = stored(tx_hash=None, created_at=core.now - STALE_PENDING_S - 1)
     resp = await relay.idempotent(budget_request(), None, pb.UpdateBudgetResponse, answer)  # type: ignore[arg-type]
-    assert resp.session.session_id == "fresh"
+    assert resp.session.session_id == "fresh" and core.db.nonces == [(OWNER, 42)]  # the taker's nonce is used
+
+
+async def test_a_service_caller_takes_a_stale_key_over_without_a_nonce() -> None:
+    relay, core = make(Caller(service="recovery-oracle"))
+    principal = Caller(service="recovery-oracle").principal
+    core.db.requests[(principal, "k")] = stored(tx_hash=None, created_at=core.now - STALE_PENDING_S - 1)
+    resp = await relay.idempotent(
+        budget_request(),
+        None,  # type: ignore[arg-type]
+        pb.UpdateBudgetResponse,
+        answer,
+        service_allowed=True,
+    )
+    assert resp.session.session_id == "fresh" and core.db.nonces == []
 
 
 # ------------------------------------------------------------------------------ send() and run()
