@@ -27,6 +27,20 @@ class Artifact:
     compiler_settings: dict[str, Any]
     source_hash: str
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Artifact:
+        """An artifact as scripts/build_contracts.py writes it (also the zk setup's BatchVerifier)."""
+        return cls(
+            contract_name=raw["contractName"],
+            source_name=raw.get("sourceName", ""),
+            abi=raw["abi"],
+            bytecode=raw["bytecode"],
+            deployed_bytecode=raw["deployedBytecode"],
+            compiler_version=raw["compiler"]["version"],
+            compiler_settings=raw["compiler"]["settings"],
+            source_hash=raw["sourceHash"],
+        )
+
 
 @cache
 def load_artifact(name: str) -> Artifact:
@@ -38,13 +52,4 @@ def load_artifact(name: str) -> Artifact:
         raise FileNotFoundError(
             f"no artifact for contract {name!r}; run `python scripts/build_contracts.py`"
         ) from None
-    return Artifact(
-        contract_name=raw["contractName"],
-        source_name=raw.get("sourceName", ""),
-        abi=raw["abi"],
-        bytecode=raw["bytecode"],
-        deployed_bytecode=raw["deployedBytecode"],
-        compiler_version=raw["compiler"]["version"],
-        compiler_settings=raw["compiler"]["settings"],
-        source_hash=raw["sourceHash"],
-    )
+    return Artifact.from_json(raw)

@@ -315,17 +315,7 @@ def verifier_artifact(directory: str | os.PathLike[str] | None = None) -> Artifa
     path = setup_dir(directory) / "BatchVerifier.json"
     if not path.is_file():
         return None
-    raw = json.loads(path.read_text())
-    return Artifact(
-        contract_name=raw["contractName"],
-        source_name=raw.get("sourceName", ""),
-        abi=raw["abi"],
-        bytecode=raw["bytecode"],
-        deployed_bytecode=raw["deployedBytecode"],
-        compiler_version=raw["compiler"]["version"],
-        compiler_settings=raw["compiler"]["settings"],
-        source_hash=raw["sourceHash"],
-    )
+    return Artifact.from_json(json.loads(path.read_text()))
 
 
 WORKER_SCRIPT = Path(__file__).resolve().parents[2] / "circuits" / "groth16.cjs"
