@@ -110,11 +110,16 @@ def allowlist_of(params: dict[str, Any], decorators: Any = ()) -> list[tuple[str
     return calls
 
 
-def _check_allowlist(value: Any, field_name: str) -> None:
+def _check_allowlist(value: Any, field_name: str, limit: int = MAX_ALLOWLIST) -> None:
     _check(
-        isinstance(value, list) and len(value) <= MAX_ALLOWLIST,
+        isinstance(value, list) and len(value) <= limit,
         field_name,
-        f"must be a list of at most {MAX_ALLOWLIST} {{target, selector}} entries",
+        f"must be a list of at most {limit} {{target, selector}} entries"
+        + (
+            " (zk_batch_prover takes one of the account's 64 for its proved-anchoring entry)"
+            if limit < MAX_ALLOWLIST
+            else ""
+        ),
     )
     for i, call in enumerate(value):
         where = f"{field_name}[{i}]"
@@ -232,7 +237,8 @@ def build_spec(
         )
     _checked_json(params, f"{prefix}.params")
     if "allowlist" in params:
-        _check_allowlist(params["allowlist"], f"{prefix}.params.allowlist")
+        limit = MAX_ALLOWLIST - 1 if proves_batches(list(decorators)) else MAX_ALLOWLIST
+        _check_allowlist(params["allowlist"], f"{prefix}.params.allowlist", limit)
     if "attestation" in params:
         params = {**params, "attestation": attestation_block(params["attestation"], f"{prefix}.attestation")}
     interval = checkpoint_interval or DEFAULT_CHECKPOINT_INTERVAL

@@ -78,6 +78,18 @@ def test_allowlist_is_read_in_order() -> None:
     assert parse_yaml(SEED).allowlist() == []
 
 
+def test_a_proved_session_leaves_room_in_the_allowlist_for_its_marker() -> None:
+    from agentgpt.zk import PROVED_MARKER
+
+    entries = "".join(f"    - {{target: '0x{i + 1:040x}', selector: '0x095ea7b3'}}\n" for i in range(64))
+    text = "type: t\nparams:\n  chains: [a]\n  allowlist:\n" + entries
+    assert len(parse_yaml(text).allowlist()) == 64
+    with pytest.raises(SpecError, match=r"at most 63 .*zk_batch_prover takes one"):
+        parse_yaml(text + "decorators: [zk_batch_prover]\n")
+    proved = parse_yaml(text.replace(entries, entries.split("\n", 1)[1]) + "decorators: [zk_batch_prover]\n")
+    assert len(proved.allowlist()) == 64 and proved.allowlist()[-1] == PROVED_MARKER
+
+
 @pytest.mark.parametrize(
     ("text", "field", "fragment"),
     [
