@@ -27,7 +27,7 @@ PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=
 # mypy --strict covers the library, the services and the application package once it exists.
 MYPY_PACKAGES := agentgpt services $(wildcard apps)
 
-.PHONY: setup up test coverage coverage-relay test-chaos check protos contracts docs lint bench load image docker lock clean help
+.PHONY: setup up test coverage coverage-relay test-chaos chaos check protos contracts docs lint bench load image docker lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -121,6 +121,9 @@ lint: check  ## alias of check
 
 bench: setup  ## benchmarks: each bench/*.py --repeat times, ratios to same-run baselines -> .agentgpt/bench/report.json + a table
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+chaos: setup  ## the chaos run: seeded kills, stops, IPFS restarts and reorgs under load, then the invariants (CHAOS_ARGS="--seed N")
+	$(PY) load/chaos.py --json .agentgpt/chaos.json $(CHAOS_ARGS)
 
 load: setup  ## the load run: 1,000 concurrent sessions with tasks through the full stack on PostgreSQL (LOAD_ARGS="--sessions 100")
 	$(PY) load/run.py --json .agentgpt/load.json $(LOAD_ARGS)

@@ -49,6 +49,7 @@ class FakeSession:
     # naming the newest key's executor's public key gets them wrapped to it, as the real service does
     keys: list[tuple[int, str, bytes]] = field(default_factory=list)
     owner_public_key: bytes = b""
+    claimable: bool = True  # False: ClaimLease passes it over (a test rewriting its record meanwhile)
 
 
 class FakeSessionService(ss_grpc.SessionServiceServicer):
@@ -130,7 +131,7 @@ class FakeSessionService(ss_grpc.SessionServiceServicer):
         candidates = [request.session_id] if request.session_id else sorted(self.sessions)
         for sid in candidates:
             fs = self.sessions.get(sid)
-            if fs is None or fs.session.state != cpb.SESSION_STATE_ACTIVE:
+            if fs is None or fs.session.state != cpb.SESSION_STATE_ACTIVE or not fs.claimable:
                 continue
             if fs.lease_expires > now and fs.lease_executor != request.executor_id:
                 continue

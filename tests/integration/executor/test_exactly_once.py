@@ -168,10 +168,12 @@ async def test_an_action_is_not_done_twice_even_when_the_record_forgets_it(
     account = c.contract("SessionAccount", c.factory.functions.accountOf(sid).call())
     assert account.functions.executed(1, 0).call()
 
+    fs.claimable = False  # not claimed again until the record is rewritten (a claim in between sees it done)
     await executor.engine.release(str(sid))
     fs.tasks[1] = ss.Task(session_id=str(sid), seq=1, status=ss.TASK_STATUS_QUEUED, input=fs.tasks[1].input)
     fs.session.ClearField("latest_checkpoint")
     fs.lease_expires = 0.0
+    fs.claimable = True
     await eventually(lambda: len(svc.done(str(sid))) == 1, timeout=30, what="re-run recorded")
     assert fs.tasks[1].status == ss.TASK_STATUS_FAILED and "AlreadyExecuted" in fs.tasks[1].error
     assert int(c.w3.eth.get_balance(RECIPIENT)) == 777  # paid once
