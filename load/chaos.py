@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -44,6 +45,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,7 @@ SPENDER = "0x" + "5a" * 20
 SERVICES = ("session", "indexer", "recovery_oracle", "executor-1", "executor-2")
 FAULTS = ("kill", "stop", "ipfs", "reorg")
 LEASE_TTL = 3
+REORG_KEY = EXECUTOR_KEYS[-1]  # the last executor's key: a stack of 2 executors never uses it
 BUDGET = 50 * 10**18
 OPEN_RECOVERY = {
     rc.RECOVERY_STATUS_DETECTED,
@@ -173,28 +176,52 @@ def signal_service(run: Run, name: str, sig: signal.Signals) -> bool:
     return True
 
 
-def reorg(node: Any, depth: int) -> dict[str, Any]:
-    """Replace the last `depth` blocks with new ones holding the same transactions, in the same order."""
-    node.rpc("evm_setAutomine", [False])  # nothing lands between reading the blocks and replacing them
+@contextlib.contextmanager
+def frozen(node: Any) -> Iterator[None]:
+    """No block is mined on `node` but those asked for (what is sent meanwhile waits in the mempool)."""
+    node.rpc("evm_setAutomine", [False])
     try:
-        head = int(node.rpc("eth_blockNumber", []), 16)
-        depth = min(depth, head - 1)
-        raw: list[list[Any]] = []
-        for number in range(head - depth + 1, head + 1):
-            block = node.rpc("eth_getBlockByNumber", [hex(number), False])
-            for tx_hash in block["transactions"]:
-                raw.append([node.rpc("eth_getRawTransactionByHash", [tx_hash]), 0])
-        node.rpc("anvil_reorg", [depth, raw])
-        return {"head": head, "depth": depth, "transactions": len(raw)}
+        yield
     finally:
         node.rpc("evm_setAutomine", [True])
         node.rpc("evm_mine", [])  # whatever was sent meanwhile
 
 
+def replace_blocks(node: Any, depth: int) -> dict[str, Any]:
+    """Replace the last `depth` blocks with new ones holding the same transactions, in the same order
+    (call it frozen: a block mined between reading the blocks and replacing them would be lost)."""
+    head = int(node.rpc("eth_blockNumber", []), 16)
+    depth = min(depth, head - 1)
+    # A transaction of a dev account the stack does not use goes first: without it, empty blocks re-mined
+    # in the same second come out with the same hashes, and nothing would have changed.
+    marker = Account.from_key(REORG_KEY)
+    nonce = int(node.rpc("eth_getTransactionCount", [marker.address, hex(head - depth)]), 16)
+    tx = {
+        "to": marker.address,
+        "value": 0,
+        "gas": 21_000,
+        "maxFeePerGas": 200 * 10**9,
+        "maxPriorityFeePerGas": 10**9,
+        "nonce": nonce,
+        "chainId": int(node.rpc("eth_chainId", []), 16),
+    }
+    raw: list[list[Any]] = [["0x" + bytes(marker.sign_transaction(tx).raw_transaction).hex(), 0]]
+    for number in range(head - depth + 1, head + 1):
+        block = node.rpc("eth_getBlockByNumber", [hex(number), False])
+        for tx_hash in block["transactions"]:
+            raw.append([node.rpc("eth_getRawTransactionByHash", [tx_hash]), 0])
+    node.rpc("anvil_reorg", [depth, raw])
+    return {"head": head, "depth": depth, "transactions": len(raw) - 1}
+
+
+def reorg(node: Any, depth: int) -> dict[str, Any]:
+    with frozen(node):
+        return replace_blocks(node, depth)
+
+
 async def apply(run: Run, fault: Fault) -> None:
     stack = run.stack
     entry: dict[str, Any] = asdict(fault)
-    entry["started"] = round(time.monotonic(), 2)
     if fault.kind == "kill":
         entry["done"] = signal_service(run, fault.target, signal.SIGKILL)
         if entry["done"]:
@@ -451,23 +478,25 @@ async def check_states(run: Run) -> tuple[list[str], dict[str, int]]:
 
 
 async def deep_reorg(indexer_url: str, stack: LocalStack, chain: ChainInfo) -> list[str]:
-    """A reorg deeper than the finality window on `chain`: the indexer must halt the chain, saying why."""
+    """A reorg deeper than the finality window on `chain` (its transactions kept, every block hash
+    changed): the indexer must halt the chain, saying why. The chain is frozen meanwhile, so the reorg
+    replaces exactly the blocks the indexer holds."""
     names = [name for name, _ in stack.options.chains]
     node = stack.anvils[names.index(chain.name)]
     depth = chain.finality_window + 3
-    await asyncio.to_thread(node.rpc, "anvil_mine", [hex(depth + 2)])
-    head = int(await asyncio.to_thread(node.rpc, "eth_blockNumber", []), 16)
     store = await IndexerStore.open(indexer_url)
     try:
-        deadline = time.monotonic() + 60
-        while (await store.cursor(chain.chain_id, chain.deploy_block)).next_block <= head:
-            if time.monotonic() > deadline:
+        with frozen(node):
+            await asyncio.to_thread(node.rpc, "anvil_mine", [hex(depth + 2)])
+            head = int(await asyncio.to_thread(node.rpc, "eth_blockNumber", []), 16)
+            for _ in range(120):
+                if (await store.cursor(chain.chain_id, chain.deploy_block)).next_block > head:
+                    break
+                await asyncio.sleep(0.5)
+            else:
                 return [f"{chain.name}: the indexer did not reach block {head} before the deep reorg"]
-            await asyncio.sleep(0.5)
-        await asyncio.to_thread(node.rpc, "anvil_reorg", [depth, []])
-        await asyncio.to_thread(node.rpc, "anvil_mine", ["0x1"])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+            await asyncio.to_thread(replace_blocks, node, depth)
+        for _ in range(120):
             cursor = await store.cursor(chain.chain_id, chain.deploy_block)
             if cursor.halted:
                 progress(
