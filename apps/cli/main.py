@@ -1,7 +1,9 @@
 """`agentgpt` — run the local stack, check its health, and look at sessions.
 
 agentgpt up        start anvil, IPFS, the contracts and the four services (N executors); Ctrl-C stops everything
+                   (--monitoring: and a local Prometheus with the clusters' alert rules)
 agentgpt status    health of every service of the running stack, and the sessions each executor holds
+agentgpt top       a live view of the executors and sessions, refreshed every 2 s (--once, --json)
 agentgpt recovery list [--session ID]   the recovery oracle's recoveries (also: show RECOVERY_ID)
 agentgpt config    every AGENTGPT_* setting of every service, with defaults
 agentgpt session inspect ID [--detail full]   the session dashboard (also: get, list, tasks, watch)
@@ -77,6 +79,9 @@ async def _up(args: argparse.Namespace) -> int:
         top = _highest_port_offset(args.executors)
         base_port = _in_range(int(args.ports), "--ports", 1, 65535 - top)
         _in_range(args.metrics_base, "--metrics-base", 0, 65535 - top)
+        _in_range(args.prometheus_port, "--prometheus-port", 0, 65535)
+    if not (math.isfinite(args.scrape_interval) and 1 <= args.scrape_interval <= 300):
+        raise UsageError(f"--scrape-interval {args.scrape_interval}: must be between 1 and 300 seconds")
     for option, value in (
         ("--draft-ttl", args.draft_ttl),
         ("--active-ttl", args.active_ttl),
@@ -102,6 +107,9 @@ async def _up(args: argparse.Namespace) -> int:
         durations=Durations(args.draft_ttl, args.active_ttl, args.paused_ttl),
         executors=args.executors,
         tls=not args.no_tls,
+        monitoring=args.monitoring,
+        prometheus_port=args.prometheus_port,
+        scrape_interval=args.scrape_interval,
     )
     stack = LocalStack(options, progress=_print)
     stop = asyncio.Event()
@@ -138,6 +146,11 @@ async def _up(args: argparse.Namespace) -> int:
     )
     if stack.ipfs:
         _print(f"  {'ipfs':<16} {stack.ipfs.api}")
+    if stack.prometheus is not None:
+        _print(
+            f"  {'prometheus':<16} {stack.prometheus.url}  (alerts: {stack.prometheus.url}/alerts; "
+            "the dashboard's queries work unchanged against it)"
+        )
     _print(f"state: {options.workdir / 'stack.json'}; logs: {options.workdir}/*.log")
     code = 0
     if not args.no_demo:
@@ -598,6 +611,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--exit-after-demo", action="store_true", help="stop the stack once the demo has finished"
     )
     up.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also run a local Prometheus (the `prometheus` binary, `make setup` installs it) scraping "
+        "every service, with k8s/monitoring/rules/agentgpt.rules.yml loaded; stopped with the stack",
+    )
+    up.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=9090,
+        help="Prometheus's port with --monitoring (default: %(default)s; a free one with --ports auto)",
+    )
+    up.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often Prometheus scrapes and evaluates the rules with --monitoring (default: %(default)s)",
+    )
+    up.add_argument(
         "--draft-ttl", type=int, default=3600, help="DRAFT limit in seconds (default: %(default)s)"
     )
     up.add_argument(
@@ -717,6 +749,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify.add_parser(sub, common, str(DEFAULT_WORKDIR))
 
+    from apps.cli import top
+
+    top.add_parser(sub, common, str(DEFAULT_WORKDIR))
+
     config = sub.add_parser("config", parents=[common], help="list every AGENTGPT_* setting with its default")
     config.add_argument("--markdown", action="store_true", help="as Markdown tables (for the README)")
     config.add_argument(
@@ -776,7 +812,7 @@ def _client_tls(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_text_options(args)
-    if args.command in ("status", "session", "recovery"):
+    if args.command in ("status", "session", "recovery", "top"):
         _client_tls(args)
     if args.command == "up":
         return asyncio.run(_up(args))
@@ -792,6 +828,10 @@ def _run(args: argparse.Namespace) -> int:
         from apps.cli import verify
 
         return asyncio.run(verify.run(args))
+    if args.command == "top":
+        from apps.cli import top
+
+        return top.main(args, _rpc_failure)
     return 2
 
 

@@ -49,6 +49,8 @@ from apps.localnet.anvil import DEV_PRIVATE_KEYS, AnvilNode
 from apps.localnet.arweave import ArlocalError, ArlocalNode
 from apps.localnet.ports import free_port, ports_in_use
 from apps.localnet.processes import ServiceProcess
+from apps.localnet.prometheus import PrometheusError, PrometheusNode, Target
+from apps.localnet.prometheus import binary as prometheus_binary
 
 # Dev accounts (anvil's public test keys) and their roles in the local stack.
 DEPLOYER_KEY = DEV_PRIVATE_KEYS[0]  # deploys, holds ORACLE_ROLE, relays owner requests
@@ -129,6 +131,7 @@ RUN_STATE = (
     ARWEAVE_WALLET,
     TLS_DIR,  # the run's CA and certificates
     "blocks",  # the embedded content store (--no-ipfs)
+    "prometheus",  # --monitoring: its config, log and TSDB (the old chains' metrics)
 )
 PREVIOUS = "previous"
 LOCK = "stack.lock"
@@ -195,6 +198,12 @@ class StackOptions:
     executors: int = DEFAULT_EXECUTORS
     # mTLS between everything (certificates under <workdir>/tls); False: plaintext, header trust, loopback.
     tls: bool = True
+    # A local Prometheus (apps.localnet.prometheus) scraping every service with the labels the alert rules
+    # and the dashboard select on, evaluating k8s/monitoring/rules/agentgpt.rules.yml. Its port is
+    # prometheus_port, or a free one when base_port is 0 (or prometheus_port is).
+    monitoring: bool = False
+    prometheus_port: int = 9090
+    scrape_interval: float = 5.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.executors <= MAX_EXECUTORS:
@@ -213,6 +222,7 @@ class LocalStack:
         self.arweave_wallet: Wallet | None = None
         self.network: Network | None = None
         self.services: dict[str, ServiceProcess] = {}
+        self.prometheus: PrometheusNode | None = None
         # executor name -> its private key, executor-1 first
         self.executor_keys = {executor_name(i): EXECUTOR_KEYS[i - 1] for i in range(1, options.executors + 1)}
         self._lock: int | None = None  # fd of <workdir>/stack.lock while this stack owns the work dir
@@ -265,6 +275,8 @@ class LocalStack:
         wanted = {int(self._port(port_offset(n))): f"{n} gRPC" for n in names}
         if self.options.metrics_base > 0:
             wanted |= {int(self._port(port_offset(n), metrics=True)): f"{n} metrics" for n in names}
+        if self.options.monitoring and self.options.prometheus_port:
+            wanted[self.options.prometheus_port] = "prometheus"
         busy = ports_in_use(wanted)
         if busy:
             taken = ", ".join(f"{p} ({wanted[p]})" for p in busy)
@@ -276,6 +288,11 @@ class LocalStack:
 
     async def _start(self) -> None:
         self.check_ports()
+        if self.options.monitoring:
+            try:  # before anything starts: a missing binary is said at once, not after the chains
+                prometheus_binary()
+            except PrometheusError as exc:
+                raise StackError(f"--monitoring: {exc}") from None
         moved = reset_workdir(self.workdir)
         if moved:
             logs = [n for n in moved if n.endswith((".log", ".ready.json"))]
@@ -344,6 +361,13 @@ class LocalStack:
             for name in grpc_ports:
                 grpc_ports[name] = str(free_port())
         executor_addrs = [f"127.0.0.1:{grpc_ports[name]}" for name in self.executor_keys]
+        metrics_ports = {name: self._port(port_offset(name), metrics=True) for name in grpc_ports}
+        if self.options.monitoring:
+            # Prometheus is told every metrics port once: a service restarted (by a test) must come back
+            # on the one it scrapes, so free ports are picked now too.
+            for name, port in metrics_ports.items():
+                if port == "0":
+                    metrics_ports[name] = str(free_port())
 
         def launch(name: str, env: dict[str, str]) -> ServiceProcess:
             kind = service_kind(name)
@@ -356,7 +380,7 @@ class LocalStack:
                     **identities.get(name, {}),
                     **env,
                     "AGENTGPT_GRPC_PORT": grpc_ports[name],
-                    "AGENTGPT_METRICS_PORT": self._port(port_offset(name), metrics=True),
+                    "AGENTGPT_METRICS_PORT": metrics_ports[name],
                     **self.options.extra_env.get(kind, {}),
                     **(self.options.extra_env.get(name, {}) if name != kind else {}),
                 },
@@ -392,7 +416,33 @@ class LocalStack:
             )
         await ready(list(self.executor_keys))
         await self.wait_serving(self.options.ready_timeout)
+        if self.options.monitoring:
+            await self._start_prometheus()
         self.write_state()
+
+    async def _start_prometheus(self) -> None:
+        """Prometheus scraping every service's /metrics (all executors too) as the clusters' ServiceMonitor
+        would: see apps.localnet.prometheus for the labels."""
+        targets = [
+            Target(
+                pod=tls_identity(name),
+                service=tls_identity(service_kind(name)),
+                address=f"{proc.grpc.rsplit(':', 1)[0]}:{proc.metrics_port}",
+            )
+            for name, proc in self.services.items()
+        ]
+        port = self.options.prometheus_port if self.options.base_port else 0
+        self.prometheus = PrometheusNode(
+            self.workdir / "prometheus", targets, port=port, scrape_interval=self.options.scrape_interval
+        )
+        try:
+            await _finish_in_thread(self.prometheus.start)
+        except PrometheusError as exc:
+            raise StackError(f"--monitoring: {exc}") from None
+        self.say(
+            f"Prometheus at {self.prometheus.url}, scraping {len(targets)} services every "
+            f"{self.options.scrape_interval:g} s (rules: {self.prometheus.rule_files[0].name})"
+        )
 
     def _issue_certificates(self) -> dict[str, dict[str, str]]:
         """A certificate for every service and the operator, signed by this process's throwaway CA, under
@@ -548,6 +598,8 @@ class LocalStack:
             # where the archive copies are (empty: no gateway), and the wallet that signs them
             "arweave_gateway": self.arweave_url,
             "arweave_wallet": str(self.workdir / ARWEAVE_WALLET) if self.arweave_wallet is not None else "",
+            # the local Prometheus (empty: started without --monitoring)
+            "prometheus_url": self.prometheus.url if self.prometheus is not None else "",
             # The dev owner and executor-1 of the local chains, for `agentgpt session create|activate`.
             "owner_key_file": str(self.workdir / "owner.key"),
             # the CA and the operator's certificate the CLI presents (empty: plaintext, --no-tls)
@@ -578,9 +630,9 @@ class LocalStack:
         (self.workdir / "stack.json").write_text(json.dumps(self.state(), indent=2))
 
     async def stop(self) -> None:
-        """Services first (SIGTERM, graceful): the executors all at once, so none is handed another's
-        sessions, and once they are gone the other services together. Then the Arweave gateway, IPFS and
-        the chains, together."""
+        """Prometheus first (it only watches), then the services (SIGTERM, graceful): the executors all at
+        once, so none is handed another's sessions, and once they are gone the other services together.
+        Then the Arweave gateway, IPFS and the chains, together."""
 
         async def stop_services(names: list[str]) -> None:
             for name in names:
@@ -589,6 +641,10 @@ class LocalStack:
             for name, code in zip(names, codes, strict=True):
                 self.say(f"{name} stopped (exit {code})")
 
+        if self.prometheus is not None:
+            await asyncio.to_thread(self.prometheus.stop)
+            self.prometheus = None
+            self.say("Prometheus stopped")
         names = list(reversed(list(self.services)))
         await stop_services([n for n in names if service_kind(n) == "executor"])
         await stop_services([n for n in names if service_kind(n) != "executor"])

@@ -221,6 +221,7 @@ def build_parts(
         deps.anchors = AnchorQueue(
             chains, engine.on_anchored, retry_base=config.anchor_retry_base, metrics=deps.metrics
         )
+        deps.metrics.chains(c.name for c in network.chains)
     deps.metrics.sessions.set_function(lambda: len(engine.runners))
     deps.metrics.task_attempts.set_function(
         lambda: max((n for r in engine.runners.values() for n in r.attempts.values()), default=0)

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# The label values each labelled series takes (the code that counts them uses these words). Every series
+# is created at 0 from the start, so increase() and rate() see the first event and the alerts on
+# failures fire on the first one (a series born at 1 shows no increase), and the dashboard's panels
+# have their series before anything happened.
+TASK_STATUSES = ("succeeded", "failed", "refused")  # records.STATUS_NAME
+CHECKPOINT_RESULTS = ("ok", "failed")
+ANCHOR_RESULTS = ("ok", "failed", "refused", "dropped")
+RETRY_REASONS = (  # retry.failure_kind
+    "service_unavailable",
+    "model_unavailable",
+    "dependency_unavailable",
+    "chain_unavailable",
+    "timeout",
+    "network",
+)
+RUNNER_STAGES = ("setup", "running")
+SETTLEMENT_RESULTS = ("ok", "failed")
 
 
 class ExecutorMetrics:
@@ -90,3 +110,18 @@ class ExecutorMetrics:
             "Sessions stopped because their lease epoch went stale (taken over elsewhere)",
             registry=registry,
         )
+        for counter, values in (
+            (self.tasks, TASK_STATUSES),
+            (self.checkpoints, CHECKPOINT_RESULTS),
+            (self.task_retries, RETRY_REASONS),
+            (self.runner_failures, RUNNER_STAGES),
+            (self.settlements, SETTLEMENT_RESULTS),
+        ):
+            for value in values:
+                counter.labels(value)
+
+    def chains(self, names: Iterable[str]) -> None:
+        """Create the anchor series of each chain (by name) at 0, every result."""
+        for name in names:
+            for result in ANCHOR_RESULTS:
+                self.anchors.labels(name, result)

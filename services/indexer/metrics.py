@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+# The label values of the per-chain series that have a second label (the words rpc.ChainRpcError and
+# decoding.SkippedLog use).
+RPC_ERROR_KINDS = ("unreachable", "timeout", "garbage", "error", "range_too_large")
+SKIP_REASONS = ("malformed", "unknown_event", "undecodable", "foreign")
+
 
 class IndexerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -66,9 +71,18 @@ class IndexerMetrics:
         )
 
     def chain(self, chain_id: int) -> None:
-        """Create the per-chain series at 0, so dashboards and alerts see them before anything happens."""
+        """Create the per-chain series at 0, so dashboards and alerts see them before anything happens (and
+        increase() sees the first event: a series born at 1 shows none). The head and indexed block come
+        with the first poll: 0 would be a block number."""
         label = str(chain_id)
         self.chain_halted.labels(label).set(0)
         self.reorgs.labels(label)
+        self.reorg_depth.labels(label).set(0)
         self.events.labels(label)
+        self.retracted.labels(label)
         self.lag.labels(label)
+        self.lagging_rpc.labels(label)
+        for kind in RPC_ERROR_KINDS:
+            self.rpc_errors.labels(label, kind)
+        for reason in SKIP_REASONS:
+            self.skipped_logs.labels(label, reason)

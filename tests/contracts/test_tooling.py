@@ -20,17 +20,6 @@ from .chain import Chain
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_committed_artifacts_are_fresh() -> None:
-    proc = subprocess.run(
-        [sys.executable, "scripts/build_contracts.py", "--check"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-
-
 def test_load_artifact() -> None:
     for name in CONTRACT_NAMES:
         art = load_artifact(name)
