@@ -172,3 +172,21 @@ def aggregate(runs: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]
         entry["runs"] = len(got)
         out[name] = entry
     return out
+
+
+def session_service_env(tmp: Path, root: Path, ready: Path, log_level: str = "WARNING") -> dict[str, str]:
+    """A session service on SQLite in `tmp`, with no chain and the embedded content store, trusting the
+    service header on loopback: what the benchmarks that start one run it with."""
+    return {
+        "PYTHONPATH": str(root),
+        "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sessions.db'}",
+        "AGENTGPT_TRUST_SERVICE_HEADER": "true",
+        "AGENTGPT_GRPC_PORT": "0",
+        "AGENTGPT_METRICS_PORT": "-1",
+        "AGENTGPT_READY_FILE": str(ready),
+        "AGENTGPT_IPFS_API": "",
+        "AGENTGPT_IPFS_EMBEDDED_DIR": str(tmp / "ipfs"),
+        "AGENTGPT_NETWORK": "",
+        "AGENTGPT_HEALTH_INTERVAL": "1.0",
+        "AGENTGPT_LOG_LEVEL": log_level,
+    }

@@ -449,22 +449,6 @@ async def seed_clones(database_url: str, template_id: str, n: int, batch: int = 
         await db.close()
 
 
-def session_service_env(tmp: Path) -> dict[str, str]:
-    return {
-        "PYTHONPATH": str(ROOT),
-        "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sessions.db'}",
-        "AGENTGPT_TRUST_SERVICE_HEADER": "true",
-        "AGENTGPT_GRPC_PORT": "0",
-        "AGENTGPT_METRICS_PORT": "-1",
-        "AGENTGPT_READY_FILE": str(tmp / "session.ready.json"),
-        "AGENTGPT_IPFS_API": "",
-        "AGENTGPT_IPFS_EMBEDDED_DIR": str(tmp / "ipfs"),
-        "AGENTGPT_NETWORK": "",
-        "AGENTGPT_HEALTH_INTERVAL": "1.0",
-        "AGENTGPT_LOG_LEVEL": "WARNING",
-    }
-
-
 async def session_run(n: int, tmp: Path, create: str, concurrency: int) -> Run:
     """The session service holding `n` ACTIVE sessions (see the module doc)."""
     import session_api
@@ -472,7 +456,7 @@ async def session_run(n: int, tmp: Path, create: str, concurrency: int) -> Run:
 
     from agentgpt.session.v1 import session_pb2_grpc as pb_grpc
 
-    env = session_service_env(tmp)
+    env = benchkit.session_service_env(tmp, ROOT, tmp / "session.ready.json")
     server = session_api.start(
         [sys.executable, "-m", "services.session"],
         env,

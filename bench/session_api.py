@@ -158,18 +158,7 @@ def start(cmd: list[str], env: dict[str, str], ready: Path, log: Path, cwd: Path
 
 
 def real_server(tmp: Path, root: Path, profile: str = "") -> Server:
-    env = {
-        "PYTHONPATH": str(root),
-        "AGENTGPT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'sessions.db'}",
-        "AGENTGPT_TRUST_SERVICE_HEADER": "true",
-        "AGENTGPT_GRPC_PORT": "0",
-        "AGENTGPT_METRICS_PORT": "-1",
-        "AGENTGPT_READY_FILE": str(tmp / "ready-real.json"),
-        "AGENTGPT_IPFS_API": "",
-        "AGENTGPT_IPFS_EMBEDDED_DIR": str(tmp / "ipfs"),
-        "AGENTGPT_NETWORK": "",
-        "AGENTGPT_LOG_LEVEL": "INFO",
-    }
+    env = benchkit.session_service_env(tmp, root, tmp / "ready-real.json", log_level="INFO")
     return start(
         [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), "-m", "services.session"],
         env,
