@@ -84,7 +84,7 @@ class AnchorQueue:
         self.retry_max = retry_max
         self.poll = poll
         self._pending: dict[str, dict[str, _AnchorJob]] = {}  # chain -> session -> newest job
-        self._done: dict[tuple[str, int], list[Anchor]] = {}
+        self._done: dict[str, dict[int, list[Anchor]]] = {}  # session -> checkpoint seq -> its anchors so far
         self._wake: dict[str, asyncio.Event] = {}
         self.failures = 0  # total failed attempts (a metric; checked by tests)
         # zk_batch_prover sessions: session -> [(checkpoint seq, statement, proof)] in order, not yet anchored
@@ -194,12 +194,24 @@ class AnchorQueue:
                 continue
             if self.metrics is not None:
                 self.metrics.anchors.labels(chain, "ok").inc()
-            done = self._done.setdefault((job.session_id, job.seq), [])
+            done = self._done.setdefault(job.session_id, {}).setdefault(job.seq, [])
             done.append(anchor)
+            self._forget_older(job.session_id, job.seq)
             try:
                 await self.on_anchored(job.session_id, job.seq, job.cid, job.state_root, list(done))
             except Exception as exc:  # the anchor is on chain either way; the record is informational
                 log.warning("recording the anchors of %s/%d failed: %s", job.session_id, job.seq, exc)
+
+    def _forget_older(self, session_id: str, seq: int) -> None:
+        """The anchors kept of a session's earlier checkpoints, once a later one is anchored somewhere and
+        no chain still has one of them to anchor: one entry per session lives on, not one per checkpoint
+        for as long as the executor runs."""
+        pending = {
+            per_chain[session_id].seq for per_chain in self._pending.values() if session_id in per_chain
+        }
+        kept = self._done.get(session_id, {})
+        for older in [s for s in kept if s < seq and s not in pending]:
+            del kept[older]
 
     def _drop(self, chain: str, job: _AnchorJob) -> None:
         per_chain = self._pending.get(chain, {})
