@@ -52,7 +52,7 @@ checkpoint_interval: 50
 """
 FINAL = frozenset({ss.TASK_STATUS_SUCCEEDED, ss.TASK_STATUS_FAILED, ss.TASK_STATUS_REFUSED})
 OWNERS = 8
-RETRIES = 4
+RETRIES = 8
 BUDGET = 10**18
 DATABASES = {"session": "load_sessions", "indexer": "load_indexer", "recovery_oracle": "load_recoveries"}
 
@@ -168,7 +168,7 @@ async def run(pg: PostgresServer, sessions: int, tasks: int, concurrency: int) -
 
         async def submit(sid: str, k: int) -> None:
             # as a client should: a submission whose answer was lost is sent again with the same
-            # idempotency key, and must then be recorded once
+            # idempotency key (backing off, outside the gate), and must then be recorded once
             key = f"load-{sid}-{k}"
             for attempt in range(RETRIES):
                 async with gate:
@@ -178,12 +178,19 @@ async def run(pg: PostgresServer, sessions: int, tasks: int, concurrency: int) -
                             sid, [("load_note", {"n": k})], idempotency_key=key
                         )
                     except RpcError as exc:
-                        if exc.code.name in ("DEADLINE_EXCEEDED", "UNAVAILABLE") and attempt + 1 < RETRIES:
-                            retries.append(f"{sid}/{k}: {exc.code.name}")
-                            continue
-                        errors.append(f"submit {sid}/{k}: {exc}")
-                        return
-                    submit_s.append(time.perf_counter() - t0)
+                        if (
+                            exc.code.name not in ("DEADLINE_EXCEEDED", "UNAVAILABLE")
+                            or attempt + 1 == RETRIES
+                        ):
+                            errors.append(f"submit {sid}/{k}: {exc}")
+                            return
+                        retries.append(f"{sid}/{k}: {exc.code.name}")
+                        resp = None
+                    else:
+                        submit_s.append(time.perf_counter() - t0)
+                if resp is None:
+                    await asyncio.sleep(min(5.0, 0.25 * 2**attempt))
+                    continue
                 for seq in resp.task_seqs:
                     submitted.setdefault(sid, []).append(seq)
                     acked_at[(sid, seq)] = time.perf_counter()
@@ -196,6 +203,7 @@ async def run(pg: PostgresServer, sessions: int, tasks: int, concurrency: int) -
             f"{acked} tasks acknowledged in {time.perf_counter() - t_load:.1f} s; waiting for them to run"
         )
         done_s: list[float] = []
+        read_errors: list[str] = []
         pending = dict(submitted)
         recorded = 0
         deadline = time.monotonic() + max(300.0, 0.5 * acked)
@@ -203,7 +211,11 @@ async def run(pg: PostgresServer, sessions: int, tasks: int, concurrency: int) -
             await asyncio.sleep(1.0)
             for sid in list(pending):
                 async with gate:
-                    resp = await client.list_tasks(ss.ListTasksRequest(session_id=sid, page_size=1000))
+                    try:
+                        resp = await client.list_tasks(ss.ListTasksRequest(session_id=sid, page_size=1000))
+                    except RpcError as exc:  # a busy service: this session is read again next round
+                        read_errors.append(f"{sid}: {exc.code.name}")
+                        continue
                 statuses = {t.seq: t for t in resp.tasks}
                 if all(q in statuses and statuses[q].status in FINAL for q in pending[sid]):
                     now = time.perf_counter()
@@ -234,6 +246,7 @@ async def run(pg: PostgresServer, sessions: int, tasks: int, concurrency: int) -
             "completed_equals_recorded": recorded == acked and not lost,
             "errors": len(errors),
             "submit_retries": len(retries),
+            "status_read_retries": len(read_errors),
             "error_samples": errors[:10],
             "tasks_per_s": recorded / elapsed if elapsed else 0.0,
             "create_activate": spread(setup_s),
