@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -209,13 +210,22 @@ async def run(pg: PostgresServer, sessions: int, tasks: int, concurrency: int) -
         deadline = time.monotonic() + max(300.0, 0.5 * acked)
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(1.0)
-            for sid in list(pending):
+
+            async def read(sid: str) -> tuple[str, ss.ListTasksResponse | None]:
                 async with gate:
                     try:
-                        resp = await client.list_tasks(ss.ListTasksRequest(session_id=sid, page_size=1000))
+                        return sid, await client.list_tasks(
+                            ss.ListTasksRequest(session_id=sid, page_size=1000)
+                        )
                     except RpcError as exc:  # a busy service: this session is read again next round
                         read_errors.append(f"{sid}: {exc.code.name}")
-                        continue
+                        return sid, None
+
+            # every pending session read at once (`concurrency` in flight): one by one, a pass over 1,000
+            # sessions of a saturated service took longer than the tasks
+            for sid, resp in await asyncio.gather(*(read(sid) for sid in list(pending))):
+                if resp is None:
+                    continue
                 statuses = {t.seq: t for t in resp.tasks}
                 if all(q in statuses and statuses[q].status in FINAL for q in pending[sid]):
                     now = time.perf_counter()
@@ -262,7 +272,12 @@ async def run(pg: PostgresServer, sessions: int, tasks: int, concurrency: int) -
         await stack.stop()
 
 
+def _stop_on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt  # as Ctrl-C: the run's `finally` stops the stack and PostgreSQL
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=1000, help="concurrent sessions (default 1000)")
     p.add_argument("--tasks", type=int, default=3, help="tasks per session (default 3)")
