@@ -3,7 +3,6 @@ select on, on every target; a config promtool accepts; a missing binary said wit
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from apps.localnet.prometheus import JOB, NAMESPACE, RULES_FILE, PrometheusError, Target, binary, config
+from tests.deploy.manifests import PROMTOOL_MISSING, tool
 
 TARGETS = [
     Target(pod="session", service="session", address="127.0.0.1:9101"),
@@ -31,12 +31,14 @@ def test_every_target_carries_the_servicemonitors_labels() -> None:
     assert cfg["rule_files"] == [str(RULES_FILE)]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (`make setup`)")
 def test_promtool_accepts_the_config_and_its_rule_file(tmp_path: Path) -> None:
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config(TARGETS, 5.0, [RULES_FILE])))
     done = subprocess.run(
-        ["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60
+        [tool("promtool", PROMTOOL_MISSING), "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
