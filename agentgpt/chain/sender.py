@@ -32,15 +32,21 @@ class KeySender:
         self.w3: AsyncWeb3[Any] = connect(info.rpc_url, timeout=timeout)
         self.account: LocalAccount = Account.from_key(private_key)
         self.lock = asyncio.Lock()
+        self._contracts: dict[str, Any] = {}
 
     @property
     def address(self) -> str:
         return str(self.account.address)
 
     def contract(self, name: str) -> Any:
-        return self.w3.eth.contract(
-            address=to_checksum_address(self.info.contracts[name]), abi=load_artifact(name).abi
-        )
+        """The deployed contract `name`, built once (web3 builds a class per contract object: a chain sync
+        pass asks one per session)."""
+        built = self._contracts.get(name)
+        if built is None:
+            built = self._contracts[name] = self.w3.eth.contract(
+                address=to_checksum_address(self.info.contracts[name]), abi=load_artifact(name).abi
+            )
+        return built
 
     async def transact(self, fn: Any, receipt_timeout: float = 60.0) -> bytes:
         """Send `fn` (a bound contract function) from this key; the transaction hash once it is mined."""

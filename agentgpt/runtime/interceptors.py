@@ -1,12 +1,13 @@
-"""gRPC server interceptors, one per concern: metrics, request context + logging, caller identity, errors,
-validation.
+"""What every RPC of a service goes through, one concern after another: metrics, request context + logging,
+caller identity, errors, validation.
 
-Each wraps unary and streaming handlers alike. Order (outermost first): metrics, request context,
-callers, errors, validation — so metrics see the final status code, a refused caller is logged, and
-validation errors are mapped like any other domain error.
+Order (outermost first): metrics, request context, callers, errors, validation — so metrics see the final
+status code, a refused caller is logged, and validation errors are mapped like any other domain error.
 
-grpc.aio asks every interceptor for the handler of every call; each builds its wrapper once per method
-and answers the same one after (`_PerMethod`): nothing a wrapper closes over depends on the call.
+The concerns are not grpc.aio interceptors: grpc.aio runs each interceptor's `intercept_service` (a
+coroutine, and a continuation for the next) on every call, and each wrapped layer adds a coroutine of
+its own. Nothing here depends on the call until it starts, so `CallPipeline.wrap` builds one wrapper per
+method when the service registers its handlers, and a call pays for one coroutine around the servicer's.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, cast
 
 import grpc
 from grpc import aio
@@ -72,29 +73,6 @@ def _wrap(
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), **ser)
     return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), **ser)
-
-
-class _PerMethod:
-    """The wrapped handler of each method, built once: grpc.aio hands an interceptor the same inner
-    handler for every call of a method, so the wrapper made for it the first time serves them all."""
-
-    def __init__(self) -> None:
-        self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
-
-    def get(
-        self,
-        method: str,
-        handler: grpc.RpcMethodHandler | None,
-        build: Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler | None],
-    ) -> grpc.RpcMethodHandler | None:
-        if handler is None:
-            return None
-        hit = self._built.get(method)
-        if hit is not None and hit[0] is handler:
-            return hit[1]
-        wrapped = build(handler)
-        self._built[method] = (handler, wrapped)
-        return wrapped
 
 
 # go-grpc-prometheus labels grpc_code with Go's codes.Code.String() ("InvalidArgument", "Canceled"),
@@ -158,75 +136,6 @@ class ServerMetrics:
         )
 
 
-class MetricsInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, metrics: ServerMetrics) -> None:
-        self.m = metrics
-        self._handlers = _PerMethod()
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
-
-    def _build(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
-        service, method = _split(full_method)
-        labels = (_rpc_type(handler), service, method)
-        m = self.m
-        # the label children of this method, resolved once (handled: one per status code seen)
-        started, received, sent = (c.labels(*labels) for c in (m.started, m.received, m.sent))
-        seconds = m.seconds.labels(*labels)
-        handled: dict[grpc.StatusCode, Any] = {}
-        counts_received = not handler.request_streaming
-
-        def finish(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
-            code = status_of(context, exc)
-            child = handled.get(code)
-            if child is None:
-                child = handled[code] = m.handled.labels(*labels, go_code_name(code))
-            child.inc()
-            seconds.observe(time.perf_counter() - start)
-
-        def unary(fn: UnaryBehavior) -> UnaryBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> Any:
-                started.inc()
-                if counts_received:
-                    received.inc()
-                start, exc = time.perf_counter(), None
-                try:
-                    response = await fn(request, context)
-                    sent.inc()
-                    return response
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    finish(context, exc, start)
-
-            return call
-
-        def stream(fn: StreamBehavior) -> StreamBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                started.inc()
-                received.inc()
-                start, exc = time.perf_counter(), None
-                try:
-                    async for item in fn(request, context):
-                        sent.inc()
-                        yield item
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    finish(context, exc, start)
-
-            return call
-
-        return _wrap(handler, unary, stream)
-
-
 class RequestIds:
     """New request ids: 16 hex digits, a random prefix of this process and a counter (unique across the
     services' processes like a random id, without drawing one per call)."""
@@ -244,133 +153,6 @@ def _request_id_of(context: aio.ServicerContext) -> str:
         if key == "x-request-id" and value:
             return str(value)
     return ""
-
-
-class RequestContextInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
-    """Gives each call a request id (the caller's `x-request-id` or a new one) and logs its outcome: a
-    failed call at WARNING, with its code and duration; a call that succeeded (or that its client
-    cancelled) only at DEBUG, so the access log is off the hot path at the default level."""
-
-    def __init__(self) -> None:
-        self.ids = RequestIds()
-        self._handlers = _PerMethod()
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
-
-    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
-        ids = self.ids
-
-        def done(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
-            code = status_of(context, exc)
-            level = (
-                logging.DEBUG if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
-            )
-            if not log.isEnabledFor(level):
-                return
-            log.log(
-                level,
-                "rpc %s %s",
-                method,
-                code.name,
-                extra={
-                    "method": method,
-                    "code": code.name,
-                    "ms": round((time.perf_counter() - start) * 1000, 2),
-                },
-            )
-
-        def unary(fn: UnaryBehavior) -> UnaryBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> Any:
-                token = request_id.set(_request_id_of(context) or ids.new())
-                start, exc = time.perf_counter(), None
-                try:
-                    return await fn(request, context)
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    done(context, exc, start)
-                    request_id.reset(token)
-
-            return call
-
-        def stream(fn: StreamBehavior) -> StreamBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                token = request_id.set(_request_id_of(context) or ids.new())
-                start, exc = time.perf_counter(), None
-                try:
-                    async for item in fn(request, context):
-                        yield item
-                except BaseException as e:
-                    exc = e
-                    raise
-                finally:
-                    done(context, exc, start)
-                    # a cancelled stream's generator may be closed later from another context
-                    with contextlib.suppress(ValueError):
-                        request_id.reset(token)
-
-            return call
-
-        return _wrap(handler, unary, stream)
-
-
-class CallerInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
-    """With mTLS on (`enforce`), each RPC is open only to the identities `agentgpt.auth.RPC_CALLERS` lists
-    for it: the caller's identity is its verified client certificate's name; a certificate of another
-    identity gets PERMISSION_DENIED naming the RPC and the identity. Without TLS it does nothing (the
-    loopback header-trust mode decides in the services)."""
-
-    def __init__(self, *, enforce: bool) -> None:
-        self.enforce = enforce
-        self._handlers = _PerMethod()
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        if not self.enforce:
-            return handler
-        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
-
-    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
-
-        async def admit(context: aio.ServicerContext) -> None:
-            identity = tls.peer_identity(context)
-            if identity is None:
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    f"{method}: a client certificate signed by the CA is required",
-                )
-                return
-            refusal = auth.caller_refusal(method, identity)
-            if refusal is not None:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
-
-        def unary(fn: UnaryBehavior) -> UnaryBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> Any:
-                await admit(context)
-                return await fn(request, context)
-
-            return call
-
-        def stream(fn: StreamBehavior) -> StreamBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                await admit(context)
-                async for item in fn(request, context):
-                    yield item
-
-            return call
-
-        return _wrap(handler, unary, stream)
 
 
 # How a failed call to another service reaches our caller. Answers about the caller's request
@@ -391,101 +173,96 @@ _DEPENDENCY_STATUS = {
 }
 
 
-class ErrorInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
-    """Domain errors become their status; anything unexpected becomes INTERNAL and is logged with a
-    traceback — the service never dies of a request."""
+class _Unparsable:
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
 
-    def __init__(self) -> None:
-        self._handlers = _PerMethod()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        return self._handlers.get(details.method, handler, lambda h: self._build(details.method, h))
+class CallPipeline:
+    """The wrapper of every method of a server (`wrap`), built once per method at registration.
 
-    def _build(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+    - metrics: the go-grpc-prometheus counters and latency histogram (`ServerMetrics`);
+    - request context: the caller's `x-request-id` or a new one (`agentgpt.runtime.logs.request_id`); a
+      failed call logged at WARNING with its code and duration, one that succeeded (or that its client
+      cancelled) only at DEBUG, so the access log is off the hot path at the default level;
+    - callers: with mTLS on (`enforce_callers`), each RPC is open only to the identities
+      `agentgpt.auth.RPC_CALLERS` lists for it (the identity is the verified client certificate's name);
+      without TLS the loopback header-trust mode decides in the services;
+    - errors: domain errors become their status; a dependency's failure passes through where it is about
+      the caller's request, else UNAVAILABLE; anything unexpected becomes INTERNAL and is logged with a
+      traceback — the service never dies of a request;
+    - validation: the method's validator (`validators`, by full method name) runs on each request before
+      the servicer, and a request that does not parse is INVALID_ARGUMENT, not grpc's UNKNOWN.
+    """
+
+    def __init__(
+        self, metrics: ServerMetrics, validators: Mapping[str, Validator], *, enforce_callers: bool
+    ) -> None:
+        self.m = metrics
+        self.validators = dict(validators)
+        self.enforce_callers = enforce_callers
+        self.ids = RequestIds()
+
+    def wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler | None:
+        service, method = _split(full_method)
+        labels = (_rpc_type(handler), service, method)
+        m, ids, enforce = self.m, self.ids, self.enforce_callers
+        started, received, sent = (c.labels(*labels) for c in (m.started, m.received, m.sent))
+        seconds = m.seconds.labels(*labels)
+        handled: dict[grpc.StatusCode, Any] = {}  # label children by status code, made when first seen
+        counts_received = not handler.request_streaming
+        validator = None if handler.request_streaming else self.validators.get(full_method)
+        parse = handler.request_deserializer
+
+        def finish(context: aio.ServicerContext, exc: BaseException | None, start: float) -> None:
+            code = status_of(context, exc)
+            child = handled.get(code)
+            if child is None:
+                child = handled[code] = m.handled.labels(*labels, go_code_name(code))
+            child.inc()
+            elapsed = time.perf_counter() - start
+            seconds.observe(elapsed)
+            level = (
+                logging.DEBUG if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+            )
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "rpc %s %s",
+                    full_method,
+                    code.name,
+                    extra={"method": full_method, "code": code.name, "ms": round(elapsed * 1000, 2)},
+                )
+
+        async def admit(context: aio.ServicerContext) -> None:
+            identity = tls.peer_identity(context)
+            if identity is None:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"{full_method}: a client certificate signed by the CA is required",
+                )
+                return
+            refusal = auth.caller_refusal(full_method, identity)
+            if refusal is not None:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+
         async def fail(context: aio.ServicerContext, exc: Exception) -> None:
             if isinstance(exc, ServiceError):
                 await context.abort(exc.code, exc.message)
             if isinstance(exc, RpcError):
                 code = _DEPENDENCY_STATUS.get(exc.code)
                 if code is not None:
-                    log.warning("%s: %s", method, exc)
+                    log.warning("%s: %s", full_method, exc)
                     await context.abort(code, f"{exc.service}: {exc.details}")
             if isinstance(exc, NotImplementedError):
                 await context.abort(
                     grpc.StatusCode.UNIMPLEMENTED,
-                    f"{method} is not implemented by this server version",
+                    f"{full_method} is not implemented by this server version",
                 )
-            log.exception("unhandled error in %s", method)
+            log.exception("unhandled error in %s", full_method)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error (request id {request_id.get() or 'unknown'})"
             )
-
-        def unary(fn: UnaryBehavior) -> UnaryBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> Any:
-                try:
-                    return await fn(request, context)
-                except aio.AbortError:
-                    raise
-                except Exception as exc:
-                    await fail(context, exc)
-
-            return call
-
-        def stream(fn: StreamBehavior) -> StreamBehavior:
-            async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                try:
-                    async for item in fn(request, context):
-                        yield item
-                except aio.AbortError:
-                    raise
-                except Exception as exc:
-                    await fail(context, exc)
-
-            return call
-
-        return _wrap(handler, unary, stream)
-
-
-class _Unparsable:
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
-
-
-class ValidationInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
-    """The one validation layer: runs the method's validator on each request before the servicer.
-
-    `validators` maps full method names ("/agentgpt.session.v1.SessionService/CreateSession") to a
-    function that raises InvalidArgument naming the field. Every method of a service must have one
-    (build_server checks), so nothing reaches a servicer unchecked.
-    """
-
-    def __init__(self, validators: Mapping[str, Validator]) -> None:
-        self.validators = dict(validators)
-        self._handlers = _PerMethod()
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        validator = self.validators.get(details.method)
-        if handler is None or validator is None or handler.request_streaming:
-            return handler
-        return self._handlers.get(
-            details.method, handler, lambda h: self._build(details.method, h, validator)
-        )
-
-    def _build(
-        self, method: str, handler: grpc.RpcMethodHandler, validator: Validator
-    ) -> grpc.RpcMethodHandler | None:
-
-        parse = handler.request_deserializer
 
         def lenient(data: bytes) -> Any:
             # A request that does not parse must get INVALID_ARGUMENT like any other bad input, not
@@ -493,9 +270,11 @@ class ValidationInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 return parse(data) if parse else data
             except Exception as exc:
-                return _Unparsable(f"is not a valid request message for {method}: {exc}")
+                return _Unparsable(f"is not a valid request message for {full_method}: {exc}")
 
         def check(request: Any) -> None:
+            if validator is None:
+                return
             if isinstance(request, _Unparsable):
                 raise InvalidArgument("request", request.problem)
             try:
@@ -507,17 +286,99 @@ class ValidationInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
         def unary(fn: UnaryBehavior) -> UnaryBehavior:
             async def call(request: Any, context: aio.ServicerContext) -> Any:
-                check(request)
-                return await fn(request, context)
+                started.inc()
+                if counts_received:
+                    received.inc()
+                token = request_id.set(_request_id_of(context) or ids.new())
+                start, exc = time.perf_counter(), None
+                try:
+                    if enforce:
+                        await admit(context)
+                    try:
+                        check(request)
+                        response = await fn(request, context)
+                    except aio.AbortError:
+                        raise
+                    except Exception as e:
+                        await fail(context, e)
+                        raise  # (fail aborts: not reached)
+                    sent.inc()
+                    return response
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    finish(context, exc, start)
+                    request_id.reset(token)
 
             return call
 
         def stream(fn: StreamBehavior) -> StreamBehavior:
             async def call(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-                check(request)
-                async for item in fn(request, context):
-                    yield item
+                started.inc()
+                received.inc()
+                token = request_id.set(_request_id_of(context) or ids.new())
+                start, exc = time.perf_counter(), None
+                try:
+                    if enforce:
+                        await admit(context)
+                    try:
+                        check(request)
+                        async for item in fn(request, context):
+                            sent.inc()
+                            yield item
+                    except aio.AbortError:
+                        raise
+                    except Exception as e:
+                        await fail(context, e)
+                        raise  # (fail aborts: not reached)
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    finish(context, exc, start)
+                    # a cancelled stream's generator may be closed later from another context
+                    with contextlib.suppress(ValueError):
+                        request_id.reset(token)
 
             return call
 
-        return _wrap(handler, unary, stream, deserializer=lenient)
+        return _wrap(handler, unary, stream, deserializer=lenient if validator is not None else None)
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """A generic handler whose method handlers come wrapped (each wrapper built once, then looked up)."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, wrap: Callable[[str, grpc.RpcMethodHandler], Any]):
+        self.inner = inner
+        self.wrap = wrap
+        self._built: dict[str, tuple[grpc.RpcMethodHandler, Any]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        handler = self.inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        hit = self._built.get(method)
+        if hit is None or hit[0] is not handler:
+            hit = self._built[method] = (handler, self.wrap(method, handler))
+        return cast(grpc.RpcMethodHandler, hit[1])
+
+
+class WrappingServer:
+    """What the generated `add_*Servicer_to_server` functions call on a server, registering every method
+    handler wrapped by `wrap` (`CallPipeline.wrap`) on the real `server`."""
+
+    def __init__(self, server: aio.Server, wrap: Callable[[str, grpc.RpcMethodHandler], Any]) -> None:
+        self.server = server
+        self.wrap = wrap
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self.server.add_generic_rpc_handlers([_WrappedGeneric(h, self.wrap) for h in handlers])
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.server.add_registered_method_handlers(
+            service, {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        )

@@ -1,5 +1,6 @@
-"""Assembles a service process: grpc.aio server + interceptors, health fed by dependency probes,
-reflection, Prometheus /metrics, graceful SIGTERM. Used by every service's __main__ and by tests.
+"""Assembles a service process: grpc.aio server, every handler wrapped in the call pipeline (metrics, logs,
+callers, errors, validation), health fed by dependency probes, reflection, Prometheus /metrics, graceful
+SIGTERM. Used by every service's __main__ and by tests.
 """
 
 from __future__ import annotations
@@ -15,20 +16,12 @@ from typing import Any
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agentgpt.runtime import tls
 from agentgpt.runtime.config import ServerConfig
-from agentgpt.runtime.interceptors import (
-    CallerInterceptor,
-    ErrorInterceptor,
-    MetricsInterceptor,
-    RequestContextInterceptor,
-    ServerMetrics,
-    ValidationInterceptor,
-    Validator,
-)
+from agentgpt.runtime.interceptors import CallPipeline, ServerMetrics, Validator, WrappingServer
 
 log = logging.getLogger("agentgpt.server")
 
@@ -102,21 +95,20 @@ class RunningService:
         self.health = health.aio.HealthServicer()
         self.tls = tls.files_from(config.tls_ca_file, config.tls_cert_file, config.tls_key_file)
         self.server = aio.server(
-            interceptors=[
-                MetricsInterceptor(ServerMetrics(definition.registry)),
-                RequestContextInterceptor(),
-                CallerInterceptor(enforce=self.tls is not None),
-                ErrorInterceptor(),
-                ValidationInterceptor(definition.validators),
-            ],
             options=[("grpc.max_receive_message_length", 8 * 1024 * 1024), ("grpc.so_reuseport", 0)],
         )
+        pipeline = CallPipeline(
+            ServerMetrics(definition.registry), definition.validators, enforce_callers=self.tls is not None
+        )
+        # every handler (health and reflection too) registered wrapped in the pipeline
+        wrapping = WrappingServer(self.server, pipeline.wrap)
         for s in definition.servicers:
-            s.add_to_server(s.impl, self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+            s.add_to_server(s.impl, wrapping)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, wrapping)
         names = [s.descriptor.full_name for s in definition.servicers]
-        reflection.enable_server_reflection(
-            [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            reflection.aio.ReflectionServicer([*names, health.SERVICE_NAME, reflection.SERVICE_NAME]),
+            wrapping,
         )
         self._service_names = names
         self.port = 0

@@ -1,7 +1,10 @@
 """Keeps what the chains say in line with SessionDB, for every live session.
 
-Two controllers, each converging on a desired state and safe to repeat (the loop runs every
-AGENTGPT_CHAIN_SYNC_INTERVAL seconds, and once at once after an activation):
+Two controllers, each converging on a desired state and safe to repeat. A full pass runs every
+AGENTGPT_CHAIN_SYNC_INTERVAL seconds; an activation or executor change kicks the grants of that one
+session at once (a kick never runs a pass over every live session: with a thousand sessions activated in
+a burst, that made activation quadratic). A full pass remembers the grants it saw on chain and asks again
+only where the executor changed, and about all of them every REVERIFY_PASSES passes:
 
 - **Anchor writers.** A session anchors its checkpoints on every chain of its spec. On its home chain the
   SessionFactory lets the assigned executor anchor; on every other chain the AnchorRegistry must be told
@@ -37,6 +40,7 @@ from services.session.store import Change, SessionDB
 log = logging.getLogger("agentgpt.session.chain_sync")
 
 ZERO_ADDRESS = "0x" + "00" * 20
+REVERIFY_PASSES = 20  # full passes between asking the chain again about every writer grant
 
 
 @dataclass(frozen=True)
@@ -107,27 +111,57 @@ class ChainSync:
         self.mismatches: dict[str, BudgetMismatch] = {}
         self.metrics.mismatches.set_function(lambda: len(self.mismatches))
         self._kick = asyncio.Event()
+        self._kicked: set[str] = set()
+        # (session, chain name) -> the executor seen as that stream's writer on chain: a full pass asks
+        # the chain again only for sessions whose executor changed, and every REVERIFY_PASSES passes
+        self._granted: dict[tuple[str, str], str] = {}
+        self._passes = 0
 
-    def kick(self) -> None:
-        """Run a pass now (after an activation or an executor change) rather than at the next interval."""
+    def kick(self, session_id: str | None = None) -> None:
+        """Grant the anchor writer role for this session now (after an activation or an executor change)
+        rather than at the next pass; without a session, run a full pass now."""
+        self._kicked.add(session_id or "")
         self._kick.set()
 
     async def run(self) -> None:
+        next_full = 0.0
+        loop = asyncio.get_running_loop()
         while True:
             self._kick.clear()
+            kicked, self._kicked = self._kicked, set()
             try:
-                await self.sync_once()
+                if loop.time() >= next_full or "" in kicked:
+                    next_full = loop.time() + self.interval
+                    await self.sync_once()
+                else:
+                    await self.grant_now(kicked)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("chain sync pass failed; trying again in %.0f s", self.interval)
             try:
-                await asyncio.wait_for(self._kick.wait(), self.interval)
+                await asyncio.wait_for(self._kick.wait(), max(0.0, next_full - loop.time()))
             except TimeoutError:
                 pass
 
+    async def grant_now(self, session_ids: set[str]) -> None:
+        """The writer grants of these sessions only (what a kick asks: one activation must not cost a pass
+        over every live session)."""
+        for session_id in sorted(session_ids):
+            rec = await self.db.get(session_id)
+            if rec is not None and rec.lifecycle_state in (SessionState.ACTIVE, SessionState.PAUSED):
+                await self._grant_writers(rec)
+
     async def sync_once(self) -> None:
+        """A full pass: every live session's writer grants (asking the chain again only where the
+        executor changed, or every REVERIFY_PASSES passes), then every ACTIVE session's budget audit."""
         live = await self._live_sessions()
+        self._passes += 1
+        if self._passes % REVERIFY_PASSES == 0:
+            self._granted.clear()
+        else:
+            ids = {r.session_id for r in live}
+            self._granted = {k: v for k, v in self._granted.items() if k[0] in ids}
         for rec in live:
             await self._grant_writers(rec)
         current: dict[str, BudgetMismatch] = {}
@@ -161,10 +195,14 @@ class ChainSync:
             chain = self._chain(str(name))
             if chain is None or chain.info.chain_id == self.home.chain_id:
                 continue
+            seen = (rec.session_id, chain.info.name)
+            if self._granted.get(seen) == rec.executor.lower():
+                continue
             try:
                 registry = chain.contract("AnchorRegistry")
                 writer, *_ = await registry.functions.streamOf(self.home.chain_id, int(rec.session_id)).call()
                 if str(writer).lower() == rec.executor.lower():
+                    self._granted[seen] = rec.executor.lower()
                     continue
                 tx = await chain.transact(
                     registry.functions.grantWriter(
@@ -183,6 +221,7 @@ class ChainSync:
                 )
                 continue
             self.metrics.grants.labels(chain.info.name, "ok").inc()
+            self._granted[seen] = rec.executor.lower()
             log.info(
                 "session %s: %s may anchor on %s (tx 0x%s)",
                 rec.session_id,

@@ -409,7 +409,7 @@ class Relay:
                 )
             )
             if op.kicks_chain_sync and core.chain_sync is not None:
-                core.chain_sync.kick()  # the executor may anchor on the secondary chains at once
+                core.chain_sync.kick(session_id)  # the executor may anchor on the secondary chains at once
             return op.respond(done, payload, receipt)
 
         return await core.retry_on_conflict(

@@ -392,11 +392,11 @@ async def test_settling_commits_each_operations_effect() -> None:
 
 async def test_a_new_executor_kicks_the_chain_sync() -> None:
     relay, core = make()
-    kicks: list[int] = []
-    core.chain_sync = SimpleNamespace(kick=lambda: kicks.append(1))
+    kicks: list[str] = []
+    core.chain_sync = SimpleNamespace(kick=kicks.append)
     core.db.records["7"] = Record(lifecycle_state=SessionState.DRAFT)
     await relay.settle(OPS["activate"], OWNER, "k", "7", {"executor": OWNER}, receipt(assigned_epoch=1))
-    assert kicks == [1]
+    assert kicks == ["7"]  # that session's grants, not a pass over every live session
 
 
 # ------------------------------------------------------------------------------ _epoch_key()
