@@ -27,7 +27,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from eth_abi.abi import decode
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from agentgpt.chain.sender import KeySender
@@ -79,6 +81,22 @@ class ChainSyncMetrics:
             "ACTIVE sessions whose escrow on chain disagrees with SessionDB about what was charged",
             registry=registry,
         )
+
+
+BUDGET_OF = keccak(text="budgetOf(uint256)")[:4]
+
+
+async def budget_of(chain: KeySender, session_id: int) -> tuple[int, int, int]:
+    """SessionFactory.budgetOf(session): (budget, spent, chargedSeq), as a bare eth_call (an audit pass
+    reads it for every ACTIVE session; web3's contract-function machinery cost more than the call)."""
+    raw = await chain.w3.eth.call(
+        {
+            "to": to_checksum_address(chain.info.contracts["SessionFactory"]),
+            "data": BUDGET_OF + session_id.to_bytes(32, "big"),
+        }
+    )
+    budget, spent, through = decode(["uint256", "uint256", "uint64"], bytes(raw))
+    return int(budget), int(spent), int(through)
 
 
 class ChainSync:
@@ -248,9 +266,7 @@ class ChainSync:
         if home is None:
             return None
         try:
-            _, chain_spent, through = (
-                await home.contract("SessionFactory").functions.budgetOf(int(rec.session_id)).call()
-            )
+            _, chain_spent, through = await budget_of(home, int(rec.session_id))
             recorded = await self.db.task_costs_through(rec.session_id, int(through))
         except Exception as exc:
             self.metrics.audits.labels("failed").inc()

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,15 +47,17 @@ T = TypeVar("T")
 READ_THREADS = 4  # threads (each with its connection) of a SQLite SessionDB's hot reads
 
 
-def _column_list(table: sa.Table) -> str:
-    return ", ".join(f'"{c}"' for c in table.c.keys())
+def _column_list(record: type) -> str:
+    """The columns of a record's fields, in the fields' order: a row of them is the record's arguments."""
+    return ", ".join(f'"{f.name}"' for f in dataclass_fields(record))
 
 
 class SqliteReads:
-    """The hot reads of a SQLite SessionDB (GetSession, InspectSession) on plain sqlite3 connections, one
-    per worker thread. Through SQLAlchemy and aiosqlite a query is several hops between the event loop and
-    a connection's thread (cursor, execute, fetch, close, rollback) plus the statement's compilation
-    checks; here a whole read is one hop and fixed SQL. The connections are read-only (`query_only`) and
+    """The hot reads of a SQLite SessionDB (GetSession, InspectSession) on plain sqlite3 connections: the
+    event loop's own, and one per worker thread for a read that would wait (`run`). Through SQLAlchemy and
+    aiosqlite a query is several hops between the event loop and a connection's thread (cursor, execute,
+    fetch, close, rollback) plus the statement's compilation checks; here a whole read is no hop and
+    fixed SQL. The connections are read-only (`query_only`) and
     in autocommit mode, so every read sees every committed write (WAL: readers never block the writer);
     a read of several statements is one read transaction, a consistent snapshot. Writes, and the other
     reads, stay on the engine."""
@@ -64,36 +67,53 @@ class SqliteReads:
         self._pool = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="sessiondb-read")
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
+        self._inline: sqlite3.Connection | None = None  # the event loop thread's
         self._guard = threading.Lock()
         cols = _column_list
-        self.session_sql = f"SELECT {cols(sessions)} FROM sessions WHERE session_id = ?"
+        self.session_sql = f"SELECT {cols(SessionRecord)} FROM sessions WHERE session_id = ?"
         self.stats_sql = "SELECT status, count(*), coalesce(sum(gas_used), 0) FROM tasks WHERE session_id = ? GROUP BY status"
-        self.flagged_sql = f"SELECT {cols(tasks)} FROM tasks WHERE session_id = ? AND status IN ({{marks}}) ORDER BY seq LIMIT ?"
+        self.flagged_sql = f"SELECT {cols(TaskRecord)} FROM tasks WHERE session_id = ? AND status IN ({{marks}}) ORDER BY seq LIMIT ?"
         self.recent_tasks_sql = (
-            f"SELECT {cols(tasks)} FROM tasks WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
+            f"SELECT {cols(TaskRecord)} FROM tasks WHERE session_id = ? ORDER BY seq DESC LIMIT ?"
         )
         self.recent_events_sql = (
-            f"SELECT {cols(events)} FROM events WHERE session_id = ? ORDER BY cursor DESC LIMIT ?"
+            f"SELECT {cols(EventRecord)} FROM events WHERE session_id = ? ORDER BY cursor DESC LIMIT ?"
         )
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA query_only = 1")  # rows are tuples: a record is built from one positionally
+        with self._guard:
+            self._opened.append(conn)
+        return conn
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA query_only = 1")
-            self._local.conn = conn
-            with self._guard:
-                self._opened.append(conn)
+            conn = self._local.conn = self._open(30)
         return conn
 
     async def run(self, read: Callable[[sqlite3.Connection], T]) -> T:
+        """`read` on the event loop's own connection, at once; on a worker thread when that would wait.
+
+        A read in WAL mode does not wait for the writer: a point read from the page cache takes tens of
+        microseconds, less than handing it to a thread and back (and, on a busy loop, far less than the
+        GIL hand-offs that costs). The loop's connection never waits for a lock (busy timeout 0): in the
+        rare case a read would (WAL recovery after a crash, a checkpoint resetting the log), it is
+        retried on a worker thread, which may wait."""
+        if self._inline is None:
+            self._inline = self._open(0)
+        try:
+            return read(self._inline)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: read(self._conn()))
 
     async def session(self, session_id: str) -> SessionRecord | None:
         def read(conn: sqlite3.Connection) -> SessionRecord | None:
             row = conn.execute(self.session_sql, (session_id,)).fetchone()
-            return SessionRecord.from_row(row) if row is not None else None
+            return SessionRecord(*row) if row is not None else None
 
         return await self.run(read)
 
@@ -119,12 +139,12 @@ class SqliteReads:
             finally:
                 conn.execute("COMMIT")
             return Overview(
-                session=SessionRecord.from_row(row),
+                session=SessionRecord(*row),
                 counts=counts,
                 gas_used=sum(int(g) for _, _, g in stats),
-                flagged=[TaskRecord.from_row(r) for r in flagged_rows],
-                recent_tasks=[TaskRecord.from_row(r) for r in recent_tasks],
-                recent_events=[EventRecord.from_row(r) for r in recent_events],
+                flagged=[TaskRecord(*r) for r in flagged_rows],
+                recent_tasks=[TaskRecord(*r) for r in recent_tasks],
+                recent_events=[EventRecord(*r) for r in recent_events],
             )
 
         return await self.run(read)
@@ -135,6 +155,7 @@ class SqliteReads:
             for conn in self._opened:
                 conn.close()
             self._opened.clear()
+        self._inline = None
 
 
 class VersionConflict(Aborted):

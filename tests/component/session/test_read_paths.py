@@ -4,12 +4,17 @@ committed before them."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
 from agentgpt.session.v1 import session_pb2 as pb
 from services.session.control.reads import FLAGGED, MAX_ALERTS, RECENT
 from services.session.model import SessionRecord
+from services.session.store import SessionDB
 from services.session.store.tables import sessions
 
 from .harness import SERVICE_MD, Harness, Owner, new_key
@@ -76,3 +81,34 @@ async def test_hot_reads_of_a_missing_session(service: Harness) -> None:
     assert await db.get("999") is None
     with pytest.raises(NotFound, match="999"):
         await db.overview("999", recent=RECENT, flagged=FLAGGED, flagged_limit=MAX_ALERTS)
+
+
+async def test_a_hot_read_that_would_wait_moves_to_a_worker_thread(tmp_path: Path) -> None:
+    """Reads run on the event loop's connection, which never waits for a lock; one that would (here,
+    made to) runs again on a worker thread, and any other error is the caller's."""
+    db = await SessionDB.open(f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}")
+    fast = db.fast
+    assert fast is not None
+    ran_on: list[str] = []
+
+    def count(conn: sqlite3.Connection) -> int:
+        ran_on.append(threading.current_thread().name)
+        if threading.current_thread() is threading.main_thread() and len(ran_on) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+    try:
+        assert await fast.run(count) == 0
+        assert ran_on[0] == threading.main_thread().name and ran_on[1].startswith("sessiondb-read")
+        ran_on.clear()
+        ran_on.append("(the first call is past)")
+        assert await fast.run(count) == 0
+        assert ran_on[1] == threading.main_thread().name  # no lock in the way: no hand-off
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT no_such_column FROM sessions")
+
+        with pytest.raises(sqlite3.OperationalError, match="no such column"):
+            await fast.run(broken)
+    finally:
+        await db.close()

@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
+from eth_abi.abi import encode
+from eth_utils.address import to_checksum_address
 from prometheus_client import CollectorRegistry
 
 from agentgpt.lifecycle import SessionState
@@ -17,7 +19,12 @@ from agentgpt.network import ChainInfo, Network
 from services.session import chain_sync
 from services.session.chain_sync import ChainSync
 
-HOME = ChainInfo(name="arbitrum", chain_id=31337, rpc_url="http://127.0.0.1:1")
+HOME = ChainInfo(
+    name="arbitrum",
+    chain_id=31337,
+    rpc_url="http://127.0.0.1:1",
+    contracts={"SessionFactory": "0x" + "fa" * 20},
+)
 SECOND = ChainInfo(name="polygon", chain_id=31338, rpc_url="http://127.0.0.1:2")
 EXECUTOR = "0x" + "ab" * 20
 
@@ -55,9 +62,16 @@ class FakeChain:
                 (self.writers.get(sid, "0x" + "00" * 20), 0), self.calls, f"streamOf {sid}"
             ),
             grantWriter=lambda chain_id, sid, who: ("grant", sid, who),
-            budgetOf=lambda sid: Call((0, 0, 0), self.calls, f"budgetOf {sid}"),
         )
         self.contract_ = SimpleNamespace(functions=fns)
+        self.w3 = SimpleNamespace(eth=SimpleNamespace(call=self.eth_call))
+
+    async def eth_call(self, tx: dict[str, Any]) -> bytes:
+        """budgetOf(session) (the only bare eth_call): budget 100, spent 0, charged through seq 0."""
+        assert tx["to"] == to_checksum_address(self.info.contracts["SessionFactory"])
+        assert tx["data"][:4] == chain_sync.BUDGET_OF
+        self.calls.append(f"budgetOf {int.from_bytes(tx['data'][4:], 'big')}")
+        return encode(["uint256", "uint256", "uint64"], [100, 0, 0])
 
     def contract(self, name: str) -> Any:
         return self.contract_
